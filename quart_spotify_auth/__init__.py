@@ -1,0 +1,53 @@
+"""Spotify login for Quart: per-user server-side tokens, state and PKCE, background renewal.
+
+.. code-block:: python
+
+    from quart_spotify_auth import SpotifyAuth
+
+    spotify = SpotifyAuth(app)
+    url = await spotify.get_user()                # send the browser here
+    token = await spotify.get_user_token(code)    # in the callback route
+    token = await spotify.get_access_token()      # anywhere after
+"""
+
+from __future__ import annotations
+
+from .config import DEFAULTS, Settings
+from .errors import (
+    AuthorizationDenied,
+    ConfigurationError,
+    InvalidCallback,
+    InvalidClient,
+    LoginRequired,
+    ReauthorizationRequired,
+    SpotifyAuthError,
+    SpotifyBadResponse,
+    SpotifyUnavailable,
+)
+from .extension import SpotifyAuth
+from .renewal import RenewalPolicy, TokenManager
+from .stores import MemoryTokenStore, TokenStore
+from .tokens import AccessToken, TokenRecord
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULTS",
+    "AccessToken",
+    "AuthorizationDenied",
+    "ConfigurationError",
+    "InvalidCallback",
+    "InvalidClient",
+    "LoginRequired",
+    "MemoryTokenStore",
+    "ReauthorizationRequired",
+    "RenewalPolicy",
+    "Settings",
+    "SpotifyAuth",
+    "SpotifyAuthError",
+    "SpotifyBadResponse",
+    "SpotifyUnavailable",
+    "TokenManager",
+    "TokenRecord",
+    "TokenStore",
+]

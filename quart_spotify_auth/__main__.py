@@ -1,0 +1,41 @@
+"""Command line: ``python -m quart_spotify_auth demo`` (the demo) and ``... check`` (settings)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+from .config import DEFAULTS, load_settings
+from .errors import ConfigurationError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quart_spotify_auth")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="serve the demo on http://127.0.0.1:PORT")
+    demo.add_argument("--port", type=int, default=5000)
+    demo.add_argument("--fake-port", type=int, default=None, help="default: PORT + 1")
+    commands.add_parser("check", help="check the SPOTIFY_* settings in the environment")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(args.port, args.fake_port))
+        return 0
+    config = {key: os.environ[key] for key in DEFAULTS if key in os.environ}
+    try:
+        settings = load_settings(config, {})
+    except ConfigurationError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 1
+    print(f"OK: {settings!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

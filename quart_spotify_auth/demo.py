@@ -1,0 +1,173 @@
+"""The demo: `python -m quart_spotify_auth demo` serves it on http://127.0.0.1:5000.
+
+With no ``SPOTIFY_CLIENT_ID`` in the environment it runs against the built-in FakeSpotify
+(served on the next port), with one-minute tokens so renewal can be watched; with real
+credentials it talks to Spotify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from typing import Any
+
+import httpx
+from quart import Quart, ResponseReturnValue, redirect, render_template_string, request, url_for
+
+from .errors import SpotifyAuthError
+from .extension import SpotifyAuth
+from .serving import serve
+from .testing import make_fake
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>quart-spotify-auth demo</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+ body{font-family:system-ui,sans-serif;background:#121212;color:#eee;margin:0}
+ main{max-width:40rem;margin:3rem auto;padding:2rem;background:#1e1e1e;border-radius:12px}
+ h1{margin-top:0;font-size:1.6rem} .mode{color:#1db954;font-size:.9rem}
+ .btn{display:inline-block;background:#1db954;color:#000;border:0;border-radius:999px;
+      padding:.6rem 1.4rem;font-weight:700;text-decoration:none;cursor:pointer;font-size:1rem}
+ .btn.alt{background:#333;color:#eee} form{display:inline}
+ dl{display:grid;grid-template-columns:9rem 1fr;gap:.4rem 1rem} dt{color:#aaa}
+ .scope{display:inline-block;background:#2a2a2a;border-radius:4px;padding:0 .4rem;margin:.1rem}
+ .error{border-left:4px solid #e22134;padding-left:1rem}
+</style></head><body><main>
+<p class="mode">{{ mode }}</p>
+{% if error %}
+  <h1>{{ error.name }}</h1>
+  <p class="error" id="error">{{ error.description }}</p>
+  <p><a class="btn" href="{{ url_for('login') }}">Log in again</a>
+     <a class="btn alt" href="{{ url_for('index') }}">Home</a></p>
+{% elif profile %}
+  <h1>Hello, <span id="name">{{ profile.display_name or profile.id }}</span></h1>
+  <dl>
+   <dt>Spotify id</dt><dd id="user-id">{{ profile.id }}</dd>
+   <dt>Scopes</dt><dd id="scopes">{% for s in token.scopes|sort %}<span class="scope">{{ s }}</span>
+     {% else %}(none){% endfor %}</dd>
+   <dt>Token expires in</dt><dd><span id="expires" data-expires-at="{{ expires_at }}">
+     {{ token.expires_in }}</span> s</dd>
+   <dt>Token id</dt><dd id="token-id">{{ token_id }}</dd>
+  </dl>
+  <form method="post" action="{{ url_for('renew') }}">
+    <button class="btn" id="renew">Renew now</button></form>
+  <form method="post" action="{{ url_for('logout') }}">
+    <button class="btn alt" id="logout">Log out</button></form>
+{% else %}
+  <h1>quart-spotify-auth</h1>
+  <p>Log in with Spotify: the app keeps your tokens server-side and renews them in the
+     background.</p>
+  <a class="btn" id="login" href="{{ url_for('login') }}">Log in with Spotify</a>
+{% endif %}
+<script>
+ const el = document.getElementById("expires");
+ if (el) { setInterval(() => {
+   const left = Math.max(0, Math.floor(el.dataset.expiresAt - Date.now() / 1000));
+   el.textContent = left; if (left === 0) location.reload(); }, 1000); }
+</script>
+</main></body></html>"""
+
+
+def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
+    """The demo app served on ``port``; ``fake_url`` points it at a FakeSpotify instead of
+    Spotify."""
+    app = Quart(__name__)
+    app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+    app.config["SPOTIFY_SCOPES"] = "user-read-private user-read-email"
+    app.config["SPOTIFY_REDIRECT_URI"] = os.environ.get(
+        "SPOTIFY_REDIRECT_URI", f"http://127.0.0.1:{port}/callback/"
+    )
+    if fake_url is not None:
+        app.config.update(
+            SPOTIFY_CLIENT_ID="demo-client",
+            SPOTIFY_CLIENT_SECRET="demo-secret",
+            SPOTIFY_ACCOUNTS_URL=fake_url,
+            SPOTIFY_API_URL=fake_url + "/v1",
+        )
+        mode = f"Demo mode: the built-in fake Spotify at {fake_url} (no credentials set)"
+    else:
+        mode = "Real Spotify"
+    spotify = SpotifyAuth(app)
+    http: dict[str, httpx.AsyncClient] = {}
+
+    @app.before_serving
+    async def open_client() -> None:
+        http["client"] = httpx.AsyncClient(timeout=10)
+
+    @app.after_serving
+    async def close_client() -> None:
+        await http.pop("client").aclose()
+
+    async def page(**context: Any) -> str:
+        return await render_template_string(PAGE, mode=mode, **context)
+
+    @app.route("/")
+    async def index() -> ResponseReturnValue:
+        if not await spotify.is_logged_in():
+            return await page()
+        token = await spotify.get_access_token()
+        reply = await http["client"].get(
+            app.config["SPOTIFY_API_URL"] + "/me", headers=token.authorization_header
+        )
+        profile = reply.json() if reply.status_code == 200 else {"id": "?"}
+        record = await spotify.token_record()
+        return await page(
+            profile=profile,
+            token=token,
+            expires_at=record.expires_at if record else 0,
+            token_id=f"v{record.version}" if record else "",
+        )
+
+    @app.route("/login")
+    async def login() -> ResponseReturnValue:
+        return redirect(await spotify.get_user())
+
+    @app.route("/callback/")
+    async def callback() -> ResponseReturnValue:
+        await spotify.get_user_token(request.args.get("code"))
+        return redirect(url_for("index"))
+
+    @app.post("/renew")
+    async def renew() -> ResponseReturnValue:
+        await spotify.force_renewal()
+        return redirect(url_for("index"))
+
+    @app.post("/logout")
+    async def logout() -> ResponseReturnValue:
+        await spotify.logout()
+        return redirect(url_for("index"))
+
+    @app.errorhandler(SpotifyAuthError)
+    async def failed(error: SpotifyAuthError) -> ResponseReturnValue:
+        return await page(error=error), error.code or 500
+
+    return app
+
+
+async def run(port: int = 5000, fake_port: int | None = None) -> None:
+    """Serve the demo (and the fake Spotify when no credentials are set) until interrupted."""
+    app_url = f"http://127.0.0.1:{port}"
+    if os.environ.get("SPOTIFY_CLIENT_ID"):
+        print(f"quart-spotify-auth demo, real Spotify mode: open {app_url}/", flush=True)
+        print(f"Register {app_url}/callback/ as a redirect URI in your Spotify app.", flush=True)
+        async with serve(create_app(port=port), port=port):
+            await asyncio.Event().wait()
+        return
+    fake = make_fake(
+        client_id="demo-client",
+        client_secret="demo-secret",
+        redirect_uri=f"{app_url}/callback/",
+        access_ttl=60,
+    )
+    async with (
+        serve(fake, port=fake_port or port + 1) as fake_url,
+        serve(create_app(port=port, fake_url=fake_url), port=port),
+    ):
+        print(f"quart-spotify-auth demo: open {app_url}/", flush=True)
+        print(
+            f"Mode: fake Spotify at {fake_url} (set SPOTIFY_CLIENT_ID and "
+            "SPOTIFY_CLIENT_SECRET to use real Spotify). Tokens last 60 s here.",
+            flush=True,
+        )
+        await asyncio.Event().wait()

@@ -1,0 +1,127 @@
+"""The exception family.
+
+Every error a request can meet is a :class:`werkzeug.exceptions.HTTPException` under
+:class:`SpotifyAuthError`, so an unhandled one becomes a response with the right status and a
+description that says what happened and what to do. Descriptions never carry a token, a refresh
+token, a code or the client secret.
+
+Configuration problems are not HTTP errors: :class:`ConfigurationError` is raised by
+``init_app`` (and by the Flask shim's ``init_app``) before the app serves anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+
+__all__ = [
+    "AuthorizationDenied",
+    "ConfigurationError",
+    "InvalidCallback",
+    "InvalidClient",
+    "LoginRequired",
+    "ReauthorizationRequired",
+    "SpotifyAuthError",
+    "SpotifyBadResponse",
+    "SpotifyUnavailable",
+]
+
+
+class ConfigurationError(ValueError):
+    """The extension's configuration cannot work; the message says the fix."""
+
+
+class SpotifyAuthError(HTTPException):
+    """Base of every HTTP-facing error this package raises.
+
+    It has no status of its own (each subclass has one), so that
+    ``@app.errorhandler(SpotifyAuthError)`` catches all of them.
+    """
+
+    code: int | None = None
+    description = "Spotify login failed."
+
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}, {self.description!r})"
+
+
+class InvalidCallback(SpotifyAuthError):
+    """400: the callback's ``state`` is missing, forged, replayed or expired, or Spotify
+    rejected the authorization code (``invalid_grant``)."""
+
+    code = 400
+    description = "This login callback is not valid. Start the login again."
+
+
+class AuthorizationDenied(SpotifyAuthError):
+    """403: the user refused consent on Spotify's page (``error=access_denied``)."""
+
+    code = 403
+    description = (
+        "Spotify login was cancelled: the user did not grant this app access. "
+        "Start the login again to retry."
+    )
+
+    def __init__(self, description: str | None = None, *, error: str = "access_denied") -> None:
+        super().__init__(description)
+        #: The ``error`` value Spotify put on the callback.
+        self.error = error
+
+
+class LoginRequired(SpotifyAuthError):
+    """401: this browser (or identity) has no Spotify login."""
+
+    code = 401
+    description = "Not logged in with Spotify. Log in first."
+
+
+class ReauthorizationRequired(LoginRequired):
+    """401: Spotify no longer accepts this user's refresh token (revoked access, or the
+    six-month limit since consent); the stored tokens were dropped and the user must log in
+    again."""
+
+    description = (
+        "Spotify no longer accepts this login (access was revoked or the login is older than "
+        "Spotify allows). Log in with Spotify again."
+    )
+
+
+class InvalidClient(SpotifyAuthError):
+    """502: Spotify rejected the app's own credentials (``invalid_client``)."""
+
+    code = 502
+    description = (
+        "Spotify rejected this app's client credentials (invalid_client). Check "
+        "SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET against the Spotify developer dashboard."
+    )
+
+
+class SpotifyBadResponse(SpotifyAuthError):
+    """502: Spotify answered with something that is not a valid reply."""
+
+    code = 502
+    description = "Spotify's accounts service sent a reply that could not be understood."
+
+
+class SpotifyUnavailable(SpotifyAuthError):
+    """503: Spotify could not be reached, kept failing, or asked us to slow down; stored
+    tokens are kept. ``retry_after`` (seconds), when known, is sent as ``Retry-After``."""
+
+    code = 503
+    description = "Spotify's accounts service is unavailable right now. Try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def get_headers(
+        self, environ: Any = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        headers = super().get_headers(environ, scope)
+        if self.retry_after is not None:
+            headers.append(("Retry-After", str(self.retry_after)))
+        return headers

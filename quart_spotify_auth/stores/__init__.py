@@ -1,0 +1,12 @@
+"""Token stores: where each user's tokens and the pending logins live, server-side.
+
+:class:`TokenStore` is the contract; :class:`MemoryTokenStore` is the embedded default for one
+process. Every method is async so a networked store (Redis) fits the same shape.
+"""
+
+from __future__ import annotations
+
+from .base import TokenStore
+from .memory import MemoryTokenStore
+
+__all__ = ["MemoryTokenStore", "TokenStore"]

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol
+
+from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
+
+from .apps import CLIENT_ID, make_app
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(name="fake")
+def _fake() -> FakeSpotify:
+    # Port-less loopback registration: matches the callback on any port, as Spotify does.
+    return make_fake(client_id=CLIENT_ID, redirect_uri="http://127.0.0.1/callback/")
+
+
+@pytest.fixture(name="app_and_spotify")
+async def _app_and_spotify(fake: FakeSpotify) -> AsyncIterator[tuple[Quart, SpotifyAuth]]:
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake))
+    async with app.test_app():
+        yield app, spotify
+
+
+@pytest.fixture(name="app")
+def _app(app_and_spotify: tuple[Quart, SpotifyAuth]) -> Quart:
+    return app_and_spotify[0]
+
+
+@pytest.fixture(name="spotify")
+def _spotify(app_and_spotify: tuple[Quart, SpotifyAuth]) -> SpotifyAuth:
+    return app_and_spotify[1]
+
+
+async def login_in_process(
+    client: TestClientProtocol, fake: FakeSpotify, user: str = "alice"
+) -> dict[str, object]:
+    """Log ``client`` in as ``user`` through the app's routes and the fake's decision."""
+    response = await client.get("/login")
+    assert response.status_code == 302
+    callback = fake.decide(response.headers["Location"], user=user)
+    parts = urlsplit(callback)
+    response = await client.get(parts.path, query_string=dict(parse_qsl(parts.query)))
+    assert response.status_code == 302, await response.get_data(as_text=True)
+    response = await client.get("/token")
+    assert response.status_code == 200
+    data: dict[str, object] = await response.get_json()
+    return data
+
+
+class Browser:
+    """A cookie-keeping HTTP client that clicks through the fake's consent over real HTTP."""
+
+    def __init__(self, app_url: str, fake_url: str) -> None:
+        self.app_url = app_url
+        self.fake_url = fake_url
+        self.http = httpx.AsyncClient(follow_redirects=False, timeout=30)
+
+    async def __aenter__(self) -> Browser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def start_login(self) -> dict[str, str]:
+        """GET /login; return the authorize query the app sent the browser to."""
+        response = await self.http.get(self.app_url + "/login")
+        assert response.status_code == 302
+        location = response.headers["location"]
+        assert location.startswith(self.fake_url + "/authorize?")
+        return dict(parse_qsl(urlsplit(location).query))
+
+    async def consent(
+        self, query: dict[str, str], user: str = "alice", approve: bool = True
+    ) -> str:
+        """Answer the consent page; return the callback URL Spotify redirects to."""
+        action = "approve" if approve else "deny"
+        response = await self.http.post(
+            self.fake_url + "/authorize", data={**query, "user": user, "action": action}
+        )
+        assert response.status_code == 302, response.text
+        return response.headers["location"]
+
+    async def login(self, user: str = "alice") -> httpx.Response:
+        callback = await self.consent(await self.start_login(), user=user)
+        return await self.http.get(callback)
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.http.get(self.app_url + path)
+
+    async def post(self, path: str) -> httpx.Response:
+        return await self.http.post(self.app_url + path)
+
+
+class Stack:
+    """FakeSpotify and the app, each served by hypercorn on 127.0.0.1."""
+
+    def __init__(
+        self, fake: FakeSpotify, app: Quart, spotify: SpotifyAuth, app_url: str, fake_url: str
+    ) -> None:
+        self.fake = fake
+        self.app = app
+        self.spotify = spotify
+        self.app_url = app_url
+        self.fake_url = fake_url
+
+    def browser(self) -> Browser:
+        return Browser(self.app_url, self.fake_url)
+
+
+@pytest.fixture(name="stack")
+async def _stack(fake: FakeSpotify, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    options = getattr(request, "param", {})
+    async with serve(fake) as fake_url:
+        port = free_port()
+        app, spotify = make_app(
+            accounts_url=fake_url,
+            redirect_uri=f"http://127.0.0.1:{port}/callback/",
+            **options,
+        )
+        async with serve(app, port=port) as app_url:
+            yield Stack(fake, app, spotify, app_url, fake_url)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_spotify(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in ("SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    yield

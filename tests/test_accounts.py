@@ -1,0 +1,292 @@
+"""The framework-free accounts client against FakeSpotify, in-process."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from quart_spotify_auth import (
+    InvalidCallback,
+    InvalidClient,
+    ReauthorizationRequired,
+    SpotifyBadResponse,
+    SpotifyUnavailable,
+)
+from quart_spotify_auth.accounts import (
+    AccountsClient,
+    AccountsConfig,
+    code_challenge,
+    new_code_verifier,
+    new_state,
+    parse_scopes,
+)
+from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
+
+REDIRECT = "http://127.0.0.1:5000/callback/"
+
+
+class Sleeps:
+    """Records the waits the client asks for instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture(name="sleeps")
+def _sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def _client(
+    fake: FakeSpotify, sleeps: Sleeps, *, secret: str | None = "test-secret", **config: object
+) -> AccountsClient:
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake))
+    cfg = AccountsConfig(
+        client_id="test-client",
+        client_secret=secret,
+        accounts_url="http://fake",
+        **config,  # type: ignore[arg-type]
+    )
+    return AccountsClient(cfg, http, clock=fake.clock, sleep=sleeps)
+
+
+async def _login(client: AccountsClient, fake: FakeSpotify, verifier: str | None = None) -> str:
+    url = client.authorize_url(
+        redirect_uri=REDIRECT,
+        state=new_state(),
+        scopes=["user-read-email"],
+        challenge=code_challenge(verifier) if verifier else None,
+    )
+    location = fake.decide(url, user="alice")
+    return parse_qs(urlsplit(location).query)["code"][0]
+
+
+def test_helpers() -> None:
+    verifier = new_code_verifier()
+    assert 43 <= len(verifier) <= 128
+    assert new_state() != new_state()
+    assert parse_scopes(None) == ()
+    assert parse_scopes("a b  a,c") == ("a", "b", "c")
+
+
+async def test_authorize_url_shape(sleeps: Sleeps) -> None:
+    client = _client(make_fake(), sleeps)
+    url = urlsplit(client.authorize_url(redirect_uri=REDIRECT, state="s", show_dialog=True))
+    assert url.path == "/authorize"  # no trailing slash
+    query = parse_qs(url.query)
+    assert query["show_dialog"] == ["true"]
+    assert "scope" not in query
+
+
+async def test_exchange_and_refresh_confidential(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    client = _client(fake, sleeps)
+    code = await _login(client, fake)
+    record = await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=None)
+    assert record.scopes == {"user-read-email"}
+    assert record.refresh_token
+    renewed = await client.refresh(record)
+    assert renewed.access_token != record.access_token
+    assert renewed.refresh_token == record.refresh_token  # none came back: the old one is kept
+    assert renewed.version == record.version + 1
+    assert renewed.authorized_at == record.authorized_at
+
+
+async def test_rotation_is_stored(sleeps: Sleeps) -> None:
+    fake = make_fake(rotate_confidential=True)
+    client = _client(fake, sleeps)
+    record = await client.exchange_code(
+        await _login(client, fake), redirect_uri=REDIRECT, code_verifier=None
+    )
+    first = await client.refresh(record)
+    second = await client.refresh(first)
+    assert len({record.refresh_token, first.refresh_token, second.refresh_token}) == 3
+    with pytest.raises(ReauthorizationRequired):
+        await client.refresh(record)  # the rotated-away token is dead
+
+
+async def test_public_client_pkce(sleeps: Sleeps) -> None:
+    fake = make_fake(client_secret=None)
+    client = _client(fake, sleeps, secret=None)
+    verifier = new_code_verifier()
+    code = await _login(client, fake, verifier)
+    record = await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=verifier)
+    renewed = await client.refresh(record)
+    assert renewed.refresh_token != record.refresh_token  # PKCE always rotates
+    with pytest.raises(InvalidClient, match="SPOTIFY_CLIENT_SECRET"):
+        await client.client_credentials()
+
+
+async def test_wrong_verifier_is_a_rejected_code(sleeps: Sleeps) -> None:
+    fake = make_fake(client_secret=None)
+    client = _client(fake, sleeps, secret=None)
+    code = await _login(client, fake, new_code_verifier())
+    with pytest.raises(InvalidCallback, match="code_verifier was incorrect"):
+        await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=new_code_verifier())
+
+
+async def test_expired_code(sleeps: Sleeps) -> None:
+    clock = FakeClock()
+    fake = make_fake(clock=clock)
+    client = _client(fake, sleeps)
+    code = await _login(client, fake)
+    clock.advance(601)
+    with pytest.raises(InvalidCallback, match="Authorization code expired"):
+        await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=None)
+
+
+async def test_revoked_refresh_is_reauthorization(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    client = _client(fake, sleeps)
+    record = await client.exchange_code(
+        await _login(client, fake), redirect_uri=REDIRECT, code_verifier=None
+    )
+    fake.revoke("alice")
+    with pytest.raises(ReauthorizationRequired) as info:
+        await client.refresh(record)
+    assert info.value.code == 401
+    assert fake.requests["token:refresh_token"] == 1  # never retried
+
+
+async def test_six_month_limit_is_reauthorization(sleeps: Sleeps) -> None:
+    clock = FakeClock()
+    fake = make_fake(clock=clock)
+    client = _client(fake, sleeps)
+    record = await client.exchange_code(
+        await _login(client, fake), redirect_uri=REDIRECT, code_verifier=None
+    )
+    assert record.reauthorize_by - record.authorized_at == pytest.approx(182 * 86400)
+    clock.advance(184 * 86400)
+    with pytest.raises(ReauthorizationRequired):
+        await client.refresh(record)
+
+
+async def test_client_credentials(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    record = await _client(fake, sleeps).client_credentials()
+    assert record.refresh_token is None
+    assert record.scopes == frozenset()
+
+
+async def test_wrong_secret(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    with pytest.raises(InvalidClient, match="Invalid client secret") as info:
+        await _client(fake, sleeps, secret="nope").client_credentials()
+    assert "nope" not in str(info.value.description)
+    assert info.value.code == 502
+
+
+async def test_5xx_is_retried_with_backoff(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    fake.fail_next(2)
+    record = await _client(fake, sleeps).client_credentials()
+    assert record.access_token
+    assert len(sleeps.waits) == 2
+    assert all(0 <= w <= 0.2 * 2**i for i, w in enumerate(sleeps.waits, start=1))
+
+
+async def test_5xx_exhausted_is_503(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    fake.fail_next(5)
+    with pytest.raises(SpotifyUnavailable, match="HTTP 503"):
+        await _client(fake, sleeps, retries=1).client_credentials()
+    assert fake.requests["token"] == 2
+
+
+async def test_429_within_the_cap_is_waited_out(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    fake.rate_limit_next(1, retry_after=3)
+    await _client(fake, sleeps, retry_after_cap=5.0).client_credentials()
+    assert 3 in sleeps.waits
+
+
+async def test_429_beyond_the_cap_is_503_with_retry_after(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    fake.rate_limit_next(1, retry_after=60)
+    with pytest.raises(SpotifyUnavailable) as info:
+        await _client(fake, sleeps).client_credentials()
+    assert info.value.retry_after == 60
+    assert ("Retry-After", "60") in info.value.get_headers()
+    assert 60 not in sleeps.waits
+
+
+async def test_background_waits_longer_rate_limits(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    client = _client(fake, sleeps)
+    record = await client.exchange_code(
+        await _login(client, fake), redirect_uri=REDIRECT, code_verifier=None
+    )
+    fake.rate_limit_next(1, retry_after=60)
+    assert await client.refresh(record, max_wait=3600)
+    assert 60 in sleeps.waits
+
+
+async def test_non_json_is_502(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    fake.garbage_next(3)
+    with pytest.raises(SpotifyBadResponse, match="unreadable"):
+        await _client(fake, sleeps).client_credentials()
+
+
+async def test_network_error_is_503(sleeps: Sleeps) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    with pytest.raises(SpotifyUnavailable, match="ConnectError"):
+        await client.client_credentials()
+    assert len(sleeps.waits) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token_type": "Bearer", "expires_in": 3600},
+        {"access_token": "a", "token_type": "Bearer", "expires_in": "soon"},
+        {"access_token": "a", "token_type": "mac", "expires_in": 3600},
+        {"access_token": "a", "expires_in": True},
+        {"access_token": "a", "expires_in": 3600, "scope": 5},
+        {"access_token": "a", "expires_in": 3600, "refresh_token": 7},
+        [1, 2],
+    ],
+)
+async def test_malformed_success_is_502(sleeps: Sleeps, body: object) -> None:
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    )
+    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    with pytest.raises(SpotifyBadResponse):
+        await client.client_credentials()
+
+
+async def test_unexpected_error_on_refresh_is_502(sleeps: Sleeps) -> None:
+    reply = {"error": "invalid_request", "error_description": "odd"}
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(400, json=reply))
+    )
+    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    from quart_spotify_auth.tokens import TokenRecord
+
+    record = TokenRecord("a", "r", 10.0, 0.0, frozenset(), 0.0)
+    with pytest.raises(SpotifyBadResponse, match="invalid_request: odd"):
+        await client.refresh(record)
+    with pytest.raises(SpotifyBadResponse, match="invalid_request"):
+        await client.client_credentials()
+    with pytest.raises(ReauthorizationRequired):
+        await client.refresh(TokenRecord("a", None, 10.0, 0.0, frozenset(), 0.0))
+
+
+def test_secret_not_in_reprs() -> None:
+    config = AccountsConfig("id", "very-secret")
+    client = AccountsClient(config, None)
+    assert "very-secret" not in repr(config) + repr(client)
+    with pytest.raises(RuntimeError, match="serving"):
+        import asyncio
+
+        asyncio.run(client.client_credentials())

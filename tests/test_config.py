@@ -1,0 +1,160 @@
+"""Configuration: each mistake raises at init_app with a message that says the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from quart import Quart
+
+from quart_spotify_auth import DEFAULTS, ConfigurationError, SpotifyAuth
+from quart_spotify_auth.config import load_settings
+
+
+def _app(**config: Any) -> Quart:
+    app = Quart(__name__)
+    app.secret_key = "test-secret-key"
+    app.config.update({"SPOTIFY_CLIENT_ID": "id", **config})
+    return app
+
+
+def test_defaults_work() -> None:
+    app = _app()
+    SpotifyAuth(app)
+    settings = app.extensions["QUART_SPOTIFY_AUTH"].settings
+    assert settings.redirect_uri == "http://127.0.0.1:5000/callback/"
+    assert settings.use_pkce  # no secret: a public client
+    assert settings.auto_renew
+    assert settings.accounts_url == "https://accounts.spotify.com"
+
+
+def test_missing_client_id() -> None:
+    app = _app(SPOTIFY_CLIENT_ID=None)
+    with pytest.raises(ConfigurationError, match="SPOTIFY_CLIENT_ID is not set"):
+        SpotifyAuth(app)
+
+
+def test_client_id_and_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "env-id")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "env-secret")
+    app = _app(SPOTIFY_CLIENT_ID=None)
+    SpotifyAuth(app)
+    settings = app.extensions["QUART_SPOTIFY_AUTH"].settings
+    assert (settings.client_id, settings.client_secret) == ("env-id", "env-secret")
+    assert not settings.use_pkce
+    assert "env-secret" not in repr(settings)
+
+
+def test_precedence_argument_then_config_then_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "env-id")
+    assert load_settings({}, {}).client_id == "env-id"
+    assert load_settings({"SPOTIFY_CLIENT_ID": "cfg"}, {}).client_id == "cfg"
+    assert load_settings({"SPOTIFY_CLIENT_ID": "cfg"}, {"SPOTIFY_CLIENT_ID": "arg"}).client_id == (
+        "arg"
+    )
+
+
+def test_no_secret_key() -> None:
+    app = _app()
+    app.secret_key = None
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        SpotifyAuth(app)
+
+
+@pytest.mark.parametrize(
+    ("uri", "fix"),
+    [
+        ("http://localhost:5000/callback/", "http://127.0.0.1:5000/callback/"),
+        ("http://app.localhost/cb", "127.0.0.1"),
+        ("http://example.com/callback", "use https"),
+        ("https://example.com/callback#frag", "fragment"),
+        ("https://example.com/callback#", "fragment"),
+        ("/callback/", "absolute"),
+        ("ftp://127.0.0.1/cb", "absolute"),
+    ],
+)
+def test_bad_redirect_uris(uri: str, fix: str) -> None:
+    with pytest.raises(ConfigurationError, match="SPOTIFY_REDIRECT_URI") as info:
+        SpotifyAuth(_app(SPOTIFY_REDIRECT_URI=uri))
+    assert fix in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:5000/callback/",
+        "http://[::1]:8080/cb",
+        "https://example.com/callback",
+        "https://example.com:8443/auth/spotify?x=1",
+    ],
+)
+def test_good_redirect_uris(uri: str) -> None:
+    app = _app(SPOTIFY_REDIRECT_URI=uri)
+    SpotifyAuth(app)
+    assert app.extensions["QUART_SPOTIFY_AUTH"].settings.redirect_uri == uri
+
+
+def test_removed_scope_is_flagged_at_startup() -> None:
+    with pytest.raises(ConfigurationError, match=r"user-read-birthdate.*Illegal scope"):
+        SpotifyAuth(_app(SPOTIFY_SCOPES="streaming user-read-birthdate user-read-email"))
+
+
+def test_unknown_scope_warns() -> None:
+    with pytest.warns(UserWarning, match="user-made-up"):
+        SpotifyAuth(_app(SPOTIFY_SCOPES=["streaming", "user-made-up"]))
+
+
+def test_scopes_as_string_or_list() -> None:
+    for value in (
+        "streaming user-read-email",
+        ["streaming", "user-read-email"],
+        "streaming,user-read-email",
+    ):
+        app = _app(SPOTIFY_SCOPES=value)
+        SpotifyAuth(app)
+        assert app.extensions["QUART_SPOTIFY_AUTH"].settings.scopes == (
+            "streaming",
+            "user-read-email",
+        )
+
+
+def test_public_client_cannot_turn_pkce_off() -> None:
+    with pytest.raises(ConfigurationError, match="PKCE"):
+        SpotifyAuth(_app(SPOTIFY_USE_PKCE=False))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("SPOTIFY_HTTP_TIMEOUT", 0),
+        ("SPOTIFY_LOGIN_TTL", -1),
+        ("SPOTIFY_RETRIES", "many"),
+        ("SPOTIFY_RENEW_CONCURRENCY", 0),
+    ],
+)
+def test_bad_numbers(key: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        SpotifyAuth(_app(**{key: value}))
+
+
+def test_unknown_option_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="client_idd"):
+        SpotifyAuth(_app(), client_idd="x")
+
+
+def test_every_default_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for key in DEFAULTS:
+        assert f"`{key}`" in readme, key
+
+
+async def test_using_an_app_without_init_app_says_so() -> None:
+    app = Quart(__name__)
+    spotify = SpotifyAuth()
+    async with app.test_request_context("/"):
+        with pytest.raises(RuntimeError, match="init_app"):
+            await spotify.get_access_token()

@@ -1,0 +1,67 @@
+"""The demo app over real HTTP against a served FakeSpotify."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from quart_spotify_auth.demo import create_app
+from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.testing import make_fake
+
+from .conftest import Browser
+
+
+@pytest.fixture(name="demo")
+async def _demo() -> AsyncIterator[Browser]:
+    port = free_port()
+    fake = make_fake(
+        client_id="demo-client",
+        client_secret="demo-secret",
+        redirect_uri=f"http://127.0.0.1:{port}/callback/",
+    )
+    async with (
+        serve(fake) as fake_url,
+        serve(create_app(port=port, fake_url=fake_url), port=port) as url,
+        Browser(url, fake_url) as browser,
+    ):
+        yield browser
+
+
+def _field(html: str, name: str) -> str:
+    match = re.search(rf'id="{name}"[^>]*>\s*([^<]*)<', html)
+    assert match, name
+    return match.group(1).strip()
+
+
+async def test_demo_login_renew_logout(demo: Browser) -> None:
+    home = await demo.get("/")
+    assert 'id="login"' in home.text
+    assert "fake Spotify" in home.text
+    assert (await demo.login("bob")).status_code == 302
+    page = (await demo.get("/")).text
+    assert _field(page, "name") == "Bob"
+    assert "user-read-email" in _field(page, "scopes") or "user-read-email" in page
+    assert 3500 <= int(_field(page, "expires")) <= 3600
+    before = _field(page, "token-id")
+    assert (await demo.post("/renew")).status_code == 302
+    assert _field((await demo.get("/")).text, "token-id") != before
+    assert (await demo.post("/logout")).status_code == 302
+    assert 'id="login"' in (await demo.get("/")).text
+
+
+async def test_demo_denied_consent_gets_a_friendly_page(demo: Browser) -> None:
+    callback = await demo.consent(await demo.start_login(), approve=False)
+    response = await demo.http.get(callback)
+    assert response.status_code == 403
+    assert 'id="error"' in response.text
+    assert "did not grant" in response.text
+    assert "Log in again" in response.text
+
+
+async def test_demo_broken_callback_gets_a_friendly_page(demo: Browser) -> None:
+    response = await demo.get("/callback/?code=abc")
+    assert response.status_code == 400
+    assert 'id="error"' in response.text
