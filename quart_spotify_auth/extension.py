@@ -231,6 +231,14 @@ class SpotifyAuth:
         _accounts(state)
         await state.manager.refresh(key)
 
+    async def get_app_token(self) -> AccessToken:
+        """The app-only token (client credentials) for catalogue calls that need no user:
+        cached and renewed like user tokens. Needs ``SPOTIFY_CLIENT_SECRET``."""
+        state = _state()
+        _accounts(state)
+        record = await state.manager.app_token()
+        return record.to_access_token(state.manager.clock())
+
     # -- the rest a login needs -----------------------------------------------------------
 
     async def is_logged_in(self) -> bool:

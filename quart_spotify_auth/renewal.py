@@ -15,6 +15,7 @@ import inspect
 import logging
 import random
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,12 @@ logger = logging.getLogger("quart_spotify_auth")
 
 #: A token with less than this many seconds left is refreshed on access (request path).
 ACCESS_MARGIN = 5.0
+
+#: The store key of the app-only (client credentials) token.
+APP_KEY = "app:client-credentials"
+
+#: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
+REVOKED_MEMORY = 10_000
 
 ReauthHook = Callable[[str], Awaitable[None] | None]
 
@@ -92,6 +99,13 @@ class TokenManager:
         self._runner: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._background: set[asyncio.Task[None]] = set()
+        self._revoked: OrderedDict[str, None] = OrderedDict()
+        #: Counts of what the renewer did: ``renewed``, ``failed``, ``reauthorization``,
+        #: ``idle`` (dropped from the schedule), ``lazy`` (refreshed on access),
+        #: ``max_in_flight`` (the most background refreshes seen at once).
+        self.stats: Counter[str] = Counter()
+        self._changed = asyncio.Condition()
+        self._in_flight = 0
 
     def __repr__(self) -> str:
         return f"TokenManager({len(self._scheduled)} scheduled, {len(self._inflight)} in flight)"
@@ -101,6 +115,7 @@ class TokenManager:
     async def login(self, key: str, record: TokenRecord) -> TokenRecord:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
         stored = await self.store.put(key, record)
+        self._revoked.pop(key, None)
         self._last_used[key] = self.clock()
         self.schedule(key, stored)
         return stored
@@ -115,10 +130,13 @@ class TokenManager:
         """``key``'s valid record, refreshed first if it is (about to be) expired."""
         record = await self.store.get(key)
         if record is None:
+            if key in self._revoked:
+                raise ReauthorizationRequired()
             raise LoginRequired()
         now = self.clock()
         self._last_used[key] = now
         if record.is_expired(now, ACCESS_MARGIN):
+            self.stats["lazy"] += 1
             return await self.refresh(key, record)
         if self.policy.enabled and self._scheduled.get(key) != record.version:
             self.schedule(key, record)
@@ -162,16 +180,24 @@ class TokenManager:
     ) -> TokenRecord:
         current = await self.store.get(key)
         if current is None:
+            if key == APP_KEY:
+                return await self._store_app_token(None)
             raise LoginRequired()
         renewed_meanwhile = seen is not None and current.version != seen.version
         if renewed_meanwhile and not current.is_expired(self.clock(), ACCESS_MARGIN):
             return current  # somebody else (another worker) renewed it meanwhile
+        if key == APP_KEY:
+            return await self._store_app_token(current, max_wait)
         try:
             new = await self.accounts.refresh(current, max_wait=max_wait)
         except ReauthorizationRequired:
             if await self.store.delete(key, current):
                 self._scheduled.pop(key, None)
                 self._last_used.pop(key, None)
+                self._revoked[key] = None
+                while len(self._revoked) > REVOKED_MEMORY:
+                    self._revoked.popitem(last=False)
+                self.stats["reauthorization"] += 1
                 await self._reauthorization_required(key)
             raise
         if await self.store.replace(key, current, new):
@@ -182,6 +208,30 @@ class TokenManager:
         if latest is None:
             raise LoginRequired()
         return latest
+
+    async def app_token(self) -> TokenRecord:
+        """The app-only token (client credentials grant), cached, renewed like user tokens."""
+        record = await self.store.get(APP_KEY)
+        now = self.clock()
+        self._last_used[APP_KEY] = now
+        if record is None or record.is_expired(now, ACCESS_MARGIN):
+            return await self.refresh(APP_KEY, record)
+        if self.policy.enabled and self._scheduled.get(APP_KEY) != record.version:
+            self.schedule(APP_KEY, record)
+        return record
+
+    async def _store_app_token(
+        self, current: TokenRecord | None, max_wait: float | None = None
+    ) -> TokenRecord:
+        new = await self.accounts.client_credentials(max_wait=max_wait)
+        if current is None:
+            stored = await self.store.put(APP_KEY, new)
+        elif await self.store.replace(APP_KEY, current, new):
+            stored = await self.store.get(APP_KEY) or new
+        else:
+            return await self.store.get(APP_KEY) or await self.store.put(APP_KEY, new)
+        self.schedule(APP_KEY, stored)
+        return stored
 
     async def _reauthorization_required(self, key: str) -> None:
         logger.info("Spotify no longer accepts a refresh token; its login was dropped")
@@ -197,7 +247,7 @@ class TokenManager:
 
     def schedule(self, key: str, record: TokenRecord) -> None:
         """Put ``record`` on the renewal schedule (replacing any older entry for ``key``)."""
-        if not self.policy.enabled or record.refresh_token is None:
+        if not self.policy.enabled or (record.refresh_token is None and key != APP_KEY):
             return
         self._scheduled[key] = record.version
         self._seq += 1
@@ -205,6 +255,25 @@ class TokenManager:
         if not self._heap or entry < self._heap[0]:
             self._wake.set()
         heapq.heappush(self._heap, entry)
+
+    def wake(self) -> None:
+        """Make the renewer look at its schedule now (after a test moved the clock)."""
+        self._wake.set()
+
+    async def wait_until(self, predicate: Callable[[Counter[str]], bool]) -> None:
+        """Wait until ``predicate(self.stats)`` holds; the stats change as the renewer works.
+
+        .. code-block:: python
+
+            await asyncio.wait_for(manager.wait_until(lambda s: s["renewed"] >= 1), 10)
+        """
+        async with self._changed:
+            await self._changed.wait_for(lambda: predicate(self.stats))
+
+    async def _count(self, name: str) -> None:
+        async with self._changed:
+            self.stats[name] += 1
+            self._changed.notify_all()
 
     @property
     def scheduled(self) -> int:
@@ -244,6 +313,7 @@ class TokenManager:
                     continue  # superseded by a newer schedule entry
                 if not self._is_warm(entry.key, now):
                     del self._scheduled[entry.key]  # idle: refresh lazily on next use
+                    await self._count("idle")
                     continue
                 await self._slots.acquire()
                 task = asyncio.get_running_loop().create_task(self._renew(entry))
@@ -258,18 +328,25 @@ class TokenManager:
         return keep <= 0 or now - self._last_used.get(key, now) <= keep
 
     async def _renew(self, entry: _Entry) -> None:
+        self._in_flight += 1
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
+        outcome = "renewed"
         try:
             record = await self.store.get(entry.key)
             if record is None or record.version != entry.version:
+                outcome = "skipped"
                 return
             left = record.expires_at - self.clock()
             await self.refresh(entry.key, record, max_wait=max(left, 0.0), wait=True)
         except LoginRequired:
-            pass  # logged out, revoked (hooks ran) or replaced meanwhile
+            outcome = "gone"  # logged out, revoked (hooks ran) or replaced meanwhile
         except (SpotifyAuthError, OSError) as exc:
+            outcome = "failed"
             self._retry_later(entry, exc)
         finally:
+            self._in_flight -= 1
             self._slots.release()
+            await self._count(outcome)
 
     def _retry_later(self, entry: _Entry, exc: Exception) -> None:
         """Transient failure: the stored token is kept; try again with exponential backoff

@@ -1,0 +1,58 @@
+"""`python -m quart_spotify_auth`: the demo command and the settings check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import httpx
+import pytest
+
+from quart_spotify_auth.__main__ import main
+from quart_spotify_auth.serving import free_port, wait_for_port
+
+
+def test_check_reports_a_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://localhost:5000/callback/")
+    assert main(["check"]) == 1
+    assert "127.0.0.1:5000" in capsys.readouterr().err
+
+
+def test_check_accepts_a_good_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "shh-secret")
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK") and "shh-secret" not in out
+
+
+async def test_demo_command_serves_the_app_and_the_fake() -> None:
+    port, fake_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "quart_spotify_auth", "demo", "--port", str(port),
+        "--fake-port", str(fake_port),
+        stdout=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert f"open http://127.0.0.1:{port}/" in first.decode()
+        second = (await process.stdout.readline()).decode()
+        assert "fake Spotify" in second
+        await wait_for_port("127.0.0.1", port)
+        async with httpx.AsyncClient() as http:
+            home = await http.get(f"http://127.0.0.1:{port}/")
+            assert home.status_code == 200 and "Log in with Spotify" in home.text
+            login = await http.get(f"http://127.0.0.1:{port}/login")
+            assert login.headers["location"].startswith(f"http://127.0.0.1:{fake_port}/authorize")
+            assert f"127.0.0.1%3A{port}%2Fcallback" in login.headers["location"]
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 30) is not None

@@ -1,0 +1,272 @@
+"""Renewal: in the background, single-flight, through Spotify's faults."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from quart import Quart
+
+from quart_spotify_auth import RenewalPolicy, SpotifyAuth, TokenManager, TokenRecord
+from quart_spotify_auth.renewal import APP_KEY
+from quart_spotify_auth.testing import FakeClock, FakeSpotify
+
+from .apps import make_app
+from .conftest import Stack, login_in_process
+
+WAIT = 15.0  # upper bound for awaited events; they normally take a fraction of a second
+
+
+async def _until(manager: TokenManager, name: str, count: int = 1) -> None:
+    await asyncio.wait_for(manager.wait_until(lambda s: s[name] >= count), WAIT)
+
+
+def _only_record(manager: TokenManager) -> TokenRecord:
+    records = list(manager.store._records.values())  # type: ignore[attr-defined]
+    assert len(records) == 1
+    record: TokenRecord = records[0]
+    return record
+
+
+def test_due_is_before_expiry_never_before_the_midpoint() -> None:
+    policy = RenewalPolicy(margin=300)
+    hour = TokenRecord("a", "r", 3600.0, 0.0, frozenset(), 0.0)
+    dues = [policy.due(hour) for _ in range(200)]
+    assert all(3270 <= d <= 3300 for d in dues)  # margin plus up to 10% jitter
+    assert len(set(dues)) > 1  # jittered
+    short = TokenRecord("a", "r", 4.0, 0.0, frozenset(), 0.0)
+    assert all(policy.due(short) == 2.0 for _ in range(20))
+
+
+@pytest.mark.parametrize("stack", [{}], indirect=True)
+async def test_renewed_without_any_request(stack: Stack) -> None:
+    stack.fake.access_ttl = 2  # renewed at the midpoint, one second in
+    manager = stack.spotify.manager(stack.app)
+    async with stack.browser() as browser:
+        await browser.login()
+        first = (await browser.get("/token")).json()["access_token"]
+        await _until(manager, "renewed")
+        assert stack.fake.requests["token:refresh_token"] == 1
+        stack.fake.reset_counters()
+        second = (await browser.get("/token")).json()
+        assert second["access_token"] != first
+        assert stack.fake.requests["token"] == 0  # served from the store, no token request
+
+
+@pytest.mark.parametrize("stack", [{"SPOTIFY_AUTO_RENEW": False}], indirect=True)
+async def test_many_callers_on_an_expired_token_make_one_request_over_http(
+    stack: Stack,
+) -> None:
+    stack.fake.access_ttl = 1
+    manager = stack.spotify.manager(stack.app)
+    async with stack.browser() as browser:
+        await browser.login()
+        record = _only_record(manager)
+        # Let the token expire by waiting for the clock, not for a guess.
+        while manager.clock() < record.expires_at:
+            await asyncio.sleep(record.expires_at - manager.clock())
+        stack.fake.access_ttl = 3600  # the renewed token must outlive the burst
+        replies = await asyncio.gather(*(browser.get("/token") for _ in range(200)))
+    assert {r.status_code for r in replies} == {200}
+    assert len({r.json()["access_token"] for r in replies}) == 1
+    assert stack.fake.requests["token:refresh_token"] == 1
+    assert manager.scheduled == 0  # no background renewal when it is off
+
+
+@pytest.fixture(name="clocked")
+async def _clocked(fake: FakeSpotify) -> AsyncIterator[tuple[Quart, SpotifyAuth, FakeClock]]:
+    """An in-process app whose clock is the fake's, so tests can jump time."""
+    clock = FakeClock()
+    fake.clock = clock
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake), clock=clock)
+    async with app.test_app():
+        yield app, spotify, clock
+
+
+async def test_rotation_across_two_refreshes(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+) -> None:
+    app, spotify, _ = clocked
+    fake.rotate_confidential = True
+    client = app.test_client()
+    await login_in_process(client, fake)
+    manager = spotify.manager(app)
+    seen = [_only_record(manager).refresh_token]
+    for _ in range(2):
+        assert (await client.post("/renew")).status_code == 200
+        seen.append(_only_record(manager).refresh_token)
+    assert len(set(seen)) == 3
+    assert (await client.get("/me")).status_code == 200
+
+
+async def test_revocation_drops_the_tokens_and_tells_the_app(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+) -> None:
+    app, spotify, clock = clocked
+    dropped: list[str] = []
+    spotify.on_reauthorization_required(dropped.append)
+    client = app.test_client()
+    await login_in_process(client, fake)
+    manager = spotify.manager(app)
+    record = _only_record(manager)
+    assert record.reauthorize_by > record.authorized_at
+    fake.revoke("alice")
+    clock.advance(3400)
+    manager.wake()
+    await _until(manager, "reauthorization")
+    assert len(manager.store) == 0  # type: ignore[arg-type]
+    assert dropped and dropped[0].startswith("browser:")
+    response = await client.get("/token")
+    assert response.status_code == 401
+    assert "Log in with Spotify again" in await response.get_data(as_text=True)
+    assert fake.requests["token:refresh_token"] == 1  # never retried
+
+
+@pytest.mark.parametrize(
+    ("fault", "arg"),
+    [("fail_next", 2), ("garbage_next", 1), ("rate_limit_next", 1)],
+)
+async def test_background_rides_out_transient_faults(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify, fault: str, arg: int
+) -> None:
+    app, spotify, clock = clocked
+    client = app.test_client()
+    first = await login_in_process(client, fake)
+    manager = spotify.manager(app)
+    getattr(fake, fault)(arg)
+    clock.advance(3400)
+    manager.wake()
+    await _until(manager, "renewed")
+    token = await (await client.get("/token")).get_json()
+    assert token["access_token"] != first["access_token"]
+
+
+@pytest.mark.parametrize(
+    "stack", [{"SPOTIFY_HTTP_TIMEOUT": 0.2, "SPOTIFY_RETRIES": 0}], indirect=True
+)
+async def test_reply_slower_than_the_timeout_keeps_the_token_and_retries(
+    stack: Stack,
+) -> None:
+    stack.fake.access_ttl = 2
+    manager = stack.spotify.manager(stack.app)
+    async with stack.browser() as browser:
+        await browser.login()
+        first = (await browser.get("/token")).json()["access_token"]
+        stack.fake.slow = 1.0  # slower than the timeout
+        await _until(manager, "failed")
+        stack.fake.slow = 0
+        assert _only_record(manager).access_token == first  # kept through the fault
+        await _until(manager, "renewed")  # the retry, after backoff
+        assert (await browser.get("/token")).json()["access_token"] != first
+
+
+async def test_idle_users_are_not_kept_warm(fake: FakeSpotify) -> None:
+    clock = FakeClock()
+    fake.clock = clock
+    app, spotify = make_app(
+        transport=httpx.ASGITransport(app=fake), clock=clock, SPOTIFY_KEEP_WARM=600
+    )
+    async with app.test_app():
+        client = app.test_client()
+        await login_in_process(client, fake)
+        manager = spotify.manager(app)
+        assert manager.scheduled == 1
+        clock.advance(3400)  # past the refresh point, and idle for longer than KEEP_WARM
+        manager.wake()
+        await _until(manager, "idle")
+        assert manager.scheduled == 0
+        assert fake.requests["token:refresh_token"] == 0
+        # The next use is served at once (the token is still valid) and puts the token back
+        # on the schedule, where it is past due: the renewer refreshes it.
+        assert (await client.get("/token")).status_code == 200
+        assert manager.scheduled == 1
+        await _until(manager, "renewed")
+        assert fake.requests["token:refresh_token"] == 1
+        assert manager.stats["lazy"] == 0
+
+
+async def test_refreshes_in_flight_are_bounded(fake: FakeSpotify) -> None:
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake), SPOTIFY_RENEW_CONCURRENCY=3)
+    async with app.test_app():
+        manager = spotify.manager(app)
+        now = manager.clock()
+        for i in range(30):
+            body = fake.token_for("alice", "test-client", ["streaming"])
+            record = TokenRecord(
+                body["access_token"], body["refresh_token"], now + 2, now, frozenset(), now
+            )
+            await manager.login(f"user:{i}", record)
+        fake.slow = 0.05
+        await _until(manager, "renewed", 30)
+    assert manager.stats["max_in_flight"] == 3
+
+
+async def test_shutdown_with_a_refresh_in_flight_loses_nothing(fake: FakeSpotify) -> None:
+    fake.rotate_confidential = True
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake))
+    async with app.test_app():
+        client = app.test_client()
+        await login_in_process(client, fake)
+        manager = spotify.manager(app)
+        old = _only_record(manager)
+        fake.slow = 0.5
+        task = asyncio.ensure_future(manager.refresh(next(iter(manager.store._records))))  # type: ignore[attr-defined]
+        while fake.requests["token"] < 2:  # the refresh reached Spotify
+            await asyncio.sleep(0.01)
+    # The app stopped while Spotify was answering; the rotated token was still stored.
+    new = await task
+    assert new.refresh_token != old.refresh_token
+    assert _only_record(manager).refresh_token == new.refresh_token
+    fake.slow = 0
+    async with app.test_app():  # started a second time, the login still works
+        assert (await client.post("/renew")).status_code == 200
+
+
+async def test_app_starts_and_stops_quickly_twice(fake: FakeSpotify) -> None:
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake))
+    loop = asyncio.get_running_loop()
+    for _ in range(2):
+        start = loop.time()
+        async with app.test_app():
+            assert spotify.manager(app)._runner is not None
+        # Generous bound: a renewer that waited out Quart's background-task timeout takes 5 s.
+        assert loop.time() - start < 4
+
+
+async def test_force_and_lazy_and_background_coalesce(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+) -> None:
+    app, spotify, clock = clocked
+    client = app.test_client()
+    await login_in_process(client, fake)
+    manager = spotify.manager(app)
+    fake.slow = 0.2
+    clock.advance(3598)  # expired for the request path, due for the renewer
+    manager.wake()
+    calls: list[Any] = [client.get("/token") for _ in range(20)]
+    calls += [client.post("/renew") for _ in range(5)]
+    replies = await asyncio.gather(*calls)
+    assert {r.status_code for r in replies} == {200}
+    assert fake.requests["token:refresh_token"] == 1
+
+
+async def test_app_token_is_cached_and_renewed(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+) -> None:
+    app, spotify, clock = clocked
+    async with app.test_request_context("/"):
+        tokens = await asyncio.gather(*(spotify.get_app_token() for _ in range(50)))
+        assert len({t.access_token for t in tokens}) == 1
+        assert fake.requests["token:client_credentials"] == 1
+        manager = spotify.manager(app)
+        assert manager.scheduled == 1
+        clock.advance(3400)
+        manager.wake()
+        await _until(manager, "renewed")
+        assert fake.requests["token:client_credentials"] == 2
+        again = await spotify.get_app_token()
+        assert again.access_token != tokens[0].access_token
+        assert (await manager.store.get(APP_KEY)) is not None
