@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    _install(session, "typing", extras="[redis,flask]")
+    _install(session, "typing", "bench", extras="[redis,flask]")
     session.run("mypy", "quart_spotify_auth", "tests", "benchmarks", "examples")
 
 

@@ -55,6 +55,10 @@ class RenewalPolicy:
     join_timeout: float = 30.0
     #: Background renewal on; off means lazy refresh only.
     enabled: bool = True
+    #: Seconds between background refresh starts while there is slack, so that refreshes
+    #: (and their replies) do not arrive in bursts that delay requests. Tokens in the second
+    #: half of their renewal window are started without pacing.
+    pace: float = 0.005
 
     def due(self, record: TokenRecord) -> float:
         """When to refresh ``record``: expiry minus the margin and up to 10% jitter, never
@@ -70,7 +74,12 @@ class _Entry:
     seq: int
     key: str = field(compare=False)
     version: int = field(compare=False)
+    expires_at: float = field(compare=False)
     failures: int = field(default=0, compare=False)
+
+    def urgent(self, now: float) -> bool:
+        """Past the middle of the window between the refresh point and expiry."""
+        return now >= (self.due + self.expires_at) / 2
 
 
 class TokenManager:
@@ -251,7 +260,7 @@ class TokenManager:
             return
         self._scheduled[key] = record.version
         self._seq += 1
-        entry = _Entry(self.policy.due(record), self._seq, key, record.version)
+        entry = _Entry(self.policy.due(record), self._seq, key, record.version, record.expires_at)
         if not self._heap or entry < self._heap[0]:
             self._wake.set()
         heapq.heappush(self._heap, entry)
@@ -319,6 +328,9 @@ class TokenManager:
                 task = asyncio.get_running_loop().create_task(self._renew(entry))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+                if self.policy.pace and self._heap and not self._heap[0].urgent(now):
+                    await asyncio.sleep(self.policy.pace)
+                now = self.clock()
             timeout = self._heap[0].due - now if self._heap else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -358,6 +370,7 @@ class TokenManager:
         delay = min(60.0, 2.0**entry.failures) * random.uniform(0.5, 1.0)  # noqa: S311
         due = self.clock() + delay
         heapq.heappush(
-            self._heap, _Entry(due, self._seq, entry.key, entry.version, entry.failures + 1)
+            self._heap,
+            _Entry(due, self._seq, entry.key, entry.version, entry.expires_at, entry.failures + 1),
         )
         self._wake.set()

@@ -1,0 +1,90 @@
+"""Apps the benchmarks serve with hypercorn in their own processes.
+
+``benchmarks.apps:hotpath`` is a Spotify-login app with two handlers that differ only in what
+they return: ``/constant`` a constant, ``/token`` the user's ``get_access_token()``.
+``benchmarks.apps:fake`` is a FakeSpotify that approves every login at once as "alice".
+Both read ``BENCH_*`` environment variables set by the runner.
+"""
+
+from __future__ import annotations
+
+import os
+
+from quart import Quart, ResponseReturnValue, redirect, request
+
+from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.testing import make_fake
+
+PORT = os.environ.get("BENCH_APP_PORT", "5000")
+FAKE_URL = os.environ.get("BENCH_FAKE_URL", "http://127.0.0.1:5001")
+
+hotpath = Quart(__name__)
+hotpath.secret_key = "benchmark-secret-key-not-for-production"
+hotpath.config.update(
+    SPOTIFY_CLIENT_ID="bench-client",
+    SPOTIFY_CLIENT_SECRET="bench-secret",
+    SPOTIFY_REDIRECT_URI=f"http://127.0.0.1:{PORT}/callback/",
+    SPOTIFY_ACCOUNTS_URL=FAKE_URL,
+    SPOTIFY_SCOPES="user-read-private",
+)
+spotify = SpotifyAuth(hotpath)
+
+
+@hotpath.route("/constant")
+async def constant() -> ResponseReturnValue:
+    return "x" * 43
+
+
+@hotpath.route("/token")
+async def token() -> ResponseReturnValue:
+    return (await spotify.get_access_token()).access_token
+
+
+@hotpath.route("/login")
+async def login() -> ResponseReturnValue:
+    return redirect(await spotify.get_user())
+
+
+@hotpath.route("/callback/")
+async def callback() -> ResponseReturnValue:
+    await spotify.get_user_token(request.args.get("code"))
+    return "ok"
+
+
+fake = make_fake(
+    client_id="bench-client",
+    client_secret="bench-secret",
+    redirect_uri="http://127.0.0.1/callback/",
+    auto_approve="alice",
+)
+
+
+# -- rollover: many users keyed by a header, tokens that roll over during the run ----------
+
+rollover = Quart("rollover")
+rollover.secret_key = "benchmark-secret-key-not-for-production"
+rollover.config.update(
+    SPOTIFY_CLIENT_ID="bench-client",
+    SPOTIFY_CLIENT_SECRET="bench-secret",
+    SPOTIFY_REDIRECT_URI=f"http://127.0.0.1:{PORT}/callback/",
+    SPOTIFY_ACCOUNTS_URL=FAKE_URL,
+    SPOTIFY_AUTO_RENEW=os.environ.get("BENCH_AUTO_RENEW", "1") == "1",
+    SPOTIFY_RENEW_CONCURRENCY=int(os.environ.get("BENCH_CONCURRENCY", "16")),
+)
+rollover_spotify = SpotifyAuth(rollover, identity=lambda: request.headers.get("X-User"))
+
+
+@rollover.route("/token")
+async def rollover_token() -> ResponseReturnValue:
+    return (await rollover_spotify.get_access_token()).access_token
+
+
+@rollover.route("/login")
+async def rollover_login() -> ResponseReturnValue:
+    return redirect(await rollover_spotify.get_user())
+
+
+@rollover.route("/callback/")
+async def rollover_callback() -> ResponseReturnValue:
+    await rollover_spotify.get_user_token(request.args.get("code"))
+    return "ok"

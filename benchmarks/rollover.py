@@ -1,0 +1,68 @@
+"""Rollover: latency of ``get_access_token`` over HTTP while every user's token expires and
+is renewed several times during the run, with Spotify answering in 50 ms; background renewal
+beside lazy refresh (``SPOTIFY_AUTO_RENEW=False``), same app, same fake, same load.
+
+With background renewal no request waits on Spotify, so p99 stays near p50; with lazy
+refresh the requests that find an expired token wait a token round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from quart_spotify_auth.serving import free_port
+
+from .servers import hypercorn, run_json
+
+
+async def _login_users(app_url: str, users: int) -> None:
+    async with httpx.AsyncClient() as http:
+        for i in range(users):
+            headers = {"X-User": f"u{i}"}
+            authorize = (await http.get(app_url + "/login", headers=headers)).headers["location"]
+            callback = (await http.get(authorize)).headers["location"]
+            reply = await http.get(callback, headers=headers)
+            assert reply.status_code == 200, reply.text
+
+
+async def run(
+    *, seconds: float = 10, users: int = 100, lifetime: int = 4, connections: int = 4
+) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "users": users,
+        "token_lifetime_s": lifetime,
+        "seconds": seconds,
+        "connections": connections,
+    }
+    async with hypercorn("benchmarks.apps:fake") as fake_url, httpx.AsyncClient() as control:
+        for mode, auto in (("background", "1"), ("lazy", "0")):
+            port = free_port()
+            env = {
+                "BENCH_APP_PORT": str(port),
+                "BENCH_FAKE_URL": fake_url,
+                "BENCH_AUTO_RENEW": auto,
+            }
+            async with hypercorn("benchmarks.apps:rollover", env=env, port=port) as app_url:
+                await control.post(
+                    fake_url + "/_fake/control", json={"access_ttl": lifetime, "slow": 0}
+                )
+                await _login_users(app_url, users)
+                await control.post(
+                    fake_url + "/_fake/control", json={"slow": 0.05, "reset_counters": True}
+                )
+                load = await run_json(
+                    "benchmarks.load", f"{app_url}/token", "--seconds", str(seconds),
+                    "--connections", str(connections), "--users", str(users),
+                )  # fmt: skip
+                state = (await control.get(fake_url + "/_fake/state")).json()
+            assert set(load["statuses"]) == {"200"}, load
+            results[mode] = {
+                "rps": round(load["rps"]),
+                "p50_ms": round(load["p50_ms"], 2),
+                "p99_ms": round(load["p99_ms"], 2),
+                "p99_over_p50": round(load["p99_ms"] / load["p50_ms"], 2),
+                "refreshes": state["requests"].get("token:refresh_token", 0),
+            }
+    return results

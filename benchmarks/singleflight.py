@@ -1,0 +1,172 @@
+"""Single-flight: token requests made when many concurrent callers find one expired token.
+
+Every contender talks over loopback HTTP to the same hypercorn-served FakeSpotify (another
+process) and is counted by the fake's own counters (``/_fake/state``):
+
+- quart-spotify-auth: ``TokenManager.current`` (what ``get_access_token`` runs);
+- Authlib ``AsyncOAuth2Client``, one shared by all callers (its refresh lock) and one per
+  caller (what its framework integrations do, authlib#673);
+- tekore's async ``Credentials.refresh`` called by each caller that sees ``is_expiring``;
+- spotipy's ``SpotifyOAuth.get_access_token`` from a pool of threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from quart_spotify_auth import MemoryTokenStore, RenewalPolicy, TokenManager
+from quart_spotify_auth.accounts import AccountsClient, AccountsConfig
+from quart_spotify_auth.tokens import TokenRecord
+
+from .servers import hypercorn
+
+CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+REDIRECT = "http://127.0.0.1:5000/callback/"
+
+
+async def _refresh_count(http: httpx.AsyncClient, fake_url: str) -> int:
+    state = (await http.get(fake_url + "/_fake/state")).json()
+    return int(state["requests"].get("token:refresh_token", 0))
+
+
+async def _fresh_login(http: httpx.AsyncClient, fake_url: str) -> TokenRecord:
+    """A real user token from the fake (auto-approving consent), as a record."""
+    accounts = AccountsClient(AccountsConfig(CLIENT_ID, CLIENT_SECRET, accounts_url=fake_url), http)
+    reply = await http.get(
+        accounts.authorize_url(redirect_uri=REDIRECT, state="s", scopes=["user-read-private"])
+    )
+    code = parse_qs(urlsplit(reply.headers["location"]).query)["code"][0]
+    return await accounts.exchange_code(code, redirect_uri=REDIRECT, code_verifier=None)
+
+
+async def ours(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
+    accounts = AccountsClient(AccountsConfig(CLIENT_ID, CLIENT_SECRET, accounts_url=fake_url), http)
+    manager = TokenManager(MemoryTokenStore(), accounts, policy=RenewalPolicy(enabled=False))
+    record = await _fresh_login(http, fake_url)
+    await manager.login("user", replace(record, expires_at=time.time() - 1))
+    results = await asyncio.gather(*(manager.current("user") for _ in range(callers)))
+    assert len({r.access_token for r in results}) == 1
+
+
+def _expired_token(record: TokenRecord) -> dict[str, Any]:
+    return {
+        "access_token": record.access_token,
+        "refresh_token": record.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "expires_at": int(time.time()) - 10,
+        "scope": " ".join(record.scopes),
+    }
+
+
+async def authlib_shared(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    token = _expired_token(await _fresh_login(http, fake_url))
+    async with AsyncOAuth2Client(
+        CLIENT_ID, CLIENT_SECRET, token=token, token_endpoint=fake_url + "/api/token",
+        limits=httpx.Limits(max_connections=100),
+    ) as client:  # fmt: skip
+        await asyncio.gather(*(client.ensure_active_token(client.token) for _ in range(callers)))
+
+
+async def authlib_per_request(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    token = _expired_token(await _fresh_login(http, fake_url))
+
+    async def one() -> None:
+        async with AsyncOAuth2Client(
+            CLIENT_ID, CLIENT_SECRET, token=dict(token), token_endpoint=fake_url + "/api/token"
+        ) as client:
+            await client.ensure_active_token(client.token)
+
+    await _bounded(one, callers)
+
+
+async def tekore_async(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
+    import tekore
+    import tekore._auth.expiring.client as tekore_client
+
+    tekore_client.OAUTH_TOKEN_URL = fake_url + "/api/token"
+    record = await _fresh_login(http, fake_url)
+    info = _expired_token(record)
+    info["expires_in"] = -10
+    token = tekore.Token(info, uses_pkce=False)
+    credentials = tekore.Credentials(CLIENT_ID, CLIENT_SECRET, REDIRECT, asynchronous=True)
+
+    async def one() -> None:
+        if token.is_expiring:
+            await credentials.refresh(token)
+
+    await _bounded(one, callers)
+
+
+async def spotipy_threads(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
+    import spotipy
+
+    class FakeOAuth(spotipy.SpotifyOAuth):  # type: ignore[misc]
+        OAUTH_TOKEN_URL = fake_url + "/api/token"
+
+    token = _expired_token(await _fresh_login(http, fake_url))
+    oauth = FakeOAuth(
+        CLIENT_ID, CLIENT_SECRET, REDIRECT,
+        cache_handler=spotipy.MemoryCacheHandler(token_info=token), open_browser=False,
+    )  # fmt: skip
+
+    def one() -> None:
+        oauth.get_access_token(as_dict=False)
+
+    with ThreadPoolExecutor(max_workers=min(callers, 100)) as pool:
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: list(pool.map(lambda _: one(), range(callers)))
+        )
+
+
+async def _bounded(one: Any, callers: int, limit: int = 50) -> None:
+    """Run ``callers`` coroutines, at most ``limit`` connecting at a time (the fake's socket
+    backlog is finite); all of them see the token expired before any refresh lands."""
+    slots = asyncio.Semaphore(limit)
+
+    async def guarded() -> None:
+        async with slots:
+            await one()
+
+    await asyncio.gather(*(guarded() for _ in range(callers)))
+
+
+CONTENDERS = {
+    "quart-spotify-auth": ours,
+    "authlib shared client": authlib_shared,
+    "authlib client per request": authlib_per_request,
+    "tekore async": tekore_async,
+    "spotipy threads": spotipy_threads,
+}
+
+
+async def run(callers: int = 1000) -> dict[str, Any]:
+    results: dict[str, Any] = {"callers": callers}
+    limits = httpx.Limits(max_connections=100)
+    async with (
+        hypercorn("benchmarks.apps:fake") as fake_url,
+        httpx.AsyncClient(limits=limits) as http,
+    ):
+        for name, contender in CONTENDERS.items():
+            before = await _refresh_count(http, fake_url)
+            start = time.perf_counter()
+            try:
+                await contender(http, fake_url, callers)
+            except Exception as exc:  # report, keep measuring the others
+                results[name] = f"failed: {type(exc).__name__}: {exc}"
+                continue
+            took = time.perf_counter() - start
+            made = await _refresh_count(http, fake_url) - before
+            results[name] = {"token_requests": made, "seconds": round(took, 2)}
+    return results

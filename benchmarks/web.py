@@ -1,0 +1,76 @@
+"""Web measures: the hot path and logins, each against hypercorn-served processes.
+
+- hot path: requests/s of ``/token`` (a handler returning ``get_access_token()``) over
+  ``/constant`` (the same handler returning a constant), both loaded from another process in
+  alternating rounds of one run; the ratio of the medians (target >= 0.95).
+- login: complete logins/s over bare token requests/s against the same FakeSpotify (the limit).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import httpx
+
+from quart_spotify_auth.serving import free_port
+
+from .servers import hypercorn, run_json
+
+
+async def _session_cookie(app_url: str) -> str:
+    async with httpx.AsyncClient() as http:
+        authorize = (await http.get(app_url + "/login")).headers["location"]
+        callback = (await http.get(authorize)).headers["location"]
+        reply = await http.get(callback)
+        assert reply.status_code == 200, reply.text
+        return f"session={http.cookies['session']}"
+
+
+async def hot_path(*, seconds: float, rounds: int, connections: int = 32) -> dict[str, Any]:
+    port = free_port()
+    async with hypercorn("benchmarks.apps:fake") as fake_url:
+        env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url}
+        async with hypercorn("benchmarks.apps:hotpath", env=env, port=port) as app_url:
+            cookie = await _session_cookie(app_url)
+            runs: dict[str, list[dict[str, Any]]] = {"constant": [], "token": []}
+            for i in range(rounds):
+                order = ("constant", "token") if i % 2 == 0 else ("token", "constant")
+                for path in order:
+                    result = await run_json(
+                        "benchmarks.load", f"{app_url}/{path}", "--seconds", str(seconds),
+                        "--connections", str(connections), "--header", f"Cookie:{cookie}",
+                    )  # fmt: skip
+                    assert set(result["statuses"]) == {"200"}, result
+                    runs[path].append(result)
+    constant = statistics.median(r["rps"] for r in runs["constant"])
+    token = statistics.median(r["rps"] for r in runs["token"])
+    return {
+        "constant_rps": constant,
+        "token_rps": token,
+        "ratio": token / constant,
+        "constant_p99_ms": statistics.median(r["p99_ms"] for r in runs["constant"]),
+        "token_p99_ms": statistics.median(r["p99_ms"] for r in runs["token"]),
+        "rounds": rounds,
+        "seconds": seconds,
+    }
+
+
+async def logins(*, seconds: float, rounds: int, concurrency: int = 16) -> dict[str, Any]:
+    port = free_port()
+    async with hypercorn("benchmarks.apps:fake") as fake_url:
+        env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url}
+        async with hypercorn("benchmarks.apps:hotpath", env=env, port=port) as app_url:
+            runs: dict[str, list[float]] = {"login": [], "token": []}
+            for i in range(rounds):
+                order = ("login", "token") if i % 2 == 0 else ("token", "login")
+                for mode in order:
+                    result = await run_json(
+                        "benchmarks.logins", mode, app_url, fake_url, "--seconds", str(seconds),
+                        "--concurrency", str(concurrency),
+                    )  # fmt: skip
+                    assert result["failed"] == 0, result
+                    runs[mode].append(result["per_second"])
+    login = statistics.median(runs["login"])
+    token = statistics.median(runs["token"])
+    return {"logins_per_s": login, "token_requests_per_s": token, "ratio": login / token}
