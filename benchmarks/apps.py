@@ -79,6 +79,11 @@ async def rollover_token() -> ResponseReturnValue:
     return (await rollover_spotify.get_access_token()).access_token
 
 
+@rollover.route("/stats")
+async def rollover_stats() -> ResponseReturnValue:
+    return dict(rollover_spotify.manager().stats)
+
+
 @rollover.route("/login")
 async def rollover_login() -> ResponseReturnValue:
     return redirect(await rollover_spotify.get_user())

@@ -57,6 +57,7 @@ async def run(
                     "--connections", str(connections), "--users", str(users),
                 )  # fmt: skip
                 state = (await control.get(fake_url + "/_fake/state")).json()
+                stats = (await control.get(app_url + "/stats")).json()
             assert set(load["statuses"]) == {"200"}, load
             results[mode] = {
                 "rps": round(load["rps"]),
@@ -64,5 +65,6 @@ async def run(
                 "p99_ms": round(load["p99_ms"], 2),
                 "p99_over_p50": round(load["p99_ms"] / load["p50_ms"], 2),
                 "refreshes": state["requests"].get("token:refresh_token", 0),
+                "refreshed_on_a_request": stats.get("lazy", 0),
             }
     return results

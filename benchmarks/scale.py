@@ -107,7 +107,7 @@ def _scheduler_cost(tokens: int) -> float:
     heap: list[_Entry] = []
     start = time.process_time()
     for i, due in enumerate(dues):
-        heapq.heappush(heap, _Entry(due, i, "k", 1, due + 60))
+        heapq.heappush(heap, _Entry(due, i, "k", 1))
     while heap:
         heapq.heappop(heap)
     return round((time.process_time() - start) / tokens * 1e6, 2)

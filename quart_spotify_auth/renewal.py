@@ -28,8 +28,16 @@ __all__ = ["RenewalPolicy", "TokenManager"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: A token with less than this many seconds left is refreshed on access (request path).
+#: A token with less than this many seconds left (at most a tenth of its lifetime) is
+#: refreshed on access. Kept well inside the renewer's window, so with background renewal on
+#: the renewer gets there first and requests do not wait on Spotify.
 ACCESS_MARGIN = 5.0
+
+
+def _stale(record: TokenRecord, now: float) -> bool:
+    """Too close to expiry to hand out: refresh it on the request path."""
+    return record.is_expired(now, min(ACCESS_MARGIN, record.lifetime / 10))
+
 
 #: The store key of the app-only (client credentials) token.
 APP_KEY = "app:client-credentials"
@@ -55,10 +63,6 @@ class RenewalPolicy:
     join_timeout: float = 30.0
     #: Background renewal on; off means lazy refresh only.
     enabled: bool = True
-    #: Seconds between background refresh starts while there is slack, so that refreshes
-    #: (and their replies) do not arrive in bursts that delay requests. Tokens in the second
-    #: half of their renewal window are started without pacing.
-    pace: float = 0.005
 
     def due(self, record: TokenRecord) -> float:
         """When to refresh ``record``: expiry minus the margin and up to 10% jitter, never
@@ -74,12 +78,7 @@ class _Entry:
     seq: int
     key: str = field(compare=False)
     version: int = field(compare=False)
-    expires_at: float = field(compare=False)
     failures: int = field(default=0, compare=False)
-
-    def urgent(self, now: float) -> bool:
-        """Past the middle of the window between the refresh point and expiry."""
-        return now >= (self.due + self.expires_at) / 2
 
 
 class TokenManager:
@@ -144,7 +143,7 @@ class TokenManager:
             raise LoginRequired()
         now = self.clock()
         self._last_used[key] = now
-        if record.is_expired(now, ACCESS_MARGIN):
+        if _stale(record, now):
             self.stats["lazy"] += 1
             return await self.refresh(key, record)
         if self.policy.enabled and self._scheduled.get(key) != record.version:
@@ -193,7 +192,7 @@ class TokenManager:
                 return await self._store_app_token(None)
             raise LoginRequired()
         renewed_meanwhile = seen is not None and current.version != seen.version
-        if renewed_meanwhile and not current.is_expired(self.clock(), ACCESS_MARGIN):
+        if renewed_meanwhile and not _stale(current, self.clock()):
             return current  # somebody else (another worker) renewed it meanwhile
         if key == APP_KEY:
             return await self._store_app_token(current, max_wait)
@@ -223,7 +222,7 @@ class TokenManager:
         record = await self.store.get(APP_KEY)
         now = self.clock()
         self._last_used[APP_KEY] = now
-        if record is None or record.is_expired(now, ACCESS_MARGIN):
+        if record is None or _stale(record, now):
             return await self.refresh(APP_KEY, record)
         if self.policy.enabled and self._scheduled.get(APP_KEY) != record.version:
             self.schedule(APP_KEY, record)
@@ -260,7 +259,7 @@ class TokenManager:
             return
         self._scheduled[key] = record.version
         self._seq += 1
-        entry = _Entry(self.policy.due(record), self._seq, key, record.version, record.expires_at)
+        entry = _Entry(self.policy.due(record), self._seq, key, record.version)
         if not self._heap or entry < self._heap[0]:
             self._wake.set()
         heapq.heappush(self._heap, entry)
@@ -328,8 +327,6 @@ class TokenManager:
                 task = asyncio.get_running_loop().create_task(self._renew(entry))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-                if self.policy.pace and self._heap and not self._heap[0].urgent(now):
-                    await asyncio.sleep(self.policy.pace)
                 now = self.clock()
             timeout = self._heap[0].due - now if self._heap else None
             with contextlib.suppress(TimeoutError):
@@ -371,6 +368,6 @@ class TokenManager:
         due = self.clock() + delay
         heapq.heappush(
             self._heap,
-            _Entry(due, self._seq, entry.key, entry.version, entry.expires_at, entry.failures + 1),
+            _Entry(due, self._seq, entry.key, entry.version, entry.failures + 1),
         )
         self._wake.set()

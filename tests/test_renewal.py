@@ -270,3 +270,14 @@ async def test_app_token_is_cached_and_renewed(
         again = await spotify.get_app_token()
         assert again.access_token != tokens[0].access_token
         assert (await manager.store.get(APP_KEY)) is not None
+
+
+def test_request_path_leaves_the_renewal_window_to_the_renewer() -> None:
+    from quart_spotify_auth.renewal import _stale
+
+    short = TokenRecord("a", "r", 4.0, 0.0, frozenset(), 0.0)  # due for renewal at 2.0
+    assert not _stale(short, 2.5)  # the renewer's turn: a request does not refresh
+    assert _stale(short, 3.7)  # the last tenth of its life: a request refreshes it
+    hour = TokenRecord("a", "r", 3600.0, 0.0, frozenset(), 0.0)
+    assert not _stale(hour, 3590.0)
+    assert _stale(hour, 3596.0)  # within ACCESS_MARGIN (5 s) of expiry
