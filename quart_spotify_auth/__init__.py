@@ -23,6 +23,7 @@ from .errors import (
     SpotifyAuthError,
     SpotifyBadResponse,
     SpotifyUnavailable,
+    StoreUnavailable,
 )
 from .extension import SpotifyAuth
 from .renewal import RenewalPolicy, TokenManager
@@ -47,6 +48,7 @@ __all__ = [
     "SpotifyAuthError",
     "SpotifyBadResponse",
     "SpotifyUnavailable",
+    "StoreUnavailable",
     "TokenManager",
     "TokenRecord",
     "TokenStore",

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import math
 import random
 import secrets
 import time
@@ -286,11 +287,17 @@ class AccountsClient:
         raise failure
 
 
+#: Longest lifetime or wait taken from Spotify's numbers; anything longer is clamped.
+MAX_SECONDS = 86400.0
+
+
 def _retry_after(reply: httpx.Response) -> float:
+    """Seconds to wait from a 429's ``Retry-After`` (1 when absent or unreadable)."""
     try:
-        return max(0.0, float(reply.headers.get("retry-after", "1")))
+        wait = float(reply.headers.get("retry-after", "1"))
     except ValueError:
         return 1.0
+    return min(max(wait, 0.0), MAX_SECONDS) if not math.isnan(wait) else 1.0
 
 
 def _error_for(
@@ -326,6 +333,13 @@ def _app_rejected(error: str, description: str) -> SpotifyAuthError:
     return SpotifyBadResponse(f"Spotify refused an app token ({error}: {description}).")
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenRecord:
     access = body.get("access_token")
     expires_in = body.get("expires_in")
@@ -337,6 +351,7 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenR
         or not access
         or isinstance(expires_in, bool)
         or not isinstance(expires_in, int | float)
+        or not _finite(expires_in)
         or expires_in <= 0
         or not isinstance(token_type, str)
         or token_type.lower() != "bearer"
@@ -347,7 +362,7 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenR
     return TokenRecord(
         access_token=access,
         refresh_token=refresh or None,
-        expires_at=now + float(expires_in),
+        expires_at=now + min(float(expires_in), MAX_SECONDS),
         issued_at=now,
         scopes=frozenset(scope.split()),
         authorized_at=authorized_at,

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "SPOTIFY_ACCOUNTS_URL": "https://accounts.spotify.com",
     "SPOTIFY_API_URL": "https://api.spotify.com/v1",
     "SPOTIFY_AUTO_RENEW": True,
-    "SPOTIFY_USE_PKCE": None,
+    "SPOTIFY_USE_PKCE": True,
     "SPOTIFY_SHOW_DIALOG": False,
     "SPOTIFY_SESSION_KEY": "spotify_auth",
     "SPOTIFY_LOGIN_TTL": 600,
@@ -38,10 +38,20 @@ DEFAULTS: dict[str, Any] = {
     "SPOTIFY_REFRESH_MARGIN": 300.0,
     "SPOTIFY_RENEW_CONCURRENCY": 16,
     "SPOTIFY_KEEP_WARM": 86400.0,
+    "SPOTIFY_TOKEN_STORE": None,
+    "SPOTIFY_TOKEN_STORE_PREFIX": "quart_spotify_auth:",
+    "SPOTIFY_TOKEN_IDLE_TTL": 30 * 86400.0,
+    "SPOTIFY_TOKEN_ENCRYPTION_KEYS": None,
+    "SPOTIFY_REDIS_MAX_CONNECTIONS": 20,
 }
 
 #: Keys also read from the environment when ``app.config`` does not set them.
-ENVIRONMENT_KEYS = ("SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET")
+ENVIRONMENT_KEYS = (
+    "SPOTIFY_CLIENT_ID",
+    "SPOTIFY_CLIENT_SECRET",
+    "SPOTIFY_TOKEN_STORE",
+    "SPOTIFY_TOKEN_ENCRYPTION_KEYS",
+)
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "::1"}
 
@@ -67,6 +77,11 @@ class Settings:
     refresh_margin: float
     renew_concurrency: int
     keep_warm: float
+    token_store: str | None
+    store_prefix: str
+    idle_ttl: float
+    encryption_keys: tuple[str, ...]
+    redis_max_connections: int
 
     def __repr__(self) -> str:
         secret = "None" if self.client_secret is None else "'***'"
@@ -108,13 +123,11 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
     redirect_uri = validate_redirect_uri(str(value("SPOTIFY_REDIRECT_URI")))
     scopes = _check_scopes(parse_scopes(value("SPOTIFY_SCOPES")))
     use_pkce = value("SPOTIFY_USE_PKCE")
-    if secret is None:
-        if use_pkce is False:
-            raise ConfigurationError(
-                "SPOTIFY_USE_PKCE is False but there is no SPOTIFY_CLIENT_SECRET: a public client "
-                "can only log in with PKCE. Remove SPOTIFY_USE_PKCE or set the secret."
-            )
-        use_pkce = True
+    if secret is None and use_pkce is False:
+        raise ConfigurationError(
+            "SPOTIFY_USE_PKCE is False but there is no SPOTIFY_CLIENT_SECRET: a public client "
+            "can only log in with PKCE. Remove SPOTIFY_USE_PKCE or set the secret."
+        )
     return Settings(
         client_id=client_id,
         client_secret=secret,
@@ -123,7 +136,7 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
         accounts_url=str(value("SPOTIFY_ACCOUNTS_URL")).rstrip("/"),
         api_url=str(value("SPOTIFY_API_URL")).rstrip("/"),
         auto_renew=bool(value("SPOTIFY_AUTO_RENEW")),
-        use_pkce=bool(use_pkce),
+        use_pkce=use_pkce is not False,
         show_dialog=bool(value("SPOTIFY_SHOW_DIALOG")),
         session_key=str(value("SPOTIFY_SESSION_KEY")),
         login_ttl=_positive(value, "SPOTIFY_LOGIN_TTL"),
@@ -133,7 +146,31 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
         refresh_margin=_positive(value, "SPOTIFY_REFRESH_MARGIN", allow_zero=True),
         renew_concurrency=int(_positive(value, "SPOTIFY_RENEW_CONCURRENCY")),
         keep_warm=_positive(value, "SPOTIFY_KEEP_WARM", allow_zero=True),
+        token_store=_store_url(value("SPOTIFY_TOKEN_STORE")),
+        store_prefix=str(value("SPOTIFY_TOKEN_STORE_PREFIX")),
+        idle_ttl=_positive(value, "SPOTIFY_TOKEN_IDLE_TTL"),
+        encryption_keys=_keys(value("SPOTIFY_TOKEN_ENCRYPTION_KEYS")),
+        redis_max_connections=int(_positive(value, "SPOTIFY_REDIS_MAX_CONNECTIONS")),
     )
+
+
+def _store_url(raw: Any) -> str | None:
+    if raw in (None, "", "memory"):
+        return None
+    url = str(raw)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"SPOTIFY_TOKEN_STORE {url!r} is not a Redis URL. Use redis://host:port/db "
+            "(or leave it unset for the in-memory store)."
+        )
+    return url
+
+
+def _keys(raw: Any) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(k.decode() if isinstance(k, bytes) else str(k).strip() for k in items if k)
 
 
 def validate_redirect_uri(uri: str) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "SpotifyAuthError",
     "SpotifyBadResponse",
     "SpotifyUnavailable",
+    "StoreUnavailable",
 ]
 
 
@@ -125,3 +126,13 @@ class SpotifyUnavailable(SpotifyAuthError):
         if self.retry_after is not None:
             headers.append(("Retry-After", str(self.retry_after)))
         return headers
+
+
+class StoreUnavailable(SpotifyAuthError):
+    """503: the token store (Redis) cannot be reached; nothing was lost, try again shortly."""
+
+    code = 503
+    description = (
+        "The login store is unavailable right now (the app cannot reach Redis). Try again "
+        "shortly; your login is kept."
+    )

@@ -113,11 +113,12 @@ class SpotifyAuth:
                 "app.config['SECRET_KEY']) to a long random string, e.g. "
                 "secrets.token_hex(32)."
             )
-        store = self._store if self._store is not None else MemoryTokenStore()
+        store = self._store if self._store is not None else _make_store(settings, self._clock)
         policy = RenewalPolicy(
             margin=settings.refresh_margin,
             concurrency=settings.renew_concurrency,
             keep_warm=settings.keep_warm,
+            forget_after=settings.idle_ttl,
             enabled=settings.auto_renew,
             join_timeout=settings.http_timeout * (settings.retries + 1) + settings.retry_after_cap,
         )
@@ -282,6 +283,28 @@ class SpotifyAuth:
                 return f"user:{result}"
         login = _session_data().get("login")
         return f"browser:{login}" if isinstance(login, str) and login else None
+
+
+def _make_store(settings: Settings, clock: Callable[[], float]) -> TokenStore:
+    """The store ``SPOTIFY_TOKEN_STORE`` names: Redis for a URL, else in memory."""
+    if settings.token_store is None:
+        return MemoryTokenStore()
+    try:
+        from .stores.redis import RedisTokenStore
+    except ImportError:
+        raise ConfigurationError(
+            "SPOTIFY_TOKEN_STORE is a Redis URL but redis is not installed: "
+            "pip install 'quart-spotify-auth[redis]'."
+        ) from None
+    return RedisTokenStore(
+        settings.token_store,
+        prefix=settings.store_prefix,
+        idle_ttl=settings.idle_ttl,
+        encryption_keys=settings.encryption_keys,
+        max_connections=settings.redis_max_connections,
+        timeout=min(settings.http_timeout, 5.0),
+        clock=clock,
+    )
 
 
 def _state(app: Quart | None = None) -> _AppState:

@@ -1,23 +1,23 @@
 """Keeping tokens valid: single-flight refresh and the background renewer.
 
-:class:`TokenManager` is framework-free. It owns, for one app in one process, the store, the
-accounts client, the refreshes in flight (one per key, however many callers wait) and the
-renewal schedule: a heap ordered by refresh time, so each token costs O(log n) to schedule and
-the renewer never scans every token.
+:class:`TokenManager` is framework-free. It owns, for one app in one process, the refreshes in
+flight (one per key, however many callers wait) and the background renewer. The renewal
+schedule lives in the store, ordered by refresh time (a heap in memory, a sorted set in Redis),
+so each token costs O(log n) to schedule and the renewer never scans every token; with a shared
+store, the schedule and a per-key claim are shared, so N workers refresh each token once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import inspect
 import logging
 import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .accounts import AccountsClient
 from .errors import LoginRequired, ReauthorizationRequired, SpotifyAuthError, SpotifyUnavailable
@@ -59,10 +59,16 @@ class RenewalPolicy:
     #: Keep a token warm only if it was used within this many seconds; idle users' tokens are
     #: refreshed lazily on their next use instead. 0 keeps every token warm.
     keep_warm: float = 86400.0
+    #: Forget a login not used for this many seconds (its tokens are deleted); only applies
+    #: with a ``keep_warm`` period.
+    forget_after: float = 30 * 86400.0
     #: Longest a request waits for a refresh it joined before getting a 503.
     join_timeout: float = 30.0
     #: Background renewal on; off means lazy refresh only.
     enabled: bool = True
+    #: Longest the renewer sleeps before looking at the schedule again (other processes may
+    #: have added to a shared one).
+    poll: float = 1.0
 
     def due(self, record: TokenRecord) -> float:
         """When to refresh ``record``: expiry minus the margin and up to 10% jitter, never
@@ -71,14 +77,13 @@ class RenewalPolicy:
         jitter = random.uniform(0, 0.1 * min(self.margin, lifetime))  # noqa: S311
         return max(record.issued_at + lifetime / 2, record.expires_at - self.margin - jitter)
 
-
-@dataclass(order=True, slots=True)
-class _Entry:
-    due: float
-    seq: int
-    key: str = field(compare=False)
-    version: int = field(compare=False)
-    failures: int = field(default=0, compare=False)
+    def earliest_due(self, record: TokenRecord) -> float:
+        """The earliest :meth:`due` can be for ``record`` (with the most jitter)."""
+        lifetime = record.lifetime
+        return max(
+            record.issued_at + lifetime / 2,
+            record.expires_at - self.margin - 0.1 * min(self.margin, lifetime),
+        )
 
 
 class TokenManager:
@@ -98,57 +103,78 @@ class TokenManager:
         self.clock = clock
         #: Called with the key when Spotify no longer accepts a user's refresh token.
         self.reauth_hooks: list[ReauthHook] = []
-        self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
-        self._heap: list[_Entry] = []
-        self._scheduled: dict[str, int] = {}  # key -> version the heap entry is for
-        self._last_used: dict[str, float] = {}
-        self._seq = 0
-        self._wake = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._slots = asyncio.Semaphore(self.policy.concurrency)
-        self._background: set[asyncio.Task[None]] = set()
-        self._revoked: OrderedDict[str, None] = OrderedDict()
-        #: Counts of what the renewer did: ``renewed``, ``failed``, ``reauthorization``,
-        #: ``idle`` (dropped from the schedule), ``lazy`` (refreshed on access),
-        #: ``max_in_flight`` (the most background refreshes seen at once).
+        #: Counts of what happened: ``renewed``, ``failed``, ``reauthorization``, ``idle``
+        #: (dropped from the schedule), ``lazy`` (refreshed on a request), ``token_requests``
+        #: (refreshes this process sent), ``max_in_flight`` (most background refreshes at once).
         self.stats: Counter[str] = Counter()
+        self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
+        self._touched: dict[str, float] = {}  # key -> when this process last recorded use
+        self._revoked: OrderedDict[str, None] = OrderedDict()
+        self._failures: dict[str, int] = {}
+        self._renewing: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._changed = asyncio.Condition()
-        self._in_flight = 0
 
     def __repr__(self) -> str:
-        return f"TokenManager({len(self._scheduled)} scheduled, {len(self._inflight)} in flight)"
+        return f"TokenManager({len(self._inflight)} in flight, {len(self._renewing)} renewing)"
+
+    def _due(self, key: str, record: TokenRecord) -> float | None:
+        if not self.policy.enabled or (record.refresh_token is None and key != APP_KEY):
+            return None
+        return self.policy.due(record)
 
     # -- the request path -------------------------------------------------------------------
 
     async def login(self, key: str, record: TokenRecord) -> TokenRecord:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
-        stored = await self.store.put(key, record)
+        stored = await self.store.put(key, record, due=self._due(key, record))
         self._revoked.pop(key, None)
-        self._last_used[key] = self.clock()
-        self.schedule(key, stored)
+        self._touched[key] = now = self.clock()
+        await self.store.get(key, touch=now)
+        self._wake.set()
         return stored
 
     async def logout(self, key: str) -> bool:
         """Forget ``key``'s tokens. Returns whether there were any."""
-        self._scheduled.pop(key, None)
-        self._last_used.pop(key, None)
+        self._touched.pop(key, None)
         return await self.store.delete(key)
 
     async def current(self, key: str) -> TokenRecord:
-        """``key``'s valid record, refreshed first if it is (about to be) expired."""
-        record = await self.store.get(key)
+        """``key``'s valid record, refreshed first if it is (about to be) expired.
+
+        One store read; every so often (a tenth of the keep-warm period) that read also
+        records the use, so the renewer keeps this user's token warm."""
+        now = self.clock()
+        touch = None
+        keep = self.policy.keep_warm
+        if self.policy.enabled and keep > 0 and now - self._touched.get(key, -keep) > keep / 10:
+            touch = now
+        record = await self.store.get(key, touch=touch)
         if record is None:
             if key in self._revoked:
                 raise ReauthorizationRequired()
             raise LoginRequired()
-        now = self.clock()
-        self._last_used[key] = now
+        if touch is not None:
+            self._touched[key] = touch
+            if not self.store.shared:
+                self._wake.set()
         if _stale(record, now):
             self.stats["lazy"] += 1
             return await self.refresh(key, record)
-        if self.policy.enabled and self._scheduled.get(key) != record.version:
-            self.schedule(key, record)
         return record
+
+    async def app_token(self) -> TokenRecord:
+        """The app-only token (client credentials grant), cached, renewed like user tokens."""
+        try:
+            return await self.current(APP_KEY)
+        except LoginRequired:
+            record = await self.refresh(APP_KEY)
+            self._touched[APP_KEY] = now = self.clock()
+            await self.store.get(APP_KEY, touch=now)  # used now: keep it warm
+            return record
 
     async def refresh(
         self,
@@ -186,62 +212,73 @@ class TokenManager:
     async def _refresh(
         self, key: str, seen: TokenRecord | None, max_wait: float | None
     ) -> TokenRecord:
-        current = await self.store.get(key)
-        if current is None:
-            if key == APP_KEY:
-                return await self._store_app_token(None)
-            raise LoginRequired()
-        renewed_meanwhile = seen is not None and current.version != seen.version
-        if renewed_meanwhile and not _stale(current, self.clock()):
-            return current  # somebody else (another worker) renewed it meanwhile
-        if key == APP_KEY:
-            return await self._store_app_token(current, max_wait)
+        lock_ttl = self.policy.join_timeout + (max_wait or 0.0)
+        claim = await self.store.claim(key, lock_ttl)
+        if claim is None:  # another process is refreshing this key: wait for its result
+            return await self._refreshed_elsewhere(key, seen)
         try:
-            new = await self.accounts.refresh(current, max_wait=max_wait)
-        except ReauthorizationRequired:
-            if await self.store.delete(key, current):
-                self._scheduled.pop(key, None)
-                self._last_used.pop(key, None)
-                self._revoked[key] = None
-                while len(self._revoked) > REVOKED_MEMORY:
-                    self._revoked.popitem(last=False)
-                self.stats["reauthorization"] += 1
-                await self._reauthorization_required(key)
-            raise
-        if await self.store.replace(key, current, new):
-            stored = await self.store.get(key) or new
-            self.schedule(key, stored)
+            current = await self.store.get(key)
+            if current is None and key != APP_KEY:
+                raise LoginRequired()
+            renewed = current is not None and seen is not None and current.version != seen.version
+            if current is not None and renewed and not _stale(current, self.clock()):
+                return current  # somebody else (another worker) renewed it meanwhile
+            return await self._renew_now(key, current, max_wait)
+        finally:
+            await self.store.release(key, claim)
+
+    async def _renew_now(
+        self, key: str, current: TokenRecord | None, max_wait: float | None
+    ) -> TokenRecord:
+        self.stats["token_requests"] += 1
+        if key == APP_KEY:
+            new = await self.accounts.client_credentials(max_wait=max_wait)
+            if current is None:
+                return await self.store.put(key, new, due=self._due(key, new))
+        else:
+            assert current is not None
+            try:
+                new = await self.accounts.refresh(current, max_wait=max_wait)
+            except ReauthorizationRequired:
+                await self._drop(key, current)
+                raise
+        assert current is not None
+        stored = await self.store.replace(key, current, new, due=self._due(key, new))
+        if stored is not None:
+            self._wake.set()
             return stored
         latest = await self.store.get(key)  # a login or logout won the race: keep theirs
         if latest is None:
             raise LoginRequired()
         return latest
 
-    async def app_token(self) -> TokenRecord:
-        """The app-only token (client credentials grant), cached, renewed like user tokens."""
-        record = await self.store.get(APP_KEY)
-        now = self.clock()
-        self._last_used[APP_KEY] = now
-        if record is None or _stale(record, now):
-            return await self.refresh(APP_KEY, record)
-        if self.policy.enabled and self._scheduled.get(APP_KEY) != record.version:
-            self.schedule(APP_KEY, record)
-        return record
+    async def _refreshed_elsewhere(self, key: str, seen: TokenRecord | None) -> TokenRecord:
+        """Wait (polling, with backoff) until another process's refresh of ``key`` lands."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.join_timeout
+        delay = 0.01
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            current = await self.store.get(key)
+            if current is None:
+                if key in self._revoked or key == APP_KEY:
+                    break
+                raise LoginRequired()
+            if seen is None or current.version != seen.version:
+                return current
+            delay = min(delay * 2, 0.2)
+        raise SpotifyUnavailable(
+            "Renewing the Spotify token is taking too long. Try again shortly."
+        )
 
-    async def _store_app_token(
-        self, current: TokenRecord | None, max_wait: float | None = None
-    ) -> TokenRecord:
-        new = await self.accounts.client_credentials(max_wait=max_wait)
-        if current is None:
-            stored = await self.store.put(APP_KEY, new)
-        elif await self.store.replace(APP_KEY, current, new):
-            stored = await self.store.get(APP_KEY) or new
-        else:
-            return await self.store.get(APP_KEY) or await self.store.put(APP_KEY, new)
-        self.schedule(APP_KEY, stored)
-        return stored
-
-    async def _reauthorization_required(self, key: str) -> None:
+    async def _drop(self, key: str, current: TokenRecord) -> None:
+        if not await self.store.delete(key, current):
+            return
+        self._touched.pop(key, None)
+        self._revoked[key] = None
+        while len(self._revoked) > REVOKED_MEMORY:
+            self._revoked.popitem(last=False)
+        await self._count("reauthorization")
         logger.info("Spotify no longer accepts a refresh token; its login was dropped")
         for hook in self.reauth_hooks:
             try:
@@ -252,17 +289,6 @@ class TokenManager:
                 logger.exception("A reauthorization hook failed")
 
     # -- the background renewer -------------------------------------------------------------
-
-    def schedule(self, key: str, record: TokenRecord) -> None:
-        """Put ``record`` on the renewal schedule (replacing any older entry for ``key``)."""
-        if not self.policy.enabled or (record.refresh_token is None and key != APP_KEY):
-            return
-        self._scheduled[key] = record.version
-        self._seq += 1
-        entry = _Entry(self.policy.due(record), self._seq, key, record.version)
-        if not self._heap or entry < self._heap[0]:
-            self._wake.set()
-        heapq.heappush(self._heap, entry)
 
     def wake(self) -> None:
         """Make the renewer look at its schedule now (after a test moved the clock)."""
@@ -283,16 +309,12 @@ class TokenManager:
             self.stats[name] += 1
             self._changed.notify_all()
 
-    @property
-    def scheduled(self) -> int:
-        """How many tokens the renewer is keeping warm."""
-        return len(self._scheduled)
-
     def start(self) -> None:
         """Start the renewer on the running loop (no-op when renewal is off)."""
         if self.policy.enabled and self._runner is None:
             self._wake = asyncio.Event()
             self._slots = asyncio.Semaphore(self.policy.concurrency)
+            self._changed = asyncio.Condition()
             self._runner = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -315,59 +337,67 @@ class TokenManager:
         while True:
             self._wake.clear()
             now = self.clock()
-            while self._heap and self._heap[0].due <= now:
-                entry = heapq.heappop(self._heap)
-                if self._scheduled.get(entry.key) != entry.version:
-                    continue  # superseded by a newer schedule entry
-                if not self._is_warm(entry.key, now):
-                    del self._scheduled[entry.key]  # idle: refresh lazily on next use
-                    await self._count("idle")
-                    continue
-                await self._slots.acquire()
-                task = asyncio.get_running_loop().create_task(self._renew(entry))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-                now = self.clock()
-            timeout = self._heap[0].due - now if self._heap else None
+            timeout = self.policy.poll
+            try:
+                for key in await self.store.due_keys(now, self.policy.concurrency * 4):
+                    if key in self._renewing:
+                        continue  # a shared store hands it out until it is rescheduled
+                    await self._slots.acquire()
+                    self._renewing.add(key)
+                    task = asyncio.get_running_loop().create_task(self._renew(key))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                upcoming = await self.store.next_due()
+                if upcoming is not None:
+                    timeout = min(timeout, max(upcoming - self.clock(), 0.0))
+                    if self.store.shared or self._renewing:
+                        timeout = max(timeout, 0.05)  # due keys still being worked on
+            except SpotifyAuthError as exc:  # the store is away: back off, try again
+                logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _is_warm(self, key: str, now: float) -> bool:
-        keep = self.policy.keep_warm
-        return keep <= 0 or now - self._last_used.get(key, now) <= keep
-
-    async def _renew(self, entry: _Entry) -> None:
-        self._in_flight += 1
-        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
+    async def _renew(self, key: str) -> None:
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], len(self._renewing))
         outcome = "renewed"
         try:
-            record = await self.store.get(entry.key)
-            if record is None or record.version != entry.version:
-                outcome = "skipped"
-                return
-            left = record.expires_at - self.clock()
-            await self.refresh(entry.key, record, max_wait=max(left, 0.0), wait=True)
+            outcome = await self._renew_key(key)
         except LoginRequired:
             outcome = "gone"  # logged out, revoked (hooks ran) or replaced meanwhile
         except (SpotifyAuthError, OSError) as exc:
             outcome = "failed"
-            self._retry_later(entry, exc)
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+            delay = min(60.0, 2.0**failures) * random.uniform(0.5, 1.0)  # noqa: S311
+            logger.warning("Background token renewal failed (%s); will retry", type(exc).__name__)
+            with contextlib.suppress(SpotifyAuthError, OSError):
+                await self.store.reschedule(key, self.clock() + delay)
         finally:
-            self._in_flight -= 1
+            if outcome != "failed":
+                self._failures.pop(key, None)
+            self._renewing.discard(key)
             self._slots.release()
             await self._count(outcome)
 
-    def _retry_later(self, entry: _Entry, exc: Exception) -> None:
-        """Transient failure: the stored token is kept; try again with exponential backoff
-        and jitter (1 s doubling up to 60 s)."""
-        logger.warning("Background token renewal failed (%s); will retry", type(exc).__name__)
-        if self._scheduled.get(entry.key) != entry.version:
-            return
-        self._seq += 1
-        delay = min(60.0, 2.0**entry.failures) * random.uniform(0.5, 1.0)  # noqa: S311
-        due = self.clock() + delay
-        heapq.heappush(
-            self._heap,
-            _Entry(due, self._seq, entry.key, entry.version, entry.failures + 1),
-        )
-        self._wake.set()
+    async def _renew_key(self, key: str) -> str:
+        record = await self.store.get(key)
+        now = self.clock()
+        if record is None or (record.refresh_token is None and key != APP_KEY):
+            await self.store.reschedule(key, None)
+            return "gone"
+        if now < self.policy.earliest_due(record):  # another process renewed it already
+            await self.store.reschedule(key, self.policy.due(record))
+            return "skipped"
+        keep = self.policy.keep_warm
+        if keep > 0:
+            used = await self.store.last_used(key)
+            if used is None or now - used > self.policy.forget_after:
+                await self.store.delete(key, record)  # abandoned: forget it
+                return "forgotten"
+            if now - used > keep:
+                # Idle: not kept warm (refreshed on its next use instead); looked at again
+                # when it would be forgotten.
+                await self.store.reschedule(key, used + self.policy.forget_after)
+                return "idle"
+        await self.refresh(key, record, max_wait=max(record.expires_at - now, 0.0), wait=True)
+        return "renewed"

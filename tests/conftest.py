@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,6 +15,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
 
 from .apps import CLIENT_ID, make_app
+from .redis_server import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -141,3 +143,17 @@ def _no_real_spotify(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in ("SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"):
         monkeypatch.delenv(key, raising=False)
     yield
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def _redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="redis_prefix")
+def _redis_prefix(request: pytest.FixtureRequest) -> str:
+    """A key prefix of this test's own, so tests share one redis-server without clashing."""
+    return f"test:{request.node.name}:{secrets.token_hex(4)}:"

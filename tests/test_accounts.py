@@ -290,3 +290,45 @@ def test_secret_not_in_reprs() -> None:
         import asyncio
 
         asyncio.run(client.client_credentials())
+
+
+@pytest.mark.parametrize("expires_in", ["NaN", "Infinity", "1e400", "1" + "0" * 400, "-5"])
+async def test_absurd_lifetimes_are_502(sleeps: Sleeps, expires_in: str) -> None:
+    body = f'{{"access_token": "a", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(
+                200, content=body.encode(), headers={"content-type": "application/json"}
+            )
+        )
+    )
+    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    with pytest.raises(SpotifyBadResponse):
+        await client.client_credentials()
+
+
+async def test_long_lifetimes_are_clamped(sleeps: Sleeps) -> None:
+    body = {"access_token": "a", "token_type": "Bearer", "expires_in": 10**9}
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    )
+    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    record = await client.client_credentials()
+    assert record.lifetime == 86400
+
+
+@pytest.mark.parametrize("header", ["inf", "1e999", "nan", "soon", "-3"])
+async def test_absurd_retry_after_is_handled(sleeps: Sleeps, header: str) -> None:
+    replies = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": header}),
+            httpx.Response(200, json={"access_token": "a", "expires_in": 60}),
+        ]
+    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: next(replies)))
+    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    try:
+        await client.client_credentials()
+    except SpotifyUnavailable as exc:  # a wait beyond the cap: a clean 503
+        assert exc.retry_after is not None and 5 < exc.retry_after <= 86400
+    assert all(0 <= w <= 86400 for w in sleeps.waits)

@@ -41,7 +41,7 @@ def test_client_id_and_secret_from_the_environment(monkeypatch: pytest.MonkeyPat
     SpotifyAuth(app)
     settings = app.extensions["QUART_SPOTIFY_AUTH"].settings
     assert (settings.client_id, settings.client_secret) == ("env-id", "env-secret")
-    assert not settings.use_pkce
+    assert settings.use_pkce  # for confidential clients too, by default
     assert "env-secret" not in repr(settings)
 
 

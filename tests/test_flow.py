@@ -28,8 +28,8 @@ async def test_authorize_url_carries_state_and_settings(app: Quart) -> None:
     assert query["redirect_uri"] == ["http://127.0.0.1:5000/callback/"]
     assert query["scope"] == ["user-read-private user-read-email"]
     assert len(query["state"][0]) >= 22  # 128 bits in base64url
-    # A confidential client does not send PKCE by default (see the README).
-    assert "code_challenge" not in query
+    # PKCE for every client: a stolen code is useless without this browser's verifier.
+    assert query["code_challenge_method"] == ["S256"]
 
 
 async def test_states_are_fresh_for_each_login(app: Quart) -> None:
@@ -71,14 +71,14 @@ async def test_public_client_uses_pkce(fake: FakeSpotify) -> None:
         assert (await response.get_json())["id"] == "bob"
 
 
-async def test_confidential_client_can_opt_into_pkce(fake: FakeSpotify) -> None:
-    app, _ = make_app(transport=httpx.ASGITransport(app=fake), SPOTIFY_USE_PKCE=True)
+async def test_confidential_client_can_opt_out_of_pkce(fake: FakeSpotify) -> None:
+    app, _ = make_app(transport=httpx.ASGITransport(app=fake), SPOTIFY_USE_PKCE=False)
     async with app.test_app():
         client = app.test_client()
         data = await login_in_process(client, fake)
         assert data["scopes"]
         response = await client.get("/login")
-        assert "code_challenge=" in response.headers["Location"]
+        assert "code_challenge=" not in response.headers["Location"]
 
 
 def test_code_challenge_is_s256_without_padding() -> None:

@@ -10,7 +10,13 @@ import httpx
 import pytest
 from quart import Quart
 
-from quart_spotify_auth import RenewalPolicy, SpotifyAuth, TokenManager, TokenRecord
+from quart_spotify_auth import (
+    MemoryTokenStore,
+    RenewalPolicy,
+    SpotifyAuth,
+    TokenManager,
+    TokenRecord,
+)
 from quart_spotify_auth.renewal import APP_KEY
 from quart_spotify_auth.testing import FakeClock, FakeSpotify
 
@@ -22,6 +28,12 @@ WAIT = 15.0  # upper bound for awaited events; they normally take a fraction of 
 
 async def _until(manager: TokenManager, name: str, count: int = 1) -> None:
     await asyncio.wait_for(manager.wait_until(lambda s: s[name] >= count), WAIT)
+
+
+def _scheduled(manager: TokenManager) -> int:
+    store = manager.store
+    assert isinstance(store, MemoryTokenStore)
+    return store.scheduled
 
 
 def _only_record(manager: TokenManager) -> TokenRecord:
@@ -73,7 +85,7 @@ async def test_many_callers_on_an_expired_token_make_one_request_over_http(
     assert {r.status_code for r in replies} == {200}
     assert len({r.json()["access_token"] for r in replies}) == 1
     assert stack.fake.requests["token:refresh_token"] == 1
-    assert manager.scheduled == 0  # no background renewal when it is off
+    assert _scheduled(manager) == 0  # no background renewal when it is off
 
 
 @pytest.fixture(name="clocked")
@@ -173,19 +185,25 @@ async def test_idle_users_are_not_kept_warm(fake: FakeSpotify) -> None:
         client = app.test_client()
         await login_in_process(client, fake)
         manager = spotify.manager(app)
-        assert manager.scheduled == 1
+        assert _scheduled(manager) == 1
         clock.advance(3400)  # past the refresh point, and idle for longer than KEEP_WARM
         manager.wake()
         await _until(manager, "idle")
-        assert manager.scheduled == 0
+        # Off the warm schedule: next looked at when it would be forgotten (30 days on).
+        assert await manager.store.next_due() == pytest.approx(clock() - 3400 + 30 * 86400)
         assert fake.requests["token:refresh_token"] == 0
         # The next use is served at once (the token is still valid) and puts the token back
         # on the schedule, where it is past due: the renewer refreshes it.
         assert (await client.get("/token")).status_code == 200
-        assert manager.scheduled == 1
         await _until(manager, "renewed")
         assert fake.requests["token:refresh_token"] == 1
         assert manager.stats["lazy"] == 0
+        # Unused past SPOTIFY_TOKEN_IDLE_TTL (30 days): the login is forgotten.
+        clock.advance(31 * 86400)
+        manager.wake()
+        await _until(manager, "forgotten")
+        assert len(manager.store) == 0  # type: ignore[arg-type]
+        assert (await client.get("/token")).status_code == 401
 
 
 async def test_refreshes_in_flight_are_bounded(fake: FakeSpotify) -> None:
@@ -262,7 +280,7 @@ async def test_app_token_is_cached_and_renewed(
         assert len({t.access_token for t in tokens}) == 1
         assert fake.requests["token:client_credentials"] == 1
         manager = spotify.manager(app)
-        assert manager.scheduled == 1
+        assert _scheduled(manager) == 1
         clock.advance(3400)
         manager.wake()
         await _until(manager, "renewed")

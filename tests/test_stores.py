@@ -1,4 +1,4 @@
-"""The TokenStore contract. Every store implementation must pass these."""
+"""The TokenStore contract, run against the in-memory store and a real redis-server."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from dataclasses import replace
 import pytest
 
 from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
+from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock
 from quart_spotify_auth.tokens import PendingLogin
+
+from .redis_server import RedisServer
 
 
 @pytest.fixture(name="clock")
@@ -17,16 +20,26 @@ def _clock() -> FakeClock:
     return FakeClock(0)
 
 
-@pytest.fixture(name="store", params=["memory"])
-async def _store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[TokenStore]:
-    store = MemoryTokenStore(clock=clock)
+@pytest.fixture(name="store", params=["memory", "redis"])
+async def _store(
+    request: pytest.FixtureRequest, clock: FakeClock, redis_prefix: str
+) -> AsyncIterator[TokenStore]:
+    store: TokenStore
+    if request.param == "memory":
+        store = MemoryTokenStore(clock=clock)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        store = RedisTokenStore(server.url, prefix=redis_prefix)
     await store.open()
     yield store
     await store.close()
 
 
 def _record(access: str = "a1", refresh: str | None = "r1") -> TokenRecord:
-    return TokenRecord(access, refresh, 3600.0, 0.0, frozenset({"streaming"}), 0.0)
+    import time
+
+    now = time.time()
+    return TokenRecord(access, refresh, now + 3600, now, frozenset({"streaming"}), now)
 
 
 async def test_put_get_delete(store: TokenStore) -> None:
@@ -43,6 +56,7 @@ async def test_put_always_moves_the_version_forward(store: TokenStore) -> None:
     first = await store.put("k", _record())
     second = await store.put("k", replace(_record("a2"), version=1))
     assert second.version == first.version + 1
+    assert await store.get("k") == second
 
 
 async def test_replace_only_from_the_current_version(store: TokenStore) -> None:
@@ -78,26 +92,108 @@ async def test_conditional_delete(store: TokenStore) -> None:
     assert await store.get("k") is not None
 
 
-async def test_pending_is_single_use_and_expires(store: TokenStore, clock: FakeClock) -> None:
+async def test_pending_is_single_use(store: TokenStore) -> None:
     pending = PendingLogin("verifier", "http://127.0.0.1:5000/callback/", 0.0)
     await store.add_pending("s1", pending, ttl=600)
-    await store.add_pending("s2", pending, ttl=600)
     assert await store.pop_pending("s1") == pending
     assert await store.pop_pending("s1") is None
-    clock.advance(601)
-    assert await store.pop_pending("s2") is None
     assert await store.pop_pending("never") is None
 
 
-async def test_expired_pending_logins_are_swept(clock: FakeClock) -> None:
+async def test_schedule_hands_out_due_keys_in_order(store: TokenStore) -> None:
+    await store.put("late", _record(), due=300.0)
+    await store.put("early", _record(), due=100.0)
+    await store.put("never", _record())  # no due: not scheduled
+    assert await store.next_due() == 100.0
+    assert await store.due_keys(50.0, 10) == []
+    assert await store.due_keys(1000.0, 10) == ["early", "late"]
+    await store.reschedule("early", 2000.0)
+    await store.reschedule("late", None)
+    assert await store.next_due() == 2000.0
+    assert await store.due_keys(1000.0, 10) == []
+    await store.delete("early")
+    assert await store.next_due() is None
+
+
+async def test_replace_moves_the_schedule(store: TokenStore) -> None:
+    old = await store.put("k", _record(), due=100.0)
+    assert await store.replace("k", old, old.renewed(_record("a2")), due=500.0)
+    assert await store.next_due() == 500.0
+
+
+async def test_touch_records_use_and_reschedules(store: TokenStore) -> None:
+    await store.put("k", _record())
+    assert await store.last_used("k") is None
+    record = await store.get("k", touch=42.0)
+    assert record is not None
+    assert await store.last_used("k") == 42.0
+    assert await store.due_keys(42.0, 10) == ["k"]  # back on the schedule, due now
+    assert await store.get("missing", touch=43.0) is None
+    assert await store.last_used("missing") is None
+
+
+async def test_claims_exclude_each_other(store: TokenStore) -> None:
+    first = await store.claim("k", ttl=30)
+    assert first is not None
+    if store.shared:
+        assert await store.claim("k", ttl=30) is None
+        await store.release("k", "not-the-holder")
+        assert await store.claim("k", ttl=30) is None
+    await store.release("k", first)
+    assert await store.claim("k", ttl=30) is not None
+
+
+async def test_pending_logins_expire(clock: FakeClock) -> None:
     store = MemoryTokenStore(clock=clock)
     pending = PendingLogin(None, "http://127.0.0.1:5000/callback/", 0.0)
     for i in range(100):
         await store.add_pending(f"s{i}", pending, ttl=10)
     clock.advance(11)
+    assert await store.pop_pending("s5") is None
     await store.add_pending("new", pending, ttl=10)
-    assert "100 records" not in repr(store)
-    assert repr(store) == "MemoryTokenStore(0 records, 1 pending)"
+    assert repr(store) == "MemoryTokenStore(0 records, 1 pending)"  # the expired were swept
+
+
+async def test_redis_keys_expire(redis_server: RedisServer, redis_prefix: str) -> None:
+    store = RedisTokenStore(redis_server.url, prefix=redis_prefix, idle_ttl=3600)
+    pending = PendingLogin("v", "http://127.0.0.1:5000/callback/", 0.0)
+    await store.add_pending("s", pending, ttl=600)
+    assert 0 < await store.redis.pttl(f"{redis_prefix}p:s") <= 600_000
+    await store.put("k", _record())
+    # Abandoned users do not pile up: the record expires after idle_ttl without writes.
+    assert 3_500_000 < await store.redis.pttl(f"{redis_prefix}t:k") <= 3_600_000
+    await store.close()
+
+
+async def test_redis_encrypts_at_rest(redis_server: RedisServer, redis_prefix: str) -> None:
+    from cryptography.fernet import Fernet
+
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    store = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old_key])
+    record = await store.put("k", _record("access-in-clear?", "refresh-in-clear?"))
+    await store.add_pending("s", PendingLogin("verifier-in-clear?", "http://x/", 0.0), ttl=60)
+    raw: list[bytes] = [
+        await store.redis.hget(f"{redis_prefix}t:k", "d"),  # type: ignore[misc]
+        await store.redis.get(f"{redis_prefix}p:s"),
+    ]
+    assert all(value.startswith(b"f") and b"in-clear" not in value for value in raw)
+    # Rotation: a new key first, the old one still decrypts.
+    rotated = RedisTokenStore(
+        redis_server.url, prefix=redis_prefix, encryption_keys=[new_key, old_key]
+    )
+    assert await rotated.get("k") == record
+    await store.close()
+    await rotated.close()
+
+
+def test_redis_store_config_errors() -> None:
+    from quart_spotify_auth import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="url or a client"):
+        RedisTokenStore()
+    with pytest.raises(ConfigurationError, match="Fernet"):
+        RedisTokenStore("redis://127.0.0.1:1/0", encryption_keys=["not-a-key"])
+    assert "secret" not in repr(RedisTokenStore("redis://:secret@127.0.0.1:1/0"))
 
 
 def test_record_repr_hides_tokens() -> None:

@@ -9,4 +9,12 @@ from __future__ import annotations
 from .base import TokenStore
 from .memory import MemoryTokenStore
 
-__all__ = ["MemoryTokenStore", "TokenStore"]
+__all__ = ["MemoryTokenStore", "RedisTokenStore", "TokenStore"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "RedisTokenStore":  # imported on demand: redis is an optional extra
+        from .redis import RedisTokenStore
+
+        return RedisTokenStore
+    raise AttributeError(name)

@@ -8,13 +8,25 @@ from ..tokens import PendingLogin, TokenRecord
 
 
 class TokenStore(ABC):
-    """Async storage of token records by key, and of pending logins by ``state``.
+    """Async storage of token records by key, the renewal schedule, and pending logins.
 
-    Writes are versioned: :meth:`put` (a new login) always wins and stores the record with a
-    version above any earlier one for the key; :meth:`replace` (a refresh) only lands if the
-    stored version is still the one the refresh started from, so a refresh racing a login or a
-    logout never resurrects or overwrites anything.
+    **Records.** Writes are versioned, and a store never hands out the same version twice, not
+    even for a key deleted and written again: :meth:`put` (a new login) always wins; and
+    :meth:`replace` (a refresh) only lands if the stored version is still the one the refresh
+    started from, so a refresh racing a logout and a new login never overwrites or deletes the
+    new login.
+
+    **Schedule.** Each write may carry ``due``, when the record should be renewed; the
+    renewer asks for :meth:`due_keys` and moves keys with :meth:`reschedule`. A store shared by
+    several processes keeps the schedule shared too, and :meth:`claim` makes sure one process
+    refreshes a key at a time; the in-memory store serves one process and claims trivially.
+
+    **Usage.** ``get(key, touch=now)`` records that the key was used (for the idle policy)
+    and brings its schedule forward to ``now``, in the same round trip.
     """
+
+    #: Whether several processes share this store (and so the schedule and the claims).
+    shared: bool = False
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Called when the app starts serving."""
@@ -23,21 +35,50 @@ class TokenStore(ABC):
         """Called when the app stops serving."""
 
     @abstractmethod
-    async def get(self, key: str) -> TokenRecord | None:
-        """The record stored under ``key``, or ``None``."""
+    async def get(self, key: str, *, touch: float | None = None) -> TokenRecord | None:
+        """The record stored under ``key``, or ``None``. With ``touch``, also record use at
+        that time and move the key's schedule to that time if it was later (or absent), so
+        the renewer looks at a returning user at once."""
 
     @abstractmethod
-    async def put(self, key: str, record: TokenRecord) -> TokenRecord:
-        """Store ``record`` unconditionally with the next version; return what was stored."""
+    async def put(self, key: str, record: TokenRecord, *, due: float | None = None) -> TokenRecord:
+        """Store ``record`` unconditionally with a new version; return what was stored."""
 
     @abstractmethod
-    async def replace(self, key: str, old: TokenRecord, new: TokenRecord) -> bool:
-        """Store ``new`` only if the stored record still has ``old.version``. ``new.version``
-        must be ``old.version + 1``. Returns whether it was stored."""
+    async def replace(
+        self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
+    ) -> TokenRecord | None:
+        """Store ``new`` with a new version only if the stored record still has
+        ``old.version``. Returns what was stored, or ``None``."""
 
     @abstractmethod
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        """Remove ``key`` (only if still at ``old.version`` when ``old`` is given)."""
+        """Remove ``key`` and its schedule (only if still at ``old.version`` when given)."""
+
+    @abstractmethod
+    async def last_used(self, key: str) -> float | None:
+        """When ``key`` was last touched, if known."""
+
+    @abstractmethod
+    async def reschedule(self, key: str, due: float | None) -> None:
+        """Renew ``key`` at ``due``; ``None`` takes it off the schedule."""
+
+    @abstractmethod
+    async def due_keys(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` keys due at ``now``, earliest first. A shared store may return a key
+        again until it is rescheduled; the in-memory store hands each out once."""
+
+    @abstractmethod
+    async def next_due(self) -> float | None:
+        """The earliest due time on the schedule, if any."""
+
+    @abstractmethod
+    async def claim(self, key: str, ttl: float) -> str | None:
+        """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it."""
+
+    @abstractmethod
+    async def release(self, key: str, claim: str) -> None:
+        """Give up a claim (only the holder's own claim is removed)."""
 
     @abstractmethod
     async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
