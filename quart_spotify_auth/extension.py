@@ -185,7 +185,7 @@ class SpotifyAuth:
         if not known:
             raise InvalidCallback(
                 NO_PENDING_LOGIN
-                if not _pending_states()
+                if not _session_data()
                 else "This login callback was not started in this browser, or was already used. "
                 "Start the login again here."
             )

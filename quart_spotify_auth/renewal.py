@@ -130,10 +130,10 @@ class TokenManager:
 
     async def login(self, key: str, record: TokenRecord) -> TokenRecord:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
-        stored = await self.store.put(key, record, due=self._due(key, record))
+        now = self.clock()
+        stored = await self.store.put(key, record, due=self._due(key, record), used=now)
         self._revoked.pop(key, None)
-        self._touched[key] = now = self.clock()
-        await self.store.get(key, touch=now)
+        self._touched[key] = now
         self._wake.set()
         return stored
 
@@ -171,10 +171,7 @@ class TokenManager:
         try:
             return await self.current(APP_KEY)
         except LoginRequired:
-            record = await self.refresh(APP_KEY)
-            self._touched[APP_KEY] = now = self.clock()
-            await self.store.get(APP_KEY, touch=now)  # used now: keep it warm
-            return record
+            return await self.refresh(APP_KEY)
 
     async def refresh(
         self,
@@ -234,7 +231,9 @@ class TokenManager:
         if key == APP_KEY:
             new = await self.accounts.client_credentials(max_wait=max_wait)
             if current is None:
-                return await self.store.put(key, new, due=self._due(key, new))
+                now = self.clock()
+                self._touched[key] = now
+                return await self.store.put(key, new, due=self._due(key, new), used=now)
         else:
             assert current is not None
             try:

@@ -27,17 +27,21 @@ def require_redis_server() -> str:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, persistent: bool = False) -> None:
         self.binary = require_redis_server()
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="qsa-redis-")
         self._process: subprocess.Popen[bytes] | None = None
+        # Persistent: an append-only file, so data survives a kill and restart.
+        self._persist = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else [
+            "--appendonly", "no"
+        ]  # fmt: skip
 
     def start(self) -> None:
         self._process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir],
+             *self._persist, "--dir", self._dir],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10

@@ -34,3 +34,24 @@ async def test_basic_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch)
         assert home["scopes"] == ["streaming", "user-read-email", "user-read-private"]
         assert (await client.get("/renew")).status_code == 302
     assert fake.requests["token:refresh_token"] == 1
+
+
+async def test_multiworker_example_uses_the_redis_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "test-client")
+    monkeypatch.setenv("SECRET_KEY", "s" * 32)
+    monkeypatch.setenv("SPOTIFY_TOKEN_STORE", "redis://127.0.0.1:1/0")
+    sys.modules.pop("examples.multiworker", None)
+    example = importlib.import_module("examples.multiworker")
+    from quart_spotify_auth.stores.redis import RedisTokenStore
+
+    state = example.app.extensions["QUART_SPOTIFY_AUTH"]
+    assert isinstance(state.store, RedisTokenStore)
+    async with example.app.test_app():  # Redis is away (port 1): a clean 503, no crash
+        client = example.app.test_client()
+        async with client.session_transaction() as session:
+            session["spotify_auth"] = {"login": "someone"}
+        response = await client.get("/worker")
+        assert response.status_code == 503
+        assert "login store is unavailable" in await response.get_data(as_text=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -122,12 +123,16 @@ async def test_replace_moves_the_schedule(store: TokenStore) -> None:
 
 
 async def test_touch_records_use_and_reschedules(store: TokenStore) -> None:
-    await store.put("k", _record())
+    await store.put("k", _record(), due=5000.0)
     assert await store.last_used("k") is None
     record = await store.get("k", touch=42.0)
     assert record is not None
     assert await store.last_used("k") == 42.0
-    assert await store.due_keys(42.0, 10) == ["k"]  # back on the schedule, due now
+    assert await store.due_keys(42.0, 10) == ["k"]  # brought forward: looked at now
+    await store.reschedule("k", None)
+    await store.put("j", _record(), due=7000.0, used=99.0)  # a login is a use
+    assert await store.last_used("j") == 99.0
+    assert await store.next_due() == 7000.0
     assert await store.get("missing", touch=43.0) is None
     assert await store.last_used("missing") is None
 
@@ -172,8 +177,8 @@ async def test_redis_encrypts_at_rest(redis_server: RedisServer, redis_prefix: s
     store = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old_key])
     record = await store.put("k", _record("access-in-clear?", "refresh-in-clear?"))
     await store.add_pending("s", PendingLogin("verifier-in-clear?", "http://x/", 0.0), ttl=60)
-    raw: list[bytes] = [
-        await store.redis.hget(f"{redis_prefix}t:k", "d"),  # type: ignore[misc]
+    raw: list[Any] = [
+        await store.redis.hget(f"{redis_prefix}t:k", "d"),
         await store.redis.get(f"{redis_prefix}p:s"),
     ]
     assert all(value.startswith(b"f") and b"in-clear" not in value for value in raw)

@@ -41,8 +41,11 @@ class TokenStore(ABC):
         the renewer looks at a returning user at once."""
 
     @abstractmethod
-    async def put(self, key: str, record: TokenRecord, *, due: float | None = None) -> TokenRecord:
-        """Store ``record`` unconditionally with a new version; return what was stored."""
+    async def put(
+        self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
+    ) -> TokenRecord:
+        """Store ``record`` unconditionally with a new version; return what was stored.
+        ``used`` records use at that time (a login is a use)."""
 
     @abstractmethod
     async def replace(

@@ -48,9 +48,13 @@ class MemoryTokenStore(TokenStore):
                 self._schedule(key, touch)
         return record
 
-    async def put(self, key: str, record: TokenRecord, *, due: float | None = None) -> TokenRecord:
+    async def put(
+        self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
+    ) -> TokenRecord:
         stored = replace(record, version=next(self._versions))
         self._records[key] = stored
+        if used is not None:
+            self._used[key] = used
         self._schedule(key, due)
         return stored
 

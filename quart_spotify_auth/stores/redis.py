@@ -39,6 +39,7 @@ redis.call('HSET', KEYS[1], 'v', v, 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 else redis.call('ZREM', KEYS[2], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
 return v
 """
 
@@ -223,16 +224,19 @@ class RedisTokenStore(TokenStore):
                 version, blob = await self.redis.eval(_GET_TOUCH, 3, *keys, touch, key)
         return self._load(version, blob)
 
-    async def put(self, key: str, record: TokenRecord, *, due: float | None = None) -> TokenRecord:
+    async def put(
+        self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
+    ) -> TokenRecord:
         args: list[bytes | str | float] = [
             self._dump(record),
             self._ttl_ms(record),
             "" if due is None else due,
             key,
+            "" if used is None else used,
         ]
         with _unavailable():
-            keys = [self._tkey(key), self._due, self._versions]
-            version = await self.redis.eval(_PUT, 3, *keys, *args)
+            keys = [self._tkey(key), self._due, self._versions, self._used]
+            version = await self.redis.eval(_PUT, 4, *keys, *args)
         return replace(record, version=int(version))
 
     async def replace(

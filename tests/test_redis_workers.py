@@ -1,0 +1,275 @@
+"""Many workers, one Redis: hypercorn worker processes on 127.0.0.1 sharing a real
+redis-server, against a hypercorn-served FakeSpotify."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+
+from quart_spotify_auth.serving import free_port, serve, wait_for_port
+from quart_spotify_auth.testing import FakeSpotify
+
+from .conftest import Browser
+from .redis_server import RedisServer
+
+WAIT = 30.0
+
+
+class Workers:
+    """N app processes (``tests.served_app:app``), each on its own port, one Redis."""
+
+    def __init__(self, fake_url: str, redis_url: str, prefix: str, **env: str) -> None:
+        self.ports = [free_port() for _ in range(3)]
+        self.env = {
+            **os.environ,
+            "TEST_FAKE_URL": fake_url,
+            "SPOTIFY_TOKEN_STORE": redis_url,
+            "TEST_PREFIX": prefix,
+            **env,
+        }
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    async def start(self) -> None:
+        for port in self.ports:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
+                "tests.served_app:app", env={**self.env, "TEST_PORT": str(port)},
+            )  # fmt: skip
+            self.processes.append(process)
+        for port in self.ports:
+            await wait_for_port("127.0.0.1", port, timeout=60)
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in self.processes:
+            await process.wait()
+        self.processes = []
+
+
+@contextlib.asynccontextmanager
+async def workers(
+    fake: FakeSpotify, redis_url: str, prefix: str, **env: str
+) -> AsyncIterator[tuple[Workers, str]]:
+    async with serve(fake) as fake_url:
+        group = Workers(fake_url, redis_url, prefix, **env)
+        await group.start()
+        try:
+            yield group, fake_url
+        finally:
+            await group.stop()
+
+
+async def _until(condition: Any, what: str) -> None:
+    """Wait for a condition on the in-process fake (its counters), with a deadline."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.05)
+
+
+async def _settled(redis: Redis, due_key: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        first = await redis.zrange(due_key, 0, 0, withscores=True)
+        if first and float(first[0][1]) > time.time() + 60:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the renewer did not reschedule")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_login_through_one_worker_is_served_by_all(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+        one, two, three = group.urls
+        async with Browser(one, fake_url) as browser:
+            assert (await browser.login("alice")).status_code == 302
+            tokens = set()
+            for url in group.urls:
+                reply = await browser.http.get(url + "/token")
+                assert reply.status_code == 200
+                tokens.add(reply.json()["access_token"])
+                assert (await browser.http.get(url + "/me")).json()["id"] == "alice"
+            assert len(tokens) == 1
+        async with Browser(two, fake_url) as stranger:
+            assert (await stranger.http.get(three + "/token")).status_code == 401
+
+
+async def test_background_renewal_refreshes_each_token_once_per_period(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    fake.access_ttl = 2  # due at the midpoint: a period of about one second
+    refreshes: dict[str, list[float]] = {}
+    grant = fake._grants["refresh_token"]
+
+    def watched(form: Any, header: str | None) -> dict[str, Any]:
+        body = grant(form, header)
+        refreshes.setdefault(form["refresh_token"], []).append(time.monotonic())
+        return body
+
+    fake._grants["refresh_token"] = watched
+    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+        for i, user in enumerate(["alice", "bob"]):
+            async with Browser(group.urls[i], fake_url) as browser:
+                await browser.login(user)
+                await browser.http.get(group.urls[2] + "/token")  # used on another worker too
+        await _until(
+            lambda: len(refreshes) == 2 and all(len(t) >= 3 for t in refreshes.values()),
+            "three renewals of each token",
+        )
+    for times in refreshes.values():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # Three workers, one refresh per period: no two refreshes of a token close together.
+        assert min(gaps) > 0.5, gaps
+
+
+async def test_many_requests_on_an_expired_token_across_workers_make_one_refresh(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    fake.access_ttl = 1
+    async with (
+        workers(fake, redis_server.url, redis_prefix, TEST_AUTO_RENEW="0") as (
+            group,
+            fake_url,
+        ),
+        Browser(group.urls[0], fake_url) as browser,
+    ):
+        await browser.login("alice")
+        first = (await browser.get("/token")).json()["access_token"]
+        await asyncio.sleep(1.0)  # the token's own lifetime: it is expired now
+        fake.access_ttl = 3600
+        before = fake.requests["token:refresh_token"]
+        replies = await asyncio.gather(
+            *(browser.http.get(group.urls[i % 3] + "/token") for i in range(200))
+        )
+    assert {r.status_code for r in replies} == {200}
+    tokens = {r.json()["access_token"] for r in replies}
+    assert len(tokens) == 1 and first not in tokens
+    assert fake.requests["token:refresh_token"] - before == 1
+
+
+async def test_restarting_every_worker_keeps_every_login(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+        browsers = [Browser(group.urls[i], fake_url) for i in range(2)]
+        for browser, user in zip(browsers, ["alice", "bob"], strict=True):
+            await browser.login(user)
+        await group.stop()
+        await group.start()
+        for browser, user in zip(browsers, ["alice", "bob"], strict=True):
+            reply = await browser.http.get(group.urls[2] + "/me")
+            assert reply.status_code == 200 and reply.json()["id"] == user
+            await browser.__aexit__()
+
+
+async def test_a_rotated_refresh_token_survives_workers_racing(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    fake.rotate_confidential = True  # each refresh kills the refresh token it used
+    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+        async with Browser(group.urls[0], fake_url) as browser:
+            await browser.login("alice")
+            for _ in range(5):
+                replies = await asyncio.gather(
+                    *(browser.http.post(url + "/renew") for url in group.urls)
+                )
+                assert {r.status_code for r in replies} == {200}, [r.text for r in replies]
+            assert (await browser.http.post(group.urls[1] + "/renew")).status_code == 200
+            assert (await browser.http.get(group.urls[2] + "/me")).json()["id"] == "alice"
+
+
+async def test_redis_down_is_a_clean_503_then_recovery(
+    fake: FakeSpotify, redis_prefix: str
+) -> None:
+    server = RedisServer(persistent=True)
+    server.start()
+    try:
+        async with workers(fake, server.url, redis_prefix) as (group, fake_url):
+            async with Browser(group.urls[0], fake_url) as browser:
+                await browser.login("alice")
+                server.stop()
+                for url in group.urls:
+                    reply = await browser.http.get(url + "/token")
+                    assert reply.status_code == 503
+                    assert "login store is unavailable" in reply.text
+                server.start()
+                for url in group.urls:  # no restart of the app needed
+                    reply = await browser.http.get(url + "/me")
+                    assert reply.status_code == 200 and reply.json()["id"] == "alice"
+                assert (await browser.http.get(group.urls[1] + "/worker")).status_code == 200
+    finally:
+        server.stop()
+
+
+async def test_encrypted_tokens_are_not_in_redis_in_clear(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    async with (
+        workers(fake, redis_server.url, redis_prefix, TEST_ENCRYPTION_KEYS=key) as (
+            group,
+            fake_url,
+        ),
+        Browser(group.urls[0], fake_url) as browser,
+    ):
+        await browser.login("alice")
+        token = (await browser.http.get(group.urls[1] + "/token")).json()["access_token"]
+    redis = Redis.from_url(redis_server.url)
+    raw = b""
+    async for name in redis.scan_iter(match=f"{redis_prefix}*"):
+        kind = await redis.type(name)
+        if kind == b"hash":
+            values: list[Any] = await redis.hvals(name)
+            raw += b"".join(values)
+        elif kind == b"string":
+            value: Any = await redis.get(name)
+            raw += value or b""
+    await redis.aclose()
+    refresh = next(r for r in fake._refresh)
+    assert raw and token.encode() not in raw and refresh.encode() not in raw
+
+
+async def test_reading_a_token_is_one_redis_round_trip(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+
+    async def calls() -> dict[str, int]:
+        info = await redis.info("commandstats")
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items()}
+
+    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+        async with Browser(group.urls[0], fake_url) as browser:
+            await browser.login("alice")
+            for url in group.urls:  # each worker records this user's use once
+                await browser.http.get(url + "/token")
+            # A recorded use brings the schedule forward; wait for the renewer to set it back.
+            await _settled(redis, f"{redis_prefix}due")
+            before = await calls()
+            for i in range(60):
+                await browser.http.get(group.urls[i % 3] + "/token")
+            after = await calls()
+    await redis.aclose()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    renewer = {"zrangebyscore", "zremrangebyscore", "zrange", "info"}
+    per_request = {k: v for k, v in delta.items() if v and k not in renewer}
+    assert per_request == {"hmget": 60}
