@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import rollover, scale, singleflight, web
+from . import redisbench, rollover, scale, singleflight, web
 
 Measure = Callable[[bool], Awaitable[dict[str, Any]]]
 
@@ -25,6 +25,10 @@ MEASURES: dict[str, Measure] = {
         tokens=10_000 if quick else 100_000, window=10 if quick else 60
     ),
     "rollover": lambda quick: rollover.run(seconds=5 if quick else 10),
+    "redis-hotpath": lambda quick: redisbench.hot_path(
+        seconds=2 if quick else 4, rounds=3 if quick else 5
+    ),
+    "redis-singleflight": lambda quick: redisbench.single_flight(callers=200 if quick else 1000),
 }
 
 

@@ -26,8 +26,9 @@ hotpath.config.update(
     SPOTIFY_REDIRECT_URI=f"http://127.0.0.1:{PORT}/callback/",
     SPOTIFY_ACCOUNTS_URL=FAKE_URL,
     SPOTIFY_SCOPES="user-read-private",
+    SPOTIFY_AUTO_RENEW=os.environ.get("BENCH_AUTO_RENEW", "1") == "1",
 )
-spotify = SpotifyAuth(hotpath)
+spotify = SpotifyAuth(hotpath)  # SPOTIFY_TOKEN_STORE from the environment picks Redis
 
 
 @hotpath.route("/constant")

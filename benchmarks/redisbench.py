@@ -1,0 +1,124 @@
+"""The shared store: the hot path with Redis, single-flight across worker processes, and
+Redis round trips per ``get_access_token``. Starts its own ``redis-server`` on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from quart_spotify_auth.serving import free_port, wait_for_port
+
+from .servers import hypercorn, run_json
+from .web import _session_cookie
+
+
+@contextlib.asynccontextmanager
+async def redis_server() -> AsyncIterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        process = subprocess.Popen(  # noqa: S603
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", folder],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await wait_for_port("127.0.0.1", port)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.kill()
+            process.wait()
+
+
+async def hot_path(*, seconds: float, rounds: int, connections: int = 32) -> dict[str, Any]:
+    """``/token`` over ``/constant`` with the Redis store, and Redis commands per request."""
+    async with redis_server() as redis_url, hypercorn("benchmarks.apps:fake") as fake_url:
+        port = free_port()
+        env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url,
+               "SPOTIFY_TOKEN_STORE": redis_url}  # fmt: skip
+        async with hypercorn("benchmarks.apps:hotpath", env=env, port=port) as app_url:
+            cookie = await _session_cookie(app_url)
+            redis = Redis.from_url(redis_url)
+            runs: dict[str, list[dict[str, Any]]] = {"constant": [], "token": []}
+            per_request = 0.0
+            for i in range(rounds):
+                order = ("constant", "token") if i % 2 == 0 else ("token", "constant")
+                for path in order:
+                    before = await _commands(redis)
+                    result = await run_json(
+                        "benchmarks.load", f"{app_url}/{path}", "--seconds", str(seconds),
+                        "--connections", str(connections), "--header", f"Cookie:{cookie}",
+                    )  # fmt: skip
+                    assert set(result["statuses"]) == {"200"}, result
+                    runs[path].append(result)
+                    if path == "token":
+                        after = await _commands(redis)
+                        served = (
+                            sum(after.values()) - sum(before.values()) - _renewer(after, before)
+                        )
+                        per_request = served / result["requests"]
+            await redis.aclose()
+    constant = statistics.median(r["rps"] for r in runs["constant"])
+    token = statistics.median(r["rps"] for r in runs["token"])
+    return {
+        "constant_rps": constant,
+        "token_rps": token,
+        "ratio": token / constant,
+        "redis_commands_per_get_access_token": round(per_request, 3),
+    }
+
+
+async def _commands(redis: Redis) -> dict[str, int]:
+    info = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+def _renewer(after: dict[str, int], before: dict[str, int]) -> int:
+    """Commands of the renewers' schedule polling and of our own INFO calls."""
+    names = ("zrangebyscore", "zremrangebyscore", "zrange", "info")
+    return sum(after.get(n, 0) - before.get(n, 0) for n in names)
+
+
+async def single_flight(*, callers: int = 1000, workers: int = 4) -> dict[str, Any]:
+    """``callers`` concurrent requests spread over ``workers`` processes find one expired token."""
+    async with redis_server() as redis_url, hypercorn("benchmarks.apps:fake") as fake_url:
+        port = free_port()
+        env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url,
+               "SPOTIFY_TOKEN_STORE": redis_url, "BENCH_AUTO_RENEW": "0"}  # fmt: skip
+        async with (
+            hypercorn("benchmarks.apps:hotpath", env=env, port=port, workers=workers) as app_url,
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=60) as http,
+        ):
+            await http.post(fake_url + "/_fake/control", json={"access_ttl": 1})
+            cookie = await _session_cookie(app_url)
+            await asyncio.sleep(1.0)  # the token's lifetime: expired now
+            await http.post(
+                fake_url + "/_fake/control", json={"access_ttl": 3600, "reset_counters": True}
+            )
+            start = time.perf_counter()
+            replies = await asyncio.gather(
+                *(http.get(app_url + "/token", headers={"Cookie": cookie}) for _ in range(callers))
+            )
+            took = time.perf_counter() - start
+            state = (await http.get(fake_url + "/_fake/state")).json()
+    statuses = {r.status_code for r in replies}
+    return {
+        "callers": callers,
+        "workers": workers,
+        "statuses": sorted(statuses),
+        "distinct_tokens": len({r.text for r in replies}),
+        "token_requests": state["requests"].get("token:refresh_token", 0),
+        "seconds": round(took, 2),
+    }
