@@ -29,7 +29,7 @@ async def redis_server() -> AsyncIterator[str]:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", folder],
             stdout=subprocess.DEVNULL,
