@@ -55,3 +55,24 @@ async def test_multiworker_example_uses_the_redis_store(
         response = await client.get("/worker")
         assert response.status_code == 503
         assert "login store is unavailable" in await response.get_data(as_text=True)
+
+
+def test_flask_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "test-client")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "test-secret")
+    sys.modules.pop("examples.flask_app", None)
+    example = importlib.import_module("examples.flask_app")
+    fake = make_fake(redirect_uri="http://127.0.0.1:5000/callback/")
+    from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
+
+    spotify = FlaskSpotifyAuth(example.app, transport=httpx.ASGITransport(app=fake))
+    example.app.config["SPOTIFY_ACCOUNTS_URL"] = "http://fake.invalid"
+    spotify.init_app(example.app)
+    client = example.app.test_client()
+    location = client.get("/").headers["Location"]
+    callback = urlsplit(fake.decide(location, user="bob"))
+    assert (
+        client.get(callback.path, query_string=dict(parse_qsl(callback.query))).status_code == 302
+    )
+    assert 'const token = "' in client.get("/home").text
+    spotify.close(example.app)

@@ -34,6 +34,9 @@ class TokenStore(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Called when the app stops serving."""
 
+    def forked(self) -> None:  # noqa: B027 - optional hook
+        """Called in a forked child before use: drop connections that belong to the parent."""
+
     @abstractmethod
     async def get(self, key: str, *, touch: float | None = None) -> TokenRecord | None:
         """The record stored under ``key``, or ``None``. With ``touch``, also record use at

@@ -182,6 +182,10 @@ class RedisTokenStore(TokenStore):
             await client.aclose()
             await client.connection_pool.disconnect()
 
+    def forked(self) -> None:
+        if self._owned:
+            self._client = None  # the parent's sockets and loop: start afresh, lazily
+
     def _tkey(self, key: str) -> str:
         return f"{self._prefix}t:{key}"
 

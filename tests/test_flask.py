@@ -1,0 +1,257 @@
+"""The Flask shim: the same flow for sync Flask apps, on one long-lived loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from quart_spotify_auth import ConfigurationError, LoginRequired
+from quart_spotify_auth.flask import SpotifyAuth
+from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.testing import FakeSpotify
+
+from .conftest import Browser
+from .flask_apps import make_flask_app
+
+
+@pytest.fixture(name="flask_app")
+def _flask_app(fake: FakeSpotify) -> Iterator[tuple[Flask, SpotifyAuth]]:
+    app, spotify = make_flask_app(transport=httpx.ASGITransport(app=fake))
+    yield app, spotify
+    spotify.close(app)
+
+
+def _login(client: FlaskClient, fake: FakeSpotify, user: str = "alice", prefix: str = "") -> None:
+    response = client.get(prefix + "/login")
+    assert response.status_code == 302
+    callback = urlsplit(fake.decide(response.headers["Location"], user=user))
+    response = client.get(prefix + callback.path, query_string=dict(parse_qsl(callback.query)))
+    assert response.status_code == 302, response.text
+
+
+def test_full_flow_with_the_test_client(
+    flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, spotify = flask_app
+    client = app.test_client()
+    assert client.get("/token").status_code == 401
+    _login(client, fake)
+    token = client.get("/token").get_json()
+    assert token["scopes"] == ["streaming", "user-read-email", "user-read-private"]
+    assert client.post("/renew").status_code == 200
+    assert client.get("/token").get_json()["access_token"] != token["access_token"]
+    assert client.post("/logout").get_json() == {"logged_in": False}
+    assert client.get("/token").status_code == 401
+    spotify.close(app)  # stopped; the next use starts it again
+    _login(client, fake, user="bob")
+    assert client.get("/token").status_code == 200
+
+
+def test_errors_and_statuses_are_the_same(
+    flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = flask_app
+    client = app.test_client()
+    location = client.get("/login").headers["Location"]
+    denied = urlsplit(fake.decide(location, approve=False))
+    response = client.get(denied.path, query_string=dict(parse_qsl(denied.query)))
+    assert response.status_code == 403
+    assert client.get("/callback/?code=x&state=forged").status_code == 400
+
+
+def test_template_global_gives_the_token(
+    flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = flask_app
+    client = app.test_client()
+    assert client.get("/player").text == "<script>const token = null;</script>"
+    _login(client, fake)
+    token = client.get("/token").get_json()["access_token"]
+    assert client.get("/player").text == f'<script>const token = "{token}";</script>'
+
+
+def test_async_views_work(flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify) -> None:
+    app, _ = flask_app
+    client = app.test_client()
+    _login(client, fake)
+    assert client.get("/async-token").get_json() == {
+        "access_token": client.get("/token").get_json()["access_token"]
+    }
+
+
+def test_the_seed_names_drive_the_whole_flow(
+    flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = flask_app
+    client = app.test_client()
+    with pytest.warns(DeprecationWarning, match="getUser"):
+        location = client.get("/seed/login").headers["Location"]
+    callback = urlsplit(fake.decide(location))
+    with pytest.warns(DeprecationWarning, match="getUserToken"):
+        response = client.get("/seed/callback/", query_string=dict(parse_qsl(callback.query)))
+    assert response.status_code == 302
+    with pytest.warns(DeprecationWarning, match="getAccessToken"):
+        first = client.get("/seed/token").get_json()
+    assert first["expires_in"] > 3500
+    with pytest.warns(DeprecationWarning, match="forceRenewal"):
+        assert client.get("/seed/renew").status_code == 200
+    with pytest.warns(DeprecationWarning):
+        assert client.get("/seed/token").get_json()["access_token"] != first["access_token"]
+
+
+def test_config_errors_are_the_same() -> None:
+    app = Flask(__name__)
+    app.config["SPOTIFY_CLIENT_ID"] = "id"
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        SpotifyAuth(app)
+    app.secret_key = "k"
+    app.config["SPOTIFY_REDIRECT_URI"] = "http://localhost:5000/callback/"
+    with pytest.raises(ConfigurationError, match=r"127\.0\.0\.1:5000"):
+        SpotifyAuth(app)
+
+
+def test_calling_from_the_shims_own_loop_says_what_to_do(
+    flask_app: tuple[Flask, SpotifyAuth],
+) -> None:
+    app, spotify = flask_app
+
+    async def inside() -> None:
+        with app.test_request_context("/"):
+            spotify.get_access_token()
+
+    with pytest.raises(RuntimeError, match="cannot be called from the shim's own event loop"):
+        spotify.run(inside())
+
+
+def _fork_child(app: Flask, cookie: str, out: multiprocessing.Queue[object]) -> None:
+    try:
+        client = app.test_client()
+        client.set_cookie("session", cookie, domain="localhost")
+        out.put(client.get("/token").get_json())
+    except BaseException as exc:  # report anything to the parent
+        out.put(repr(exc))
+
+
+def test_a_forked_child_can_use_the_extension(
+    flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = flask_app
+    client = app.test_client()
+    _login(client, fake)
+    parent = client.get("/token").get_json()
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    context = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[object] = context.Queue()
+    child = context.Process(target=_fork_child, args=(app, cookie.value, out))
+    child.start()
+    result = out.get(timeout=30)
+    child.join(30)
+    assert child.exitcode == 0
+    assert isinstance(result, dict), result
+    assert result["access_token"] == parent["access_token"]
+
+
+# -- over real HTTP: a threaded werkzeug server and a hypercorn-served FakeSpotify -----------
+
+
+class ServedFlask:
+    def __init__(self, app: Flask, port: int) -> None:
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> ServedFlask:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture(name="flask_stack")
+async def _flask_stack(
+    fake: FakeSpotify, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Browser, SpotifyAuth, Flask]]:
+    options = getattr(request, "param", {})
+    async with serve(fake) as fake_url:
+        port = free_port()
+        app, spotify = make_flask_app(
+            accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{port}/callback/", **options
+        )
+        with ServedFlask(app, port) as served:
+            async with Browser(served.url, fake_url) as browser:
+                yield browser, spotify, app
+        await asyncio.get_running_loop().run_in_executor(None, spotify.close, app)
+
+
+async def test_full_flow_over_http(
+    flask_stack: tuple[Browser, SpotifyAuth, Flask], fake: FakeSpotify
+) -> None:
+    browser, _, _ = flask_stack
+    assert (await browser.login("bob")).status_code == 302
+    assert (await browser.get("/token")).json()["expires_in"] > 3500
+    async with Browser(browser.app_url, browser.fake_url) as stranger:
+        assert (await stranger.get("/token")).status_code == 401
+
+
+@pytest.mark.parametrize("flask_stack", [{"SPOTIFY_AUTO_RENEW": False}], indirect=True)
+async def test_fifty_threads_on_one_expired_token_make_one_request(
+    flask_stack: tuple[Browser, SpotifyAuth, Flask], fake: FakeSpotify
+) -> None:
+    browser, spotify, app = flask_stack
+    fake.access_ttl = 1
+    await browser.login("alice")
+    record = spotify.run(spotify.core(app).store.get(next(iter(_keys(spotify, app)))))
+    assert record is not None
+    loop = asyncio.get_running_loop()
+    while (left := record.expires_at - spotify.core(app).manager.clock()) > 0:
+        await asyncio.sleep(left)  # the token's own expiry
+    fake.access_ttl = 3600
+    before = fake.requests["token:refresh_token"]
+    replies = await asyncio.gather(*(browser.get("/token") for _ in range(50)))
+    assert {r.status_code for r in replies} == {200}
+    assert len({r.json()["access_token"] for r in replies}) == 1
+    assert fake.requests["token:refresh_token"] - before == 1
+    assert loop.is_running()
+
+
+def _keys(spotify: SpotifyAuth, app: Flask) -> Iterator[str]:
+    store = spotify.core(app).store
+    yield from store._records  # type: ignore[attr-defined]
+
+
+async def test_renewed_in_the_background_with_no_request(
+    flask_stack: tuple[Browser, SpotifyAuth, Flask], fake: FakeSpotify
+) -> None:
+    browser, spotify, app = flask_stack
+    fake.access_ttl = 2
+    await browser.login("alice")
+    first = (await browser.get("/token")).json()["access_token"]
+    manager = spotify.core(app).manager
+    await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: spotify.run(asyncio.wait_for(manager.wait_until(lambda s: s["renewed"] >= 1), 15)),
+    )
+    fake.reset_counters()
+    assert (await browser.get("/token")).json()["access_token"] != first
+    assert fake.requests["token"] == 0
+
+
+def test_not_logged_in_is_login_required(flask_app: tuple[Flask, SpotifyAuth]) -> None:
+    app, spotify = flask_app
+    with app.test_request_context("/"), pytest.raises(LoginRequired):
+        spotify.get_access_token()
+    with app.test_request_context("/"):
+        assert not spotify.is_logged_in()
+        assert spotify.token_record() is None
