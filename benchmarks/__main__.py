@@ -29,6 +29,9 @@ MEASURES: dict[str, Measure] = {
         seconds=2 if quick else 4, rounds=3 if quick else 5
     ),
     "redis-singleflight": lambda quick: redisbench.single_flight(callers=200 if quick else 1000),
+    "flask-hotpath": lambda quick: web.hot_path(
+        seconds=2 if quick else 4, rounds=3 if quick else 5, app="benchmarks.apps:flask_hotpath"
+    ),
 }
 
 

@@ -94,3 +94,40 @@ async def rollover_login() -> ResponseReturnValue:
 async def rollover_callback() -> ResponseReturnValue:
     await rollover_spotify.get_user_token(request.args.get("code"))
     return "ok"
+
+
+# -- the same hot path on Flask, through the shim (hypercorn serves WSGI apps in threads) ----
+
+from flask import Flask  # noqa: E402
+from flask import redirect as flask_redirect  # noqa: E402
+from flask import request as flask_request  # noqa: E402
+from flask.typing import ResponseReturnValue as FlaskResponseValue  # noqa: E402
+
+from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth  # noqa: E402
+
+flask_hotpath = Flask("flask_hotpath")
+flask_hotpath.secret_key = "benchmark-secret-key-not-for-production"
+flask_hotpath.config.update(hotpath.config.copy())
+flask_hotpath.config["SECRET_KEY"] = flask_hotpath.secret_key
+flask_spotify = FlaskSpotifyAuth(flask_hotpath)
+
+
+@flask_hotpath.route("/constant")
+def flask_constant() -> str:
+    return "x" * 43
+
+
+@flask_hotpath.route("/token")
+def flask_token() -> str:
+    return flask_spotify.get_access_token().access_token
+
+
+@flask_hotpath.route("/login")
+def flask_login() -> FlaskResponseValue:
+    return flask_redirect(flask_spotify.get_user())
+
+
+@flask_hotpath.route("/callback/")
+def flask_callback() -> str:
+    flask_spotify.get_user_token(flask_request.args.get("code"))
+    return "ok"

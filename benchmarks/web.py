@@ -27,11 +27,13 @@ async def _session_cookie(app_url: str) -> str:
         return f"session={http.cookies['session']}"
 
 
-async def hot_path(*, seconds: float, rounds: int, connections: int = 32) -> dict[str, Any]:
+async def hot_path(
+    *, seconds: float, rounds: int, connections: int = 32, app: str = "benchmarks.apps:hotpath"
+) -> dict[str, Any]:
     port = free_port()
     async with hypercorn("benchmarks.apps:fake") as fake_url:
         env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url}
-        async with hypercorn("benchmarks.apps:hotpath", env=env, port=port) as app_url:
+        async with hypercorn(app, env=env, port=port) as app_url:
             cookie = await _session_cookie(app_url)
             runs: dict[str, list[dict[str, Any]]] = {"constant": [], "token": []}
             for i in range(rounds):
