@@ -19,8 +19,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="serve the demo on http://127.0.0.1:PORT")
     demo.add_argument("--port", type=int, default=5000)
     demo.add_argument("--fake-port", type=int, default=None, help="default: PORT + 1")
+    fake = commands.add_parser("fake", help="serve only the fake Spotify, for your own app")
+    fake.add_argument("--port", type=int, default=5001)
+    fake.add_argument("--client-id", default="demo-client")
+    fake.add_argument("--client-secret", default=None, help="omit for a public (PKCE) client")
+    fake.add_argument("--redirect-uri", default="http://127.0.0.1/callback/")
+    fake.add_argument("--token-lifetime", type=float, default=3600)
     commands.add_parser("check", help="check the SPOTIFY_* settings in the environment")
     args = parser.parse_args(argv)
+    if args.command == "fake":
+        from .demo import run_fake
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_fake(
+                    args.port,
+                    client_id=args.client_id,
+                    client_secret=args.client_secret,
+                    redirect_uri=args.redirect_uri,
+                    access_ttl=args.token_lifetime,
+                )
+            )
+        return 0
     if args.command == "demo":
         from .demo import run
 

@@ -145,6 +145,28 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
     return app
 
 
+async def run_fake(
+    port: int,
+    *,
+    client_id: str,
+    client_secret: str | None,
+    redirect_uri: str,
+    access_ttl: float,
+) -> None:
+    """Serve only the fake Spotify until interrupted, for trying an app without Spotify."""
+    fake = make_fake(
+        client_id=client_id,
+        client_secret=client_secret,
+        redirect_uri=redirect_uri,
+        access_ttl=access_ttl,
+    )
+    async with serve(fake, port=port) as url:
+        print(f"Fake Spotify at {url} (client {client_id!r}, callback {redirect_uri}).")
+        print(f"Set SPOTIFY_ACCOUNTS_URL={url} and SPOTIFY_API_URL={url}/v1 in your app.")
+        print(f"Users: alice, bob. Switches: POST {url}/_fake/control; counters: {url}/_fake/state")
+        await asyncio.Event().wait()
+
+
 async def run(port: int = 5000, fake_port: int | None = None) -> None:
     """Serve the demo (and the fake Spotify when no credentials are set) until interrupted."""
     app_url = f"http://127.0.0.1:{port}"

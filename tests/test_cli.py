@@ -56,3 +56,27 @@ async def test_demo_command_serves_the_app_and_the_fake() -> None:
     finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), 30) is not None
+
+
+async def test_fake_command_serves_a_fake_for_your_app() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "quart_spotify_auth", "fake", "--port", str(port),
+        "--client-id", "mine", "--client-secret", "shh",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert f"http://127.0.0.1:{port}" in first.decode()
+        await wait_for_port("127.0.0.1", port)
+        async with httpx.AsyncClient() as http:
+            page = await http.get(
+                f"http://127.0.0.1:{port}/authorize",
+                params={"client_id": "mine", "response_type": "code",
+                        "redirect_uri": "http://127.0.0.1:8123/callback/"},
+            )  # fmt: skip
+            assert page.status_code == 200 and 'id="agree"' in page.text
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
