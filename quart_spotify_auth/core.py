@@ -22,9 +22,10 @@ import httpx
 from .accounts import AccountsClient, code_challenge, new_code_verifier, new_state, parse_scopes
 from .config import Settings, load_settings
 from .errors import AuthorizationDenied, ConfigurationError, InvalidCallback, LoginRequired
-from .renewal import ReauthHook, RenewalPolicy, TokenManager
+from .renewal import APP_KEY, ReauthHook, RenewalPolicy, TokenManager
 from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, PendingLogin, TokenRecord
+from .webapi import SpotifyBearer, WebAPI
 
 __all__ = ["MAX_PENDING", "NO_PENDING_LOGIN", "Core", "build_core"]
 
@@ -118,12 +119,14 @@ class Core:
         *,
         scopes: str | Iterable[str] | None = None,
         show_dialog: bool | None = None,
+        next_url: str | None = None,
     ) -> str:
-        """Remember a fresh state (and PKCE verifier) for this browser; the authorize URL."""
+        """Remember a fresh state (and PKCE verifier, and where to go next) for this browser;
+        the authorize URL."""
         settings = self.settings
         verifier = new_code_verifier() if settings.use_pkce else None
         value = new_state()
-        pending = PendingLogin(verifier, settings.redirect_uri, time.time())
+        pending = PendingLogin(verifier, settings.redirect_uri, time.time(), next_url)
         await self.store.add_pending(value, pending, settings.login_ttl)
         data = _data(session, settings)
         data["pending"] = [*_pending(data), _digest(value)][-MAX_PENDING:]
@@ -145,6 +148,17 @@ class Core:
     ) -> AccessToken:
         """Check the callback against this browser's pending logins, exchange the code, store
         the tokens under a fresh login id (or the identity); the user's token."""
+        token, _ = await self.finish_login_next(session, args, code, identity)
+        return token
+
+    async def finish_login_next(
+        self,
+        session: Session,
+        args: Mapping[str, str],
+        code: str | None,
+        identity: str | None,
+    ) -> tuple[AccessToken, str | None]:
+        """:meth:`finish_login`, also giving where the login asked to go next."""
         settings = self.settings
         value = args.get("state")
         error = args.get("error")
@@ -194,7 +208,7 @@ class Core:
         if old_key is not None and old_key != key and old_key.startswith("browser:"):
             await self.manager.logout(old_key)
         stored = await self.manager.login(key, record)
-        return stored.to_access_token(self.manager.clock())
+        return stored.to_access_token(self.manager.clock()), pending.next_url
 
     async def access_token(self, key: str | None) -> AccessToken:
         if key is None:
@@ -213,6 +227,35 @@ class Core:
         self.accounts()
         record = await self.manager.app_token()
         return record.to_access_token(self.manager.clock())
+
+    def web_api(self, key: str | None) -> WebAPI:
+        """A Web API client for ``key``'s user (``None``: the app-only token)."""
+        settings = self.settings
+
+        async def token() -> AccessToken:
+            return await (self.app_token() if key is None else self.access_token(key))
+
+        async def refresh(sent: str) -> AccessToken:
+            if key is None:
+                record = await self.manager.refresh(APP_KEY)
+            else:
+                current = await self.store.get(key)
+                if current is None:
+                    raise LoginRequired()
+                # Refresh only if nobody did since this token was sent (single-flight).
+                record = (
+                    current
+                    if current.access_token != sent
+                    else await self.manager.refresh(key, current)
+                )
+            return record.to_access_token(self.manager.clock())
+
+        auth = SpotifyBearer(
+            token, refresh, retries=settings.retries, retry_after_cap=settings.retry_after_cap
+        )
+        self.accounts()
+        assert self.http is not None
+        return WebAPI(self.http, settings.api_url, auth, retries=settings.retries)
 
     async def record(self, key: str | None) -> TokenRecord | None:
         return None if key is None else await self.store.get(key)

@@ -12,11 +12,11 @@ import os
 import secrets
 from typing import Any
 
-import httpx
-from quart import Quart, ResponseReturnValue, redirect, render_template_string, request, url_for
+from quart import Quart, ResponseReturnValue, redirect, render_template_string, url_for
 
 from .errors import SpotifyAuthError
 from .extension import SpotifyAuth
+from .routes import install_template_globals, spotify_blueprint
 from .serving import serve
 from .testing import make_fake
 
@@ -33,12 +33,14 @@ PAGE = """<!doctype html>
  dl{display:grid;grid-template-columns:9rem 1fr;gap:.4rem 1rem} dt{color:#aaa}
  .scope{display:inline-block;background:#2a2a2a;border-radius:4px;padding:0 .4rem;margin:.1rem}
  .error{border-left:4px solid #e22134;padding-left:1rem}
+ .bar{height:6px;background:#333;border-radius:3px;overflow:hidden;margin-top:.3rem}
+ .bar div{height:100%;background:#1db954;transition:width 1s linear}
 </style></head><body><main>
 <p class="mode">{{ mode }}</p>
 {% if error %}
   <h1>{{ error.name }}</h1>
   <p class="error" id="error">{{ error.description }}</p>
-  <p><a class="btn" href="{{ url_for('login') }}">Log in again</a>
+  <p><a class="btn" href="{{ url_for('spotify_auth.login', next='/') }}">Log in again</a>
      <a class="btn alt" href="{{ url_for('index') }}">Home</a></p>
 {% elif profile %}
   <h1>Hello, <span id="name">{{ profile.display_name or profile.id }}</span></h1>
@@ -46,26 +48,45 @@ PAGE = """<!doctype html>
    <dt>Spotify id</dt><dd id="user-id">{{ profile.id }}</dd>
    <dt>Scopes</dt><dd id="scopes">{% for s in token.scopes|sort %}<span class="scope">{{ s }}</span>
      {% else %}(none){% endfor %}</dd>
-   <dt>Token expires in</dt><dd><span id="expires" data-expires-at="{{ expires_at }}">
-     {{ token.expires_in }}</span> s</dd>
-   <dt>Token id</dt><dd id="token-id">{{ token_id }}</dd>
+   <dt>Token expires in</dt><dd><span id="expires">{{ token.expires_in }}</span> s
+     <div class="bar"><div id="bar" style="width:100%"></div></div></dd>
+   <dt>Token</dt><dd id="token-id">{{ token_id }}</dd>
+   <dt>Renewals seen</dt><dd id="renewals">0</dd>
   </dl>
   <form method="post" action="{{ url_for('renew') }}">
     <button class="btn" id="renew">Renew now</button></form>
-  <form method="post" action="{{ url_for('logout') }}">
+  <form method="post" action="{{ url_for('spotify_auth.logout', next='/') }}">
     <button class="btn alt" id="logout">Log out</button></form>
+  <script>
+   // The countdown follows the token endpoint: when the background renewal lands, the
+   // token changes and the countdown rolls over, with no page reload.
+   let expiresAt = Date.now() / 1000 + {{ token.expires_in }}, lifetime = {{ lifetime }};
+   let current = {{ token_id|tojson }}, renewals = 0;
+   async function poll() {
+     const reply = await fetch("{{ url_for('spotify_auth.token') }}", {cache: "no-store"});
+     if (reply.status === 401) { location.reload(); return; }
+     const data = await reply.json(), id = "\u2026" + data.access_token.slice(-6);
+     expiresAt = Date.now() / 1000 + data.expires_in;
+     if (id !== current) {
+       current = id; renewals += 1;
+       document.getElementById("token-id").textContent = id;
+       document.getElementById("renewals").textContent = renewals;
+     }
+   }
+   function tick() {
+     const left = Math.max(0, Math.floor(expiresAt - Date.now() / 1000));
+     document.getElementById("expires").textContent = left;
+     document.getElementById("bar").style.width = (100 * left / lifetime) + "%";
+   }
+   setInterval(poll, 1000); setInterval(tick, 250); tick();
+  </script>
 {% else %}
   <h1>quart-spotify-auth</h1>
   <p>Log in with Spotify: the app keeps your tokens server-side and renews them in the
-     background.</p>
-  <a class="btn" id="login" href="{{ url_for('login') }}">Log in with Spotify</a>
+     background, before they expire.</p>
+  <a class="btn" id="login" href="{{ url_for('spotify_auth.login', next='/') }}">
+    Log in with Spotify</a>
 {% endif %}
-<script>
- const el = document.getElementById("expires");
- if (el) { setInterval(() => {
-   const left = Math.max(0, Math.floor(el.dataset.expiresAt - Date.now() / 1000));
-   el.textContent = left; if (left === 0) location.reload(); }, 1000); }
-</script>
 </main></body></html>"""
 
 
@@ -89,53 +110,34 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
     else:
         mode = "Real Spotify"
     spotify = SpotifyAuth(app)
-    http: dict[str, httpx.AsyncClient] = {}
-
-    @app.before_serving
-    async def open_client() -> None:
-        http["client"] = httpx.AsyncClient(timeout=10)
-
-    @app.after_serving
-    async def close_client() -> None:
-        await http.pop("client").aclose()
+    app.register_blueprint(spotify_blueprint(spotify))
+    install_template_globals(app, spotify)
 
     async def page(**context: Any) -> str:
         return await render_template_string(PAGE, mode=mode, **context)
 
     @app.route("/")
     async def index() -> ResponseReturnValue:
-        if not await spotify.is_logged_in():
+        record = await spotify.token_record()
+        if record is None:
             return await page()
         token = await spotify.get_access_token()
-        reply = await http["client"].get(
-            app.config["SPOTIFY_API_URL"] + "/me", headers=token.authorization_header
-        )
+        reply = await (await spotify.web_api()).get("/me")
         profile = reply.json() if reply.status_code == 200 else {"id": "?"}
-        record = await spotify.token_record()
         return await page(
             profile=profile,
             token=token,
-            expires_at=record.expires_at if record else 0,
-            token_id=f"v{record.version}" if record else "",
+            lifetime=max(1, round(record.lifetime)),
+            token_id="\u2026" + token.access_token[-6:],
         )
 
     @app.route("/login")
     async def login() -> ResponseReturnValue:
-        return redirect(await spotify.get_user())
-
-    @app.route("/callback/")
-    async def callback() -> ResponseReturnValue:
-        await spotify.get_user_token(request.args.get("code"))
-        return redirect(url_for("index"))
+        return redirect(url_for("spotify_auth.login", next="/"))
 
     @app.post("/renew")
     async def renew() -> ResponseReturnValue:
         await spotify.force_renewal()
-        return redirect(url_for("index"))
-
-    @app.post("/logout")
-    async def logout() -> ResponseReturnValue:
-        await spotify.logout()
         return redirect(url_for("index"))
 
     @app.errorhandler(SpotifyAuthError)

@@ -12,9 +12,11 @@ from quart import Quart, current_app, request, session
 from quart.sessions import SecureCookieSessionInterface
 
 from .core import Core, build_core
+from .errors import LoginRequired
 from .renewal import TokenManager
 from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
+from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth"]
 
@@ -84,6 +86,7 @@ class SpotifyAuth:
             clock=self._clock,
             reauth_hooks=self._reauth_hooks,
         )
+        app.extensions[f"{EXTENSION_KEY}_INSTANCE"] = self
         app.before_serving(_start)
         app.after_serving(_stop)
 
@@ -126,6 +129,20 @@ class SpotifyAuth:
         """The app-only token (client credentials) for catalogue calls that need no user:
         cached and renewed like user tokens. Needs ``SPOTIFY_CLIENT_SECRET``."""
         return await _core().app_token()
+
+    async def web_api(self) -> WebAPI:
+        """A Web API client for this user (bearer set, one refresh on 401, bounded 429
+        waits, 5xx retries), through the app's pool: ``await (await spotify.web_api()).get("/me")``.
+        """
+        core = _core()
+        key = core.key(session, await self._identity_id())
+        if key is None:
+            raise LoginRequired()
+        return core.web_api(key)
+
+    def app_web_api(self) -> WebAPI:
+        """A Web API client with the app-only token, for catalogue calls."""
+        return _core().web_api(None)
 
     # -- the rest a login needs -----------------------------------------------------------
 

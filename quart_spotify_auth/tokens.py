@@ -102,3 +102,5 @@ class PendingLogin:
     #: The redirect URI sent to ``/authorize`` (the exchange must repeat it).
     redirect_uri: str
     created_at: float
+    #: Where to send the browser after the login (a same-site path), if the app asked.
+    next_url: str | None = None

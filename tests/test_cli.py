@@ -51,6 +51,8 @@ async def test_demo_command_serves_the_app_and_the_fake() -> None:
             home = await http.get(f"http://127.0.0.1:{port}/")
             assert home.status_code == 200 and "Log in with Spotify" in home.text
             login = await http.get(f"http://127.0.0.1:{port}/login")
+            assert login.headers["location"] == "/spotify/login?next=/"
+            login = await http.get(f"http://127.0.0.1:{port}/spotify/login?next=/")
             assert login.headers["location"].startswith(f"http://127.0.0.1:{fake_port}/authorize")
             assert f"127.0.0.1%3A{port}%2Fcallback" in login.headers["location"]
     finally:

@@ -48,7 +48,7 @@ async def test_demo_login_renew_logout(demo: Browser) -> None:
     before = _field(page, "token-id")
     assert (await demo.post("/renew")).status_code == 302
     assert _field((await demo.get("/")).text, "token-id") != before
-    assert (await demo.post("/logout")).status_code == 302
+    assert (await demo.post("/spotify/logout?next=/")).status_code == 302
     assert 'id="login"' in (await demo.get("/")).text
 
 

@@ -304,7 +304,12 @@ class RedisTokenStore(TokenStore):
 
     async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
         blob = self._codec.dump(
-            {"v": pending.code_verifier, "u": pending.redirect_uri, "t": pending.created_at}
+            {
+                "v": pending.code_verifier,
+                "u": pending.redirect_uri,
+                "t": pending.created_at,
+                "n": pending.next_url,
+            }
         )
         with _unavailable():
             await self.redis.set(f"{self._prefix}p:{state}", blob, px=max(1, int(ttl * 1000)))
@@ -315,7 +320,7 @@ class RedisTokenStore(TokenStore):
         if blob is None:
             return None
         data = self._codec.load(_bytes(blob))
-        return PendingLogin(data["v"], data["u"], data["t"])
+        return PendingLogin(data["v"], data["u"], data["t"], data.get("n"))
 
 
 def _bytes(value: bytes | str) -> bytes:

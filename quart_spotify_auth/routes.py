@@ -1,0 +1,201 @@
+"""Ready routes, guards and template globals for Quart apps (all opt-in).
+
+.. code-block:: python
+
+    spotify = SpotifyAuth(app)
+    app.register_blueprint(spotify_blueprint(spotify))   # /spotify/login, callback, logout, token
+
+    @app.route("/playlists")
+    @login_required
+    async def playlists(): ...
+
+    @app.route("/player")
+    @scopes_required("streaming", "user-modify-playback-state")
+    async def player(): ...
+
+Templates get ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``
+(the profile from ``/v1/me``, once per request), awaited by Quart's async Jinja.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import unquote, urlencode, urlsplit
+
+from quart import (
+    Blueprint,
+    Quart,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    request,
+    session,
+    url_for,
+)
+
+from .errors import LoginRequired
+from .extension import SpotifyAuth, _core
+
+__all__ = [
+    "install_template_globals",
+    "login_required",
+    "safe_next",
+    "scopes_required",
+    "spotify_blueprint",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+BLUEPRINT = "spotify_auth"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """``value`` if it is a same-site path (``/...``), else ``default``. Refuses absolute
+    URLs, scheme-relative ``//host``, backslashes and control characters, also when
+    percent-encoded (browsers and servers decode in different places)."""
+    if not value:
+        return default
+    decoded = value
+    for _ in range(3):  # decode nested encodings (%252F...) a few levels deep
+        decoded = unquote(decoded)
+    for candidate in (value, decoded):
+        if not candidate.startswith("/") or candidate.startswith("//"):
+            return default
+        if _CONTROL.search(candidate):
+            return default
+        parts = urlsplit(candidate)
+        if parts.scheme or parts.netloc:
+            return default
+    return value
+
+
+def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> Blueprint:
+    """Routes for the whole login: ``login`` (``?next=/path`` and ``?scope=...``), the
+    callback (at the path of ``SPOTIFY_REDIRECT_URI``, outside the prefix), ``logout``
+    (POST) and ``token``: ``{"access_token", "expires_in"}`` for the Web Playback SDK's
+    ``getOAuthToken``, never the refresh token, with ``Cache-Control: no-store``."""
+    blueprint = Blueprint(BLUEPRINT, __name__, url_prefix=url_prefix)
+
+    @blueprint.route("/login")
+    async def login() -> Any:
+        scopes = request.args.get("scope")
+        url = await _core().begin_login(
+            session,
+            scopes=scopes,
+            next_url=safe_next(request.args.get("next")),
+        )
+        return redirect(url)
+
+    async def callback() -> Any:
+        identity = await spotify._identity_id()
+        _, next_url = await _core().finish_login_next(
+            session, request.args, request.args.get("code"), identity
+        )
+        return redirect(safe_next(next_url))
+
+    @blueprint.route("/logout", methods=["POST"])
+    async def logout() -> Any:
+        await spotify.logout()
+        return redirect(safe_next(request.args.get("next")))
+
+    @blueprint.route("/token")
+    async def token() -> Any:
+        access = await spotify.get_access_token()
+        response: Response = jsonify(access_token=access.access_token, expires_in=access.expires_in)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
+
+    @blueprint.record_once
+    def register_callback(state: Any) -> None:
+        app: Quart = state.app
+        path = urlsplit(_core(app).settings.redirect_uri).path or "/"
+        app.add_url_rule(path, f"{BLUEPRINT}.callback", callback)
+
+    return blueprint
+
+
+def login_required(func: Callable[P, Awaitable[T]] | Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """Send a browser that is not logged in to the blueprint's login, and back here after.
+    Works on sync and async views."""
+
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if await _core().record(await _current_key()) is None:
+            return _to_login()  # type: ignore[return-value]
+        result = await current_app.ensure_async(func)(*args, **kwargs)
+        return cast(T, result)
+
+    return wrapper
+
+
+def scopes_required(
+    *scopes: str,
+) -> Callable[[Callable[P, Awaitable[T]] | Callable[P, T]], Callable[P, Awaitable[T]]]:
+    """Like :func:`login_required`, and when the user granted fewer scopes than ``scopes``,
+    ask Spotify for the missing ones (keeping those already granted) and come back."""
+    needed = frozenset(scopes)
+
+    def decorator(func: Callable[P, Awaitable[T]] | Callable[P, T]) -> Callable[P, Awaitable[T]]:
+        @wraps(func)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            record = await _core().record(await _current_key())
+            if record is None:
+                return _to_login(needed)  # type: ignore[return-value]
+            if not needed <= record.scopes:
+                return _to_login(record.scopes | needed)  # type: ignore[return-value]
+            result = await current_app.ensure_async(func)(*args, **kwargs)
+            return cast(T, result)
+
+        return wrapper
+
+    return decorator
+
+
+def install_template_globals(app: Quart, spotify: SpotifyAuth) -> None:
+    """Give templates ``spotify_access_token()``, ``spotify_logged_in()`` and
+    ``spotify_user()`` (``None`` when not logged in); Quart's Jinja awaits them."""
+
+    async def spotify_access_token() -> str | None:
+        try:
+            return (await spotify.get_access_token()).access_token
+        except LoginRequired:
+            return None
+
+    async def spotify_logged_in() -> bool:
+        return await spotify.is_logged_in()
+
+    async def spotify_user() -> dict[str, Any] | None:
+        if "_spotify_user" not in g:
+            try:
+                reply = await (await spotify.web_api()).get("/me")
+                g._spotify_user = reply.json() if reply.status_code == 200 else None
+            except LoginRequired:
+                g._spotify_user = None
+        user: dict[str, Any] | None = g._spotify_user
+        return user
+
+    app.add_template_global(spotify_access_token)
+    app.add_template_global(spotify_logged_in)
+    app.add_template_global(spotify_user)
+
+
+async def _current_key() -> str | None:
+    spotify: SpotifyAuth | None = current_app.extensions.get("QUART_SPOTIFY_AUTH_INSTANCE")
+    identity = await spotify._identity_id() if spotify is not None else None
+    return _core().key(session, identity)
+
+
+def _to_login(scopes: frozenset[str] | None = None) -> Response:
+    query: dict[str, str] = {"next": request.full_path.rstrip("?")}
+    if scopes:
+        query["scope"] = " ".join(sorted(scopes))
+    url = url_for(f"{BLUEPRINT}.login") + "?" + urlencode(query)
+    return redirect(url)  # type: ignore[return-value]
