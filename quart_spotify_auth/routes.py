@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from urllib.parse import unquote, urlencode, urlsplit
 
 from quart import (
@@ -122,41 +122,48 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
     return blueprint
 
 
-def login_required(func: Callable[P, Awaitable[T]] | Callable[P, T]) -> Callable[P, Awaitable[T]]:
+class _Guard(Protocol):
+    @overload
+    def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]: ...
+    @overload
+    def __call__(self, func: Callable[P, T]) -> Callable[P, Awaitable[T]]: ...
+
+
+@overload
+def login_required(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]: ...
+@overload
+def login_required(func: Callable[P, T]) -> Callable[P, Awaitable[T]]: ...
+def login_required(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
     """Send a browser that is not logged in to the blueprint's login, and back here after.
     Works on sync and async views."""
 
     @wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         if await _core().record(await _current_key()) is None:
-            return _to_login()  # type: ignore[return-value]
-        result = await current_app.ensure_async(func)(*args, **kwargs)
-        return cast(T, result)
+            return _to_login()
+        return await current_app.ensure_async(func)(*args, **kwargs)
 
     return wrapper
 
 
-def scopes_required(
-    *scopes: str,
-) -> Callable[[Callable[P, Awaitable[T]] | Callable[P, T]], Callable[P, Awaitable[T]]]:
+def scopes_required(*scopes: str) -> _Guard:
     """Like :func:`login_required`, and when the user granted fewer scopes than ``scopes``,
     ask Spotify for the missing ones (keeping those already granted) and come back."""
     needed = frozenset(scopes)
 
-    def decorator(func: Callable[P, Awaitable[T]] | Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    def decorator(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         @wraps(func)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             record = await _core().record(await _current_key())
             if record is None:
-                return _to_login(needed)  # type: ignore[return-value]
+                return _to_login(needed)
             if not needed <= record.scopes:
-                return _to_login(record.scopes | needed)  # type: ignore[return-value]
-            result = await current_app.ensure_async(func)(*args, **kwargs)
-            return cast(T, result)
+                return _to_login(record.scopes | needed)
+            return await current_app.ensure_async(func)(*args, **kwargs)
 
         return wrapper
 
-    return decorator
+    return cast(_Guard, decorator)
 
 
 def install_template_globals(app: Quart, spotify: SpotifyAuth) -> None:
