@@ -72,6 +72,7 @@ PAGE = """<!doctype html>
        document.getElementById("token-id").textContent = id;
        document.getElementById("renewals").textContent = renewals;
      }
+     tick();
    }
    function tick() {
      const left = Math.max(0, Math.floor(expiresAt - Date.now() / 1000));

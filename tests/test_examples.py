@@ -76,3 +76,28 @@ def test_flask_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch) -> No
     )
     assert 'const token = "' in client.get("/home").text
     spotify.close(example.app)
+
+
+async def test_playback_example_serves_the_page_after_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "test-client")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "test-secret")
+    monkeypatch.setenv("SPOTIFY_ACCOUNTS_URL", "http://fake.invalid")
+    sys.modules.pop("examples.playback.app", None)
+    example = importlib.import_module("examples.playback.app")
+    fake = make_fake(redirect_uri="http://127.0.0.1:5000/callback/")
+    from quart_spotify_auth import SpotifyAuth
+
+    SpotifyAuth(example.app, transport=httpx.ASGITransport(app=fake))
+    async with example.app.test_app():
+        client = example.app.test_client()
+        login = (await client.get("/")).headers["Location"]
+        assert login.startswith("/spotify/login?next=")
+        callback = urlsplit(fake.decide((await client.get(login)).headers["Location"]))
+        response = await client.get(callback.path, query_string=dict(parse_qsl(callback.query)))
+        assert response.headers["Location"] == "/"
+        page = await (await client.get("/")).get_data(as_text=True)
+        assert "getOAuthToken" in page and "/spotify/token" in page
+        token = await (await client.get("/spotify/token")).get_json()
+        assert token["expires_in"] > 3500
