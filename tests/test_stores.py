@@ -205,3 +205,35 @@ def test_record_repr_hides_tokens() -> None:
     record = _record("access-secret", "refresh-secret")
     assert "secret" not in repr(record)
     assert "secret" not in repr(record.to_access_token(0.0))
+
+
+async def test_redis_read_cache_follows_writes_from_other_processes(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    import asyncio
+
+    reader = RedisTokenStore(redis_server.url, prefix=redis_prefix, cache_ttl=60)
+    writer = RedisTokenStore(redis_server.url, prefix=redis_prefix, cache_ttl=60)
+    await reader.open()
+    await writer.open()
+    try:
+        while not reader._listening:
+            await asyncio.sleep(0.01)
+        first = await writer.put("k", _record("a1"))
+        assert await reader.get("k") == first
+        # Served from memory now: not even a deleted hash changes it behind the store's back...
+        await reader.redis.delete(f"{redis_prefix}t:k")
+        assert await reader.get("k") == first
+        # ...but every write through a store tells the others at once.
+        second = await writer.put("k", _record("a2"))
+        deadline = asyncio.get_running_loop().time() + 5
+        while (await reader.get("k")) != second:
+            assert asyncio.get_running_loop().time() < deadline, "no invalidation arrived"
+            await asyncio.sleep(0.01)
+        await writer.delete("k")
+        while (await reader.get("k")) is not None:
+            assert asyncio.get_running_loop().time() < deadline, "no invalidation arrived"
+            await asyncio.sleep(0.01)
+    finally:
+        await reader.close()
+        await writer.close()

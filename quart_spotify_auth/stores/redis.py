@@ -10,22 +10,29 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P p:<state>``: pending logins, expiring after the login ttl.
 
 Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
-scripts comparing the version, so they are atomic in Redis. Reading a token is one round trip.
+scripts comparing the version, so they are atomic in Redis, and each publishes the key it
+wrote on ``P written``. Reading a token is one round trip at most: each process keeps what it
+read for up to ``cache_ttl`` seconds and drops it as soon as any process writes that key.
 Records (and PKCE verifiers) can be encrypted at rest with Fernet keys (``cryptography``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tokens import PendingLogin, TokenRecord
@@ -40,6 +47,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 else redis.call('ZREM', KEYS[2], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
+redis.call('PUBLISH', KEYS[5], ARGV[4])
 return v
 """
 
@@ -51,6 +59,7 @@ redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 else redis.call('ZREM', KEYS[2], ARGV[5]) end
+redis.call('PUBLISH', KEYS[4], ARGV[5])
 return n
 """
 
@@ -59,6 +68,7 @@ local v = redis.call('HGET', KEYS[1], 'v')
 if ARGV[1] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[1])) then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('PUBLISH', KEYS[4], ARGV[2])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -123,6 +133,10 @@ class RedisTokenStore(TokenStore):
         encryption_keys: Fernet keys; when given, records are encrypted at rest.
         max_connections: the bound of the connection pool.
         timeout: seconds for connecting and for each command.
+        cache_ttl: seconds a read may be served from this process's memory (0: never). Every
+            write publishes the key and every process subscribed drops it at once, so the
+            cache is only a backstop; nothing is cached while the subscription is down.
+        cache_size: the most records cached per process.
     """
 
     shared = True
@@ -138,6 +152,8 @@ class RedisTokenStore(TokenStore):
         max_connections: int = 20,
         timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
+        cache_ttl: float = 1.0,
+        cache_size: int = 10_000,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("RedisTokenStore needs a url or a client (one of them).")
@@ -153,6 +169,12 @@ class RedisTokenStore(TokenStore):
         self._due = f"{prefix}due"
         self._used = f"{prefix}used"
         self._versions = f"{prefix}versions"  # one counter: versions are never reused
+        self._channel = f"{prefix}written"  # every write script publishes the key here
+        self._cache_ttl = cache_ttl
+        self._cache_size = cache_size
+        self._cache: dict[str, tuple[float, TokenRecord]] = {}
+        self._listening = False
+        self._listener: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         where = "client" if self._url is None else self._url.split("@")[-1]
@@ -169,20 +191,36 @@ class RedisTokenStore(TokenStore):
                 timeout=self._timeout,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
+                # A pooled connection that died with a Redis restart is retried once on a
+                # fresh one, so the first requests after Redis comes back succeed.
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 1),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
             )
             self._client = Redis(connection_pool=pool)
         return self._client
 
     async def open(self) -> None:
         _ = self.redis
+        if self._cache_ttl > 0 and self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await listener
+        self._listening = False
+        self._cache.clear()
         if self._owned and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
             await client.connection_pool.disconnect()
 
     def forked(self) -> None:
+        self._listener = None  # the parent's task, on the parent's loop
+        self._listening = False
+        self._cache.clear()
         if self._owned:
             self._client = None  # the parent's sockets and loop: start afresh, lazily
 
@@ -220,13 +258,55 @@ class RedisTokenStore(TokenStore):
         )
 
     async def get(self, key: str, *, touch: float | None = None) -> TokenRecord | None:
+        if touch is None and self._listening:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1]
         with _unavailable():
             if touch is None:
                 version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
             else:
                 keys = [self._tkey(key), self._due, self._used]
                 version, blob = await self.redis.eval(_GET_TOUCH, 3, *keys, touch, key)
-        return self._load(version, blob)
+        record = self._load(version, blob)
+        if record is None:
+            self._cache.pop(key, None)
+        else:
+            self._remember(key, record)
+        return record
+
+    # -- the local read cache, kept honest by invalidations from every writer ----------------
+
+    def _remember(self, key: str, record: TokenRecord) -> None:
+        if not self._listening or self._cache_ttl <= 0:
+            return
+        if len(self._cache) >= self._cache_size and key not in self._cache:
+            del self._cache[next(iter(self._cache))]  # the oldest entry makes room
+        self._cache[key] = (time.monotonic() + self._cache_ttl, record)
+
+    async def _listen(self) -> None:
+        """Drop cached records as any process writes them (a Redis channel every write
+        script publishes to). While not subscribed, nothing is cached."""
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                self._cache.clear()  # anything may have changed while we were away
+                self._listening = True
+                delay = 0.1
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._cache.pop(_bytes(message["data"]).decode(), None)
+            except (RedisError, OSError):
+                pass
+            finally:
+                self._listening = False
+                self._cache.clear()
+                with suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
@@ -239,9 +319,11 @@ class RedisTokenStore(TokenStore):
             "" if used is None else used,
         ]
         with _unavailable():
-            keys = [self._tkey(key), self._due, self._versions, self._used]
-            version = await self.redis.eval(_PUT, 4, *keys, *args)
-        return replace(record, version=int(version))
+            keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
+            version = await self.redis.eval(_PUT, 5, *keys, *args)
+        stored = replace(record, version=int(version))
+        self._remember(key, stored)
+        return stored
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
@@ -254,15 +336,21 @@ class RedisTokenStore(TokenStore):
             key,
         ]
         with _unavailable():
-            keys = [self._tkey(key), self._due, self._versions]
-            version = await self.redis.eval(_REPLACE, 3, *keys, *args)
-        return replace(new, version=int(version)) if version else None
+            keys = [self._tkey(key), self._due, self._versions, self._channel]
+            version = await self.redis.eval(_REPLACE, 4, *keys, *args)
+        if not version:
+            self._cache.pop(key, None)
+            return None
+        stored = replace(new, version=int(version))
+        self._remember(key, stored)
+        return stored
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
-        keys = [self._tkey(key), self._due, self._used]
+        keys = [self._tkey(key), self._due, self._used, self._channel]
+        self._cache.pop(key, None)
         with _unavailable():
-            return bool(await self.redis.eval(_DELETE, 3, *keys, expected, key))
+            return bool(await self.redis.eval(_DELETE, 4, *keys, expected, key))
 
     async def last_used(self, key: str) -> float | None:
         with _unavailable():
