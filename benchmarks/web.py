@@ -28,11 +28,16 @@ async def _session_cookie(app_url: str) -> str:
 
 
 async def hot_path(
-    *, seconds: float, rounds: int, connections: int = 32, app: str = "benchmarks.apps:hotpath"
+    *,
+    seconds: float,
+    rounds: int,
+    connections: int = 32,
+    app: str = "benchmarks.apps:hotpath",
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     port = free_port()
     async with hypercorn("benchmarks.apps:fake") as fake_url:
-        env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url}
+        env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url, **(env or {})}
         async with hypercorn(app, env=env, port=port) as app_url:
             cookie = await _session_cookie(app_url)
             runs: dict[str, list[dict[str, Any]]] = {"constant": [], "token": []}
@@ -55,6 +60,7 @@ async def hot_path(
         "token_p99_ms": statistics.median(r["p99_ms"] for r in runs["token"]),
         "rounds": rounds,
         "seconds": seconds,
+        "token_requests_served": sum(r["requests"] for r in runs["token"]),
     }
 
 
