@@ -239,7 +239,7 @@ class Core:
             if key is None:
                 record = await self.manager.refresh(APP_KEY)
             else:
-                current = await self.store.get(key)
+                current = await self.store.get(key, fresh=True)
                 if current is None:
                     raise LoginRequired()
                 # Refresh only if nobody did since this token was sent (single-flight).

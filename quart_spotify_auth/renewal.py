@@ -209,12 +209,14 @@ class TokenManager:
     async def _refresh(
         self, key: str, seen: TokenRecord | None, max_wait: float | None
     ) -> TokenRecord:
+        if seen is None:  # force_renewal: the version to wait past, if another has the claim
+            seen = await self.store.get(key, fresh=True)
         lock_ttl = self.policy.join_timeout + (max_wait or 0.0)
         claim = await self.store.claim(key, lock_ttl)
         if claim is None:  # another process is refreshing this key: wait for its result
             return await self._refreshed_elsewhere(key, seen)
         try:
-            current = await self.store.get(key)
+            current = await self.store.get(key, fresh=True)  # the newest refresh token
             if current is None and key != APP_KEY:
                 raise LoginRequired()
             renewed = current is not None and seen is not None and current.version != seen.version
@@ -222,7 +224,8 @@ class TokenManager:
                 return current  # somebody else (another worker) renewed it meanwhile
             return await self._renew_now(key, current, max_wait)
         finally:
-            await self.store.release(key, claim)
+            with contextlib.suppress(SpotifyAuthError):  # it expires on its own if Redis is away
+                await self.store.release(key, claim)
 
     async def _renew_now(
         self, key: str, current: TokenRecord | None, max_wait: float | None
@@ -239,17 +242,40 @@ class TokenManager:
             try:
                 new = await self.accounts.refresh(current, max_wait=max_wait)
             except ReauthorizationRequired:
-                await self._drop(key, current)
-                raise
+                if await self._drop(key, current):
+                    raise
+                # Not the stored login any more (renewed or replaced meanwhile): use that one.
+                latest = await self.store.get(key, fresh=True)
+                if latest is None:
+                    raise
+                return latest
         assert current is not None
-        stored = await self.store.replace(key, current, new, due=self._due(key, new))
+        stored = await self._save(key, current, new)
         if stored is not None:
             self._wake.set()
             return stored
-        latest = await self.store.get(key)  # a login or logout won the race: keep theirs
+        latest = await self.store.get(key, fresh=True)  # a login or logout won the race
         if latest is None:
             raise LoginRequired()
         return latest
+
+    async def _save(self, key: str, current: TokenRecord, new: TokenRecord) -> TokenRecord | None:
+        """Write a refreshed record. Spotify may already have retired the old refresh token
+        (rotation), so if the store is away the write is retried for a while rather than the
+        new token lost; only after that does the caller get the 503."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.join_timeout
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.replace(key, current, new, due=self._due(key, new))
+            except SpotifyAuthError:
+                if loop.time() + delay > deadline:
+                    logger.error("A renewed token could not be saved: the store stayed away")
+                    raise
+                logger.warning("Saving a renewed token failed; retrying while the store is away")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _refreshed_elsewhere(self, key: str, seen: TokenRecord | None) -> TokenRecord:
         """Wait (polling, with backoff) until another process's refresh of ``key`` lands."""
@@ -258,7 +284,7 @@ class TokenManager:
         delay = 0.01
         while loop.time() < deadline:
             await asyncio.sleep(delay)
-            current = await self.store.get(key)
+            current = await self.store.get(key, fresh=True)
             if current is None:
                 if key in self._revoked or key == APP_KEY:
                     break
@@ -270,9 +296,10 @@ class TokenManager:
             "Renewing the Spotify token is taking too long. Try again shortly."
         )
 
-    async def _drop(self, key: str, current: TokenRecord) -> None:
+    async def _drop(self, key: str, current: TokenRecord) -> bool:
+        """Forget a login Spotify refused; ``False`` if the store holds another by now."""
         if not await self.store.delete(key, current):
-            return
+            return False
         self._touched.pop(key, None)
         self._revoked[key] = None
         while len(self._revoked) > REVOKED_MEMORY:
@@ -286,6 +313,7 @@ class TokenManager:
                     await result
             except Exception:
                 logger.exception("A reauthorization hook failed")
+        return True
 
     # -- the background renewer -------------------------------------------------------------
 
@@ -379,7 +407,7 @@ class TokenManager:
             await self._count(outcome)
 
     async def _renew_key(self, key: str) -> str:
-        record = await self.store.get(key)
+        record = await self.store.get(key, fresh=True)
         now = self.clock()
         if record is None or (record.refresh_token is None and key != APP_KEY):
             await self.store.reschedule(key, None)

@@ -79,6 +79,7 @@ class TokenRecord:
         return replace(
             new,
             refresh_token=new.refresh_token or self.refresh_token,
+            scopes=new.scopes or self.scopes,  # a reply without "scope" keeps the grant
             authorized_at=self.authorized_at,
             version=self.version + 1,
         )

@@ -22,6 +22,14 @@ __all__ = ["RateLimited", "SpotifyBearer", "WebAPI"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
+#: Methods safe to send again after a 5xx or a lost reply.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
+
 
 class RateLimited(SpotifyUnavailable):
     """503: the Web API kept answering 429 beyond the wait the app allows."""
@@ -78,7 +86,11 @@ class SpotifyBearer(httpx.Auth):
                 await response.aread()
                 await self._sleep(wait)
                 continue
-            if response.status_code >= 500 and failures < self._retries:
+            if (
+                response.status_code >= 500
+                and failures < self._retries
+                and request.method in IDEMPOTENT  # a POST may have been done: not again
+            ):
                 failures += 1
                 await response.aread()
                 await self._sleep(self._backoff * 2**failures * random.random())  # noqa: S311
@@ -124,15 +136,24 @@ class WebAPI:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send ``method path`` (relative to ``SPOTIFY_API_URL``) with the user's bearer.
-        Network errors are retried with backoff, then become :class:`SpotifyUnavailable`."""
-        url = (
-            path if path.startswith(("http://", "https://")) else f"{self._base}/{path.lstrip('/')}"
-        )
+
+        A request that never reached Spotify (connection refused) is retried for any method;
+        one whose reply was lost only for idempotent methods (a POST may have been done).
+        Absolute URLs (Spotify's paging links) must be on the API's own origin: the bearer
+        goes nowhere else. Network failures end as :class:`SpotifyUnavailable`."""
+        if path.startswith(("http://", "https://")):
+            if _origin(path) != _origin(self._base):
+                raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
+            url = path
+        else:
+            url = f"{self._base}/{path.lstrip('/')}"
+        idempotent = method.upper() in IDEMPOTENT
         for attempt in range(self._retries + 1):
             try:
                 return await self._http.request(method, url, auth=self.auth, **kwargs)
             except httpx.TransportError as exc:
-                if attempt == self._retries:
+                unsent = isinstance(exc, httpx.ConnectError)
+                if attempt == self._retries or not (unsent or idempotent):
                     raise SpotifyUnavailable(
                         f"Spotify's Web API could not be reached ({type(exc).__name__})."
                     ) from exc

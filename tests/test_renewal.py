@@ -299,3 +299,26 @@ def test_request_path_leaves_the_renewal_window_to_the_renewer() -> None:
     hour = TokenRecord("a", "r", 3600.0, 0.0, frozenset(), 0.0)
     assert not _stale(hour, 3590.0)
     assert _stale(hour, 3596.0)  # within ACCESS_MARGIN (5 s) of expiry
+
+
+async def test_a_renewed_token_is_saved_once_the_store_is_back(fake: FakeSpotify) -> None:
+    """Spotify rotated the refresh token; the store is briefly away: the new one is kept."""
+    from quart_spotify_auth import StoreUnavailable
+
+    class Flaky(MemoryTokenStore):
+        failures = 2
+
+        async def replace(self, *args: Any, **kwargs: Any) -> TokenRecord | None:
+            if self.failures:
+                self.failures -= 1
+                raise StoreUnavailable()
+            return await super().replace(*args, **kwargs)
+
+    fake.rotate_confidential = True
+    app, _ = make_app(transport=httpx.ASGITransport(app=fake), store=Flaky())
+    async with app.test_app():
+        client = app.test_client()
+        await login_in_process(client, fake)
+        assert (await client.post("/renew")).status_code == 200
+        assert (await client.post("/renew")).status_code == 200  # the stored token is live
+        assert fake.requests["token:refresh_token"] == 2

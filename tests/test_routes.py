@@ -251,11 +251,25 @@ async def test_429_is_waited_out_then_the_cap_raises() -> None:
     assert info.value.code == 503 and info.value.retry_after == 61
 
 
-async def test_5xx_is_retried_with_backoff() -> None:
+async def test_5xx_is_retried_with_backoff_for_idempotent_methods() -> None:
     script, tokens = ScriptedAPI(502, 503), Tokens()
-    assert (await _api(script, tokens).post("/x", content=b"body")).status_code == 200
+    assert (await _api(script, tokens).put("/x", content=b"body")).status_code == 200
     assert len(script.seen) == 3 and {body for _, body in script.seen} == {b"body"}
     assert len(tokens.sleeps) == 2
+    # A POST that got a 5xx may have been done (a track added): it is not sent again.
+    script = ScriptedAPI(502)
+    assert (await _api(script, Tokens()).post("/playlists/p/tracks", json={})).status_code == 502
+    assert len(script.seen) == 1
+
+
+async def test_the_bearer_goes_only_to_the_api_origin() -> None:
+    script, tokens = ScriptedAPI(), Tokens()
+    api = _api(script, tokens)
+    assert (await api.get("http://api.invalid/v1/me/tracks?offset=50")).status_code == 200
+    for foreign in ("https://attacker.example/steal", "http://api.invalid:8080/v1/me"):
+        with pytest.raises(ValueError, match="origin"):
+            await api.get(foreign)
+    assert len(script.seen) == 1
 
 
 async def test_network_errors_become_503() -> None:

@@ -221,6 +221,9 @@ async def test_redis_read_cache_follows_writes_from_other_processes(
             await asyncio.sleep(0.01)
         first = await writer.put("k", _record("a1"))
         assert await reader.get("k") == first
+        while "k" not in reader._cache:
+            await asyncio.sleep(0.01)
+            assert await reader.get("k") == first
         # Served from memory now: not even a deleted hash changes it behind the store's back...
         await reader.redis.delete(f"{redis_prefix}t:k")
         assert await reader.get("k") == first
@@ -237,3 +240,24 @@ async def test_redis_read_cache_follows_writes_from_other_processes(
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_redis_wrong_encryption_key_is_a_clean_503(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from quart_spotify_auth import StoreUnavailable
+
+    writer = RedisTokenStore(
+        redis_server.url, prefix=redis_prefix, encryption_keys=[Fernet.generate_key()]
+    )
+    await writer.put("k", _record())
+    reader = RedisTokenStore(
+        redis_server.url, prefix=redis_prefix, encryption_keys=[Fernet.generate_key()]
+    )
+    with pytest.raises(StoreUnavailable, match="SPOTIFY_TOKEN_ENCRYPTION_KEYS") as info:
+        await reader.get("k")
+    assert info.value.code == 503
+    await writer.close()
+    await reader.close()

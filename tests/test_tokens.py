@@ -24,3 +24,10 @@ def test_expiry_margin_is_capped_at_half_the_lifetime() -> None:
     short = TokenRecord("t", "r", 2.0, 0.0, frozenset(), 0.0)  # a 2-second test token
     assert not short.is_expired(0.5, margin=300)
     assert short.is_expired(1.0, margin=300)
+
+
+def test_a_refresh_reply_without_scope_keeps_the_grant() -> None:
+    old = TokenRecord("t", "r", 3600.0, 0.0, frozenset({"streaming"}), 0.0)
+    assert old.renewed(TokenRecord("t2", None, 7200.0, 3600.0, frozenset(), 3600.0)).scopes == {
+        "streaming"
+    }

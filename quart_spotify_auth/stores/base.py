@@ -38,10 +38,13 @@ class TokenStore(ABC):
         """Called in a forked child before use: drop connections that belong to the parent."""
 
     @abstractmethod
-    async def get(self, key: str, *, touch: float | None = None) -> TokenRecord | None:
+    async def get(
+        self, key: str, *, touch: float | None = None, fresh: bool = False
+    ) -> TokenRecord | None:
         """The record stored under ``key``, or ``None``. With ``touch``, also record use at
         that time and move the key's schedule to that time if it was later (or absent), so
-        the renewer looks at a returning user at once."""
+        the renewer looks at a returning user at once. ``fresh`` bypasses any local cache
+        (before a refresh, which must start from the newest refresh token)."""
 
     @abstractmethod
     async def put(

@@ -40,7 +40,9 @@ class MemoryTokenStore(TokenStore):
     def __len__(self) -> int:
         return len(self._records)
 
-    async def get(self, key: str, *, touch: float | None = None) -> TokenRecord | None:
+    async def get(
+        self, key: str, *, touch: float | None = None, fresh: bool = False
+    ) -> TokenRecord | None:
         record = self._records.get(key)
         if touch is not None and record is not None:
             self._used[key] = touch

@@ -114,11 +114,18 @@ class _Codec:
         return b"f" + self._fernet.encrypt(raw) if self._fernet else b"j" + raw
 
     def load(self, blob: bytes) -> dict[str, Any]:
-        if blob[:1] == b"f":
-            if self._fernet is None:
-                raise StoreUnavailable("Stored tokens are encrypted but no key is configured.")
-            blob = b"j" + self._fernet.decrypt(blob[1:])
-        loaded: dict[str, Any] = json.loads(blob[1:])
+        try:
+            if blob[:1] == b"f":
+                if self._fernet is None:
+                    raise ValueError("encrypted, and no key is configured")
+                blob = b"j" + self._fernet.decrypt(blob[1:])
+            loaded: dict[str, Any] = json.loads(blob[1:])
+        except Exception as exc:  # a wrong key (InvalidToken), a removed key, corrupt data
+            raise StoreUnavailable(
+                "Stored logins cannot be read with the configured keys: keep every key that "
+                "encrypted them in SPOTIFY_TOKEN_ENCRYPTION_KEYS (the new one first) until "
+                "they have all been rewritten."
+            ) from exc
         return loaded
 
 
@@ -174,6 +181,7 @@ class RedisTokenStore(TokenStore):
         self._cache_size = cache_size
         self._cache: dict[str, tuple[float, TokenRecord]] = {}
         self._listening = False
+        self._generation = 0  # bumped by every invalidation message
         self._listener: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -257,11 +265,14 @@ class RedisTokenStore(TokenStore):
             version=int(version),
         )
 
-    async def get(self, key: str, *, touch: float | None = None) -> TokenRecord | None:
-        if touch is None and self._listening:
+    async def get(
+        self, key: str, *, touch: float | None = None, fresh: bool = False
+    ) -> TokenRecord | None:
+        if touch is None and not fresh and self._listening:
             cached = self._cache.get(key)
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
+        generation = self._generation
         with _unavailable():
             if touch is None:
                 version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
@@ -272,13 +283,15 @@ class RedisTokenStore(TokenStore):
         if record is None:
             self._cache.pop(key, None)
         else:
-            self._remember(key, record)
+            self._remember(key, record, generation)
         return record
 
     # -- the local read cache, kept honest by invalidations from every writer ----------------
 
-    def _remember(self, key: str, record: TokenRecord) -> None:
-        if not self._listening or self._cache_ttl <= 0:
+    def _remember(self, key: str, record: TokenRecord, generation: int) -> None:
+        """Cache ``record`` unless an invalidation arrived since the read or write began
+        (``generation`` taken before it): then the value may already be stale."""
+        if not self._listening or self._cache_ttl <= 0 or generation != self._generation:
             return
         if len(self._cache) >= self._cache_size and key not in self._cache:
             del self._cache[next(iter(self._cache))]  # the oldest entry makes room
@@ -296,8 +309,11 @@ class RedisTokenStore(TokenStore):
                 self._listening = True
                 delay = 0.1
                 async for message in pubsub.listen():
+                    self._generation += 1  # reads in flight now may be stale: not cached
                     if message.get("type") == "message":
                         self._cache.pop(_bytes(message["data"]).decode(), None)
+                    else:  # (re)subscribed, also after redis-py reconnected by itself
+                        self._cache.clear()
             except (RedisError, OSError):
                 pass
             finally:
@@ -321,9 +337,8 @@ class RedisTokenStore(TokenStore):
         with _unavailable():
             keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
             version = await self.redis.eval(_PUT, 5, *keys, *args)
-        stored = replace(record, version=int(version))
-        self._remember(key, stored)
-        return stored
+        self._cache.pop(key, None)  # its own message would drop a cached copy anyway
+        return replace(record, version=int(version))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
@@ -338,12 +353,8 @@ class RedisTokenStore(TokenStore):
         with _unavailable():
             keys = [self._tkey(key), self._due, self._versions, self._channel]
             version = await self.redis.eval(_REPLACE, 4, *keys, *args)
-        if not version:
-            self._cache.pop(key, None)
-            return None
-        stored = replace(new, version=int(version))
-        self._remember(key, stored)
-        return stored
+        self._cache.pop(key, None)
+        return replace(new, version=int(version)) if version else None
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
