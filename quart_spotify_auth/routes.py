@@ -38,10 +38,11 @@ from quart import (
     url_for,
 )
 
-from .errors import LoginRequired
+from .errors import LoginRequired, SpotifyAuthError
 from .extension import SpotifyAuth, _core
 
 __all__ = [
+    "ScopesNotGranted",
     "install_template_globals",
     "login_required",
     "safe_next",
@@ -53,6 +54,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 BLUEPRINT = "spotify_auth"
+_ASKED = "spotify_auth_asked_scopes"  # scopes a guard sent the browser to ask for
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -146,9 +148,18 @@ def login_required(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
     return wrapper
 
 
+class ScopesNotGranted(SpotifyAuthError):
+    """403: the user was asked for scopes this page needs and Spotify did not grant them."""
+
+    code = 403
+    description = "This page needs Spotify permissions that were not granted."
+
+
 def scopes_required(*scopes: str) -> _Guard:
     """Like :func:`login_required`, and when the user granted fewer scopes than ``scopes``,
-    ask Spotify for the missing ones (keeping those already granted) and come back."""
+    ask Spotify for the missing ones (keeping those already granted) and come back. Asked
+    once: if they are still missing when the browser is back, :class:`ScopesNotGranted`
+    (403) rather than another round trip to Spotify."""
     needed = frozenset(scopes)
 
     def decorator(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
@@ -157,8 +168,19 @@ def scopes_required(*scopes: str) -> _Guard:
             record = await _core().record(await _current_key())
             if record is None:
                 return _to_login(needed)
-            if not needed <= record.scopes:
+            missing = needed - record.scopes
+            asked = session.get(_ASKED)
+            if missing:
+                if isinstance(asked, list) and missing <= set(asked):
+                    session.pop(_ASKED, None)
+                    raise ScopesNotGranted(
+                        "Spotify did not grant the permissions this page needs: "
+                        f"{', '.join(sorted(missing))}. Log in again and accept them."
+                    )
+                session[_ASKED] = sorted(missing)
                 return _to_login(record.scopes | needed)
+            if asked is not None:
+                session.pop(_ASKED, None)
             return await current_app.ensure_async(func)(*args, **kwargs)
 
         return wrapper

@@ -136,6 +136,22 @@ async def test_scopes_required_asks_for_the_missing_scopes(
     assert await (await client.get("/player")).get_data(as_text=True) == "player ok"
 
 
+async def test_scopes_not_granted_is_403_not_a_loop(
+    routed: tuple[Quart, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = routed
+    client = app.test_client()
+    await _follow_login(client, fake, "/spotify/login?next=/")
+    response = await client.get("/player")
+    # The user comes back with the old grant only (the login is completed without the scope).
+    assert await _follow_login(client, fake, "/spotify/login?next=/player") == "/player"
+    response = await client.get("/player")
+    assert response.status_code == 403
+    assert "streaming" in await response.get_data(as_text=True)
+    # Asked once: the next visit asks Spotify again.
+    assert (await client.get("/player")).status_code == 302
+
+
 async def test_open_redirect_through_the_login_route(
     routed: tuple[Quart, SpotifyAuth], fake: FakeSpotify
 ) -> None:
