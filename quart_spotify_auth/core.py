@@ -27,9 +27,12 @@ from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, PendingLogin, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
 
-__all__ = ["MAX_PENDING", "NO_PENDING_LOGIN", "Core", "build_core"]
+__all__ = ["EXTENSION_KEY", "MAX_PENDING", "NO_PENDING_LOGIN", "Core", "build_core"]
 
 Session = MutableMapping[str, Any]
+
+#: Where each adapter keeps an app's state: ``app.extensions[EXTENSION_KEY]``.
+EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
 
 #: Logins a browser may have started and not finished at once (oldest dropped first).
 MAX_PENDING = 5
@@ -145,20 +148,10 @@ class Core:
         args: Mapping[str, str],
         code: str | None,
         identity: str | None,
-    ) -> AccessToken:
-        """Check the callback against this browser's pending logins, exchange the code, store
-        the tokens under a fresh login id (or the identity); the user's token."""
-        token, _ = await self.finish_login_next(session, args, code, identity)
-        return token
-
-    async def finish_login_next(
-        self,
-        session: Session,
-        args: Mapping[str, str],
-        code: str | None,
-        identity: str | None,
     ) -> tuple[AccessToken, str | None]:
-        """:meth:`finish_login`, also giving where the login asked to go next."""
+        """Check the callback against this browser's pending logins, exchange the code, store
+        the tokens under a fresh login id (or the identity). Returns the user's token and the
+        ``next_url`` the login was started with."""
         settings = self.settings
         value = args.get("state")
         error = args.get("error")

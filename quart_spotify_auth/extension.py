@@ -11,7 +11,7 @@ import httpx
 from quart import Quart, current_app, request, session
 from quart.sessions import SecureCookieSessionInterface
 
-from .core import Core, build_core
+from .core import EXTENSION_KEY, Core, build_core
 from .errors import LoginRequired
 from .renewal import TokenManager
 from .stores import TokenStore
@@ -20,8 +20,8 @@ from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth"]
 
-#: Where the per-app state lives: ``app.extensions[EXTENSION_KEY]``.
-EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
+#: The :class:`SpotifyAuth` set up on the app (for the guards in :mod:`.routes`).
+INSTANCE_KEY = "QUART_SPOTIFY_AUTH_INSTANCE"
 
 #: An app's own user id for the current request, or ``None`` (then the browser is the key).
 Identity = Callable[[], Awaitable[str | None] | str | None]
@@ -86,22 +86,29 @@ class SpotifyAuth:
             clock=self._clock,
             reauth_hooks=self._reauth_hooks,
         )
-        app.extensions[f"{EXTENSION_KEY}_INSTANCE"] = self
+        app.extensions[INSTANCE_KEY] = self
         app.before_serving(_start)
         app.after_serving(_stop)
 
     # -- the four verbs -------------------------------------------------------------------
 
     async def get_user(
-        self, *, scopes: str | Iterable[str] | None = None, show_dialog: bool | None = None
+        self,
+        *,
+        scopes: str | Iterable[str] | None = None,
+        show_dialog: bool | None = None,
+        next_url: str | None = None,
     ) -> str:
         """The Spotify authorize URL for this browser; redirect to it to log in.
 
         A fresh ``state`` (and PKCE verifier) is remembered server-side for this browser,
         single use, for ``SPOTIFY_LOGIN_TTL`` seconds; several logins may be pending at once.
-        ``scopes`` replaces the configured scopes for this login.
+        ``scopes`` replaces the configured scopes for this login; ``next_url`` is kept with it
+        and given back by :meth:`complete_login`.
         """
-        return await _core().begin_login(session, scopes=scopes, show_dialog=show_dialog)
+        return await _core().begin_login(
+            session, scopes=scopes, show_dialog=show_dialog, next_url=next_url
+        )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
         """Finish the login in the callback route and return this user's token.
@@ -110,6 +117,11 @@ class SpotifyAuth:
         :class:`AuthorizationDenied`; a missing, forged, replayed or expired ``state``, or a
         code Spotify rejects, raises :class:`InvalidCallback` (400) and stores nothing.
         """
+        token, _ = await self.complete_login(code)
+        return token
+
+    async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
+        """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
         return await _core().finish_login(session, request.args, code, await self._identity_id())
 
     async def get_access_token(self) -> AccessToken:
@@ -118,12 +130,12 @@ class SpotifyAuth:
         logged in and :class:`ReauthorizationRequired` (401) when Spotify no longer accepts
         the login."""
         core = _core()
-        return await core.access_token(core.key(session, await self._identity_id()))
+        return await core.access_token(await self._key(core))
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
         core = _core()
-        await core.force_renewal(core.key(session, await self._identity_id()))
+        await core.force_renewal(await self._key(core))
 
     async def get_app_token(self) -> AccessToken:
         """The app-only token (client credentials) for catalogue calls that need no user:
@@ -135,7 +147,7 @@ class SpotifyAuth:
         waits, 5xx retries), through the app's pool: ``await (await spotify.web_api()).get("/me")``.
         """
         core = _core()
-        key = core.key(session, await self._identity_id())
+        key = await self._key(core)
         if key is None:
             raise LoginRequired()
         return core.web_api(key)
@@ -153,12 +165,12 @@ class SpotifyAuth:
     async def logout(self) -> None:
         """Forget this user's tokens and this browser's login id."""
         core = _core()
-        await core.logout(session, core.key(session, await self._identity_id()))
+        await core.logout(session, await self._key(core))
 
     async def token_record(self) -> TokenRecord | None:
         """This user's stored record (for showing consent time, expiry...), not refreshed."""
         core = _core()
-        return await core.record(core.key(session, await self._identity_id()))
+        return await core.record(await self._key(core))
 
     def on_reauthorization_required(
         self, hook: Callable[[str], Awaitable[None] | None]
@@ -171,6 +183,9 @@ class SpotifyAuth:
     def manager(self, app: Quart | None = None) -> TokenManager:
         """The :class:`TokenManager` of ``app`` (default: the current app)."""
         return _core(app).manager
+
+    async def _key(self, core: Core) -> str | None:
+        return core.key(session, await self._identity_id())
 
     async def _identity_id(self) -> str | None:
         if self._identity is None:

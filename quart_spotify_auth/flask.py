@@ -34,7 +34,7 @@ import httpx
 from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
-from .core import Core, build_core
+from .core import EXTENSION_KEY, Core, build_core
 from .errors import LoginRequired
 from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
@@ -42,8 +42,6 @@ from .tokens import AccessToken, TokenRecord
 __all__ = ["SpotifyAuth"]
 
 T = TypeVar("T")
-
-EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
 
 
 class _LoopThread:
@@ -194,7 +192,8 @@ class SpotifyAuth:
         itself) and return this user's token."""
         core = _core()
         args = request.args.to_dict()
-        return _LOOP.run(core.finish_login(_session(), args, code, self._identity_id()))
+        token, _ = _LOOP.run(core.finish_login(_session(), args, code, self._identity_id()))
+        return token
 
     def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired."""

@@ -39,7 +39,7 @@ from quart import (
 )
 
 from .errors import LoginRequired, SpotifyAuthError
-from .extension import SpotifyAuth, _core
+from .extension import INSTANCE_KEY, SpotifyAuth, _core
 
 __all__ = [
     "ScopesNotGranted",
@@ -87,19 +87,13 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
 
     @blueprint.route("/login")
     async def login() -> Any:
-        scopes = request.args.get("scope")
-        url = await _core().begin_login(
-            session,
-            scopes=scopes,
-            next_url=safe_next(request.args.get("next")),
+        url = await spotify.get_user(
+            scopes=request.args.get("scope"), next_url=safe_next(request.args.get("next"))
         )
         return redirect(url)
 
     async def callback() -> Any:
-        identity = await spotify._identity_id()
-        _, next_url = await _core().finish_login_next(
-            session, request.args, request.args.get("code"), identity
-        )
+        _, next_url = await spotify.complete_login(request.args.get("code"))
         return redirect(safe_next(next_url))
 
     @blueprint.route("/logout", methods=["POST"])
@@ -141,7 +135,7 @@ def login_required(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        if await _core().record(await _current_key()) is None:
+        if await _spotify().token_record() is None:
             return _to_login()
         return await current_app.ensure_async(func)(*args, **kwargs)
 
@@ -165,7 +159,7 @@ def scopes_required(*scopes: str) -> _Guard:
     def decorator(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         @wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            record = await _core().record(await _current_key())
+            record = await _spotify().token_record()
             if record is None:
                 return _to_login(needed)
             missing = needed - record.scopes
@@ -216,10 +210,14 @@ def install_template_globals(app: Quart, spotify: SpotifyAuth) -> None:
     app.add_template_global(spotify_user)
 
 
-async def _current_key() -> str | None:
-    spotify: SpotifyAuth | None = current_app.extensions.get("QUART_SPOTIFY_AUTH_INSTANCE")
-    identity = await spotify._identity_id() if spotify is not None else None
-    return _core().key(session, identity)
+def _spotify() -> SpotifyAuth:
+    try:
+        spotify: SpotifyAuth = current_app.extensions[INSTANCE_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "The Spotify guards need SpotifyAuth set up on this app: SpotifyAuth(app)."
+        ) from None
+    return spotify
 
 
 def _to_login(scopes: frozenset[str] | None = None) -> Response:
