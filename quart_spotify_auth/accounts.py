@@ -242,7 +242,7 @@ class AccountsClient:
         attempt = 0
         while attempt < attempts:
             if attempt:
-                await self._sleep(self.config.backoff * 2**attempt * random.random())  # noqa: S311
+                await self._sleep(backoff_delay(self.config.backoff, attempt))
             attempt += 1
             try:
                 reply = await self.http.post(self._token_url, data=data, headers=headers)
@@ -254,7 +254,7 @@ class AccountsClient:
                 )
                 continue
             if reply.status_code == 429:
-                wait = _retry_after(reply)
+                wait = retry_after_seconds(reply)
                 if wait <= max_wait and attempt < attempts:
                     logger.warning("Spotify asked to wait %s s (429)", wait)
                     await self._sleep(wait)
@@ -287,12 +287,18 @@ class AccountsClient:
         raise failure
 
 
+def backoff_delay(base: float, attempt: int) -> float:
+    """Exponential backoff with full jitter: up to ``base * 2**attempt`` seconds."""
+    return float(base * 2**attempt * random.random())  # noqa: S311 - jitter, not a secret
+
+
 #: Longest lifetime or wait taken from Spotify's numbers; anything longer is clamped.
 MAX_SECONDS = 86400.0
 
 
-def _retry_after(reply: httpx.Response) -> float:
-    """Seconds to wait from a 429's ``Retry-After`` (1 when absent or unreadable)."""
+def retry_after_seconds(reply: httpx.Response) -> float:
+    """Seconds to wait from a 429's ``Retry-After`` (1 when absent or unreadable, clamped to
+    ``MAX_SECONDS``)."""
     try:
         wait = float(reply.headers.get("retry-after", "1"))
     except ValueError:

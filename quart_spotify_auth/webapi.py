@@ -9,12 +9,12 @@ it retries with backoff. Request bodies are kept, so a retry re-sends them intac
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from .accounts import backoff_delay, retry_after_seconds
 from .errors import SpotifyUnavailable
 from .tokens import AccessToken
 
@@ -75,7 +75,7 @@ class SpotifyBearer(httpx.Auth):
                 sent = (await self._refresh(sent)).access_token
                 continue
             if response.status_code == 429:
-                wait = _retry_after(response)
+                wait = retry_after_seconds(response)
                 if wait > self._cap or failures >= self._retries:
                     raise RateLimited(
                         f"Spotify's Web API is rate-limiting this app (429, Retry-After {wait:g} "
@@ -93,17 +93,9 @@ class SpotifyBearer(httpx.Auth):
             ):
                 failures += 1
                 await response.aread()
-                await self._sleep(self._backoff * 2**failures * random.random())  # noqa: S311
+                await self._sleep(backoff_delay(self._backoff, failures))
                 continue
             return
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        wait = float(response.headers.get("retry-after", "1"))
-    except ValueError:
-        return 1.0
-    return wait if 0 <= wait < float("inf") else 86400.0
 
 
 class WebAPI:
@@ -157,7 +149,7 @@ class WebAPI:
                     raise SpotifyUnavailable(
                         f"Spotify's Web API could not be reached ({type(exc).__name__})."
                     ) from exc
-                await self._sleep(0.2 * 2**attempt * random.random())  # noqa: S311
+                await self._sleep(backoff_delay(0.2, attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
