@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import random
+import secrets
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
@@ -111,6 +113,8 @@ class TokenManager:
         self._touched: dict[str, float] = {}  # key -> when this process last recorded use
         self._revoked: OrderedDict[str, None] = OrderedDict()
         self._failures: dict[str, int] = {}
+        self._nonce = secrets.token_hex(6)
+        self._orphans: dict[str, str] = {}  # key -> our claim whose release failed
         self._renewing: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -120,6 +124,13 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return f"TokenManager({len(self._inflight)} in flight, {len(self._renewing)} renewing)"
+
+    @property
+    def owner(self) -> str:
+        """Who this manager is when it claims a key in a shared store (with the process id, so
+        a forked copy is somebody else). A claim taken again gets a new value, so releasing the
+        old one never removes the new."""
+        return f"{os.getpid()}:{self._nonce}"
 
     def _due(self, key: str, record: TokenRecord) -> float | None:
         if not self.policy.enabled or (record.refresh_token is None and key != APP_KEY):
@@ -212,9 +223,13 @@ class TokenManager:
         if seen is None:  # force_renewal: the version to wait past, if another has the claim
             seen = await self.store.get(key, fresh=True)
         lock_ttl = self.policy.join_timeout + (max_wait or 0.0)
-        claim = await self.store.claim(key, lock_ttl)
+        claim = await self.store.claim(key, lock_ttl, self.owner)
         if claim is None:  # another process is refreshing this key: wait for its result
-            return await self._refreshed_elsewhere(key, seen)
+            elsewhere = await self._refreshed_elsewhere(key, seen, lock_ttl)
+            if isinstance(elsewhere, TokenRecord):
+                return elsewhere
+            claim = elsewhere  # it let go without a new token: ours to refresh now
+        self._orphans.pop(key, None)
         try:
             current = await self.store.get(key, fresh=True)  # the newest refresh token
             if current is None and key != APP_KEY:
@@ -224,8 +239,23 @@ class TokenManager:
                 return current  # somebody else (another worker) renewed it meanwhile
             return await self._renew_now(key, current, max_wait)
         finally:
-            with contextlib.suppress(SpotifyAuthError):  # it expires on its own if Redis is away
+            try:
                 await self.store.release(key, claim)
+            except SpotifyAuthError:
+                # The store is away: the claim would block other processes until it expires.
+                # The renewer releases it when the store is back; this manager takes it again
+                # meanwhile if it refreshes the key.
+                self._orphans[key] = claim
+
+    async def _release_orphans(self) -> None:
+        """Release claims left behind while the store was away (kept if it still is)."""
+        for key, claim in list(self._orphans.items()):
+            try:
+                await self.store.release(key, claim)
+            except SpotifyAuthError:
+                return
+            if self._orphans.get(key) == claim:
+                del self._orphans[key]
 
     async def _renew_now(
         self, key: str, current: TokenRecord | None, max_wait: float | None
@@ -277,8 +307,12 @@ class TokenManager:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _refreshed_elsewhere(self, key: str, seen: TokenRecord | None) -> TokenRecord:
-        """Wait (polling, with backoff) until another process's refresh of ``key`` lands."""
+    async def _refreshed_elsewhere(
+        self, key: str, seen: TokenRecord | None, lock_ttl: float
+    ) -> TokenRecord | str:
+        """Wait (polling, with backoff) until another process's refresh of ``key`` lands, and
+        return the new record; or, if that process lets go of its claim without one (its
+        refresh failed, or it died), take the claim and return it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.join_timeout
         delay = 0.01
@@ -291,6 +325,9 @@ class TokenManager:
                 raise LoginRequired()
             if seen is None or current.version != seen.version:
                 return current
+            claim = await self.store.claim(key, lock_ttl, self.owner)
+            if claim is not None:
+                return claim
             delay = min(delay * 2, 0.2)
         raise SpotifyUnavailable(
             "Renewing the Spotify token is taking too long. Try again shortly."
@@ -366,6 +403,8 @@ class TokenManager:
             now = self.clock()
             timeout = self.policy.poll
             try:
+                if self._orphans:
+                    await self._release_orphans()
                 for key in await self.store.due_keys(now, self.policy.concurrency * 4):
                     if key in self._renewing:
                         continue  # a shared store hands it out until it is rescheduled

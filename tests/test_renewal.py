@@ -14,14 +14,17 @@ from quart_spotify_auth import (
     MemoryTokenStore,
     RenewalPolicy,
     SpotifyAuth,
+    StoreUnavailable,
     TokenManager,
     TokenRecord,
 )
 from quart_spotify_auth.renewal import APP_KEY
+from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify
 
 from .apps import make_app
 from .conftest import Stack, login_in_process
+from .redis_server import RedisServer
 
 WAIT = 15.0  # upper bound for awaited events; they normally take a fraction of a second
 
@@ -322,3 +325,72 @@ async def test_a_renewed_token_is_saved_once_the_store_is_back(fake: FakeSpotify
         assert (await client.post("/renew")).status_code == 200
         assert (await client.post("/renew")).status_code == 200  # the stored token is live
         assert fake.requests["token:refresh_token"] == 2
+
+
+class _LosesReleases(RedisTokenStore):
+    """A Redis store whose next ``lose`` releases fail as if Redis were away at that instant."""
+
+    lose = 0
+
+    async def release(self, key: str, claim: str) -> None:
+        if self.lose:
+            self.lose -= 1
+            raise StoreUnavailable()
+        await super().release(key, claim)
+
+
+def _worker(
+    fake: FakeSpotify, clock: FakeClock, store: RedisTokenStore, *, auto_renew: bool
+) -> tuple[Quart, SpotifyAuth]:
+    """One of two workers sharing a Redis store, both serving the one user "u"."""
+    return make_app(
+        transport=httpx.ASGITransport(app=fake),
+        clock=clock,
+        store=store,
+        identity=lambda: "u",
+        SPOTIFY_AUTO_RENEW=auto_renew,
+    )
+
+
+async def test_a_claim_whose_release_was_lost_is_taken_back_by_its_owner(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    clock = FakeClock()
+    fake.clock = clock
+    store = _LosesReleases(redis_server.url, prefix=redis_prefix)
+    app, _ = _worker(fake, clock, store, auto_renew=False)
+    async with app.test_app():
+        client = app.test_client()
+        await login_in_process(client, fake)
+        store.lose = 1
+        assert (await client.post("/renew")).status_code == 200
+        assert await store.redis.keys(f"{redis_prefix}lock:*")  # left behind in Redis
+        # Without taking its own claim back, this would wait for a refresh nobody is making
+        # and answer 503 after the join timeout.
+        assert (await client.post("/renew")).status_code == 200
+        assert fake.requests["token:refresh_token"] == 2
+        assert not await store.redis.keys(f"{redis_prefix}lock:*")
+
+
+async def test_a_claim_whose_release_was_lost_does_not_block_other_workers(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """Worker A's release is lost; its renewer lets the claim go once Redis answers, and
+    worker B, waiting on A's refresh, sees the claim gone without a new token and refreshes
+    itself instead of waiting out the claim's expiry."""
+    clock = FakeClock()
+    fake.clock = clock
+    store_a = _LosesReleases(redis_server.url, prefix=redis_prefix)
+    app_a, _ = _worker(fake, clock, store_a, auto_renew=True)
+    app_b, _ = _worker(
+        fake, clock, RedisTokenStore(redis_server.url, prefix=redis_prefix), auto_renew=False
+    )
+    async with app_a.test_app(), app_b.test_app():
+        await login_in_process(app_a.test_client(), fake)
+        store_a.lose = 1
+        assert (await app_a.test_client().post("/renew")).status_code == 200
+        assert (await app_b.test_client().post("/renew")).status_code == 200
+        assert fake.requests["token:refresh_token"] == 2
+        b_token = (await (await app_b.test_client().get("/token")).get_json())["access_token"]
+        a_token = (await (await app_a.test_client().get("/token")).get_json())["access_token"]
+        assert a_token == b_token

@@ -148,6 +148,23 @@ async def test_claims_exclude_each_other(store: TokenStore) -> None:
     assert await store.claim("k", ttl=30) is not None
 
 
+async def test_an_owner_takes_back_a_claim_it_could_not_release(store: TokenStore) -> None:
+    first = await store.claim("k", ttl=30, owner="p1")
+    assert first is not None
+    if not store.shared:
+        return  # one process: the manager's single-flight is the claim
+    assert await store.claim("k", ttl=30, owner="p2") is None
+    assert await store.claim("k", ttl=30, owner="p") is None  # a prefix is somebody else
+    assert await store.claim("k", ttl=30) is None
+    again = await store.claim("k", ttl=30, owner="p1")
+    assert again is not None
+    assert again != first
+    await store.release("k", first)  # the lost release, arriving late, leaves the new claim
+    assert await store.claim("k", ttl=30, owner="p2") is None
+    await store.release("k", again)
+    assert await store.claim("k", ttl=30, owner="p2") is not None
+
+
 async def test_pending_logins_expire(clock: FakeClock) -> None:
     store = MemoryTokenStore(clock=clock)
     pending = PendingLogin(None, "http://127.0.0.1:5000/callback/", 0.0)

@@ -82,8 +82,12 @@ class TokenStore(ABC):
         """The earliest due time on the schedule, if any."""
 
     @abstractmethod
-    async def claim(self, key: str, ttl: float) -> str | None:
-        """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it."""
+    async def claim(self, key: str, ttl: float, owner: str | None = None) -> str | None:
+        """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it.
+
+        ``owner`` names the caller (one token manager in one process). A claim the same owner
+        already holds, left behind when its release could not reach the store, is taken again
+        (for a new ``ttl``) rather than waited out."""
 
     @abstractmethod
     async def release(self, key: str, claim: str) -> None:

@@ -106,7 +106,7 @@ class MemoryTokenStore(TokenStore):
             heapq.heappop(self._heap)  # superseded
         return self._heap[0][0] if self._heap else None
 
-    async def claim(self, key: str, ttl: float) -> str | None:
+    async def claim(self, key: str, ttl: float, owner: str | None = None) -> str | None:
         return "local"  # one process: the manager's single-flight is the claim
 
     async def release(self, key: str, claim: str) -> None:

@@ -81,6 +81,16 @@ end
 return r
 """
 
+# Take the lock if free, or if held by the same owner (ARGV[3], a prefix of its claims).
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held and (ARGV[3] == '' or string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -389,11 +399,13 @@ class RedisTokenStore(TokenStore):
             first = await self.redis.zrange(self._due, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    async def claim(self, key: str, ttl: float) -> str | None:
-        claim = secrets.token_hex(8)
+    async def claim(self, key: str, ttl: float, owner: str | None = None) -> str | None:
+        prefix = f"{owner}/" if owner else ""
+        claim = prefix + secrets.token_hex(8)
+        ttl_ms = max(1, int(ttl * 1000))
         with _unavailable():
-            taken = await self.redis.set(
-                f"{self._prefix}lock:{key}", claim, nx=True, px=max(1, int(ttl * 1000))
+            taken = await self.redis.eval(
+                _CLAIM, 1, f"{self._prefix}lock:{key}", claim, ttl_ms, prefix
             )
         return claim if taken else None
 
