@@ -1,6 +1,8 @@
-"""Run the benchmarks: ``python -m benchmarks [NAME ...] [--quick]`` (``nox -s bench``).
+"""Run the benchmarks: ``python -m benchmarks [NAME ...] [--quick] [--soak-seconds N]``
+(``nox -s bench``).
 
-Speed is reported as ratios measured side by side in one run, never as a pass/fail time.
+Speed is reported as ratios measured side by side in one run, never as a pass/fail time. The
+soak writes its figures and plot into ``docs/benchmarks.md`` (not with ``--quick``).
 """
 
 from __future__ import annotations
@@ -13,33 +15,45 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import redisbench, rollover, scale, singleflight, web
+from . import redisbench, rollover, scale, singleflight, soak, web
 
-Measure = Callable[[bool], Awaitable[dict[str, Any]]]
+Measure = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
+
+
+def _soak(args: argparse.Namespace) -> Awaitable[dict[str, Any]]:
+    if args.quick:
+        options = soak.Options(seconds=20, browsers=200, rate=20, lifetime=8, docs=False)
+    else:
+        options = soak.Options(seconds=args.soak_seconds, browsers=args.browsers)
+    return soak.run(options)
+
 
 MEASURES: dict[str, Measure] = {
-    "hotpath": lambda quick: web.hot_path(seconds=2 if quick else 4, rounds=3 if quick else 5),
-    "login": lambda quick: web.logins(seconds=2 if quick else 4, rounds=3 if quick else 5),
-    "singleflight": lambda quick: singleflight.run(callers=200 if quick else 1000),
-    "scale": lambda quick: scale.run(
-        tokens=10_000 if quick else 100_000, window=10 if quick else 60
+    "hotpath": lambda a: web.hot_path(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
+    "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
+    "singleflight": lambda a: singleflight.run(callers=200 if a.quick else 1000),
+    "scale": lambda a: scale.run(
+        tokens=10_000 if a.quick else 100_000, window=10 if a.quick else 60
     ),
-    "rollover": lambda quick: rollover.run(seconds=5 if quick else 10),
-    "redis-hotpath": lambda quick: redisbench.hot_path(
-        seconds=2 if quick else 4, rounds=3 if quick else 5
+    "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
+    "redis-hotpath": lambda a: redisbench.hot_path(
+        seconds=2 if a.quick else 4, rounds=3 if a.quick else 5
     ),
-    "redis-singleflight": lambda quick: redisbench.single_flight(callers=200 if quick else 1000),
-    "flask-hotpath": lambda quick: web.hot_path(
-        seconds=2 if quick else 4, rounds=3 if quick else 5, app="benchmarks.apps:flask_hotpath"
+    "redis-singleflight": lambda a: redisbench.single_flight(callers=200 if a.quick else 1000),
+    "flask-hotpath": lambda a: web.hot_path(
+        seconds=2 if a.quick else 4,
+        rounds=3 if a.quick else 5,
+        app="benchmarks.apps:flask_hotpath",
     ),
+    "soak": _soak,
 }
 
 
-async def main(names: list[str], quick: bool) -> dict[str, Any]:
+async def main(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
         start = time.perf_counter()
-        results[name] = await MEASURES[name](quick)
+        results[name] = await MEASURES[name](args)
         results[name]["took_s"] = round(time.perf_counter() - start, 1)
         print(f"{name}: {json.dumps(results[name], default=_round)}", flush=True)
     return results
@@ -53,6 +67,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="*", choices=[*MEASURES, []], default=[])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument(
+        "--soak-seconds", type=float, default=60.0, help="load per soak contender (default 60)"
+    )
+    parser.add_argument("--browsers", type=int, default=1000, help="soak browsers (1000)")
     args = parser.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, {time.ctime()}")
-    asyncio.run(main(args.names or list(MEASURES), args.quick))
+    asyncio.run(main(args.names or list(MEASURES), args))

@@ -22,24 +22,59 @@ from .servers import hypercorn
 from .web import _session_cookie
 
 
-@contextlib.asynccontextmanager
-async def redis_server() -> AsyncIterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", folder],
+class RedisProcess:
+    """A ``redis-server`` on a free loopback port. ``persistent`` keeps its data in
+    ``folder`` (append-only file, fsync on every write) so that :meth:`restart` loses nothing,
+    as a production Redis would be set up."""
+
+    def __init__(self, folder: str, *, persistent: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary, self.folder, self.port = binary, folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.persistent = persistent
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
+             "--dir", self.folder],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
+        await wait_for_port("127.0.0.1", self.port)
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM): what a restart by an operator or a deploy does."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+            self.process = None
+
+    async def restart(self) -> float:
+        """Stop and start again on the same port and data; returns the seconds it was away."""
+        began = time.perf_counter()
+        self.stop()
+        await self.start()
+        return time.perf_counter() - began
+
+
+@contextlib.asynccontextmanager
+async def redis_server() -> AsyncIterator[str]:
+    async with redis_process() as server:
+        yield server.url
+
+
+@contextlib.asynccontextmanager
+async def redis_process(*, persistent: bool = False) -> AsyncIterator[RedisProcess]:
+    with tempfile.TemporaryDirectory() as folder:
+        server = RedisProcess(folder, persistent=persistent)
+        await server.start()
         try:
-            await wait_for_port("127.0.0.1", port)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield server
         finally:
-            process.kill()
-            process.wait()
+            server.stop()
 
 
 async def hot_path(*, seconds: float, rounds: int) -> dict[str, Any]:

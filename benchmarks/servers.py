@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from quart_spotify_auth.serving import free_port, wait_for_port
@@ -18,18 +19,71 @@ async def hypercorn(
     target: str, *, env: dict[str, str] | None = None, workers: int = 1, port: int | None = None
 ) -> AsyncIterator[str]:
     """Serve ``module:attr`` with hypercorn in a child process; yields its base URL."""
+    async with served(target, env=env, workers=workers, port=port) as (url, _):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def served(
+    target: str,
+    *,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    port: int | None = None,
+    log: Path | None = None,
+) -> AsyncIterator[tuple[str, int]]:
+    """As :func:`hypercorn`, yielding the base URL and hypercorn's own process id (its
+    workers are its children); ``log`` takes the server's output instead of this terminal."""
     port = port or free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--log-level", "WARNING", target,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    with contextlib.ExitStack() as files:
+        output = files.enter_context(log.open("ab")) if log is not None else None
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--log-level", "WARNING", target,
+            env={**os.environ, **(env or {})}, stdout=output, stderr=output,
+        )  # fmt: skip
+        try:
+            await wait_for_port("127.0.0.1", port, timeout=60)
+            yield f"http://127.0.0.1:{port}", process.pid
+        finally:
+            if process.returncode is None:
+                process.terminate()
+            await process.wait()
+
+
+def children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MB, None once it is gone."""
     try:
-        await wait_for_port("127.0.0.1", port, timeout=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await process.wait()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time ``pid`` has used, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_json(*args: str) -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""The soak (``benchmarks/soak.py``) on a small scale, as a test of the whole: hypercorn serving
+the app (one worker with the memory store; three with Redis) and FakeSpotify, simulated
+browsers in another process, and the fault schedule (a 5xx burst, 429s, slow token replies,
+and for Redis a restart of ``redis-server``) while tokens living 4 s roll over several times.
+
+Whatever the faults, nobody is mixed up, nobody loses a login, no error is other than a 503
+that says why, and each token is refreshed once per period: at least as often as needed, never
+more often than the renewal policy allows.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import soak
+
+from .redis_server import require_redis_server
+
+OPTIONS = soak.Options(seconds=12, browsers=40, rate=8, burst=2, lifetime=4, margin=1.5, docs=False)
+CONTENDERS = [c for c in soak.CONTENDERS if c.name != "peer"]  # the peer needs Authlib
+
+
+def _most_refreshes(raw: dict[str, Any], options: soak.Options) -> int:
+    """Refreshes the policy allows at most: one per (lifetime - margin - the most jitter) of
+    each browser's time since login, plus one."""
+    report = raw["report"]
+    end = report["ended_at"] - report["load_started_at"]
+    shortest = options.lifetime - 1.1 * options.margin
+    return sum(math.ceil((end - at) / shortest) + 1 for at in report["login_at"])
+
+
+@pytest.mark.parametrize("contender", CONTENDERS, ids=[c.name for c in CONTENDERS])
+async def test_soak_with_faults_keeps_everyone_logged_in_as_themselves(
+    contender: soak.Contender, tmp_path: Path
+) -> None:
+    if contender.redis:
+        require_redis_server()
+    raw = await soak.run_one(contender, OPTIONS, tmp_path)
+    result = soak.summarise(raw, OPTIONS)
+
+    expected = ["5xx burst", "429, Retry-After: 1", "slow token replies (1 s)"]
+    assert [f["label"] for f in raw["faults"]] == expected + (
+        ["Redis restart"] if contender.redis else []
+    )
+    tokens = raw["token_requests"]
+    served = sum(v for k, v in tokens.items() if k.startswith("token:"))
+    assert tokens["token"] > served, "the 5xx burst and the 429s refused no token request"
+
+    assert result["logins"] == "40/40"
+    assert result["requests"] == OPTIONS.seconds * OPTIONS.rate * OPTIONS.burst
+    assert result["mixups"] == 0
+    assert result["logins_lost"] == 0
+    assert set(result["errors_by_kind"]) <= {"503"}, result["errors_by_kind"]
+    assert "traceback" not in result["app_log"], (tmp_path / f"{contender.name}.log").read_text()
+
+    assert result["refreshes_needed"] >= 2 * 40, "tokens did not roll over several times"
+    assert result["refreshes_made"] >= result["refreshes_needed"]
+    assert result["refreshes_made"] <= _most_refreshes(raw, OPTIONS)
