@@ -1,5 +1,8 @@
 """Simulated browsers for the soak, in their own process:
-``python -m benchmarks.browsers APP_URL --browsers 1000 --seconds 60 --rate 100``.
+``python -m benchmarks.browsers APP_URL --browsers 1000 --seconds 60 --rate 30``.
+
+Everything goes over raw HTTP/1.1 on keep-alive connections, so the browsers cost little CPU
+beside the servers they load.
 
 1. Each browser ``i`` logs in as ``u{i}``: the app's ``/login``, FakeSpotify's consent page,
    the consent form posted back as that user, the app's callback. Its cookies are its own.
@@ -9,8 +12,7 @@
    been answered, so a stall shows as latency, not as fewer requests), each visit being
    ``--burst`` concurrent ``GET /me`` from one browser, as a page firing several calls. The
    browsers take turns in a shuffled order. Latency runs from when a request was due to when
-   its reply was read; requests go over ``--connections`` keep-alive connections (raw
-   HTTP/1.1, so the load costs little CPU beside the servers).
+   its reply was read; requests go over up to ``--connections`` connections.
 3. Every ``200`` must name the browser's own user; one that names another is a mix-up.
 4. After the load, each browser calls ``/me`` once more: one that fails has lost its login.
 
@@ -28,9 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
-
-import httpx
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 TIMEOUT = 30.0
 
@@ -40,6 +40,7 @@ class Browser:
     user: str
     cookies: dict[str, str] = field(default_factory=dict)
     login_at: float = 0.0
+    login_took: float = 0.0
 
     def cookie_header(self) -> str:
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -53,64 +54,48 @@ class Browser:
                 self.cookies.pop(name.strip(), None)
 
 
-# -- logging in --------------------------------------------------------------------------
+# -- raw HTTP/1.1 over pools of keep-alive connections ------------------------------------
 
 
-async def log_in(http: httpx.AsyncClient, app_url: str, browser: Browser) -> None:
-    async def get(url: str) -> httpx.Response:
-        reply = await http.get(url, headers={"Cookie": browser.cookie_header()})
-        browser.remember(reply.headers.get_list("set-cookie"))
-        return reply
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]  # names in lower case
+    body: bytes
 
-    authorize = (await get(app_url + "/login")).headers["location"]
-    consent = await http.get(authorize)  # the page a person would read
-    consent.raise_for_status()
-    parts = urlsplit(authorize)
-    form = dict(parse_qsl(parts.query)) | {"user": browser.user, "action": "approve"}
-    agreed = await http.post(f"{parts.scheme}://{parts.netloc}/authorize", data=form)
-    back = await get(agreed.headers["location"])
-    if back.status_code >= 400:
-        raise RuntimeError(f"callback answered {back.status_code}: {back.text[:200]}")
-    browser.login_at = time.time()
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    def cookies(self) -> list[str]:
+        return [v for k, v in self.headers if k == "set-cookie"]
 
 
-async def log_in_all(app_url: str, browsers: list[Browser], seconds: float) -> int:
-    """Log every browser in, their starts spread evenly over ``seconds`` (people arrive over
-    time, so their tokens expire at different times); returns how many failed."""
-    failed = 0
-    start = time.perf_counter()
-
-    async def one(http: httpx.AsyncClient, i: int, browser: Browser) -> None:
-        nonlocal failed
-        await asyncio.sleep(max(0.0, start + i * seconds / len(browsers) - time.perf_counter()))
-        try:
-            await log_in(http, app_url, browser)
-        except (httpx.HTTPError, RuntimeError, KeyError):
-            failed += 1
-
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
-        await asyncio.gather(*(one(http, i, b) for i, b in enumerate(browsers)))
-    return failed
-
-
-# -- raw HTTP/1.1 over a small pool of keep-alive connections -----------------------------
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class Pool:
-    def __init__(self, host: str, port: int, size: int) -> None:
-        self.host, self.port = host, port
-        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = (
-            asyncio.Queue()
-        )
-        for _ in range(size):
-            self.idle.put_nowait(None)  # opened on first use
+    """Up to ``size`` keep-alive connections to one origin, opened on first use."""
 
-    async def get(self, path: str, cookie: str) -> tuple[int, list[str], bytes]:
-        """One request; a connection the server closed is reopened and the GET sent again."""
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: {cookie}\r\n\r\n"
-        ).encode()
+    def __init__(self, url: str, size: int) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.idle: asyncio.Queue[Connection | None] = asyncio.Queue()
+        for _ in range(size):
+            self.idle.put_nowait(None)
+
+    async def request(
+        self, method: str, target: str, cookie: str = "", form: dict[str, str] | None = None
+    ) -> Reply:
+        """One request; if the server had closed the kept-alive connection, it is sent again
+        on a new one, as browsers do."""
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if cookie:
+            head += f"Cookie: {cookie}\r\n"
+        body = urlencode(form).encode() if form is not None else b""
+        if form is not None:
+            head += "Content-Type: application/x-www-form-urlencoded\r\n"
+            head += f"Content-Length: {len(body)}\r\n"
+        request = (head + "\r\n").encode() + body
         conn = await self.idle.get()
         try:
             if conn is not None:
@@ -130,28 +115,104 @@ class Pool:
             self.idle.put_nowait(conn)
 
     @staticmethod
-    async def _exchange(
-        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
-    ) -> tuple[int, list[str], bytes]:
+    async def _exchange(conn: Connection, request: bytes) -> Reply:
         reader, writer = conn
         writer.write(request)
         status_line = await reader.readline()
         if not status_line:
             raise ConnectionResetError("closed by the server")
         status = int(status_line.split()[1])
-        length, cookies = 0, []
+        headers: list[tuple[str, str]] = []
+        length = 0
         while True:
             line = await reader.readline()
             if line in (b"\r\n", b""):
                 break
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+            if headers[-1][0] == "content-length":
                 length = int(value)
-            elif name == b"set-cookie":
-                cookies.append(value.strip().decode("latin-1"))
         body = await reader.readexactly(length) if length else b""
-        return status, cookies, body
+        return Reply(status, headers, body)
+
+
+# -- logging in --------------------------------------------------------------------------
+
+
+class LoginFailed(Exception):
+    """A login that did not go through; the message says where."""
+
+
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class Pools(dict[str, Pool]):
+    """A pool per origin (the fake's is learnt from the app's redirect)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __missing__(self, origin: str) -> Pool:
+        self[origin] = pool = Pool(origin, self.size)
+        return pool
+
+    def at(self, url: str) -> Pool:
+        parts = urlsplit(url)
+        return self[f"{parts.scheme}://{parts.netloc}"]
+
+
+async def log_in(app: Pool, pools: Pools, browser: Browser) -> None:
+    """The app's /login, the fake's consent page, the consent form posted back as this
+    browser's user, the app's callback; as a browser follows them."""
+
+    async def at_app(target: str) -> Reply:
+        reply = await app.request("GET", target, browser.cookie_header())
+        browser.remember(reply.cookies())
+        return reply
+
+    began = time.perf_counter()
+    authorize = (await at_app("/login")).header("location")
+    if authorize is None:
+        raise LoginFailed("/login did not redirect")
+    fake = pools.at(authorize)
+    consent = await fake.request("GET", _target(authorize))  # the page a person would read
+    if consent.status != 200:
+        raise LoginFailed(f"consent page {consent.status}")
+    form = dict(parse_qsl(urlsplit(authorize).query)) | {"user": browser.user, "action": "approve"}
+    agreed = await fake.request("POST", "/authorize", form=form)
+    back_to = agreed.header("location")
+    if back_to is None:
+        raise LoginFailed(f"consent {agreed.status}")
+    back = await at_app(_target(back_to))
+    if back.status >= 400:
+        raise LoginFailed(f"callback {back.status}: {back.body[-300:].decode(errors='replace')}")
+    browser.login_took = time.perf_counter() - began
+    browser.login_at = time.time()
+
+
+async def log_in_all(app: Pool, browsers: list[Browser], seconds: float) -> Counter[str]:
+    """Log every browser in, their starts spread evenly over ``seconds`` (people arrive over
+    time, so their tokens expire at different times); returns the failures by kind."""
+    failed: Counter[str] = Counter()
+    pools = Pools(64)
+    start = time.perf_counter()
+
+    async def one(i: int, browser: Browser) -> None:
+        await asyncio.sleep(max(0.0, start + i * seconds / len(browsers) - time.perf_counter()))
+        try:
+            await asyncio.wait_for(log_in(app, pools, browser), TIMEOUT)
+        except TimeoutError:
+            failed["timeout"] += 1
+        except (OSError, EOFError, ValueError):
+            failed["connection"] += 1
+        except LoginFailed as exc:
+            failed[str(exc)] += 1
+
+    await asyncio.gather(*(one(i, b) for i, b in enumerate(browsers)))
+    return failed
 
 
 # -- the load -----------------------------------------------------------------------------
@@ -168,18 +229,16 @@ class Outcome:
 async def call_me(pool: Pool, browser: Browser) -> tuple[str, bool]:
     """``GET /me`` as ``browser``: the outcome's kind and whether it named another user."""
     try:
-        status, cookies, body = await asyncio.wait_for(
-            pool.get("/me", browser.cookie_header()), TIMEOUT
-        )
+        reply = await asyncio.wait_for(pool.request("GET", "/me", browser.cookie_header()), TIMEOUT)
     except TimeoutError:
         return "timeout", False
     except (OSError, EOFError, ValueError):  # refused, reset, cut short, unreadable
         return "connection", False
-    browser.remember(cookies)
-    if status != 200:
-        return str(status), False
+    browser.remember(reply.cookies())
+    if reply.status != 200:
+        return str(reply.status), False
     try:
-        user = json.loads(body)["id"]
+        user = json.loads(reply.body)["id"]
     except (ValueError, KeyError, TypeError):
         return "200 unreadable", False
     return "200", user != browser.user
@@ -235,16 +294,16 @@ async def sweep(pool: Pool, browsers: list[Browser], concurrency: int = 32) -> d
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     browsers = [Browser(f"u{i}") for i in range(args.browsers)]
     began = time.perf_counter()
-    failed = await log_in_all(args.app_url, browsers, args.login_seconds)
+    pool = Pool(args.app_url, args.connections)
+    failed = await log_in_all(pool, browsers, args.login_seconds)
     logged_in = [b for b in browsers if b.login_at]
     report: dict[str, Any] = {
         "browsers": args.browsers,
         "logins": len(logged_in),
-        "login_failures": failed,
+        "login_failures": dict(failed),
         "login_seconds": round(time.perf_counter() - began, 2),
+        "login_took_ms": [round(b.login_took * 1000, 1) for b in logged_in],
     }
-    parts = urlsplit(args.app_url)
-    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, args.connections)
     started = time.time()
     print(json.dumps({"event": "start", "at": started}), flush=True)
     outcomes = await load(pool, logged_in, seconds=args.seconds, rate=args.rate, burst=args.burst)

@@ -303,6 +303,8 @@ def summarise(raw: dict[str, Any], options: Options) -> dict[str, Any]:
     by_grant = {k.split(":", 1)[1]: v for k, v in tokens.items() if k.startswith("token:")}
     return {
         "logins": f"{report['logins']}/{report['browsers']}",
+        "login_failures": report["login_failures"],
+        "login_p50_p99_ms": [round(percentile(report["login_took_ms"], p)) for p in (0.5, 0.99)],
         "requests": len(outcomes),
         "errors": sum(errors.values()),
         "errors_by_kind": errors,
@@ -438,7 +440,9 @@ def write_docs(results: dict[str, dict[str, Any]], options: Options) -> None:
         return [title, *(make(r) for r in shown)]
 
     summary = [
-        row("logins", lambda r: r["logins"]),
+        row("logins", lambda r: r["logins"] + (
+            f" ({_cell(r['login_failures'])})" if r["login_failures"] else "")),
+        row("login time p50 / p99, ms", lambda r: _cell(r["login_p50_p99_ms"])),
         row("requests to `/me`", lambda r: _cell(r["requests"])),
         row("**cross-user mix-ups**", lambda r: f"**{r['mixups']}**"),
         row("**logins lost** (each browser checked at the end)",
