@@ -80,20 +80,22 @@ async def run(
     await asyncio.gather(
         *(_worker(host, port, cycle(i * 7), deadline, tally) for i in range(connections))
     )
-    latencies = sorted(tally.latencies)
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-
+    latencies = tally.latencies
     return {
         "requests": len(latencies),
         "rps": len(latencies) / seconds,
         "statuses": dict(tally.statuses),
         "reconnects": tally.reconnects,
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
     }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p`` quantile (0..1) of ``values`` (nearest rank), 0 when there are none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
 
 
 def main() -> None:

@@ -6,9 +6,10 @@ processes, and ``benchmarks.browsers`` in a third process: every browser logs in
 user and then keeps calling ``/me`` (the user's access token, then ``/v1/me``). Meanwhile this
 process injects the faults through the fake's control endpoint (and restarts ``redis-server``
 for the Redis contender), and samples once a second the fake's token requests by grant and the
-app workers' resident memory. It writes the figures and a plot into ``docs/benchmarks.md``.
+app workers' CPU time and resident memory. It writes the figures and a plot into
+``docs/benchmarks.md``.
 
-``python -m benchmarks soak`` (part of ``nox -s bench``); longer: ``--soak-seconds 600``.
+``python -m benchmarks soak`` (part of ``nox -s bench``); longer: ``--soak-seconds 180``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import httpx
 
 from quart_spotify_auth.serving import free_port
 
+from .load import percentile
 from .redisbench import RedisProcess, redis_process
 from .servers import children, cpu_seconds, rss_mb, served
 
@@ -53,12 +55,12 @@ class Contender:
 
 
 CONTENDERS = [
-    Contender("ours", "quart-spotify-auth, 1 worker, memory store", "benchmarks.soak_apps:ours"),
+    Contender("ours", "quart-spotify-auth, 1 worker, memory store", "benchmarks.soak_ours:ours"),
     Contender("peer", "Authlib AsyncOAuth2Client app, 1 worker", "benchmarks.soak_peer:peer"),
     Contender(
         "ours_redis",
         "quart-spotify-auth, 3 workers, Redis store",
-        "benchmarks.soak_apps:ours",
+        "benchmarks.soak_ours:ours",
         workers=3,
         redis=True,
     ),
@@ -179,7 +181,7 @@ async def run_one(contender: Contender, options: Options, logs: Path) -> dict[st
     env = {"BENCH_USERS": str(options.browsers)}
     async with (
         _maybe_redis(contender.redis) as redis,
-        served("benchmarks.soak_apps:fake", env=env, log=logs / f"{contender.name}-fake.log") as (
+        served("benchmarks.soak_fake:fake", env=env, log=logs / f"{contender.name}-fake.log") as (
             fake_url,
             _,
         ),
@@ -190,7 +192,6 @@ async def run_one(contender: Contender, options: Options, logs: Path) -> dict[st
             "BENCH_APP_PORT": str(port),
             "BENCH_FAKE_URL": fake_url,
             "BENCH_MARGIN": str(options.margin),
-            "BENCH_LEEWAY": str(options.margin),
         }
         if redis is not None:
             env["SPOTIFY_TOKEN_STORE"] = redis.url
@@ -249,11 +250,6 @@ def _needed(report: dict[str, Any], lifetime: float) -> int:
     """Refreshes needed to keep every browser's token valid from its login to the end."""
     end = report["ended_at"] - report["load_started_at"]
     return sum(math.floor((end - at) / lifetime) for at in report["login_at"])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
 
 
 #: After a fault ends, this long still counts as its aftermath.

@@ -1,4 +1,4 @@
-"""The soak's peer: the app of ``benchmarks.soak_apps`` as a user would write it with Authlib's
+"""The soak's peer: the app of ``benchmarks.soak_ours`` as a user would write it with Authlib's
 ``AsyncOAuth2Client`` (``benchmarks.soak_peer:peer``).
 
 Tokens live in a dict keyed by a login id kept in the session. Each request makes a client
@@ -19,7 +19,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # warns: it prefers httpx2
 from quart import Quart, ResponseReturnValue, redirect, request, session
 
-from .soak_apps import CLIENT_ID, CLIENT_SECRET, FAKE_URL, LEEWAY, REDIRECT_URI, SECRET_KEY
+from .soak_settings import CLIENT_ID, CLIENT_SECRET, FAKE_URL, MARGIN, REDIRECT_URI, SECRET_KEY
 
 peer = Quart("soak_peer")
 peer.secret_key = SECRET_KEY
@@ -52,7 +52,7 @@ def oauth_client(login_id: str | None = None) -> AsyncOAuth2Client:
         token=tokens.get(login_id) if login_id else None,
         token_endpoint=FAKE_URL + "/api/token",
         update_token=update_token,
-        leeway=LEEWAY,
+        leeway=MARGIN,  # the same as our refresh margin
         code_challenge_method="S256",
         transport=pool,
     )
