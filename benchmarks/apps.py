@@ -9,25 +9,25 @@ Both read ``BENCH_*`` environment variables set by the runner.
 from __future__ import annotations
 
 import os
+from collections import Counter
+from typing import Any
 
 from quart import Quart, ResponseReturnValue, redirect, request
 
 from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.signals import token_renewed
 from quart_spotify_auth.testing import make_fake
+from tests.apps import CLIENT_ID, CLIENT_SECRET, app_config
 
 PORT = os.environ.get("BENCH_APP_PORT", "5000")
 FAKE_URL = os.environ.get("BENCH_FAKE_URL", "http://127.0.0.1:5001")
+CONFIG = {
+    **app_config(FAKE_URL, f"http://127.0.0.1:{PORT}/callback/", scopes="user-read-private"),
+    "SPOTIFY_AUTO_RENEW": os.environ.get("BENCH_AUTO_RENEW", "1") == "1",
+}
 
 hotpath = Quart(__name__)
-hotpath.secret_key = "benchmark-secret-key-not-for-production"
-hotpath.config.update(
-    SPOTIFY_CLIENT_ID="bench-client",
-    SPOTIFY_CLIENT_SECRET="bench-secret",
-    SPOTIFY_REDIRECT_URI=f"http://127.0.0.1:{PORT}/callback/",
-    SPOTIFY_ACCOUNTS_URL=FAKE_URL,
-    SPOTIFY_SCOPES="user-read-private",
-    SPOTIFY_AUTO_RENEW=os.environ.get("BENCH_AUTO_RENEW", "1") == "1",
-)
+hotpath.config.update(CONFIG)
 spotify = SpotifyAuth(hotpath)  # SPOTIFY_TOKEN_STORE from the environment picks Redis
 
 
@@ -53,8 +53,8 @@ async def callback() -> ResponseReturnValue:
 
 
 fake = make_fake(
-    client_id="bench-client",
-    client_secret="bench-secret",
+    client_id=CLIENT_ID,
+    client_secret=CLIENT_SECRET,
     redirect_uri="http://127.0.0.1/callback/",
     auto_approve="alice",
 )
@@ -63,16 +63,15 @@ fake = make_fake(
 # -- rollover: many users keyed by a header, tokens that roll over during the run ----------
 
 rollover = Quart("rollover")
-rollover.secret_key = "benchmark-secret-key-not-for-production"
-rollover.config.update(
-    SPOTIFY_CLIENT_ID="bench-client",
-    SPOTIFY_CLIENT_SECRET="bench-secret",
-    SPOTIFY_REDIRECT_URI=f"http://127.0.0.1:{PORT}/callback/",
-    SPOTIFY_ACCOUNTS_URL=FAKE_URL,
-    SPOTIFY_AUTO_RENEW=os.environ.get("BENCH_AUTO_RENEW", "1") == "1",
-    SPOTIFY_RENEW_CONCURRENCY=int(os.environ.get("BENCH_CONCURRENCY", "16")),
-)
+rollover.config.update(CONFIG)
+rollover.config["SPOTIFY_RENEW_CONCURRENCY"] = int(os.environ.get("BENCH_CONCURRENCY", "16"))
 rollover_spotify = SpotifyAuth(rollover, identity=lambda: request.headers.get("X-User"))
+RENEWED: Counter[str] = Counter()
+
+
+@token_renewed.connect_via(rollover)
+def _count(sender: Any, *, in_background: bool, **_: Any) -> None:
+    RENEWED["background" if in_background else "lazy"] += 1
 
 
 @rollover.route("/token")
@@ -82,7 +81,7 @@ async def rollover_token() -> ResponseReturnValue:
 
 @rollover.route("/stats")
 async def rollover_stats() -> ResponseReturnValue:
-    return dict(rollover_spotify.manager().stats)
+    return dict(RENEWED)
 
 
 @rollover.route("/login")
@@ -106,9 +105,7 @@ from flask.typing import ResponseReturnValue as FlaskResponseValue  # noqa: E402
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth  # noqa: E402
 
 flask_hotpath = Flask("flask_hotpath")
-flask_hotpath.secret_key = "benchmark-secret-key-not-for-production"
-flask_hotpath.config.update(hotpath.config.copy())
-flask_hotpath.config["SECRET_KEY"] = flask_hotpath.secret_key
+flask_hotpath.config.update(CONFIG)
 flask_spotify = FlaskSpotifyAuth(flask_hotpath)
 
 

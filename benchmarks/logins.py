@@ -16,7 +16,9 @@ import time
 
 import httpx
 
-BASIC = "Basic " + base64.b64encode(b"bench-client:bench-secret").decode()
+from tests.apps import CLIENT_ID, CLIENT_SECRET
+
+BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
 
 
 async def _login_loop(app_url: str, deadline: float, done: list[int]) -> None:

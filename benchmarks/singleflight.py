@@ -3,7 +3,7 @@
 Every contender talks over loopback HTTP to the same hypercorn-served FakeSpotify (another
 process) and is counted by the fake's own counters (``/_fake/state``):
 
-- quart-spotify-auth: ``TokenManager.current`` (what ``get_access_token`` runs);
+- quart-spotify-auth: ``Refresher.current`` (what ``get_access_token`` runs);
 - Authlib ``AsyncOAuth2Client``, one shared by all callers (its refresh lock) and one per
   caller (what its framework integrations do, authlib#673);
 - tekore's async ``Credentials.refresh`` called by each caller that sees ``is_expiring``;
@@ -21,13 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from quart_spotify_auth import MemoryTokenStore, RenewalPolicy, TokenManager
-from quart_spotify_auth.accounts import AccountsClient, AccountsConfig
+from quart_spotify_auth.accounts import AccountsClient
+from quart_spotify_auth.config import Settings, load_settings
+from quart_spotify_auth.core import build_core
 from quart_spotify_auth.tokens import TokenRecord
+from tests.apps import CLIENT_ID, CLIENT_SECRET
 
 from .servers import hypercorn
 
-CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 REDIRECT = "http://127.0.0.1:5000/callback/"
 
 
@@ -36,9 +37,14 @@ async def _refresh_count(http: httpx.AsyncClient, fake_url: str) -> int:
     return int(state["requests"].get("token:refresh_token", 0))
 
 
+def _settings(fake_url: str) -> Settings:
+    config = {"SPOTIFY_CLIENT_ID": CLIENT_ID, "SPOTIFY_CLIENT_SECRET": CLIENT_SECRET}
+    return load_settings({**config, "SPOTIFY_ACCOUNTS_URL": fake_url, "SPOTIFY_AUTO_RENEW": False})
+
+
 async def _fresh_login(http: httpx.AsyncClient, fake_url: str) -> TokenRecord:
     """A real user token from the fake (auto-approving consent), as a record."""
-    accounts = AccountsClient(AccountsConfig(CLIENT_ID, CLIENT_SECRET, accounts_url=fake_url), http)
+    accounts = AccountsClient(_settings(fake_url), http)
     reply = await http.get(
         accounts.authorize_url(redirect_uri=REDIRECT, state="s", scopes=["user-read-private"])
     )
@@ -47,12 +53,14 @@ async def _fresh_login(http: httpx.AsyncClient, fake_url: str) -> TokenRecord:
 
 
 async def ours(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
-    accounts = AccountsClient(AccountsConfig(CLIENT_ID, CLIENT_SECRET, accounts_url=fake_url), http)
-    manager = TokenManager(MemoryTokenStore(), accounts, policy=RenewalPolicy(enabled=False))
+    config = {"SPOTIFY_ACCOUNTS_URL": fake_url, "SPOTIFY_AUTO_RENEW": False}
+    config |= {"SPOTIFY_CLIENT_ID": CLIENT_ID, "SPOTIFY_CLIENT_SECRET": CLIENT_SECRET}
+    core = build_core(config, {}, secret_key=None, default_sessions=False)
     record = await _fresh_login(http, fake_url)
-    await manager.login("user", replace(record, expires_at=time.time() - 1))
-    results = await asyncio.gather(*(manager.current("user") for _ in range(callers)))
+    await core.refresher.login("user", replace(record, expires_at=time.time() - 1))
+    results = await asyncio.gather(*(core.refresher.current("user") for _ in range(callers)))
     assert len({r.access_token for r in results}) == 1
+    await core.stop()
 
 
 def _expired_token(record: TokenRecord) -> dict[str, Any]:

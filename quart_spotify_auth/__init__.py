@@ -19,14 +19,15 @@ from .errors import (
     InvalidCallback,
     InvalidClient,
     LoginRequired,
+    RateLimited,
     ReauthorizationRequired,
+    ScopesNotGranted,
     SpotifyAuthError,
     SpotifyBadResponse,
     SpotifyUnavailable,
     StoreUnavailable,
 )
 from .extension import SpotifyAuth
-from .renewal import RenewalPolicy, TokenManager
 from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, TokenRecord
 
@@ -41,15 +42,15 @@ __all__ = [
     "InvalidClient",
     "LoginRequired",
     "MemoryTokenStore",
+    "RateLimited",
     "ReauthorizationRequired",
-    "RenewalPolicy",
+    "ScopesNotGranted",
     "Settings",
     "SpotifyAuth",
     "SpotifyAuthError",
     "SpotifyBadResponse",
     "SpotifyUnavailable",
     "StoreUnavailable",
-    "TokenManager",
     "TokenRecord",
     "TokenStore",
 ]

@@ -1,23 +1,27 @@
 """Configuration: the ``SPOTIFY_*`` keys, their defaults, and the checks made at ``init_app``.
 
-Shared by the Quart extension and the Flask shim. Precedence for every key: the argument given
-to ``SpotifyAuth(...)``, then ``app.config``, then (for the credentials) the environment
-variable of the same name, then the default.
+Read once per app into :class:`Settings`, which the accounts client, the refresher, the
+renewer and the store factory take as they are. Each setting has one name all the way down:
+the key without ``SPOTIFY_``, in lower case (``SPOTIFY_TOKEN_IDLE_TTL`` is
+``settings.token_idle_ttl``). Precedence for every key: the keyword argument given to
+``SpotifyAuth(...)``, then ``app.config``, then (for the keys in :data:`ENVIRONMENT_KEYS`) the
+environment variable of the same name, then :data:`DEFAULTS`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .accounts import KNOWN_SCOPES, REMOVED_SCOPES, AccountsConfig, parse_scopes
 from .errors import ConfigurationError
+from .retry import Retry
+from .scopes import KNOWN_SCOPES, REMOVED_SCOPES, parse_scopes
 
-__all__ = ["DEFAULTS", "Settings", "load_settings", "validate_redirect_uri"]
+__all__ = ["DEFAULTS", "ENVIRONMENT_KEYS", "Settings", "load_settings", "validate_redirect_uri"]
 
 #: Every configuration key and its default. The README's table mirrors this.
 DEFAULTS: dict[str, Any] = {
@@ -45,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "SPOTIFY_REDIS_MAX_CONNECTIONS": 20,
 }
 
-#: Keys also read from the environment when ``app.config`` does not set them.
+#: Keys also read from the environment when neither an argument nor ``app.config`` sets them.
 ENVIRONMENT_KEYS = (
     "SPOTIFY_CLIENT_ID",
     "SPOTIFY_CLIENT_SECRET",
@@ -58,7 +62,7 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "::1"}
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The resolved configuration of one app."""
+    """The resolved configuration of one app: one field per ``SPOTIFY_*`` key."""
 
     client_id: str
     client_secret: str | None
@@ -78,9 +82,9 @@ class Settings:
     renew_concurrency: int
     keep_warm: float
     token_store: str | None
-    store_prefix: str
-    idle_ttl: float
-    encryption_keys: tuple[str, ...]
+    token_store_prefix: str
+    token_idle_ttl: float
+    token_encryption_keys: tuple[str, ...]
     redis_max_connections: int
 
     def __repr__(self) -> str:
@@ -90,17 +94,19 @@ class Settings:
             f"redirect_uri={self.redirect_uri!r}, scopes={self.scopes!r})"
         )
 
-    def accounts_config(self) -> AccountsConfig:
-        return AccountsConfig(
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            accounts_url=self.accounts_url,
-            retries=self.retries,
-            retry_after_cap=self.retry_after_cap,
-        )
+    @property
+    def retry(self) -> Retry:
+        """How requests to Spotify are retried."""
+        return Retry(self.retries, self.retry_after_cap)
+
+    @property
+    def join_timeout(self) -> float:
+        """Longest a refresh may take, all retries included: how long a caller waits for one
+        it joined, and how long a claim on it lasts."""
+        return self.http_timeout * (self.retries + 1) + self.retry_after_cap
 
 
-def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings:
+def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] = {}) -> Settings:
     """Resolve and check the settings; raises :class:`ConfigurationError` with the fix."""
 
     def value(key: str) -> Any:
@@ -120,38 +126,51 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Se
             "variable."
         )
     secret = value("SPOTIFY_CLIENT_SECRET") or None
-    redirect_uri = validate_redirect_uri(str(value("SPOTIFY_REDIRECT_URI")))
-    scopes = _check_scopes(parse_scopes(value("SPOTIFY_SCOPES")))
     use_pkce = value("SPOTIFY_USE_PKCE")
     if secret is None and use_pkce is False:
         raise ConfigurationError(
             "SPOTIFY_USE_PKCE is False but there is no SPOTIFY_CLIENT_SECRET: a public client "
             "can only log in with PKCE. Remove SPOTIFY_USE_PKCE or set the secret."
         )
+    number = _number(value)
     return Settings(
         client_id=client_id,
         client_secret=secret,
-        redirect_uri=redirect_uri,
-        scopes=scopes,
+        redirect_uri=validate_redirect_uri(str(value("SPOTIFY_REDIRECT_URI"))),
+        scopes=_check_scopes(parse_scopes(value("SPOTIFY_SCOPES"))),
         accounts_url=str(value("SPOTIFY_ACCOUNTS_URL")).rstrip("/"),
         api_url=str(value("SPOTIFY_API_URL")).rstrip("/"),
         auto_renew=bool(value("SPOTIFY_AUTO_RENEW")),
         use_pkce=use_pkce is not False,
         show_dialog=bool(value("SPOTIFY_SHOW_DIALOG")),
         session_key=str(value("SPOTIFY_SESSION_KEY")),
-        login_ttl=_positive(value, "SPOTIFY_LOGIN_TTL"),
-        http_timeout=_positive(value, "SPOTIFY_HTTP_TIMEOUT"),
-        retries=int(_positive(value, "SPOTIFY_RETRIES", allow_zero=True)),
-        retry_after_cap=_positive(value, "SPOTIFY_RETRY_AFTER_CAP", allow_zero=True),
-        refresh_margin=_positive(value, "SPOTIFY_REFRESH_MARGIN", allow_zero=True),
-        renew_concurrency=int(_positive(value, "SPOTIFY_RENEW_CONCURRENCY")),
-        keep_warm=_positive(value, "SPOTIFY_KEEP_WARM", allow_zero=True),
+        login_ttl=number("SPOTIFY_LOGIN_TTL"),
+        http_timeout=number("SPOTIFY_HTTP_TIMEOUT"),
+        retries=int(number("SPOTIFY_RETRIES", zero=True)),
+        retry_after_cap=number("SPOTIFY_RETRY_AFTER_CAP", zero=True),
+        refresh_margin=number("SPOTIFY_REFRESH_MARGIN", zero=True),
+        renew_concurrency=int(number("SPOTIFY_RENEW_CONCURRENCY")),
+        keep_warm=number("SPOTIFY_KEEP_WARM", zero=True),
         token_store=_store_url(value("SPOTIFY_TOKEN_STORE")),
-        store_prefix=str(value("SPOTIFY_TOKEN_STORE_PREFIX")),
-        idle_ttl=_positive(value, "SPOTIFY_TOKEN_IDLE_TTL"),
-        encryption_keys=_keys(value("SPOTIFY_TOKEN_ENCRYPTION_KEYS")),
-        redis_max_connections=int(_positive(value, "SPOTIFY_REDIS_MAX_CONNECTIONS")),
+        token_store_prefix=str(value("SPOTIFY_TOKEN_STORE_PREFIX")),
+        token_idle_ttl=number("SPOTIFY_TOKEN_IDLE_TTL"),
+        token_encryption_keys=_keys(value("SPOTIFY_TOKEN_ENCRYPTION_KEYS")),
+        redis_max_connections=int(number("SPOTIFY_REDIS_MAX_CONNECTIONS")),
     )
+
+
+def _number(value: Callable[[str], Any]) -> Callable[..., float]:
+    def number(key: str, *, zero: bool = False) -> float:
+        raw = value(key)
+        try:
+            result = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{key} must be a number, not {raw!r}.") from None
+        if result < 0 or (result == 0 and not zero):
+            raise ConfigurationError(f"{key} must be {'>= 0' if zero else '> 0'}, not {raw!r}.")
+        return result
+
+    return number
 
 
 def _store_url(raw: Any) -> str | None:
@@ -169,7 +188,7 @@ def _store_url(raw: Any) -> str | None:
 def _keys(raw: Any) -> tuple[str, ...]:
     if not raw:
         return ()
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else list(raw)
     return tuple(k.decode() if isinstance(k, bytes) else str(k).strip() for k in items if k)
 
 
@@ -215,17 +234,6 @@ def _check_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
             f"SPOTIFY_SCOPES has scopes Spotify does not document: {', '.join(unknown)}. "
             "If Spotify does not know them, logins end on its 'Illegal scope' page.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
     return scopes
-
-
-def _positive(value: Callable[[str], Any], key: str, *, allow_zero: bool = False) -> float:
-    raw = value(key)
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{key} must be a number, not {raw!r}.") from None
-    if number < 0 or (number == 0 and not allow_zero):
-        raise ConfigurationError(f"{key} must be {'>= 0' if allow_zero else '> 0'}, not {raw!r}.")
-    return number

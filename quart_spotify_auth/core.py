@@ -1,9 +1,9 @@
-"""What the Quart extension and the Flask shim share: one app's state and the login flow.
+"""One app's Spotify login, framework-free: what the Quart extension and the Flask shim share.
 
-:class:`Core` holds one app's settings, store, token manager and pooled HTTP client, and runs
-the flow on plain values: the browser's session is any mutable mapping (Quart's or Flask's
-session object), the callback's query any mapping. The adapters only find the current session,
-request and identity, and call in.
+:class:`Core` holds one app's settings, store, pooled HTTP client, refresher and renewer, and
+runs the flow for a :class:`Caller`: the browser's session (any mutable mapping: Quart's or
+Flask's session object) and, when the app keys tokens by its own user id, that id. The
+adapters only find the current session, request and identity, and call in.
 
 The session holds an opaque login id and short digests of this browser's pending ``state``
 values, never a token, code or verifier: ``{"login": "...", "pending": ["...", ...]}``.
@@ -15,23 +15,25 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from .accounts import AccountsClient, code_challenge, new_code_verifier, new_state, parse_scopes
+from . import signals
+from .accounts import AccountsClient, code_challenge, new_code_verifier, new_state
 from .config import Settings, load_settings
 from .errors import AuthorizationDenied, ConfigurationError, InvalidCallback, LoginRequired
-from .renewal import APP_KEY, ReauthHook, RenewalPolicy, TokenManager
+from .refresh import APP_KEY, Refresher
+from .renewer import Renewer
+from .scopes import parse_scopes
 from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, PendingLogin, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
 
-__all__ = ["EXTENSION_KEY", "MAX_PENDING", "NO_PENDING_LOGIN", "Core", "build_core"]
+__all__ = ["EXTENSION_KEY", "MAX_PENDING", "NO_PENDING_LOGIN", "Caller", "Core", "build_core"]
 
-Session = MutableMapping[str, Any]
-
-#: Where each adapter keeps an app's state: ``app.extensions[EXTENSION_KEY]``.
+#: Where each adapter keeps an app's :class:`Core`: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
 
 #: Logins a browser may have started and not finished at once (oldest dropped first).
@@ -45,8 +47,17 @@ NO_PENDING_LOGIN = (
 )
 
 
+@dataclass(slots=True)
+class Caller:
+    """Who is asking: this browser's session, and the app's own id for its user if it keys
+    tokens by one (``identity``), else ``None``."""
+
+    session: MutableMapping[str, Any]
+    identity: str | None = None
+
+
 class Core:
-    """One app's Spotify login, framework-free."""
+    """One app's Spotify login: settings, store, HTTP pool, refresher, renewer, and the flow."""
 
     def __init__(
         self,
@@ -55,70 +66,68 @@ class Core:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
-        reauth_hooks: list[ReauthHook] | None = None,
+        identity: Callable[[], Any] | None = None,
+        sender: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.transport = transport
-        self.http: httpx.AsyncClient | None = None  # opened by start() or on first use
-        policy = RenewalPolicy(
-            margin=settings.refresh_margin,
-            concurrency=settings.renew_concurrency,
-            keep_warm=settings.keep_warm,
-            forget_after=settings.idle_ttl,
-            enabled=settings.auto_renew,
-            join_timeout=settings.http_timeout * (settings.retries + 1) + settings.retry_after_cap,
-        )
-        accounts = AccountsClient(settings.accounts_config(), None, clock=clock)
-        self.manager = TokenManager(store, accounts, policy=policy, clock=clock)
-        if reauth_hooks is not None:
-            self.manager.reauth_hooks = reauth_hooks
+        self.clock = clock
+        #: The app's identity hook, called by the adapter (sync or async there).
+        self.identity = identity
+        #: The sender of this app's signals (the app).
+        self.sender = sender
+        self._transport = transport
+        self.http = self._pool()
+        self.accounts = AccountsClient(settings, self.http, clock=clock)
+        self.refresher = Refresher(store, self.accounts, settings, clock=clock, sender=sender)
+        self.renewer = Renewer(store, self.refresher, settings, clock=clock)
 
     def __repr__(self) -> str:
         return f"Core({self.settings!r}, {self.store!r})"
 
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def accounts(self) -> AccountsClient:
-        """The accounts client, with the pooled HTTP client opened if need be."""
-        accounts = self.manager.accounts
-        if self.http is None:
-            self.http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.settings.http_timeout),
-                transport=self.transport,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-                headers={"User-Agent": "quart-spotify-auth"},
-            )
-            accounts.http = self.http
-        return accounts
+    def _pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.http_timeout),
+            transport=self._transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"User-Agent": "quart-spotify-auth"},
+        )
 
     async def start(self) -> None:
-        """Open the store and the HTTP pool; start the renewer. On the serving loop."""
+        """Open the store and start the renewer, on the loop that serves the app."""
         await self.store.open()
-        self.accounts()
-        self.manager.start()
+        self.renewer.start()
 
     async def stop(self) -> None:
-        """Stop the renewer (letting refreshes in flight land); close the store and pool."""
-        await self.manager.stop()
+        """Stop the renewer (letting refreshes in flight land), close the store and the HTTP
+        pool; a new pool is ready should the app serve again."""
+        await self.renewer.stop()
         await self.store.close()
-        if self.http is not None:
-            http, self.http = self.http, None
-            await http.aclose()
+        http, self.http = self.http, self._pool()
+        self.accounts.http = self.http
+        await http.aclose()
 
-    # -- the flow ---------------------------------------------------------------------------
+    # -- whose tokens -----------------------------------------------------------------------
 
-    def key(self, session: Session, identity: str | None) -> str | None:
+    def key(self, caller: Caller) -> str | None:
         """Where this user's tokens are stored: the app's identity, else the browser's login
         id, else ``None`` (not logged in)."""
-        if identity is not None:
-            return f"user:{identity}"
-        login = _data(session, self.settings).get("login")
+        if caller.identity is not None:
+            return f"user:{caller.identity}"
+        login = self._data(caller.session).get("login")
         return f"browser:{login}" if isinstance(login, str) and login else None
+
+    def _key_or_401(self, caller: Caller) -> str:
+        key = self.key(caller)
+        if key is None:
+            raise LoginRequired()
+        return key
+
+    # -- the login ----------------------------------------------------------------------------
 
     async def begin_login(
         self,
-        session: Session,
+        caller: Caller,
         *,
         scopes: str | Iterable[str] | None = None,
         show_dialog: bool | None = None,
@@ -129,12 +138,12 @@ class Core:
         settings = self.settings
         verifier = new_code_verifier() if settings.use_pkce else None
         value = new_state()
-        pending = PendingLogin(verifier, settings.redirect_uri, time.time(), next_url)
+        pending = PendingLogin(verifier, settings.redirect_uri, next_url)
         await self.store.add_pending(value, pending, settings.login_ttl)
-        data = _data(session, settings)
+        data = self._data(caller.session)
         data["pending"] = [*_pending(data), _digest(value)][-MAX_PENDING:]
-        session[settings.session_key] = data
-        return self.manager.accounts.authorize_url(
+        caller.session[settings.session_key] = data
+        return self.accounts.authorize_url(
             redirect_uri=settings.redirect_uri,
             state=value,
             scopes=parse_scopes(scopes) if scopes is not None else settings.scopes,
@@ -142,27 +151,24 @@ class Core:
             show_dialog=settings.show_dialog if show_dialog is None else show_dialog,
         )
 
-    async def finish_login(
-        self,
-        session: Session,
-        args: Mapping[str, str],
-        code: str | None,
-        identity: str | None,
+    async def complete_login(
+        self, caller: Caller, args: Mapping[str, str], code: str | None = None
     ) -> tuple[AccessToken, str | None]:
-        """Check the callback against this browser's pending logins, exchange the code, store
-        the tokens under a fresh login id (or the identity). Returns the user's token and the
-        ``next_url`` the login was started with."""
+        """Check the callback against this browser's pending logins, exchange the code, and
+        store the tokens under a fresh login id (or the identity). Returns the user's token
+        and the ``next_url`` the login was started with."""
         settings = self.settings
-        value = args.get("state")
-        error = args.get("error")
+        value, error = args.get("state"), args.get("error")
         # The state must be one this browser started (its session lists it) and still be
-        # pending server-side; either check failing leaves everything as it was.
-        data = _data(session, settings)
+        # pending server-side. A known state is used up at once, in the session and in the
+        # store, whatever happens next: a callback is single use.
+        data = self._data(caller.session)
         known = value is not None and _digest(value) in _pending(data)
+        pending = None
         if known and value is not None:
             data["pending"] = [d for d in _pending(data) if d != _digest(value)]
-            session[settings.session_key] = data
-        pending = await self.store.pop_pending(value) if known and value is not None else None
+            caller.session[settings.session_key] = data
+            pending = await self.store.pop_pending(value)
         if error is not None:
             if error == "access_denied":
                 raise AuthorizationDenied()
@@ -189,74 +195,83 @@ class Core:
         code = code if code is not None else args.get("code")
         if not code:
             raise InvalidCallback("The login callback has no code. Start the login again.")
-        record = await self.accounts().exchange_code(
+        record = await self.accounts.exchange_code(
             code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
         )
-        old_key = self.key(session, identity)
-        data = _data(session, settings)
+        old_key = self.key(caller)
         data["login"] = secrets.token_urlsafe(24)  # a fresh opaque id: no session fixation
-        session[settings.session_key] = data
-        key = self.key(session, identity)
-        assert key is not None
+        caller.session[settings.session_key] = data
+        key = self._key_or_401(caller)
         if old_key is not None and old_key != key and old_key.startswith("browser:"):
-            await self.manager.logout(old_key)
-        stored = await self.manager.login(key, record)
-        return stored.to_access_token(self.manager.clock()), pending.next_url
+            await self.refresher.logout(old_key)
+        stored = await self.refresher.login(key, record)
+        await signals.send(signals.logged_in, self.sender, key=key, scopes=stored.scopes)
+        return stored.to_access_token(self.clock()), pending.next_url
 
-    async def access_token(self, key: str | None) -> AccessToken:
-        if key is None:
-            raise LoginRequired()
-        self.accounts()
-        record = await self.manager.current(key)
-        return record.to_access_token(self.manager.clock())
+    async def logout(self, caller: Caller) -> None:
+        """Forget this user's tokens and this browser's login id."""
+        key = self.key(caller)
+        forgotten = key is not None and await self.refresher.logout(key)
+        caller.session.pop(self.settings.session_key, None)
+        if forgotten:
+            await signals.send(signals.logged_out, self.sender, key=key)
 
-    async def force_renewal(self, key: str | None) -> None:
-        if key is None:
-            raise LoginRequired()
-        self.accounts()
-        await self.manager.refresh(key)
+    # -- tokens ---------------------------------------------------------------------------------
 
-    async def app_token(self) -> AccessToken:
-        self.accounts()
-        record = await self.manager.app_token()
-        return record.to_access_token(self.manager.clock())
+    def held_token(self, caller: Caller) -> AccessToken | None:
+        """This user's token if this process holds a current copy; never waits."""
+        key = self.key(caller)
+        record = None if key is None else self.refresher.held(key)
+        return None if record is None else record.to_access_token(self.clock())
 
-    def web_api(self, key: str | None) -> WebAPI:
-        """A Web API client for ``key``'s user (``None``: the app-only token)."""
-        settings = self.settings
+    async def access_token(self, caller: Caller) -> AccessToken:
+        token = self.held_token(caller)
+        if token is None:
+            record = await self.refresher.current(self._key_or_401(caller))
+            token = record.to_access_token(self.clock())
+        return token
 
-        async def token() -> AccessToken:
-            return await (self.app_token() if key is None else self.access_token(key))
+    async def force_renewal(self, caller: Caller) -> None:
+        await self.refresher.refresh(self._key_or_401(caller))
 
-        async def refresh(sent: str) -> AccessToken:
-            if key is None:
-                record = await self.manager.refresh(APP_KEY)
-            else:
-                current = await self.store.get(key, fresh=True)
-                if current is None:
-                    raise LoginRequired()
-                # Refresh only if nobody did since this token was sent (single-flight).
-                record = (
-                    current
-                    if current.access_token != sent
-                    else await self.manager.refresh(key, current)
-                )
-            return record.to_access_token(self.manager.clock())
+    async def token_or_none(self, caller: Caller) -> str | None:
+        """This user's access token, or ``None`` when not logged in (for templates)."""
+        try:
+            return (await self.access_token(caller)).access_token
+        except LoginRequired:
+            return None
 
-        auth = SpotifyBearer(
-            token, refresh, retries=settings.retries, retry_after_cap=settings.retry_after_cap
-        )
-        self.accounts()
-        assert self.http is not None
-        return WebAPI(self.http, settings.api_url, auth, retries=settings.retries)
+    async def profile(self, caller: Caller) -> dict[str, Any] | None:
+        """This user's profile from ``/v1/me``, or ``None`` when not logged in or refused."""
+        try:
+            reply = await self.web_api(caller).get("/me")
+        except LoginRequired:
+            return None
+        profile: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
+        return profile
 
-    async def record(self, key: str | None) -> TokenRecord | None:
+    async def token_record(self, caller: Caller) -> TokenRecord | None:
+        key = self.key(caller)
         return None if key is None else await self.store.get(key)
 
-    async def logout(self, session: Session, key: str | None) -> None:
-        if key is not None:
-            await self.manager.logout(key)
-        session.pop(self.settings.session_key, None)
+    async def app_token(self) -> AccessToken:
+        record = await self.refresher.current(APP_KEY)
+        return record.to_access_token(self.clock())
+
+    def web_api(self, caller: Caller | None) -> WebAPI:
+        """A Web API client for this user (``None``: with the app-only token)."""
+        key = APP_KEY if caller is None else self._key_or_401(caller)
+        refresher = self.refresher
+        auth = SpotifyBearer(
+            lambda: refresher.current(key),
+            lambda seen: refresher.refresh(key, seen),
+            self.settings.retry,
+        )
+        return WebAPI(self.http, self.settings.api_url, auth, self.settings.retry)
+
+    def _data(self, session: MutableMapping[str, Any]) -> dict[str, Any]:
+        data = session.get(self.settings.session_key)
+        return dict(data) if isinstance(data, dict) else {}
 
 
 def build_core(
@@ -265,14 +280,14 @@ def build_core(
     *,
     secret_key: object,
     default_sessions: bool,
-    store: TokenStore | None,
-    transport: httpx.AsyncBaseTransport | None,
-    clock: Callable[[], float],
-    reauth_hooks: list[ReauthHook],
+    store: TokenStore | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    identity: Callable[[], Any] | None = None,
+    sender: Any = None,
 ) -> Core:
     """Check the configuration (raising :class:`ConfigurationError` with the fix) and build
-    one app's :class:`Core`. Shared by ``init_app`` of the Quart extension and the Flask shim.
-    """
+    one app's :class:`Core`."""
     unknown = [k for k in overrides if not k.startswith("SPOTIFY_")]
     if unknown:
         raise ConfigurationError(f"Unknown SpotifyAuth options: {', '.join(unknown)}.")
@@ -284,11 +299,11 @@ def build_core(
             "app.config['SECRET_KEY']) to a long random string, e.g. secrets.token_hex(32)."
         )
     if store is None:
-        store = _make_store(settings, clock)
-    return Core(settings, store, transport=transport, clock=clock, reauth_hooks=reauth_hooks)
+        store = make_store(settings, clock)
+    return Core(settings, store, transport=transport, clock=clock, identity=identity, sender=sender)
 
 
-def _make_store(settings: Settings, clock: Callable[[], float]) -> TokenStore:
+def make_store(settings: Settings, clock: Callable[[], float] = time.time) -> TokenStore:
     """The store ``SPOTIFY_TOKEN_STORE`` names: Redis for a URL, else in memory."""
     if settings.token_store is None:
         return MemoryTokenStore()
@@ -301,18 +316,13 @@ def _make_store(settings: Settings, clock: Callable[[], float]) -> TokenStore:
         ) from None
     return RedisTokenStore(
         settings.token_store,
-        prefix=settings.store_prefix,
-        idle_ttl=settings.idle_ttl,
-        encryption_keys=settings.encryption_keys,
+        prefix=settings.token_store_prefix,
+        idle_ttl=settings.token_idle_ttl,
+        encryption_keys=settings.token_encryption_keys,
         max_connections=settings.redis_max_connections,
         timeout=min(settings.http_timeout, 5.0),
         clock=clock,
     )
-
-
-def _data(session: Session, settings: Settings) -> dict[str, Any]:
-    data = session.get(settings.session_key)
-    return dict(data) if isinstance(data, dict) else {}
 
 
 def _pending(data: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from quart import Quart, ResponseReturnValue, redirect, render_template_string, 
 
 from .errors import SpotifyAuthError
 from .extension import SpotifyAuth
-from .routes import install_template_globals, spotify_blueprint
+from .routes import spotify_blueprint
 from .serving import serve
 from .testing import make_fake
 
@@ -112,7 +112,6 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
         mode = "Real Spotify"
     spotify = SpotifyAuth(app)
     app.register_blueprint(spotify_blueprint(spotify))
-    install_template_globals(app, spotify)
 
     async def page(**context: Any) -> str:
         return await render_template_string(PAGE, mode=mode, **context)

@@ -21,7 +21,9 @@ __all__ = [
     "InvalidCallback",
     "InvalidClient",
     "LoginRequired",
+    "RateLimited",
     "ReauthorizationRequired",
+    "ScopesNotGranted",
     "SpotifyAuthError",
     "SpotifyBadResponse",
     "SpotifyUnavailable",
@@ -66,11 +68,6 @@ class AuthorizationDenied(SpotifyAuthError):
         "Spotify login was cancelled: the user did not grant this app access. "
         "Start the login again to retry."
     )
-
-    def __init__(self, description: str | None = None, *, error: str = "access_denied") -> None:
-        super().__init__(description)
-        #: The ``error`` value Spotify put on the callback.
-        self.error = error
 
 
 class LoginRequired(SpotifyAuthError):
@@ -128,11 +125,22 @@ class SpotifyUnavailable(SpotifyAuthError):
         return headers
 
 
+class RateLimited(SpotifyUnavailable):
+    """503: the Web API kept answering 429 beyond the wait the app allows."""
+
+
+class ScopesNotGranted(SpotifyAuthError):
+    """403: the user was asked for scopes a page needs and Spotify did not grant them."""
+
+    code = 403
+    description = "This page needs Spotify permissions that were not granted."
+
+
 class StoreUnavailable(SpotifyAuthError):
-    """503: the token store (Redis) cannot be reached; nothing was lost, try again shortly."""
+    """503: the token store cannot be reached; nothing was lost, try again shortly."""
 
     code = 503
     description = (
-        "The login store is unavailable right now (the app cannot reach Redis). Try again "
+        "The login store is unavailable right now (the app cannot reach it). Try again "
         "shortly; your login is kept."
     )

@@ -1,33 +1,24 @@
-"""The Quart extension: find the app, session, request and identity; the core does the rest."""
+"""The Quart extension: find the app's core, the session, the request and the identity; the
+core (:mod:`.core`) does the rest."""
 
 from __future__ import annotations
 
 import inspect
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import httpx
-from quart import Quart, current_app, request, session
+from quart import Quart, current_app, g, request, session
 from quart.sessions import SecureCookieSessionInterface
 
-from .core import EXTENSION_KEY, Core, build_core
-from .errors import LoginRequired
-from .renewal import TokenManager
-from .stores import TokenStore
+from .adapter import BaseSpotifyAuth
+from .core import EXTENSION_KEY, Caller, Core
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
 
-__all__ = ["EXTENSION_KEY", "SpotifyAuth"]
-
-#: The :class:`SpotifyAuth` set up on the app (for the guards in :mod:`.routes`).
-INSTANCE_KEY = "QUART_SPOTIFY_AUTH_INSTANCE"
-
-#: An app's own user id for the current request, or ``None`` (then the browser is the key).
-Identity = Callable[[], Awaitable[str | None] | str | None]
+__all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
 
 
-class SpotifyAuth:
+class SpotifyAuth(BaseSpotifyAuth):
     """Spotify login for a Quart app.
 
     .. code-block:: python
@@ -40,7 +31,7 @@ class SpotifyAuth:
     Arguments:
         app: the app to set up now; or call :meth:`init_app` later (one instance can serve
             several apps).
-        store: where tokens live (default: per ``SPOTIFY_TOKEN_STORE``, in memory or Redis).
+        store: where tokens live (default: per ``SPOTIFY_TOKEN_STORE``).
         identity: returns the app's own user id for the current request (sync or async), to
             key tokens by it instead of by browser; return a constant for a single-account app.
         transport: an httpx transport for the accounts client (tests:
@@ -49,46 +40,17 @@ class SpotifyAuth:
         config: ``SPOTIFY_*`` keys that take precedence over ``app.config``.
     """
 
-    def __init__(
-        self,
-        app: Quart | None = None,
-        *,
-        store: TokenStore | None = None,
-        identity: Identity | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-        **config: Any,
-    ) -> None:
-        self._store = store
-        self._identity = identity
-        self._transport = transport
-        self._clock = clock
-        self._config = config
-        self._reauth_hooks: list[Callable[[str], Awaitable[None] | None]] = []
-        if app is not None:
-            self.init_app(app)
-
-    def __repr__(self) -> str:
-        return f"SpotifyAuth(identity={'custom' if self._identity else 'browser'})"
-
     def init_app(self, app: Quart) -> None:
-        """Read and check the configuration, and hook the app's serving lifecycle.
+        """Read and check the configuration, hook the app's serving lifecycle, and give
+        templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``.
 
         Raises :class:`ConfigurationError` with the fix when the configuration cannot work.
         """
-        app.extensions[EXTENSION_KEY] = build_core(
-            app.config,
-            self._config,
-            secret_key=app.secret_key,
-            default_sessions=isinstance(app.session_interface, SecureCookieSessionInterface),
-            store=self._store,
-            transport=self._transport,
-            clock=self._clock,
-            reauth_hooks=self._reauth_hooks,
-        )
-        app.extensions[INSTANCE_KEY] = self
-        app.before_serving(_start)
-        app.after_serving(_stop)
+        default = isinstance(app.session_interface, SecureCookieSessionInterface)
+        core = app.extensions[EXTENSION_KEY] = self._build(app, default)
+        app.before_serving(core.start)
+        app.after_serving(core.stop)
+        self._install_template_globals(app)
 
     # -- the four verbs -------------------------------------------------------------------
 
@@ -106,8 +68,9 @@ class SpotifyAuth:
         ``scopes`` replaces the configured scopes for this login; ``next_url`` is kept with it
         and given back by :meth:`complete_login`.
         """
-        return await _core().begin_login(
-            session, scopes=scopes, show_dialog=show_dialog, next_url=next_url
+        caller = await current_caller()
+        return await current_core().begin_login(
+            caller, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
@@ -117,46 +80,24 @@ class SpotifyAuth:
         :class:`AuthorizationDenied`; a missing, forged, replayed or expired ``state``, or a
         code Spotify rejects, raises :class:`InvalidCallback` (400) and stores nothing.
         """
-        token, _ = await self.complete_login(code)
-        return token
-
-    async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
-        """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
-        return await _core().finish_login(session, request.args, code, await self._identity_id())
+        return (await self.complete_login(code))[0]
 
     async def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired (one token
         request however many callers wait). Raises :class:`LoginRequired` (401) when not
         logged in and :class:`ReauthorizationRequired` (401) when Spotify no longer accepts
         the login."""
-        core = _core()
-        return await core.access_token(await self._key(core))
+        return await current_core().access_token(await current_caller())
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
-        core = _core()
-        await core.force_renewal(await self._key(core))
-
-    async def get_app_token(self) -> AccessToken:
-        """The app-only token (client credentials) for catalogue calls that need no user:
-        cached and renewed like user tokens. Needs ``SPOTIFY_CLIENT_SECRET``."""
-        return await _core().app_token()
-
-    async def web_api(self) -> WebAPI:
-        """A Web API client for this user (bearer set, one refresh on 401, bounded 429
-        waits, 5xx retries), through the app's pool: ``await (await spotify.web_api()).get("/me")``.
-        """
-        core = _core()
-        key = await self._key(core)
-        if key is None:
-            raise LoginRequired()
-        return core.web_api(key)
-
-    def app_web_api(self) -> WebAPI:
-        """A Web API client with the app-only token, for catalogue calls."""
-        return _core().web_api(None)
+        await current_core().force_renewal(await current_caller())
 
     # -- the rest a login needs -----------------------------------------------------------
+
+    async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
+        """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
+        return await current_core().complete_login(await current_caller(), request.args, code)
 
     async def is_logged_in(self) -> bool:
         """Whether this browser (or identity) has Spotify tokens."""
@@ -164,39 +105,48 @@ class SpotifyAuth:
 
     async def logout(self) -> None:
         """Forget this user's tokens and this browser's login id."""
-        core = _core()
-        await core.logout(session, await self._key(core))
+        await current_core().logout(await current_caller())
 
     async def token_record(self) -> TokenRecord | None:
-        """This user's stored record (for showing consent time, expiry...), not refreshed."""
-        core = _core()
-        return await core.record(await self._key(core))
+        """This user's stored record (consent time, expiry...), not refreshed."""
+        return await current_core().token_record(await current_caller())
 
-    def on_reauthorization_required(
-        self, hook: Callable[[str], Awaitable[None] | None]
-    ) -> Callable[[str], Awaitable[None] | None]:
-        """Register ``hook(key)``, called when Spotify stops accepting a user's refresh token
-        (the tokens were dropped; the user must log in again). Usable as a decorator."""
-        self._reauth_hooks.append(hook)
-        return hook
+    async def get_app_token(self) -> AccessToken:
+        """The app-only token (client credentials) for catalogue calls that need no user:
+        cached and renewed like user tokens. Needs ``SPOTIFY_CLIENT_SECRET``."""
+        return await current_core().app_token()
 
-    def manager(self, app: Quart | None = None) -> TokenManager:
-        """The :class:`TokenManager` of ``app`` (default: the current app)."""
-        return _core(app).manager
+    async def web_api(self) -> WebAPI:
+        """A Web API client for this user (bearer set, one refresh on 401, bounded 429
+        waits, 5xx retries), through the app's pool:
+        ``await (await spotify.web_api()).get("/me")``."""
+        return current_core().web_api(await current_caller())
 
-    async def _key(self, core: Core) -> str | None:
-        return core.key(session, await self._identity_id())
+    def app_web_api(self) -> WebAPI:
+        """A Web API client with the app-only token, for catalogue calls."""
+        return current_core().web_api(None)
 
-    async def _identity_id(self) -> str | None:
-        if self._identity is None:
-            return None
-        result = self._identity()
-        if inspect.isawaitable(result):
-            result = await result
-        return None if result is None else str(result)
+    def core(self, app: Quart | None = None) -> Core:
+        """The :class:`~.core.Core` of ``app`` (default: the current app)."""
+        return current_core(app)
+
+    async def close(self, app: Quart | None = None) -> None:
+        """Stop ``app``'s renewer and close its connections now (``after_serving`` does it
+        when the app stops serving)."""
+        await current_core(app).stop()
+
+    async def _template_token(self) -> str | None:
+        return await current_core().token_or_none(await current_caller())
+
+    async def _template_user(self) -> dict[str, Any] | None:
+        if "_spotify_user" not in g:
+            g._spotify_user = await current_core().profile(await current_caller())
+        user: dict[str, Any] | None = g._spotify_user
+        return user
 
 
-def _core(app: Quart | None = None) -> Core:
+def current_core(app: Quart | None = None) -> Core:
+    """The :class:`~.core.Core` of ``app`` (default: the current app)."""
     target = app if app is not None else current_app
     try:
         core: Core = target.extensions[EXTENSION_KEY]
@@ -207,9 +157,10 @@ def _core(app: Quart | None = None) -> Core:
     return core
 
 
-async def _start() -> None:
-    await _core().start()
-
-
-async def _stop() -> None:
-    await _core().stop()
+async def current_caller() -> Caller:
+    """The current request's session and identity."""
+    hook = current_core().identity
+    identity = None if hook is None else hook()
+    if inspect.isawaitable(identity):
+        identity = await identity
+    return Caller(session, None if identity is None else str(identity))

@@ -11,88 +11,43 @@
 
 The async core runs on one long-lived event loop in a daemon thread per process, started on
 first use and started again in a forked child (gunicorn ``--preload``); the pooled HTTP client,
-the locks and the background renewer live on it. Each sync method hands its work to that loop
-and waits, so threaded servers (werkzeug, gunicorn gthread) share one single-flight refresh.
-Never an event loop per request. The methods also work inside Flask ``async def`` views (they
-wait on the shim's loop, not the view's).
+the single-flight refreshes and the background renewer live on it. Each method hands its work
+to that loop and waits, so threaded servers (werkzeug, gunicorn gthread) share one refresh per
+token; a token this process already holds, still valid, is returned without that hop. Never an
+event loop per request. The methods also work inside Flask ``async def`` views.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import os
 import threading
-import time
-import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import httpx
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
-from .core import EXTENSION_KEY, Core, build_core
-from .errors import LoginRequired
+from .adapter import BaseSpotifyAuth
+from .core import EXTENSION_KEY, Caller, Core
+from .loopthread import run
+from .loopthread import stop as stop_loop
 from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
+from .webapi import Verbs, WebAPI
 
-__all__ = ["SpotifyAuth"]
-
-T = TypeVar("T")
-
-
-class _LoopThread:
-    """One event loop in a daemon thread, per process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                # New process (first use, or a fork: threads do not survive it): a new loop.
-                self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
-                thread = threading.Thread(
-                    target=self._loop.run_forever, name="quart-spotify-auth", daemon=True
-                )
-                thread.start()
-            return self._loop
-
-    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``work`` on the loop thread and wait for its result."""
-        loop = self.loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            work.close()
-            raise RuntimeError(
-                "quart_spotify_auth.flask methods are synchronous and cannot be called from "
-                "the shim's own event loop (for example from a reauthorization hook); use the "
-                "async core there, or call them from a view."
-            )
-        return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._loop is not None and self._pid == os.getpid():
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+__all__ = ["SpotifyAuth", "SyncWebAPI", "run"]
 
 
-_LOOP = _LoopThread()
-_CORES: weakref.WeakSet[_AppState] = weakref.WeakSet()
+_STATES: weakref.WeakSet[_AppState] = weakref.WeakSet()
 
 
 class _AppState:
-    """One Flask app's core, rebuilt in a forked child (the parent's is bound to its loop)."""
+    """One Flask app's core, started on the loop thread; built again in a forked child (the
+    parent's is bound to the parent's loop), keeping the store."""
 
     def __init__(self, build: Callable[[TokenStore | None], Core]) -> None:
         self._build = build
@@ -100,116 +55,84 @@ class _AppState:
         self._pid = os.getpid()
         self._started = False
         self._lock = threading.Lock()
-        _CORES.add(self)
+        _STATES.add(self)
 
     def core(self) -> Core:
+        if self._started and self._pid == os.getpid():
+            return self._core
         with self._lock:
             if self._pid != os.getpid():
-                store = self._core.store
-                store.forked()
-                self._core = self._build(store)  # keeps the store (and what it holds)
+                self._core = self._build(self._core.store)
                 self._pid = os.getpid()
                 self._started = False
             if not self._started:
+                run(self._core.start())
                 self._started = True
-                _LOOP.run(self._core.start())
             return self._core
 
     def stop(self) -> None:
-        if self._started and self._pid == os.getpid():
-            self._started = False
-            _LOOP.run(self._core.stop(), timeout=30)
+        with self._lock:
+            if self._started and self._pid == os.getpid():
+                self._started = False
+                run(self._core.stop(), timeout=30)
 
 
 @atexit.register
 def _shutdown() -> None:
-    for state in list(_CORES):
+    for state in list(_STATES):
         with contextlib.suppress(Exception):  # at exit, nothing is left to tell
             state.stop()
-    _LOOP.stop()
+    stop_loop()
 
 
-class SpotifyAuth:
-    """Spotify login for a Flask app: the same keys, verbs, tokens and errors as the Quart
-    extension, as plain sync methods.
-
-    Arguments are those of :class:`quart_spotify_auth.SpotifyAuth`; ``identity`` must be a
-    plain (sync) function here.
-    """
-
-    def __init__(
-        self,
-        app: Flask | None = None,
-        *,
-        store: TokenStore | None = None,
-        identity: Callable[[], str | None] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-        **config: Any,
-    ) -> None:
-        self._store = store
-        self._identity = identity
-        self._transport = transport
-        self._clock = clock
-        self._config = config
-        self._reauth_hooks: list[Callable[[str], Any]] = []
-        if app is not None:
-            self.init_app(app)
-
-    def __repr__(self) -> str:
-        return f"flask.SpotifyAuth(identity={'custom' if self._identity else 'browser'})"
+class SpotifyAuth(BaseSpotifyAuth):
+    """Spotify login for a Flask app: the same keys, verbs, tokens, errors and signals as the
+    Quart extension, as plain sync methods. Arguments are those of
+    :class:`quart_spotify_auth.SpotifyAuth`; ``identity`` is a plain function here."""
 
     def init_app(self, app: Flask) -> None:
         """Read and check the configuration (``ConfigurationError`` with the fix), and give
-        templates ``spotify_access_token()``."""
-
-        def build(store: TokenStore | None) -> Core:
-            return build_core(
-                app.config,
-                self._config,
-                secret_key=app.secret_key,
-                default_sessions=isinstance(app.session_interface, SecureCookieSessionInterface),
-                store=store if store is not None else self._store,
-                transport=self._transport,
-                clock=self._clock,
-                reauth_hooks=self._reauth_hooks,
-            )
-
-        app.extensions[EXTENSION_KEY] = _AppState(build)
-        app.add_template_global(self._template_token, "spotify_access_token")
+        templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``."""
+        default = isinstance(app.session_interface, SecureCookieSessionInterface)
+        app.extensions[EXTENSION_KEY] = _AppState(lambda store: self._build(app, default, store))
+        self._install_template_globals(app)
 
     # -- the four verbs -------------------------------------------------------------------
 
     def get_user(
-        self, *, scopes: str | Iterable[str] | None = None, show_dialog: bool | None = None
+        self,
+        *,
+        scopes: str | Iterable[str] | None = None,
+        show_dialog: bool | None = None,
+        next_url: str | None = None,
     ) -> str:
         """The Spotify authorize URL for this browser; redirect to it to log in."""
-        core = _core()
-        return _LOOP.run(core.begin_login(_session(), scopes=scopes, show_dialog=show_dialog))
+        core, caller = current_core(), current_caller()
+        return run(
+            core.begin_login(caller, scopes=scopes, show_dialog=show_dialog, next_url=next_url)
+        )
 
     def get_user_token(self, code: str | None = None) -> AccessToken:
         """Finish the login in the callback route (reads ``state``/``error`` from the request
         itself) and return this user's token."""
-        core = _core()
-        args = request.args.to_dict()
-        token, _ = _LOOP.run(core.finish_login(_session(), args, code, self._identity_id()))
-        return token
+        return self.complete_login(code)[0]
 
     def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired."""
-        core = _core()
-        return _LOOP.run(core.access_token(self._key(core)))
+        core, caller = current_core(), current_caller()
+        token = core.held_token(caller)
+        return token if token is not None else run(core.access_token(caller))
 
     def force_renewal(self) -> None:
         """Refresh this user's token now."""
-        core = _core()
-        _LOOP.run(core.force_renewal(self._key(core)))
-
-    def get_app_token(self) -> AccessToken:
-        """The app-only (client credentials) token, cached and renewed."""
-        return _LOOP.run(_core().app_token())
+        run(current_core().force_renewal(current_caller()))
 
     # -- the rest a login needs -----------------------------------------------------------
+
+    def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
+        """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
+        args = request.args.to_dict()
+        return run(current_core().complete_login(current_caller(), args, code))
 
     def is_logged_in(self) -> bool:
         """Whether this browser (or identity) has Spotify tokens."""
@@ -217,78 +140,57 @@ class SpotifyAuth:
 
     def logout(self) -> None:
         """Forget this user's tokens and this browser's login id."""
-        core = _core()
-        _LOOP.run(core.logout(_session(), self._key(core)))
+        run(current_core().logout(current_caller()))
 
     def token_record(self) -> TokenRecord | None:
         """This user's stored record, not refreshed."""
-        core = _core()
-        return _LOOP.run(core.record(self._key(core)))
+        return run(current_core().token_record(current_caller()))
 
-    def on_reauthorization_required(self, hook: Callable[[str], Any]) -> Callable[[str], Any]:
-        """Register ``hook(key)`` (run on the shim's loop thread) for when Spotify stops
-        accepting a user's refresh token."""
-        self._reauth_hooks.append(hook)
-        return hook
+    def get_app_token(self) -> AccessToken:
+        """The app-only (client credentials) token, cached and renewed."""
+        return run(current_core().app_token())
 
-    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run a coroutine on the shim's loop (for tests and advanced use)."""
-        return _LOOP.run(work, timeout)
+    def web_api(self) -> SyncWebAPI:
+        """A Web API client for this user, its calls run on the shim's loop."""
+        return SyncWebAPI(current_core().web_api(current_caller()))
+
+    def app_web_api(self) -> SyncWebAPI:
+        """A Web API client with the app-only token, for catalogue calls."""
+        return SyncWebAPI(current_core().web_api(None))
+
+    def core(self, app: Flask | None = None) -> Core:
+        """The :class:`~.core.Core` of ``app`` (default: the current app), started."""
+        return current_core(app)
 
     def close(self, app: Flask | None = None) -> None:
         """Stop ``app``'s renewer and close its connections now (also done at exit); the
         next use starts them again."""
-        target = app if app is not None else current_app
-        state: _AppState = target.extensions[EXTENSION_KEY]
-        state.stop()
-
-    def core(self, app: Flask | None = None) -> Core:
-        """The :class:`Core` of ``app`` (default: the current app), started."""
-        return _core(app)
-
-    # -- Flask-Spotify-Auth's names, deprecated ---------------------------------------------
-
-    def getUser(self) -> str:  # noqa: N802 - the seed's name
-        """Deprecated: use :meth:`get_user`."""
-        _deprecated("getUser", "get_user")
-        return self.get_user()
-
-    def getUserToken(self, code: str | None = None) -> AccessToken:  # noqa: N802
-        """Deprecated: use :meth:`get_user_token`."""
-        _deprecated("getUserToken", "get_user_token")
-        return self.get_user_token(code)
-
-    def getAccessToken(self) -> AccessToken:  # noqa: N802
-        """Deprecated: use :meth:`get_access_token`."""
-        _deprecated("getAccessToken", "get_access_token")
-        return self.get_access_token()
-
-    def forceRenewal(self) -> None:  # noqa: N802
-        """Deprecated: use :meth:`force_renewal`."""
-        _deprecated("forceRenewal", "force_renewal")
-        self.force_renewal()
-
-    # -- helpers ----------------------------------------------------------------------------
-
-    def _identity_id(self) -> str | None:
-        if self._identity is None:
-            return None
-        result = self._identity()
-        return None if result is None else str(result)
-
-    def _key(self, core: Core) -> str | None:
-        return core.key(_session(), self._identity_id())
+        _state(app).stop()
 
     def _template_token(self) -> str | None:
-        """``{{ spotify_access_token() }}``: the user's access token, or ``None`` when not
-        logged in (for the Web Playback SDK's ``getOAuthToken``)."""
-        try:
-            return self.get_access_token().access_token
-        except LoginRequired:
-            return None
+        return run(current_core().token_or_none(current_caller()))
+
+    def _template_user(self) -> dict[str, Any] | None:
+        if "_spotify_user" not in g:
+            g._spotify_user = run(current_core().profile(current_caller()))
+        user: dict[str, Any] | None = g._spotify_user
+        return user
 
 
-def _core(app: Flask | None = None) -> Core:
+class SyncWebAPI(Verbs[httpx.Response]):
+    """:class:`~.webapi.WebAPI` for sync code: each call runs on the shim's loop."""
+
+    def __init__(self, api: WebAPI) -> None:
+        self.api = api
+
+    def __repr__(self) -> str:
+        return f"Sync{self.api!r}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return run(self.api.request(method, path, **kwargs))
+
+
+def _state(app: Flask | None = None) -> _AppState:
     target = app if app is not None else current_app
     try:
         state: _AppState = target.extensions[EXTENSION_KEY]
@@ -296,18 +198,18 @@ def _core(app: Flask | None = None) -> Core:
         raise RuntimeError(
             "SpotifyAuth is not set up on this app: call SpotifyAuth(app) or init_app(app)."
         ) from None
-    return state.core()
+    return state
 
 
-def _session() -> Any:
-    """The real session object (not the proxy): the core runs on another thread while this
-    one waits, and the proxy only resolves on this one."""
-    return session._get_current_object()  # type: ignore[attr-defined]
+def current_core(app: Flask | None = None) -> Core:
+    """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
+    return _state(app).core()
 
 
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(
-        f"SpotifyAuth.{old}() is Flask-Spotify-Auth's name; use {new}().",
-        DeprecationWarning,
-        stacklevel=3,
-    )
+def current_caller() -> Caller:
+    """The current request's session and identity. The real session object, not the proxy:
+    the core runs on the loop thread while this one waits, and the proxy only resolves here."""
+    hook = current_core().identity
+    identity = None if hook is None else hook()
+    real = session._get_current_object()  # type: ignore[attr-defined]
+    return Caller(real, None if identity is None else str(identity))

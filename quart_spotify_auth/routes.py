@@ -13,13 +13,13 @@
     @scopes_required("streaming", "user-modify-playback-state")
     async def player(): ...
 
-Templates get ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``
-(the profile from ``/v1/me``, once per request), awaited by Quart's async Jinja.
+The guards need the blueprint registered (they send the browser to its login route).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
@@ -30,7 +30,6 @@ from quart import (
     Quart,
     Response,
     current_app,
-    g,
     jsonify,
     redirect,
     request,
@@ -38,8 +37,8 @@ from quart import (
     url_for,
 )
 
-from .errors import LoginRequired, SpotifyAuthError
-from .extension import INSTANCE_KEY, SpotifyAuth, _core
+from .errors import ScopesNotGranted
+from .extension import SpotifyAuth, current_caller, current_core
 
 __all__ = [
     "ScopesNotGranted",
@@ -112,7 +111,7 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
     @blueprint.record_once
     def register_callback(state: Any) -> None:
         app: Quart = state.app
-        path = urlsplit(_core(app).settings.redirect_uri).path or "/"
+        path = urlsplit(current_core(app).settings.redirect_uri).path or "/"
         app.add_url_rule(path, f"{BLUEPRINT}.callback", callback)
 
     return blueprint
@@ -135,18 +134,11 @@ def login_required(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        if await _spotify().token_record() is None:
+        if await current_core().token_record(await current_caller()) is None:
             return _to_login()
         return await current_app.ensure_async(func)(*args, **kwargs)
 
     return wrapper
-
-
-class ScopesNotGranted(SpotifyAuthError):
-    """403: the user was asked for scopes this page needs and Spotify did not grant them."""
-
-    code = 403
-    description = "This page needs Spotify permissions that were not granted."
 
 
 def scopes_required(*scopes: str) -> _Guard:
@@ -159,7 +151,7 @@ def scopes_required(*scopes: str) -> _Guard:
     def decorator(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         @wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            record = await _spotify().token_record()
+            record = await current_core().token_record(await current_caller())
             if record is None:
                 return _to_login(needed)
             missing = needed - record.scopes
@@ -183,41 +175,14 @@ def scopes_required(*scopes: str) -> _Guard:
 
 
 def install_template_globals(app: Quart, spotify: SpotifyAuth) -> None:
-    """Give templates ``spotify_access_token()``, ``spotify_logged_in()`` and
-    ``spotify_user()`` (``None`` when not logged in); Quart's Jinja awaits them."""
-
-    async def spotify_access_token() -> str | None:
-        try:
-            return (await spotify.get_access_token()).access_token
-        except LoginRequired:
-            return None
-
-    async def spotify_logged_in() -> bool:
-        return await spotify.is_logged_in()
-
-    async def spotify_user() -> dict[str, Any] | None:
-        if "_spotify_user" not in g:
-            try:
-                reply = await (await spotify.web_api()).get("/me")
-                g._spotify_user = reply.json() if reply.status_code == 200 else None
-            except LoginRequired:
-                g._spotify_user = None
-        user: dict[str, Any] | None = g._spotify_user
-        return user
-
-    app.add_template_global(spotify_access_token)
-    app.add_template_global(spotify_logged_in)
-    app.add_template_global(spotify_user)
-
-
-def _spotify() -> SpotifyAuth:
-    try:
-        spotify: SpotifyAuth = current_app.extensions[INSTANCE_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "The Spotify guards need SpotifyAuth set up on this app: SpotifyAuth(app)."
-        ) from None
-    return spotify
+    """Deprecated: ``init_app`` gives templates ``spotify_access_token()``,
+    ``spotify_logged_in()`` and ``spotify_user()`` itself, as the Flask shim does."""
+    warnings.warn(
+        "install_template_globals() is no longer needed: SpotifyAuth(app) installs the "
+        "template globals itself.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
 
 def _to_login(scopes: frozenset[str] | None = None) -> Response:

@@ -1,4 +1,8 @@
-"""Token values: the stored record and the :class:`AccessToken` handed to callers."""
+"""Token values: the stored record, the :class:`AccessToken` handed to callers, and a login
+in flight.
+
+The record is where "when to renew" and "too late to hand out" are defined, once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,15 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-__all__ = ["AccessToken", "PendingLogin", "TokenRecord"]
+__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "PendingLogin", "TokenRecord"]
 
 #: Spotify refresh tokens die this long after the user's original consent (2026 rule).
 CONSENT_LIFETIME = 182 * 86400
+
+#: A token with less than this many seconds left (at most a tenth of its lifetime) is stale:
+#: refreshed before it is handed out. Well inside the renewer's window, so with background
+#: renewal on, the renewer gets there first and requests do not wait on Spotify.
+ACCESS_MARGIN = 5.0
 
 
 class AccessToken(NamedTuple):
@@ -42,8 +51,9 @@ class AccessToken(NamedTuple):
 class TokenRecord:
     """What is stored for one user. Times are Unix epoch seconds.
 
-    ``version`` grows by one with every write for the same login, so a store can refuse a
-    write that would go backwards (a stale refresh overwriting a rotated refresh token).
+    ``version`` is given by the store on every write, never reused for the same key, so a
+    store can refuse a write that would go backwards (a stale refresh overwriting a rotated
+    refresh token).
     """
 
     access_token: str = field(repr=False)
@@ -65,23 +75,26 @@ class TokenRecord:
         """When Spotify will stop accepting the refresh token (consent + six months)."""
         return self.authorized_at + CONSENT_LIFETIME
 
-    def is_expired(self, now: float, margin: float = 0.0) -> bool:
-        """True when the access token is expired, or will be within ``margin`` seconds.
+    def refresh_at(self, margin: float, jitter: float = 0.0) -> float:
+        """When to renew ahead of expiry: ``margin`` plus ``jitter`` seconds before it, never
+        before the midpoint of the token's lifetime (so tokens of a few seconds, as in tests,
+        are not renewed the moment they are issued)."""
+        return max(self.issued_at + self.lifetime / 2, self.expires_at - margin - jitter)
 
-        The margin is capped at half the token's lifetime, so tokens that live only a few
-        seconds (as in tests) are not treated as always expired.
-        """
-        return now >= self.expires_at - min(margin, self.lifetime / 2)
+    def stale(self, now: float) -> bool:
+        """Too close to expiry to hand out (the last tenth of its life, at most
+        :data:`ACCESS_MARGIN` seconds): refresh it first."""
+        return now >= self.expires_at - min(ACCESS_MARGIN, self.lifetime / 10)
 
     def renewed(self, new: TokenRecord) -> TokenRecord:
         """The record after a refresh answered ``new``: keeps the refresh token when Spotify
-        sent none, keeps the consent time, and bumps the version."""
+        sent none, the granted scopes when it sent none, and the consent time."""
         return replace(
             new,
             refresh_token=new.refresh_token or self.refresh_token,
-            scopes=new.scopes or self.scopes,  # a reply without "scope" keeps the grant
+            scopes=new.scopes or self.scopes,
             authorized_at=self.authorized_at,
-            version=self.version + 1,
+            version=self.version,
         )
 
     def to_access_token(self, now: float) -> AccessToken:
@@ -96,12 +109,11 @@ class TokenRecord:
 
 @dataclass(frozen=True, slots=True)
 class PendingLogin:
-    """A login started by :meth:`SpotifyAuth.get_user` and not finished yet."""
+    """A login started by ``get_user()`` and not finished yet."""
 
     #: The PKCE verifier, or ``None`` when PKCE is off.
     code_verifier: str | None = field(repr=False)
     #: The redirect URI sent to ``/authorize`` (the exchange must repeat it).
     redirect_uri: str
-    created_at: float
     #: Where to send the browser after the login (a same-site path), if the app asked.
     next_url: str | None = None

@@ -1,16 +1,40 @@
-"""A small app the tests drive, in-process or served by hypercorn."""
+"""The apps the tests (and the benchmarks) drive: one Quart app and one Flask app with the routes
+a Spotify-login app has, in-process or served by hypercorn."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import flask
 import httpx
+from flask.typing import ResponseReturnValue as FlaskReturnValue
 from quart import Quart, ResponseReturnValue, jsonify, redirect, request
 
 from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
+SECRET_KEY = "a-test-secret-key-that-is-long-enough"
+
+
+def app_config(
+    accounts_url: str = "http://fake.invalid",
+    redirect_uri: str = "http://127.0.0.1:5000/callback/",
+    *,
+    public: bool = False,
+    scopes: str = "user-read-private user-read-email",
+) -> dict[str, Any]:
+    """The settings of a test app using the fake at ``accounts_url``."""
+    return {
+        "SECRET_KEY": SECRET_KEY,
+        "SPOTIFY_CLIENT_ID": CLIENT_ID,
+        "SPOTIFY_CLIENT_SECRET": None if public else CLIENT_SECRET,
+        "SPOTIFY_REDIRECT_URI": redirect_uri,
+        "SPOTIFY_ACCOUNTS_URL": accounts_url,
+        "SPOTIFY_API_URL": accounts_url + "/v1",
+        "SPOTIFY_SCOPES": scopes,
+    }
 
 
 def make_app(
@@ -22,18 +46,9 @@ def make_app(
     public: bool = False,
     **options: Any,
 ) -> tuple[Quart, SpotifyAuth]:
-    """An app with the routes a Spotify-login app has: /login, /callback/, /token, /me,
-    /renew, /logout."""
+    """A Quart app with /login, /callback/, /token, /me, /renew, /logout and /status."""
     app = Quart(__name__)
-    app.secret_key = "a-test-secret-key-that-is-long-enough"
-    app.config.update(
-        SPOTIFY_CLIENT_ID=CLIENT_ID,
-        SPOTIFY_CLIENT_SECRET=None if public else CLIENT_SECRET,
-        SPOTIFY_REDIRECT_URI=redirect_uri,
-        SPOTIFY_ACCOUNTS_URL=accounts_url,
-        SPOTIFY_API_URL=accounts_url + "/v1",
-        SPOTIFY_SCOPES="user-read-private user-read-email",
-    )
+    app.config.update(app_config(accounts_url, redirect_uri, public=public))
     spotify = SpotifyAuth(app, transport=transport, **options)
 
     @app.route("/login")
@@ -49,10 +64,7 @@ def make_app(
     async def token() -> ResponseReturnValue:
         access, header, scopes, expires_in = await spotify.get_access_token()
         return jsonify(
-            access_token=access,
-            header=header,
-            scopes=sorted(scopes),
-            expires_in=expires_in,
+            access_token=access, header=header, scopes=sorted(scopes), expires_in=expires_in
         )
 
     @app.route("/me")
@@ -77,5 +89,74 @@ def make_app(
     @app.route("/status")
     async def status() -> ResponseReturnValue:
         return jsonify(logged_in=await spotify.is_logged_in())
+
+    return app, spotify
+
+
+def make_flask_app(
+    *,
+    accounts_url: str = "http://fake.invalid",
+    redirect_uri: str = "http://127.0.0.1:5000/callback/",
+    transport: httpx.AsyncBaseTransport | None = None,
+    **options: Any,
+) -> tuple[flask.Flask, FlaskSpotifyAuth]:
+    """The same app on Flask, through the shim, with the seed's names under /seed/."""
+    app = flask.Flask(__name__)
+    scopes = "user-read-private user-read-email streaming"
+    app.config.update(app_config(accounts_url, redirect_uri, scopes=scopes))
+    spotify = FlaskSpotifyAuth(app, transport=transport, **options)
+
+    @app.route("/login")
+    def login() -> FlaskReturnValue:
+        return flask.redirect(spotify.get_user())
+
+    @app.route("/callback/")
+    def callback() -> FlaskReturnValue:
+        spotify.get_user_token(flask.request.args.get("code"))
+        return flask.redirect("/token")
+
+    @app.route("/token")
+    def token() -> FlaskReturnValue:
+        access, _header, scopes, expires_in = spotify.get_access_token()
+        return flask.jsonify(access_token=access, scopes=sorted(scopes), expires_in=expires_in)
+
+    @app.route("/async-token")
+    async def async_token() -> FlaskReturnValue:
+        return flask.jsonify(access_token=spotify.get_access_token().access_token)
+
+    @app.route("/player")
+    def player() -> FlaskReturnValue:
+        return flask.render_template_string(
+            "<script>const token = {{ spotify_access_token()|tojson }};</script>"
+        )
+
+    @app.route("/renew", methods=["POST"])
+    def renew() -> FlaskReturnValue:
+        spotify.force_renewal()
+        return flask.jsonify(renewed=True)
+
+    @app.route("/logout", methods=["POST"])
+    def logout() -> FlaskReturnValue:
+        spotify.logout()
+        return flask.jsonify(logged_in=spotify.is_logged_in())
+
+    @app.route("/seed/login")
+    def seed_login() -> FlaskReturnValue:
+        return flask.redirect(spotify.getUser())
+
+    @app.route("/seed/callback/")
+    def seed_callback() -> FlaskReturnValue:
+        spotify.getUserToken(flask.request.args["code"])
+        return flask.redirect("/seed/token")
+
+    @app.route("/seed/token")
+    def seed_token() -> FlaskReturnValue:
+        token_data = spotify.getAccessToken()
+        return flask.jsonify(access_token=token_data[0], expires_in=token_data[3])
+
+    @app.route("/seed/renew")
+    def seed_renew() -> FlaskReturnValue:
+        spotify.forceRenewal()
+        return flask.jsonify(renewed=True)
 
     return app, spotify

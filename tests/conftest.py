@@ -12,7 +12,7 @@ from quart.typing import TestClientProtocol
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.serving import free_port, serve
-from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
+from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, make_fake
 
 from .apps import CLIENT_ID, make_app
 from .redis_server import RedisServer
@@ -161,3 +161,10 @@ def _redis_server() -> Iterator[RedisServer]:
 def _redis_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix of this test's own, so tests share one redis-server without clashing."""
     return f"test:{request.node.name}:{secrets.token_hex(4)}:"
+
+
+@pytest.fixture(name="signals")
+def _signals() -> Iterator[SignalRecorder]:
+    """Every signal sent while the test runs."""
+    with SignalRecorder() as recorder:
+        yield recorder

@@ -1,6 +1,6 @@
 """The test app as a module for hypercorn worker processes (``tests.served_app:app``),
 configured by environment variables: ``TEST_FAKE_URL``, ``TEST_PORT``, ``SPOTIFY_TOKEN_STORE``
-(read by the extension itself), ``TEST_AUTO_RENEW``, ``TEST_ENCRYPTION_KEYS``."""
+(read by the extension itself), ``TEST_AUTO_RENEW``, ``TEST_PREFIX``, ``TEST_ENCRYPTION_KEYS``."""
 
 from __future__ import annotations
 
@@ -21,5 +21,4 @@ app, spotify = make_app(
 
 @app.route("/worker")
 async def worker() -> ResponseReturnValue:
-    manager = spotify.manager()
-    return jsonify(pid=os.getpid(), stats=dict(manager.stats))
+    return jsonify(pid=os.getpid())

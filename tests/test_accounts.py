@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -16,12 +17,13 @@ from quart_spotify_auth import (
 )
 from quart_spotify_auth.accounts import (
     AccountsClient,
-    AccountsConfig,
     code_challenge,
     new_code_verifier,
     new_state,
-    parse_scopes,
 )
+from quart_spotify_auth.config import Settings, load_settings
+from quart_spotify_auth.retry import Retry
+from quart_spotify_auth.scopes import parse_scopes
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
 
 REDIRECT = "http://127.0.0.1:5000/callback/"
@@ -42,17 +44,36 @@ def _sleeps() -> Sleeps:
     return Sleeps()
 
 
+def _settings(
+    client_id: str = "id", secret: str | None = "secret", accounts_url: str = "http://fake"
+) -> Settings:
+    return load_settings(
+        {
+            "SPOTIFY_CLIENT_ID": client_id,
+            "SPOTIFY_CLIENT_SECRET": secret,
+            "SPOTIFY_ACCOUNTS_URL": accounts_url,
+        }
+    )
+
+
 def _client(
-    fake: FakeSpotify, sleeps: Sleeps, *, secret: str | None = "test-secret", **config: object
+    fake: FakeSpotify,
+    sleeps: Sleeps,
+    *,
+    secret: str | None = "test-secret",
+    retries: int = 2,
+    retry_after_cap: float = 5.0,
 ) -> AccountsClient:
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake))
-    cfg = AccountsConfig(
-        client_id="test-client",
-        client_secret=secret,
-        accounts_url="http://fake",
-        **config,  # type: ignore[arg-type]
-    )
-    return AccountsClient(cfg, http, clock=fake.clock, sleep=sleeps)
+    settings = _settings("test-client", secret)
+    retry = Retry(retries, retry_after_cap, sleep=sleeps)
+    return AccountsClient(settings, http, clock=fake.clock, retry=retry)
+
+
+def _mocked(handler: Callable[[httpx.Request], httpx.Response], sleeps: Sleeps) -> AccountsClient:
+    """A client against ``httpx.MockTransport(handler)``."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return AccountsClient(_settings(), http, retry=Retry(sleep=sleeps))
 
 
 async def _login(client: AccountsClient, fake: FakeSpotify, verifier: str | None = None) -> str:
@@ -93,7 +114,6 @@ async def test_exchange_and_refresh_confidential(sleeps: Sleeps) -> None:
     renewed = await client.refresh(record)
     assert renewed.access_token != record.access_token
     assert renewed.refresh_token == record.refresh_token  # none came back: the old one is kept
-    assert renewed.version == record.version + 1
     assert renewed.authorized_at == record.authorized_at
 
 
@@ -237,8 +257,7 @@ async def test_network_error_is_503(sleeps: Sleeps) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
-    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    client = _mocked(refuse, sleeps)
     with pytest.raises(SpotifyUnavailable, match="ConnectError"):
         await client.client_credentials()
     assert len(sleeps.waits) == 2
@@ -257,20 +276,14 @@ async def test_network_error_is_503(sleeps: Sleeps) -> None:
     ],
 )
 async def test_malformed_success_is_502(sleeps: Sleeps, body: object) -> None:
-    http = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))
-    )
-    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    client = _mocked(lambda r: httpx.Response(200, json=body), sleeps)
     with pytest.raises(SpotifyBadResponse):
         await client.client_credentials()
 
 
 async def test_unexpected_error_on_refresh_is_502(sleeps: Sleeps) -> None:
     reply = {"error": "invalid_request", "error_description": "odd"}
-    http = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda r: httpx.Response(400, json=reply))
-    )
-    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    client = _mocked(lambda r: httpx.Response(400, json=reply), sleeps)
     from quart_spotify_auth.tokens import TokenRecord
 
     record = TokenRecord("a", "r", 10.0, 0.0, frozenset(), 0.0)
@@ -282,37 +295,29 @@ async def test_unexpected_error_on_refresh_is_502(sleeps: Sleeps) -> None:
         await client.refresh(TokenRecord("a", None, 10.0, 0.0, frozenset(), 0.0))
 
 
-def test_secret_not_in_reprs() -> None:
-    config = AccountsConfig("id", "very-secret")
-    client = AccountsClient(config, None)
-    assert "very-secret" not in repr(config) + repr(client)
-    with pytest.raises(RuntimeError, match="serving"):
-        import asyncio
-
-        asyncio.run(client.client_credentials())
+async def test_secret_not_in_reprs() -> None:
+    settings = _settings(secret="very-secret")
+    async with httpx.AsyncClient() as http:
+        client = AccountsClient(settings, http)
+        assert "very-secret" not in repr(settings) + repr(client) + repr(client.settings)
 
 
 @pytest.mark.parametrize("expires_in", ["NaN", "Infinity", "1e400", "1" + "0" * 400, "-5"])
 async def test_absurd_lifetimes_are_502(sleeps: Sleeps, expires_in: str) -> None:
     body = f'{{"access_token": "a", "token_type": "Bearer", "expires_in": {expires_in}}}'
-    http = httpx.AsyncClient(
-        transport=httpx.MockTransport(
-            lambda r: httpx.Response(
-                200, content=body.encode(), headers={"content-type": "application/json"}
-            )
-        )
+    client = _mocked(
+        lambda r: httpx.Response(
+            200, content=body.encode(), headers={"content-type": "application/json"}
+        ),
+        sleeps,
     )
-    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
     with pytest.raises(SpotifyBadResponse):
         await client.client_credentials()
 
 
 async def test_long_lifetimes_are_clamped(sleeps: Sleeps) -> None:
     body = {"access_token": "a", "token_type": "Bearer", "expires_in": 10**9}
-    http = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))
-    )
-    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    client = _mocked(lambda r: httpx.Response(200, json=body), sleeps)
     record = await client.client_credentials()
     assert record.lifetime == 86400
 
@@ -325,8 +330,7 @@ async def test_absurd_retry_after_is_handled(sleeps: Sleeps, header: str) -> Non
             httpx.Response(200, json={"access_token": "a", "expires_in": 60}),
         ]
     )
-    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: next(replies)))
-    client = AccountsClient(AccountsConfig("id", "secret"), http, sleep=sleeps)
+    client = _mocked(lambda r: next(replies), sleeps)
     try:
         await client.client_credentials()
     except SpotifyUnavailable as exc:  # a wait beyond the cap: a clean 503

@@ -15,12 +15,12 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from quart_spotify_auth import ConfigurationError, LoginRequired
-from quart_spotify_auth.flask import SpotifyAuth
+from quart_spotify_auth.flask import SpotifyAuth, run
 from quart_spotify_auth.serving import free_port, serve
-from quart_spotify_auth.testing import FakeSpotify
+from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
+from .apps import make_flask_app
 from .conftest import Browser
-from .flask_apps import make_flask_app
 
 
 @pytest.fixture(name="flask_app")
@@ -129,7 +129,7 @@ def test_calling_from_the_shims_own_loop_says_what_to_do(
             spotify.get_access_token()
 
     with pytest.raises(RuntimeError, match="cannot be called from the shim's own event loop"):
-        spotify.run(inside())
+        run(inside())
 
 
 def _fork_child(app: Flask, cookie: str, out: multiprocessing.Queue[object]) -> None:
@@ -212,10 +212,10 @@ async def test_fifty_threads_on_one_expired_token_make_one_request(
     browser, spotify, app = flask_stack
     fake.access_ttl = 1
     await browser.login("alice")
-    record = spotify.run(spotify.core(app).store.get(next(iter(_keys(spotify, app)))))
+    record = run(spotify.core(app).store.get(next(iter(_keys(spotify, app)))))
     assert record is not None
     loop = asyncio.get_running_loop()
-    while (left := record.expires_at - spotify.core(app).manager.clock()) > 0:
+    while (left := record.expires_at - spotify.core(app).clock()) > 0:
         await asyncio.sleep(left)  # the token's own expiry
     fake.access_ttl = 3600
     before = fake.requests["token:refresh_token"]
@@ -232,16 +232,14 @@ def _keys(spotify: SpotifyAuth, app: Flask) -> Iterator[str]:
 
 
 async def test_renewed_in_the_background_with_no_request(
-    flask_stack: tuple[Browser, SpotifyAuth, Flask], fake: FakeSpotify
+    flask_stack: tuple[Browser, SpotifyAuth, Flask], fake: FakeSpotify, signals: SignalRecorder
 ) -> None:
-    browser, spotify, app = flask_stack
+    browser, _, _ = flask_stack
     fake.access_ttl = 2
     await browser.login("alice")
     first = (await browser.get("/token")).json()["access_token"]
-    manager = spotify.core(app).manager
     await asyncio.get_running_loop().run_in_executor(
-        None,
-        lambda: spotify.run(asyncio.wait_for(manager.wait_until(lambda s: s["renewed"] >= 1), 15)),
+        None, lambda: signals.wait_sync("token_renewed", in_background=True)
     )
     fake.reset_counters()
     assert (await browser.get("/token")).json()["access_token"] != first

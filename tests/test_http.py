@@ -208,8 +208,8 @@ async def test_no_secret_reaches_cookies_logs_reprs_or_error_pages(
         code = dict(parse_qsl(urlsplit(callback).query))["code"]
         await browser.http.get(callback)
         token = (await browser.get("/token")).json()["access_token"]
-        manager = stack.spotify.manager(stack.app)
-        record = next(iter(manager.store._records.values()))  # type: ignore[attr-defined]
+        core = stack.spotify.core(stack.app)
+        record = next(iter(core.store._records.values()))  # type: ignore[attr-defined]
         refresh = record.refresh_token
         # Error pages of every kind, with a live login around.
         pages.append((await browser.http.get(callback)).text)  # replay: 400
@@ -220,8 +220,8 @@ async def test_no_secret_reaches_cookies_logs_reprs_or_error_pages(
         stack.fake.revoke("alice")
         pages.append((await browser.post("/renew")).text)  # 401
         cookies = [_session_payload(c) for c in browser.http.cookies.values()]
-    reprs = [repr(stack.spotify), repr(manager), repr(record), repr(manager.accounts)]
-    reprs.append(repr(manager.accounts.config))
+    reprs = [repr(stack.spotify), repr(core), repr(record), repr(core.accounts)]
+    reprs += [repr(core.settings), repr(core.refresher), repr(core.renewer)]
     # The test's own browser logs its URLs (with the code) through httpx; everything else,
     # the app, the extension, Quart and hypercorn, must not.
     logs = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]

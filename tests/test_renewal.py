@@ -10,60 +10,50 @@ import httpx
 import pytest
 from quart import Quart
 
-from quart_spotify_auth import (
-    MemoryTokenStore,
-    RenewalPolicy,
-    SpotifyAuth,
-    StoreUnavailable,
-    TokenManager,
-    TokenRecord,
-)
-from quart_spotify_auth.renewal import APP_KEY
+from quart_spotify_auth import MemoryTokenStore, SpotifyAuth, StoreUnavailable, TokenRecord
+from quart_spotify_auth.core import Core, build_core
+from quart_spotify_auth.refresh import APP_KEY
 from quart_spotify_auth.stores.redis import RedisTokenStore
-from quart_spotify_auth.testing import FakeClock, FakeSpotify
+from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder
 
 from .apps import make_app
 from .conftest import Stack, login_in_process
 from .redis_server import RedisServer
 
-WAIT = 15.0  # upper bound for awaited events; they normally take a fraction of a second
 
-
-async def _until(manager: TokenManager, name: str, count: int = 1) -> None:
-    await asyncio.wait_for(manager.wait_until(lambda s: s[name] >= count), WAIT)
-
-
-def _scheduled(manager: TokenManager) -> int:
-    store = manager.store
+def _scheduled(core: Core) -> int:
+    store = core.store
     assert isinstance(store, MemoryTokenStore)
-    return store.scheduled
+    return len(store._due)
 
 
-def _only_record(manager: TokenManager) -> TokenRecord:
-    records = list(manager.store._records.values())  # type: ignore[attr-defined]
+def _only_record(core: Core) -> TokenRecord:
+    records = list(core.store._records.values())  # type: ignore[attr-defined]
     assert len(records) == 1
     record: TokenRecord = records[0]
     return record
 
 
 def test_due_is_before_expiry_never_before_the_midpoint() -> None:
-    policy = RenewalPolicy(margin=300)
+    core = build_core({"SPOTIFY_CLIENT_ID": "id"}, {}, secret_key="k", default_sessions=True)
     hour = TokenRecord("a", "r", 3600.0, 0.0, frozenset(), 0.0)
-    dues = [policy.due(hour) for _ in range(200)]
-    assert all(3270 <= d <= 3300 for d in dues)  # margin plus up to 10% jitter
+    dues = [core.refresher.due("user:u", hour) for _ in range(200)]
+    assert all(d is not None and 3270 <= d <= 3300 for d in dues)  # margin + up to 10% jitter
     assert len(set(dues)) > 1  # jittered
     short = TokenRecord("a", "r", 4.0, 0.0, frozenset(), 0.0)
-    assert all(policy.due(short) == 2.0 for _ in range(20))
+    assert all(core.refresher.due("user:u", short) == 2.0 for _ in range(20))
+    assert core.refresher.due("user:u", TokenRecord("a", None, 4.0, 0.0, frozenset(), 0.0)) is None
+    assert core.refresher.due(APP_KEY, TokenRecord("a", None, 4.0, 0.0, frozenset(), 0.0)) == 2.0
 
 
 @pytest.mark.parametrize("stack", [{}], indirect=True)
-async def test_renewed_without_any_request(stack: Stack) -> None:
+async def test_renewed_without_any_request(stack: Stack, signals: SignalRecorder) -> None:
     stack.fake.access_ttl = 2  # renewed at the midpoint, one second in
-    manager = stack.spotify.manager(stack.app)
+
     async with stack.browser() as browser:
         await browser.login()
         first = (await browser.get("/token")).json()["access_token"]
-        await _until(manager, "renewed")
+        await signals.wait("token_renewed", in_background=True)
         assert stack.fake.requests["token:refresh_token"] == 1
         stack.fake.reset_counters()
         second = (await browser.get("/token")).json()
@@ -76,19 +66,19 @@ async def test_many_callers_on_an_expired_token_make_one_request_over_http(
     stack: Stack,
 ) -> None:
     stack.fake.access_ttl = 1
-    manager = stack.spotify.manager(stack.app)
+    core = stack.spotify.core(stack.app)
     async with stack.browser() as browser:
         await browser.login()
-        record = _only_record(manager)
+        record = _only_record(core)
         # Let the token expire by waiting for the clock, not for a guess.
-        while manager.clock() < record.expires_at:
-            await asyncio.sleep(record.expires_at - manager.clock())
+        while core.clock() < record.expires_at:
+            await asyncio.sleep(record.expires_at - core.clock())
         stack.fake.access_ttl = 3600  # the renewed token must outlive the burst
         replies = await asyncio.gather(*(browser.get("/token") for _ in range(200)))
     assert {r.status_code for r in replies} == {200}
     assert len({r.json()["access_token"] for r in replies}) == 1
     assert stack.fake.requests["token:refresh_token"] == 1
-    assert _scheduled(manager) == 0  # no background renewal when it is off
+    assert _scheduled(core) == 0  # no background renewal when it is off
 
 
 @pytest.fixture(name="clocked")
@@ -108,31 +98,33 @@ async def test_rotation_across_two_refreshes(
     fake.rotate_confidential = True
     client = app.test_client()
     await login_in_process(client, fake)
-    manager = spotify.manager(app)
-    seen = [_only_record(manager).refresh_token]
+    core = spotify.core(app)
+    seen = [_only_record(core).refresh_token]
     for _ in range(2):
         assert (await client.post("/renew")).status_code == 200
-        seen.append(_only_record(manager).refresh_token)
+        seen.append(_only_record(core).refresh_token)
     assert len(set(seen)) == 3
     assert (await client.get("/me")).status_code == 200
 
 
 async def test_revocation_drops_the_tokens_and_tells_the_app(
-    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+    clocked: tuple[Quart, SpotifyAuth, FakeClock],
+    fake: FakeSpotify,
+    signals: SignalRecorder,
 ) -> None:
     app, spotify, clock = clocked
     dropped: list[str] = []
     spotify.on_reauthorization_required(dropped.append)
     client = app.test_client()
     await login_in_process(client, fake)
-    manager = spotify.manager(app)
-    record = _only_record(manager)
+    core = spotify.core(app)
+    record = _only_record(core)
     assert record.reauthorize_by > record.authorized_at
     fake.revoke("alice")
     clock.advance(3400)
-    manager.wake()
-    await _until(manager, "reauthorization")
-    assert len(manager.store) == 0  # type: ignore[arg-type]
+    core.renewer.wake()
+    await signals.wait("reauthorization_required")
+    assert not core.store._records  # type: ignore[attr-defined]
     assert dropped and dropped[0].startswith("browser:")
     response = await client.get("/token")
     assert response.status_code == 401
@@ -145,16 +137,20 @@ async def test_revocation_drops_the_tokens_and_tells_the_app(
     [("fail_next", 2), ("garbage_next", 1), ("rate_limit_next", 1)],
 )
 async def test_background_rides_out_transient_faults(
-    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify, fault: str, arg: int
+    clocked: tuple[Quart, SpotifyAuth, FakeClock],
+    fake: FakeSpotify,
+    fault: str,
+    arg: int,
+    signals: SignalRecorder,
 ) -> None:
     app, spotify, clock = clocked
     client = app.test_client()
     first = await login_in_process(client, fake)
-    manager = spotify.manager(app)
+    core = spotify.core(app)
     getattr(fake, fault)(arg)
     clock.advance(3400)
-    manager.wake()
-    await _until(manager, "renewed")
+    core.renewer.wake()
+    await signals.wait("token_renewed", in_background=True)
     token = await (await client.get("/token")).get_json()
     assert token["access_token"] != first["access_token"]
 
@@ -164,21 +160,22 @@ async def test_background_rides_out_transient_faults(
 )
 async def test_reply_slower_than_the_timeout_keeps_the_token_and_retries(
     stack: Stack,
+    signals: SignalRecorder,
 ) -> None:
     stack.fake.access_ttl = 2
-    manager = stack.spotify.manager(stack.app)
+    core = stack.spotify.core(stack.app)
     async with stack.browser() as browser:
         await browser.login()
         first = (await browser.get("/token")).json()["access_token"]
         stack.fake.slow = 1.0  # slower than the timeout
-        await _until(manager, "failed")
+        await signals.wait("renewal_failed")
         stack.fake.slow = 0
-        assert _only_record(manager).access_token == first  # kept through the fault
-        await _until(manager, "renewed")  # the retry, after backoff
+        assert _only_record(core).access_token == first  # kept through the fault
+        await signals.wait("token_renewed", in_background=True)  # the retry, after backoff
         assert (await browser.get("/token")).json()["access_token"] != first
 
 
-async def test_idle_users_are_not_kept_warm(fake: FakeSpotify) -> None:
+async def test_idle_users_are_not_kept_warm(fake: FakeSpotify, signals: SignalRecorder) -> None:
     clock = FakeClock()
     fake.clock = clock
     app, spotify = make_app(
@@ -187,42 +184,42 @@ async def test_idle_users_are_not_kept_warm(fake: FakeSpotify) -> None:
     async with app.test_app():
         client = app.test_client()
         await login_in_process(client, fake)
-        manager = spotify.manager(app)
-        assert _scheduled(manager) == 1
+        core = spotify.core(app)
+        assert _scheduled(core) == 1
         clock.advance(3400)  # past the refresh point, and idle for longer than KEEP_WARM
-        manager.wake()
-        await _until(manager, "idle")
+        core.renewer.wake()
+        await signals.wait("renewal_skipped", reason="idle")
         # Off the warm schedule: next looked at when it would be forgotten (30 days on).
-        assert await manager.store.next_due() == pytest.approx(clock() - 3400 + 30 * 86400)
+        assert (await core.store.due(0, 0)).next == pytest.approx(clock() - 3400 + 30 * 86400)
         assert fake.requests["token:refresh_token"] == 0
         # The next use is served at once (the token is still valid) and puts the token back
         # on the schedule, where it is past due: the renewer refreshes it.
         assert (await client.get("/token")).status_code == 200
-        await _until(manager, "renewed")
+        await signals.wait("token_renewed", in_background=True)
         assert fake.requests["token:refresh_token"] == 1
-        assert manager.stats["lazy"] == 0
+        assert signals.count("token_renewed", in_background=False) == 0
         # Unused past SPOTIFY_TOKEN_IDLE_TTL (30 days): the login is forgotten.
         clock.advance(31 * 86400)
-        manager.wake()
-        await _until(manager, "forgotten")
-        assert len(manager.store) == 0  # type: ignore[arg-type]
+        core.renewer.wake()
+        await signals.wait("login_forgotten")
+        assert not core.store._records  # type: ignore[attr-defined]
         assert (await client.get("/token")).status_code == 401
 
 
-async def test_refreshes_in_flight_are_bounded(fake: FakeSpotify) -> None:
+async def test_refreshes_in_flight_are_bounded(fake: FakeSpotify, signals: SignalRecorder) -> None:
     app, spotify = make_app(transport=httpx.ASGITransport(app=fake), SPOTIFY_RENEW_CONCURRENCY=3)
     async with app.test_app():
-        manager = spotify.manager(app)
-        now = manager.clock()
+        core = spotify.core(app)
+        now = core.clock()
         for i in range(30):
             body = fake.token_for("alice", "test-client", ["streaming"])
             record = TokenRecord(
                 body["access_token"], body["refresh_token"], now + 2, now, frozenset(), now
             )
-            await manager.login(f"user:{i}", record)
+            await core.refresher.login(f"user:{i}", record)
         fake.slow = 0.05
-        await _until(manager, "renewed", 30)
-    assert manager.stats["max_in_flight"] == 3
+        await signals.wait("token_renewed", 30, in_background=True)
+    assert fake.max_in_flight["token"] == 3
 
 
 async def test_shutdown_with_a_refresh_in_flight_loses_nothing(fake: FakeSpotify) -> None:
@@ -231,16 +228,16 @@ async def test_shutdown_with_a_refresh_in_flight_loses_nothing(fake: FakeSpotify
     async with app.test_app():
         client = app.test_client()
         await login_in_process(client, fake)
-        manager = spotify.manager(app)
-        old = _only_record(manager)
+        core = spotify.core(app)
+        old = _only_record(core)
         fake.slow = 0.5
-        task = asyncio.ensure_future(manager.refresh(next(iter(manager.store._records))))  # type: ignore[attr-defined]
+        task = asyncio.ensure_future(core.refresher.refresh(next(iter(core.store._records))))  # type: ignore[attr-defined]
         while fake.requests["token"] < 2:  # the refresh reached Spotify
             await asyncio.sleep(0.01)
     # The app stopped while Spotify was answering; the rotated token was still stored.
     new = await task
     assert new.refresh_token != old.refresh_token
-    assert _only_record(manager).refresh_token == new.refresh_token
+    assert _only_record(core).refresh_token == new.refresh_token
     fake.slow = 0
     async with app.test_app():  # started a second time, the login still works
         assert (await client.post("/renew")).status_code == 200
@@ -252,7 +249,7 @@ async def test_app_starts_and_stops_quickly_twice(fake: FakeSpotify) -> None:
     for _ in range(2):
         start = loop.time()
         async with app.test_app():
-            assert spotify.manager(app)._runner is not None
+            assert spotify.core(app).renewer.running
         # Generous bound: a renewer that waited out Quart's background-task timeout takes 5 s.
         assert loop.time() - start < 4
 
@@ -263,10 +260,10 @@ async def test_force_and_lazy_and_background_coalesce(
     app, spotify, clock = clocked
     client = app.test_client()
     await login_in_process(client, fake)
-    manager = spotify.manager(app)
+    core = spotify.core(app)
     fake.slow = 0.2
     clock.advance(3598)  # expired for the request path, due for the renewer
-    manager.wake()
+    core.renewer.wake()
     calls: list[Any] = [client.get("/token") for _ in range(20)]
     calls += [client.post("/renew") for _ in range(5)]
     replies = await asyncio.gather(*calls)
@@ -275,33 +272,24 @@ async def test_force_and_lazy_and_background_coalesce(
 
 
 async def test_app_token_is_cached_and_renewed(
-    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+    clocked: tuple[Quart, SpotifyAuth, FakeClock],
+    fake: FakeSpotify,
+    signals: SignalRecorder,
 ) -> None:
     app, spotify, clock = clocked
     async with app.test_request_context("/"):
         tokens = await asyncio.gather(*(spotify.get_app_token() for _ in range(50)))
         assert len({t.access_token for t in tokens}) == 1
         assert fake.requests["token:client_credentials"] == 1
-        manager = spotify.manager(app)
-        assert _scheduled(manager) == 1
+        core = spotify.core(app)
+        assert _scheduled(core) == 1
         clock.advance(3400)
-        manager.wake()
-        await _until(manager, "renewed")
+        core.renewer.wake()
+        await signals.wait("token_renewed", in_background=True)
         assert fake.requests["token:client_credentials"] == 2
         again = await spotify.get_app_token()
         assert again.access_token != tokens[0].access_token
-        assert (await manager.store.get(APP_KEY)) is not None
-
-
-def test_request_path_leaves_the_renewal_window_to_the_renewer() -> None:
-    from quart_spotify_auth.renewal import _stale
-
-    short = TokenRecord("a", "r", 4.0, 0.0, frozenset(), 0.0)  # due for renewal at 2.0
-    assert not _stale(short, 2.5)  # the renewer's turn: a request does not refresh
-    assert _stale(short, 3.7)  # the last tenth of its life: a request refreshes it
-    hour = TokenRecord("a", "r", 3600.0, 0.0, frozenset(), 0.0)
-    assert not _stale(hour, 3590.0)
-    assert _stale(hour, 3596.0)  # within ACCESS_MARGIN (5 s) of expiry
+        assert (await core.store.get(APP_KEY)) is not None
 
 
 async def test_a_renewed_token_is_saved_once_the_store_is_back(fake: FakeSpotify) -> None:

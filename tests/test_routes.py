@@ -12,16 +12,17 @@ import pytest
 from quart import Quart, render_template_string
 
 from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.errors import RateLimited
+from quart_spotify_auth.retry import Retry
 from quart_spotify_auth.routes import (
-    install_template_globals,
     login_required,
     safe_next,
     scopes_required,
     spotify_blueprint,
 )
 from quart_spotify_auth.testing import FakeSpotify
-from quart_spotify_auth.tokens import AccessToken
-from quart_spotify_auth.webapi import RateLimited, SpotifyBearer, WebAPI
+from quart_spotify_auth.tokens import TokenRecord
+from quart_spotify_auth.webapi import SpotifyBearer, WebAPI
 
 from .apps import CLIENT_ID, CLIENT_SECRET
 
@@ -68,7 +69,6 @@ async def _routed(fake: FakeSpotify) -> AsyncIterator[tuple[Quart, SpotifyAuth]]
     )
     spotify = SpotifyAuth(app, transport=httpx.ASGITransport(app=fake))
     app.register_blueprint(spotify_blueprint(spotify))
-    install_template_globals(app, spotify)
 
     @app.route("/async")
     @login_required
@@ -172,7 +172,7 @@ async def test_token_endpoint_for_the_playback_sdk(
     assert response.headers["Cache-Control"] == "no-store"
     body = await response.get_json()
     assert set(body) == {"access_token", "expires_in"}
-    record = next(iter(spotify.manager(app).store._records.values()))  # type: ignore[attr-defined]
+    record = next(iter(spotify.core(app).store._records.values()))  # type: ignore[attr-defined]
     assert record.refresh_token not in json.dumps(body)
     response = await client.post("/spotify/logout?next=https://evil.example/")
     assert response.headers["Location"] == "/"
@@ -230,11 +230,11 @@ class Tokens:
         self.refreshes = 0
         self.sleeps: list[float] = []
 
-    async def token(self) -> AccessToken:
-        return AccessToken(self.current, {}, frozenset(), 3600)
+    async def token(self) -> TokenRecord:
+        return TokenRecord(self.current, "r", 3600.0, 0.0, frozenset(), 0.0)
 
-    async def refresh(self, sent: str) -> AccessToken:
-        if sent == self.current:
+    async def refresh(self, sent: TokenRecord) -> TokenRecord:
+        if sent.access_token == self.current:
             self.refreshes += 1
             self.current = f"t{self.refreshes + 1}"
         return await self.token()
@@ -244,9 +244,10 @@ class Tokens:
 
 
 def _api(script: ScriptedAPI, tokens: Tokens, cap: float = 5.0) -> WebAPI:
-    auth = SpotifyBearer(tokens.token, tokens.refresh, retry_after_cap=cap, sleep=tokens.sleep)
+    retry = Retry(retry_after_cap=cap, sleep=tokens.sleep)
+    auth = SpotifyBearer(tokens.token, tokens.refresh, retry)
     http = httpx.AsyncClient(transport=httpx.MockTransport(script))
-    return WebAPI(http, "http://api.invalid/v1", auth, sleep=tokens.sleep)
+    return WebAPI(http, "http://api.invalid/v1", auth, retry)
 
 
 async def test_401_then_one_refresh_and_one_retry_with_the_body_intact() -> None:
@@ -293,13 +294,9 @@ async def test_network_errors_become_503() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     tokens = Tokens()
-    auth = SpotifyBearer(tokens.token, tokens.refresh, sleep=tokens.sleep)
-    api = WebAPI(
-        httpx.AsyncClient(transport=httpx.MockTransport(refuse)),
-        "http://x",
-        auth,
-        sleep=tokens.sleep,
-    )
+    retry = Retry(sleep=tokens.sleep)
+    auth = SpotifyBearer(tokens.token, tokens.refresh, retry)
+    api = WebAPI(httpx.AsyncClient(transport=httpx.MockTransport(refuse)), "http://x", auth, retry)
     from quart_spotify_auth import SpotifyUnavailable
 
     with pytest.raises(SpotifyUnavailable, match="ConnectError"):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
+from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock
 from quart_spotify_auth.tokens import PendingLogin
@@ -94,7 +95,7 @@ async def test_conditional_delete(store: TokenStore) -> None:
 
 
 async def test_pending_is_single_use(store: TokenStore) -> None:
-    pending = PendingLogin("verifier", "http://127.0.0.1:5000/callback/", 0.0)
+    pending = PendingLogin("verifier", "http://127.0.0.1:5000/callback/")
     await store.add_pending("s1", pending, ttl=600)
     assert await store.pop_pending("s1") == pending
     assert await store.pop_pending("s1") is None
@@ -103,49 +104,55 @@ async def test_pending_is_single_use(store: TokenStore) -> None:
 
 async def test_schedule_hands_out_due_keys_in_order(store: TokenStore) -> None:
     await store.put("late", _record(), due=300.0)
-    await store.put("early", _record(), due=100.0)
+    await store.put("early", _record(), due=100.0, used=42.0)
     await store.put("never", _record())  # no due: not scheduled
-    assert await store.next_due() == 100.0
-    assert await store.due_keys(50.0, 10) == []
-    assert await store.due_keys(1000.0, 10) == ["early", "late"]
+    assert await store.due(50.0, 10) == Due([], 100.0)
+    assert (await store.due(1000.0, 10)).keys == [("early", 42.0), ("late", None)]
     await store.reschedule("early", 2000.0)
     await store.reschedule("late", None)
-    assert await store.next_due() == 2000.0
-    assert await store.due_keys(1000.0, 10) == []
+    assert await store.due(1000.0, 10) == Due([], 2000.0)
     await store.delete("early")
-    assert await store.next_due() is None
+    assert await store.due(5000.0, 10) == Due([], None)
+
+
+async def test_schedule_hands_out_at_most_the_limit(store: TokenStore) -> None:
+    for i in range(5):
+        await store.put(f"k{i}", _record(), due=float(i))
+    due = await store.due(100.0, 2)
+    assert due.keys == [("k0", None), ("k1", None)]
+    assert due.next is not None and due.next <= 2.0
 
 
 async def test_replace_moves_the_schedule(store: TokenStore) -> None:
     old = await store.put("k", _record(), due=100.0)
     assert await store.replace("k", old, old.renewed(_record("a2")), due=500.0)
-    assert await store.next_due() == 500.0
+    assert await store.due(0.0, 10) == Due([], 500.0)
 
 
 async def test_touch_records_use_and_reschedules(store: TokenStore) -> None:
     await store.put("k", _record(), due=5000.0)
-    assert await store.last_used("k") is None
     record = await store.get("k", touch=42.0)
     assert record is not None
-    assert await store.last_used("k") == 42.0
-    assert await store.due_keys(42.0, 10) == ["k"]  # brought forward: looked at now
+    # Brought forward, looked at now, with its use recorded.
+    assert (await store.due(42.0, 10)).keys == [("k", 42.0)]
     await store.reschedule("k", None)
     await store.put("j", _record(), due=7000.0, used=99.0)  # a login is a use
-    assert await store.last_used("j") == 99.0
-    assert await store.next_due() == 7000.0
+    assert await store.due(100.0, 10) == Due([], 7000.0)
+    assert (await store.due(7000.0, 10)).keys == [("j", 99.0)]
+    await store.reschedule("j", None)  # a shared store hands it out until rescheduled
     assert await store.get("missing", touch=43.0) is None
-    assert await store.last_used("missing") is None
+    assert await store.due(8000.0, 10) == Due([], None)  # nothing scheduled for it
 
 
 async def test_claims_exclude_each_other(store: TokenStore) -> None:
-    first = await store.claim("k", ttl=30)
+    first = await store.claim("k", ttl=30, owner="p1")
     assert first is not None
     if store.shared:
-        assert await store.claim("k", ttl=30) is None
+        assert await store.claim("k", ttl=30, owner="p2") is None
         await store.release("k", "not-the-holder")
-        assert await store.claim("k", ttl=30) is None
+        assert await store.claim("k", ttl=30, owner="p2") is None
     await store.release("k", first)
-    assert await store.claim("k", ttl=30) is not None
+    assert await store.claim("k", ttl=30, owner="p2") is not None
 
 
 async def test_an_owner_takes_back_a_claim_it_could_not_release(store: TokenStore) -> None:
@@ -155,7 +162,6 @@ async def test_an_owner_takes_back_a_claim_it_could_not_release(store: TokenStor
         return  # one process: the manager's single-flight is the claim
     assert await store.claim("k", ttl=30, owner="p2") is None
     assert await store.claim("k", ttl=30, owner="p") is None  # a prefix is somebody else
-    assert await store.claim("k", ttl=30) is None
     again = await store.claim("k", ttl=30, owner="p1")
     assert again is not None
     assert again != first
@@ -167,7 +173,7 @@ async def test_an_owner_takes_back_a_claim_it_could_not_release(store: TokenStor
 
 async def test_pending_logins_expire(clock: FakeClock) -> None:
     store = MemoryTokenStore(clock=clock)
-    pending = PendingLogin(None, "http://127.0.0.1:5000/callback/", 0.0)
+    pending = PendingLogin(None, "http://127.0.0.1:5000/callback/")
     for i in range(100):
         await store.add_pending(f"s{i}", pending, ttl=10)
     clock.advance(11)
@@ -178,7 +184,7 @@ async def test_pending_logins_expire(clock: FakeClock) -> None:
 
 async def test_redis_keys_expire(redis_server: RedisServer, redis_prefix: str) -> None:
     store = RedisTokenStore(redis_server.url, prefix=redis_prefix, idle_ttl=3600)
-    pending = PendingLogin("v", "http://127.0.0.1:5000/callback/", 0.0)
+    pending = PendingLogin("v", "http://127.0.0.1:5000/callback/")
     await store.add_pending("s", pending, ttl=600)
     assert 0 < await store.redis.pttl(f"{redis_prefix}p:s") <= 600_000
     await store.put("k", _record())
@@ -193,7 +199,7 @@ async def test_redis_encrypts_at_rest(redis_server: RedisServer, redis_prefix: s
     old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
     store = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old_key])
     record = await store.put("k", _record("access-in-clear?", "refresh-in-clear?"))
-    await store.add_pending("s", PendingLogin("verifier-in-clear?", "http://x/", 0.0), ttl=60)
+    await store.add_pending("s", PendingLogin("verifier-in-clear?", "http://x/"), ttl=60)
     raw: list[Any] = [
         await store.redis.hget(f"{redis_prefix}t:k", "d"),
         await store.redis.get(f"{redis_prefix}p:s"),
@@ -234,11 +240,11 @@ async def test_redis_read_cache_follows_writes_from_other_processes(
     await reader.open()
     await writer.open()
     try:
-        while not reader._listening:
+        while not reader.cache.listening:
             await asyncio.sleep(0.01)
         first = await writer.put("k", _record("a1"))
         assert await reader.get("k") == first
-        while "k" not in reader._cache:
+        while reader.peek("k") is None:
             await asyncio.sleep(0.01)
             assert await reader.get("k") == first
         # Served from memory now: not even a deleted hash changes it behind the store's back...

@@ -17,13 +17,22 @@ def test_access_token_unpacks_like_the_seed() -> None:
     assert record.to_access_token(2000.0).expires_in == 0
 
 
-def test_expiry_margin_is_capped_at_half_the_lifetime() -> None:
+def test_refresh_point_is_before_expiry_never_before_the_midpoint() -> None:
     long = TokenRecord("t", "r", 3600.0, 0.0, frozenset(), 0.0)
-    assert not long.is_expired(3000.0, margin=300)
-    assert long.is_expired(3301.0, margin=300)
+    assert long.refresh_at(300) == 3300.0
+    assert long.refresh_at(300, jitter=30) == 3270.0
     short = TokenRecord("t", "r", 2.0, 0.0, frozenset(), 0.0)  # a 2-second test token
-    assert not short.is_expired(0.5, margin=300)
-    assert short.is_expired(1.0, margin=300)
+    assert short.refresh_at(300) == 1.0  # its midpoint, not the moment it was issued
+    assert short.refresh_at(300, jitter=30) == 1.0
+
+
+def test_stale_leaves_the_renewal_window_to_the_renewer() -> None:
+    short = TokenRecord("a", "r", 4.0, 0.0, frozenset(), 0.0)  # renewed from 2.0 on
+    assert not short.stale(2.5)  # the renewer's turn: a request does not refresh
+    assert short.stale(3.7)  # the last tenth of its life: a request refreshes it
+    hour = TokenRecord("a", "r", 3600.0, 0.0, frozenset(), 0.0)
+    assert not hour.stale(3590.0)
+    assert hour.stale(3596.0)  # within ACCESS_MARGIN (5 s) of expiry
 
 
 def test_a_refresh_reply_without_scope_keeps_the_grant() -> None:

@@ -1,57 +1,39 @@
-"""The :class:`TokenStore` contract."""
+"""The store contract, in three parts a store implements together as a :class:`TokenStore`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 from ..tokens import PendingLogin, TokenRecord
 
+__all__ = ["Due", "PendingLogins", "Records", "Schedule", "TokenStore"]
 
-class TokenStore(ABC):
-    """Async storage of token records by key, the renewal schedule, and pending logins.
 
-    **Records.** Writes are versioned, and a store never hands out the same version twice, not
-    even for a key deleted and written again: :meth:`put` (a new login) always wins; and
-    :meth:`replace` (a refresh) only lands if the stored version is still the one the refresh
-    started from, so a refresh racing a logout and a new login never overwrites or deletes the
-    new login.
+class Records(ABC):
+    """Token records by key, versioned.
 
-    **Schedule.** Each write may carry ``due``, when the record should be renewed; the
-    renewer asks for :meth:`due_keys` and moves keys with :meth:`reschedule`. A store shared by
-    several processes keeps the schedule shared too, and :meth:`claim` makes sure one process
-    refreshes a key at a time; the in-memory store serves one process and claims trivially.
-
-    **Usage.** ``get(key, touch=now)`` records that the key was used (for the idle policy)
-    and brings its schedule forward to ``now``, in the same round trip.
+    A store never hands out the same version twice for a key, not even for a key deleted and
+    written again: :meth:`put` (a login) always wins; :meth:`replace` (a refresh) lands only if
+    the stored version is still the one the refresh started from, so a refresh racing a logout
+    and a new login never overwrites or resurrects anything.
     """
-
-    #: Whether several processes share this store (and so the schedule and the claims).
-    shared: bool = False
-
-    async def open(self) -> None:  # noqa: B027 - optional hook
-        """Called when the app starts serving."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Called when the app stops serving."""
-
-    def forked(self) -> None:  # noqa: B027 - optional hook
-        """Called in a forked child before use: drop connections that belong to the parent."""
 
     @abstractmethod
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False
     ) -> TokenRecord | None:
-        """The record stored under ``key``, or ``None``. With ``touch``, also record use at
-        that time and move the key's schedule to that time if it was later (or absent), so
-        the renewer looks at a returning user at once. ``fresh`` bypasses any local cache
-        (before a refresh, which must start from the newest refresh token)."""
+        """The record under ``key``, or ``None``. With ``touch``, also record use at that time
+        and move the key's renewal forward to it if it was later (or absent), so the renewer
+        looks at a returning user at once. ``fresh`` skips any copy held in this process (a
+        refresh must start from the newest refresh token)."""
 
     @abstractmethod
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        """Store ``record`` unconditionally with a new version; return what was stored.
-        ``used`` records use at that time (a login is a use)."""
+        """Store ``record`` with a new version, renewed at ``due`` (``None``: not scheduled);
+        ``used`` records use at that time. Returns what was stored."""
 
     @abstractmethod
     async def replace(
@@ -64,34 +46,53 @@ class TokenStore(ABC):
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         """Remove ``key`` and its schedule (only if still at ``old.version`` when given)."""
 
+    def peek(self, key: str) -> TokenRecord | None:
+        """The record under ``key`` if this process holds a copy it knows to be current, else
+        ``None``; never waits (the Flask shim calls it from request threads)."""
+        return None
+
+
+class Due(NamedTuple):
+    """What :meth:`Schedule.due` hands out."""
+
+    #: Keys due now, earliest first, each with when it was last used (if known).
+    keys: list[tuple[str, float | None]]
+    #: The earliest due time left on the schedule, if any.
+    next: float | None
+
+
+class Schedule(ABC):
+    """When each key is renewed, and who renews it.
+
+    A store that serves one process claims trivially (the refresher's single flight is the
+    claim); a store shared by several processes keeps the schedule shared and overrides
+    :meth:`claim` and :meth:`release` so that one process refreshes a key at a time.
+    """
+
     @abstractmethod
-    async def last_used(self, key: str) -> float | None:
-        """When ``key`` was last touched, if known."""
+    async def due(self, now: float, limit: int) -> Due:
+        """Up to ``limit`` keys due at ``now``, and the next due time. A shared store may hand
+        a key out again until it is rescheduled; one that serves one process hands it out
+        once."""
 
     @abstractmethod
     async def reschedule(self, key: str, due: float | None) -> None:
         """Renew ``key`` at ``due``; ``None`` takes it off the schedule."""
 
-    @abstractmethod
-    async def due_keys(self, now: float, limit: int) -> list[str]:
-        """Up to ``limit`` keys due at ``now``, earliest first. A shared store may return a key
-        again until it is rescheduled; the in-memory store hands each out once."""
-
-    @abstractmethod
-    async def next_due(self) -> float | None:
-        """The earliest due time on the schedule, if any."""
-
-    @abstractmethod
-    async def claim(self, key: str, ttl: float, owner: str | None = None) -> str | None:
+    async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it.
 
-        ``owner`` names the caller (one token manager in one process). A claim the same owner
+        ``owner`` names the caller (one refresher in one process). A claim the same owner
         already holds, left behind when its release could not reach the store, is taken again
         (for a new ``ttl``) rather than waited out."""
+        return owner
 
-    @abstractmethod
-    async def release(self, key: str, claim: str) -> None:
+    async def release(self, key: str, claim: str) -> None:  # noqa: B027 - trivial default
         """Give up a claim (only the holder's own claim is removed)."""
+
+
+class PendingLogins(ABC):
+    """Logins started and not finished yet: a map with expiry, each entry used once."""
 
     @abstractmethod
     async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
@@ -100,3 +101,16 @@ class TokenStore(ABC):
     @abstractmethod
     async def pop_pending(self, state: str) -> PendingLogin | None:
         """Take a started login out (single use); ``None`` if unknown or expired."""
+
+
+class TokenStore(Records, Schedule, PendingLogins):
+    """Where tokens, the renewal schedule and pending logins live, server-side."""
+
+    #: Whether several processes share this store (and so the schedule and the claims).
+    shared: bool = False
+
+    async def open(self) -> None:
+        """Called when the app starts serving (in each process, on its event loop)."""
+
+    async def close(self) -> None:
+        """Called when the app stops serving."""

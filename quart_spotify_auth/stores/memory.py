@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..tokens import PendingLogin, TokenRecord
-from .base import TokenStore
+from .base import Due, TokenStore
+
+__all__ = ["MemoryTokenStore"]
 
 
 class MemoryTokenStore(TokenStore):
@@ -37,8 +39,8 @@ class MemoryTokenStore(TokenStore):
     def __repr__(self) -> str:
         return f"MemoryTokenStore({len(self._records)} records, {len(self._pending)} pending)"
 
-    def __len__(self) -> int:
-        return len(self._records)
+    def peek(self, key: str) -> TokenRecord | None:
+        return self._records.get(key)
 
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False
@@ -53,8 +55,7 @@ class MemoryTokenStore(TokenStore):
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        stored = replace(record, version=next(self._versions))
-        self._records[key] = stored
+        stored = self._records[key] = replace(record, version=next(self._versions))
         if used is not None:
             self._used[key] = used
         self._schedule(key, due)
@@ -79,9 +80,6 @@ class MemoryTokenStore(TokenStore):
         self._used.pop(key, None)
         return True
 
-    async def last_used(self, key: str) -> float | None:
-        return self._used.get(key)
-
     async def reschedule(self, key: str, due: float | None) -> None:
         self._schedule(key, due)
 
@@ -92,30 +90,20 @@ class MemoryTokenStore(TokenStore):
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._seq), key))
 
-    async def due_keys(self, now: float, limit: int) -> list[str]:
-        keys: list[str] = []
-        while self._heap and len(keys) < limit and self._heap[0][0] <= now:
-            due, _, key = heapq.heappop(self._heap)
-            if self._due.get(key) == due:  # not superseded
+    async def due(self, now: float, limit: int) -> Due:
+        keys: list[tuple[str, float | None]] = []
+        heap = self._heap
+        while heap and (len(keys) < limit or self._due.get(heap[0][2]) != heap[0][0]):
+            due, _, key = heap[0]
+            if self._due.get(key) != due:  # superseded
+                heapq.heappop(heap)
+            elif due <= now:
+                heapq.heappop(heap)
                 del self._due[key]
-                keys.append(key)
-        return keys
-
-    async def next_due(self) -> float | None:
-        while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
-            heapq.heappop(self._heap)  # superseded
-        return self._heap[0][0] if self._heap else None
-
-    async def claim(self, key: str, ttl: float, owner: str | None = None) -> str | None:
-        return "local"  # one process: the manager's single-flight is the claim
-
-    async def release(self, key: str, claim: str) -> None:
-        return None
-
-    @property
-    def scheduled(self) -> int:
-        """Keys on the renewal schedule."""
-        return len(self._due)
+                keys.append((key, self._used.get(key)))
+            else:
+                break
+        return Due(keys, heap[0][0] if heap else None)
 
     async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
         now = self._clock()

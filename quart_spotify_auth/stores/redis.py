@@ -6,20 +6,19 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
   months after consent) or after ``idle_ttl`` seconds without a write, whichever is first;
 - ``P due``: the renewal schedule, a sorted set of keys by due time;
 - ``P used``: when each key was last used (for the idle policy);
+- ``P versions``: one counter, so versions are never reused;
 - ``P lock:<key>``: the claim of the process refreshing that key, with an expiry;
 - ``P p:<state>``: pending logins, expiring after the login ttl.
 
 Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
-scripts comparing the version, so they are atomic in Redis, and each publishes the key it
-wrote on ``P written``. Reading a token is one round trip at most: each process keeps what it
-read for up to ``cache_ttl`` seconds and drops it as soon as any process writes that key.
-Records (and PKCE verifiers) can be encrypted at rest with Fernet keys (``cryptography``).
+scripts comparing the version, atomic in Redis, and each publishes the key it wrote on
+``P written``, which every process hears to keep its :class:`~.cache.ReadCache` honest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,8 +34,11 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigurationError, StoreUnavailable
+from ..retry import backoff
 from ..tokens import PendingLogin, TokenRecord
-from .base import TokenStore
+from .base import Due, TokenStore
+from .cache import ReadCache
+from .codec import Codec
 
 __all__ = ["RedisTokenStore"]
 
@@ -81,12 +83,23 @@ end
 return r
 """
 
+# Due keys with when each was last used, and the earliest due time; usage stamps of keys
+# that expired unused go with them.
+_DUE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, k in ipairs(keys) do
+  out[#out + 1] = k
+  out[#out + 1] = redis.call('ZSCORE', KEYS[2], k) or ''
+end
+return {out, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')}
+"""
+
 # Take the lock if free, or if held by the same owner (ARGV[3], a prefix of its claims).
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
-if held and (ARGV[3] == '' or string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3]) then
-  return 0
-end
+if held and string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -97,50 +110,8 @@ return 0
 """
 
 
-class _Codec:
-    """Serialises records; encrypts them when Fernet keys are given (the first encrypts, all
-    decrypt, so keys can be rotated by putting a new one first)."""
-
-    def __init__(self, keys: Sequence[str | bytes]) -> None:
-        self._fernet: Any = None
-        if keys:
-            try:
-                from cryptography.fernet import Fernet, MultiFernet
-            except ImportError:  # pragma: no cover - depends on the environment
-                raise ConfigurationError(
-                    "SPOTIFY_TOKEN_ENCRYPTION_KEYS needs the cryptography package: "
-                    "pip install 'quart-spotify-auth[redis]'."
-                ) from None
-            try:
-                self._fernet = MultiFernet([Fernet(key) for key in keys])
-            except ValueError:
-                raise ConfigurationError(
-                    "SPOTIFY_TOKEN_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64 "
-                    "bytes each); make one with cryptography.fernet.Fernet.generate_key()."
-                ) from None
-
-    def dump(self, data: dict[str, Any]) -> bytes:
-        raw = json.dumps(data, separators=(",", ":")).encode()
-        return b"f" + self._fernet.encrypt(raw) if self._fernet else b"j" + raw
-
-    def load(self, blob: bytes) -> dict[str, Any]:
-        try:
-            if blob[:1] == b"f":
-                if self._fernet is None:
-                    raise ValueError("encrypted, and no key is configured")
-                blob = b"j" + self._fernet.decrypt(blob[1:])
-            loaded: dict[str, Any] = json.loads(blob[1:])
-        except Exception as exc:  # a wrong key (InvalidToken), a removed key, corrupt data
-            raise StoreUnavailable(
-                "Stored logins cannot be read with the configured keys: keep every key that "
-                "encrypted them in SPOTIFY_TOKEN_ENCRYPTION_KEYS (the new one first) until "
-                "they have all been rewritten."
-            ) from exc
-        return loaded
-
-
 class RedisTokenStore(TokenStore):
-    """Tokens, schedule and pending logins in Redis, shared by every worker.
+    """Tokens, schedule, claims and pending logins in Redis, shared by every worker.
 
     Arguments:
         url: ``redis://host:port/db`` (or ``rediss://``); or pass ``client``.
@@ -150,9 +121,7 @@ class RedisTokenStore(TokenStore):
         encryption_keys: Fernet keys; when given, records are encrypted at rest.
         max_connections: the bound of the connection pool.
         timeout: seconds for connecting and for each command.
-        cache_ttl: seconds a read may be served from this process's memory (0: never). Every
-            write publishes the key and every process subscribed drops it at once, so the
-            cache is only a backstop; nothing is cached while the subscription is down.
+        cache_ttl: seconds a read may be served from this process's memory (0: never).
         cache_size: the most records cached per process.
     """
 
@@ -178,21 +147,18 @@ class RedisTokenStore(TokenStore):
         self._client = client
         self._owned = client is None
         self._prefix = prefix
-        self._idle_ms = int(idle_ttl * 1000)
-        self._codec = _Codec(encryption_keys)
+        self._idle = idle_ttl
+        self._codec = Codec(encryption_keys)
         self._max_connections = max_connections
         self._timeout = timeout
         self._clock = clock
         self._due = f"{prefix}due"
         self._used = f"{prefix}used"
-        self._versions = f"{prefix}versions"  # one counter: versions are never reused
-        self._channel = f"{prefix}written"  # every write script publishes the key here
-        self._cache_ttl = cache_ttl
-        self._cache_size = cache_size
-        self._cache: dict[str, tuple[float, TokenRecord]] = {}
-        self._listening = False
-        self._generation = 0  # bumped by every invalidation message
+        self._versions = f"{prefix}versions"
+        self._channel = f"{prefix}written"
+        self.cache = ReadCache(cache_ttl, cache_size)
         self._listener: asyncio.Task[None] | None = None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         where = "client" if self._url is None else self._url.split("@")[-1]
@@ -218,8 +184,13 @@ class RedisTokenStore(TokenStore):
         return self._client
 
     async def open(self) -> None:
-        _ = self.redis
-        if self._cache_ttl > 0 and self._listener is None:
+        if self._pid != os.getpid():  # a forked child: the parent's sockets and tasks are not ours
+            self._pid = os.getpid()
+            self._listener = None
+            self.cache.listen(False)
+            if self._owned:
+                self._client = None
+        if self.cache.ttl > 0 and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
@@ -228,155 +199,95 @@ class RedisTokenStore(TokenStore):
             listener.cancel()
             with suppress(asyncio.CancelledError):
                 await listener
-        self._listening = False
-        self._cache.clear()
+        self.cache.listen(False)
         if self._owned and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
             await client.connection_pool.disconnect()
 
-    def forked(self) -> None:
-        self._listener = None  # the parent's task, on the parent's loop
-        self._listening = False
-        self._cache.clear()
-        if self._owned:
-            self._client = None  # the parent's sockets and loop: start afresh, lazily
+    async def _listen(self) -> None:
+        """Hear every write on the channel and drop it from the cache (nothing is cached
+        while not subscribed)."""
+        failures = 0
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                self.cache.listen(True)
+                failures = 0
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.cache.changed(_bytes(message["data"]).decode())
+                    else:  # (re)subscribed, also after redis-py reconnected by itself
+                        self.cache.changed()
+            except (RedisError, OSError):
+                pass
+            finally:
+                self.cache.listen(False)
+                with suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            failures += 1
+            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
     def _tkey(self, key: str) -> str:
         return f"{self._prefix}t:{key}"
 
     def _ttl_ms(self, record: TokenRecord) -> int:
-        left = int((record.reauthorize_by - self._clock()) * 1000)
-        return max(1000, min(self._idle_ms, left))
+        left = record.reauthorize_by - self._clock()
+        return max(1000, int(min(self._idle, left) * 1000))
 
-    def _dump(self, record: TokenRecord) -> bytes:
-        return self._codec.dump(
-            {
-                "a": record.access_token,
-                "r": record.refresh_token,
-                "e": record.expires_at,
-                "i": record.issued_at,
-                "s": " ".join(sorted(record.scopes)),
-                "c": record.authorized_at,
-            }
-        )
-
-    def _load(self, version: Any, blob: Any) -> TokenRecord | None:
-        if version is None or blob is None:
-            return None
-        data = self._codec.load(_bytes(blob))
-        return TokenRecord(
-            access_token=data["a"],
-            refresh_token=data["r"],
-            expires_at=data["e"],
-            issued_at=data["i"],
-            scopes=frozenset(data["s"].split()),
-            authorized_at=data["c"],
-            version=int(version),
-        )
+    def peek(self, key: str) -> TokenRecord | None:
+        return self.cache.get(key)
 
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False
     ) -> TokenRecord | None:
-        if touch is None and not fresh and self._listening:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] > time.monotonic():
-                return cached[1]
-        generation = self._generation
+        if touch is None and not fresh:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        generation = self.cache.generation
         with _unavailable():
             if touch is None:
                 version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
             else:
                 keys = [self._tkey(key), self._due, self._used]
                 version, blob = await self.redis.eval(_GET_TOUCH, 3, *keys, touch, key)
-        record = self._load(version, blob)
-        if record is None:
-            self._cache.pop(key, None)
-        else:
-            self._remember(key, record, generation)
+        record = None
+        if version is not None and blob is not None:
+            record = self._codec.load_record(_bytes(blob), int(version))
+        self.cache.remember(key, record, generation)
         return record
-
-    # -- the local read cache, kept honest by invalidations from every writer ----------------
-
-    def _remember(self, key: str, record: TokenRecord, generation: int) -> None:
-        """Cache ``record`` unless an invalidation arrived since the read or write began
-        (``generation`` taken before it): then the value may already be stale."""
-        if not self._listening or self._cache_ttl <= 0 or generation != self._generation:
-            return
-        if len(self._cache) >= self._cache_size and key not in self._cache:
-            del self._cache[next(iter(self._cache))]  # the oldest entry makes room
-        self._cache[key] = (time.monotonic() + self._cache_ttl, record)
-
-    async def _listen(self) -> None:
-        """Drop cached records as any process writes them (a Redis channel every write
-        script publishes to). While not subscribed, nothing is cached."""
-        delay = 0.1
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                self._cache.clear()  # anything may have changed while we were away
-                self._listening = True
-                delay = 0.1
-                async for message in pubsub.listen():
-                    self._generation += 1  # reads in flight now may be stale: not cached
-                    if message.get("type") == "message":
-                        self._cache.pop(_bytes(message["data"]).decode(), None)
-                    else:  # (re)subscribed, also after redis-py reconnected by itself
-                        self._cache.clear()
-            except (RedisError, OSError):
-                pass
-            finally:
-                self._listening = False
-                self._cache.clear()
-                with suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        args: list[bytes | str | float] = [
-            self._dump(record),
-            self._ttl_ms(record),
-            "" if due is None else due,
-            key,
-            "" if used is None else used,
-        ]
+        blob, ttl = self._codec.record(record), self._ttl_ms(record)
+        keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
+        args: list[bytes | float | str] = [blob, ttl, _score(due), key, _score(used)]
         with _unavailable():
-            keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
             version = await self.redis.eval(_PUT, 5, *keys, *args)
-        self._cache.pop(key, None)  # its own message would drop a cached copy anyway
+        self.cache.changed(key)
         return replace(record, version=int(version))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        args: list[bytes | str | float] = [
-            old.version,
-            self._dump(new),
-            self._ttl_ms(new),
-            "" if due is None else due,
-            key,
-        ]
+        blob, ttl = self._codec.record(new), self._ttl_ms(new)
+        keys = [self._tkey(key), self._due, self._versions, self._channel]
         with _unavailable():
-            keys = [self._tkey(key), self._due, self._versions, self._channel]
-            version = await self.redis.eval(_REPLACE, 4, *keys, *args)
-        self._cache.pop(key, None)
+            version = await self.redis.eval(
+                _REPLACE, 4, *keys, old.version, blob, ttl, _score(due), key
+            )
+        self.cache.changed(key)
         return replace(new, version=int(version)) if version else None
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
         keys = [self._tkey(key), self._due, self._used, self._channel]
-        self._cache.pop(key, None)
+        self.cache.changed(key)
         with _unavailable():
             return bool(await self.redis.eval(_DELETE, 4, *keys, expected, key))
-
-    async def last_used(self, key: str) -> float | None:
-        with _unavailable():
-            score = await self.redis.zscore(self._used, key)
-        return None if score is None else float(score)
 
     async def reschedule(self, key: str, due: float | None) -> None:
         with _unavailable():
@@ -385,22 +296,17 @@ class RedisTokenStore(TokenStore):
             else:
                 await self.redis.zadd(self._due, {key: due})
 
-    async def due_keys(self, now: float, limit: int) -> list[str]:
+    async def due(self, now: float, limit: int) -> Due:
         with _unavailable():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrangebyscore(self._due, "-inf", now, start=0, num=limit)
-                # Usage stamps of keys that expired unused go with them.
-                pipe.zremrangebyscore(self._used, "-inf", now - self._idle_ms / 1000)
-                keys, _ = await pipe.execute()
-        return [k.decode() for k in keys]
+            found, first = await self.redis.eval(
+                _DUE, 2, self._due, self._used, now, limit, now - self._idle
+            )
+        pairs = zip(found[::2], found[1::2], strict=True)
+        keys = [(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]
+        return Due(keys, float(first[1]) if first else None)
 
-    async def next_due(self) -> float | None:
-        with _unavailable():
-            first = await self.redis.zrange(self._due, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
-
-    async def claim(self, key: str, ttl: float, owner: str | None = None) -> str | None:
-        prefix = f"{owner}/" if owner else ""
+    async def claim(self, key: str, ttl: float, owner: str) -> str | None:
+        prefix = f"{owner}/"
         claim = prefix + secrets.token_hex(8)
         ttl_ms = max(1, int(ttl * 1000))
         with _unavailable():
@@ -414,28 +320,22 @@ class RedisTokenStore(TokenStore):
             await self.redis.eval(_RELEASE, 1, f"{self._prefix}lock:{key}", claim)
 
     async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
-        blob = self._codec.dump(
-            {
-                "v": pending.code_verifier,
-                "u": pending.redirect_uri,
-                "t": pending.created_at,
-                "n": pending.next_url,
-            }
-        )
+        blob = self._codec.pending(pending)
         with _unavailable():
             await self.redis.set(f"{self._prefix}p:{state}", blob, px=max(1, int(ttl * 1000)))
 
     async def pop_pending(self, state: str) -> PendingLogin | None:
         with _unavailable():
             blob = await self.redis.getdel(f"{self._prefix}p:{state}")
-        if blob is None:
-            return None
-        data = self._codec.load(_bytes(blob))
-        return PendingLogin(data["v"], data["u"], data["t"], data.get("n"))
+        return None if blob is None else self._codec.load_pending(_bytes(blob))
 
 
-def _bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
+def _score(value: float | None) -> float | str:
+    return "" if value is None else value
+
+
+def _bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 @contextmanager

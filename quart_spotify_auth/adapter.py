@@ -1,0 +1,130 @@
+"""What the Quart extension and the Flask shim share: the constructor and its options, the
+reauthorization hooks, template globals and the seed's names. Each adapter adds only how it
+finds the current session, request and identity, and how it runs the core's coroutines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from . import signals
+from .core import Core, build_core
+from .stores import TokenStore
+
+__all__ = ["BaseSpotifyAuth", "Identity", "ReauthHook"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+#: The app's own user id for the current request, or ``None`` (then the browser is the key).
+Identity = Callable[[], Awaitable[str | None] | str | None]
+#: Called with the store key when Spotify stops accepting that user's refresh token.
+ReauthHook = Callable[[str], Awaitable[None] | None]
+
+
+class BaseSpotifyAuth:
+    """The options both adapters take; see :class:`quart_spotify_auth.SpotifyAuth`."""
+
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        store: TokenStore | None = None,
+        identity: Identity | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        **config: Any,
+    ) -> None:
+        self._store = store
+        self._identity = identity
+        self._transport = transport
+        self._clock = clock
+        self._config = config
+        self._reauth_hooks: list[ReauthHook] = []
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        name = type(self).__module__.rsplit(".", 1)[-1]
+        prefix = "flask." if name == "flask" else ""
+        return f"{prefix}SpotifyAuth(identity={'custom' if self._identity else 'browser'})"
+
+    def init_app(self, app: Any) -> None:  # pragma: no cover - each adapter has its own
+        raise NotImplementedError
+
+    def _build(self, app: Any, default_sessions: bool, store: TokenStore | None = None) -> Core:
+        """Check the configuration and build ``app``'s core; connect the hooks and install
+        the template globals."""
+        core = build_core(
+            app.config,
+            self._config,
+            secret_key=app.secret_key,
+            default_sessions=default_sessions,
+            store=store if store is not None else self._store,
+            transport=self._transport,
+            clock=self._clock,
+            identity=self._identity,
+            sender=app,
+        )
+        signals.reauthorization_required.connect(self._reauthorized, sender=app, weak=False)
+        return core
+
+    def _install_template_globals(self, app: Any) -> None:
+        app.add_template_global(self._template_token, "spotify_access_token")
+        app.add_template_global(self.is_logged_in, "spotify_logged_in")
+        app.add_template_global(self._template_user, "spotify_user")
+
+    def on_reauthorization_required(self, hook: ReauthHook) -> ReauthHook:
+        """Register ``hook(key)`` (sync or async), called when Spotify stops accepting a
+        user's refresh token (the tokens were dropped; the user must log in again). Usable as
+        a decorator. The same as connecting to
+        :data:`quart_spotify_auth.signals.reauthorization_required`."""
+        self._reauth_hooks.append(hook)
+        return hook
+
+    async def _reauthorized(self, sender: Any, *, key: str, **_: Any) -> None:
+        for hook in list(self._reauth_hooks):
+            try:
+                result = hook(key)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("A reauthorization hook failed")
+
+    # -- Flask-Spotify-Auth's names, deprecated ---------------------------------------------
+
+    def getUser(self) -> Any:  # noqa: N802 - the seed's name
+        """Deprecated: use ``get_user()``."""
+        return self._seed("getUser", "get_user")()
+
+    def getUserToken(self, code: str | None = None) -> Any:  # noqa: N802
+        """Deprecated: use ``get_user_token(code)``."""
+        return self._seed("getUserToken", "get_user_token")(code)
+
+    def getAccessToken(self) -> Any:  # noqa: N802
+        """Deprecated: use ``get_access_token()``."""
+        return self._seed("getAccessToken", "get_access_token")()
+
+    def forceRenewal(self) -> Any:  # noqa: N802
+        """Deprecated: use ``force_renewal()``."""
+        return self._seed("forceRenewal", "force_renewal")()
+
+    def _seed(self, old: str, new: str) -> Callable[..., Any]:
+        warnings.warn(
+            f"SpotifyAuth.{old}() is Flask-Spotify-Auth's name; use {new}().",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        method: Callable[..., Any] = getattr(self, new)
+        return method
+
+    # Each adapter defines these (async in Quart, sync in Flask).
+    is_logged_in: Callable[[], Any]
+    _template_token: Callable[[], Any]
+    _template_user: Callable[[], Any]

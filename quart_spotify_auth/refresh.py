@@ -1,0 +1,340 @@
+"""Single-flight refresh: one token request per key, however many callers and processes ask.
+
+:class:`Refresher` reads a user's valid token (refreshing it first when it is stale), records
+logins and logouts, and refreshes: in this process one task per key that every caller joins;
+across processes (a shared store) a claim that one process holds while the others wait for
+its result. Writes are versioned (:meth:`.TokenStore.replace`), so a refresh never overwrites
+a newer login or a rotated refresh token, and never resurrects a logout.
+
+What is refreshed how is a :class:`Grant`: users' tokens with their refresh token, the app's
+own token (key :data:`APP_KEY`) with the client-credentials grant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from . import signals
+from .accounts import AccountsClient
+from .config import Settings
+from .errors import LoginRequired, ReauthorizationRequired, SpotifyAuthError, SpotifyUnavailable
+from .retry import backoff
+from .stores import TokenStore
+from .tokens import TokenRecord
+
+__all__ = ["APP_KEY", "Grant", "Refresher", "grant_for"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+#: The store key of the app-only (client credentials) token.
+APP_KEY = "app:client-credentials"
+
+#: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
+REVOKED_MEMORY = 10_000
+
+
+class Grant:
+    """How the tokens under a key are renewed: users' with their refresh token."""
+
+    def renewable(self, record: TokenRecord) -> bool:
+        return record.refresh_token is not None
+
+    async def renew(
+        self, accounts: AccountsClient, current: TokenRecord | None, max_wait: float | None
+    ) -> TokenRecord:
+        if current is None:
+            raise LoginRequired()
+        return await accounts.refresh(current, max_wait=max_wait)
+
+
+class _AppGrant(Grant):
+    """The app's own token: a new one from the client-credentials grant, stored or not."""
+
+    def renewable(self, record: TokenRecord) -> bool:
+        return True
+
+    async def renew(
+        self, accounts: AccountsClient, current: TokenRecord | None, max_wait: float | None
+    ) -> TokenRecord:
+        return await accounts.client_credentials(max_wait=max_wait)
+
+
+_USER, _APP = Grant(), _AppGrant()
+
+
+def grant_for(key: str) -> Grant:
+    """The grant that renews ``key``'s tokens."""
+    return _APP if key == APP_KEY else _USER
+
+
+class Refresher:
+    """Tokens for one app in one process: read them valid, record logins, refresh once."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        accounts: AccountsClient,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        sender: Any = None,
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.settings = settings
+        self.clock = clock
+        #: The sender of this app's signals (the app).
+        self.sender = sender
+        #: Called when the schedule changed in a way the renewer should look at now.
+        self.wake: Callable[[], None] = lambda: None
+        self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
+        self._touched: dict[str, float] = {}  # key -> when this process last recorded use
+        self._revoked: OrderedDict[str, None] = OrderedDict()
+        self._nonce = secrets.token_hex(6)
+        #: Claims whose release could not reach the store: key -> claim.
+        self.orphans: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Refresher({len(self._inflight)} in flight)"
+
+    @property
+    def owner(self) -> str:
+        """Who this refresher is when it claims a key in a shared store (with the process id,
+        so a forked copy is somebody else)."""
+        return f"{os.getpid()}:{self._nonce}"
+
+    def due(self, key: str, record: TokenRecord) -> float | None:
+        """When the renewer should renew ``record``: ``SPOTIFY_REFRESH_MARGIN`` before expiry
+        with up to 10% jitter (never before the lifetime's midpoint); ``None`` when it is not
+        renewed in the background."""
+        if not self.settings.auto_renew or not grant_for(key).renewable(record):
+            return None
+        margin = self.settings.refresh_margin
+        jitter = random.uniform(0, 0.1 * min(margin, record.lifetime))  # noqa: S311
+        return record.refresh_at(margin, jitter)
+
+    # -- logins -----------------------------------------------------------------------------
+
+    async def login(self, key: str, record: TokenRecord) -> TokenRecord:
+        """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
+        now = self.clock()
+        stored = await self.store.put(key, record, due=self.due(key, record), used=now)
+        self._revoked.pop(key, None)
+        self._touched[key] = now
+        self.wake()
+        return stored
+
+    async def logout(self, key: str) -> bool:
+        """Forget ``key``'s tokens. Returns whether there were any."""
+        self._touched.pop(key, None)
+        return await self.store.delete(key)
+
+    # -- reading a valid token --------------------------------------------------------------
+
+    def _touch(self, key: str, now: float) -> bool:
+        """Whether this read should record use (every tenth of the keep-warm period), so the
+        renewer keeps this user's token warm."""
+        keep = self.settings.keep_warm
+        last = self._touched.get(key)
+        return self.settings.auto_renew and keep > 0 and (last is None or now - last > keep / 10)
+
+    def held(self, key: str) -> TokenRecord | None:
+        """``key``'s record if this process holds a current copy that needs nothing done
+        (not stale, no use to record); never waits."""
+        record = self.store.peek(key)
+        if record is None:
+            return None
+        now = self.clock()
+        return None if record.stale(now) or self._touch(key, now) else record
+
+    async def current(self, key: str) -> TokenRecord:
+        """``key``'s valid record, refreshed first if it is stale (the app token: fetched
+        when there is none)."""
+        now = self.clock()
+        touch = now if self._touch(key, now) else None
+        record = await self.store.get(key, touch=touch)
+        if record is None:
+            if key in self._revoked:
+                raise ReauthorizationRequired()
+            if key != APP_KEY:
+                raise LoginRequired()
+            return await self.refresh(key)
+        if touch is not None:
+            self._touched[key] = touch
+            if not self.store.shared:
+                self.wake()
+        return await self.refresh(key, record) if record.stale(now) else record
+
+    # -- refreshing -------------------------------------------------------------------------
+
+    async def refresh(
+        self,
+        key: str,
+        seen: TokenRecord | None = None,
+        *,
+        max_wait: float | None = None,
+        wait: bool = False,
+    ) -> TokenRecord:
+        """Refresh ``key`` now, joining a refresh already in flight for it.
+
+        ``seen`` is the record the caller found; if the store has a newer, valid one by the
+        time this process may refresh, that is returned without a token request. A caller on
+        the request path waits at most ``settings.join_timeout`` (then 503); ``wait=True``
+        (the renewer) waits as long as it takes.
+        """
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._refresh(key, seen, max_wait, not wait))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._finished(key, t))
+        timeout = None if wait else self.settings.join_timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            raise SpotifyUnavailable(
+                "Renewing the Spotify token is taking too long. Try again shortly."
+            ) from None
+
+    async def wait_for_inflight(self, timeout: float) -> None:
+        """Let refreshes already talking to Spotify land (up to ``timeout`` seconds), so a
+        rotated refresh token is not lost at shutdown."""
+        pending = set(self._inflight.values())
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    def _finished(self, key: str, task: asyncio.Task[TokenRecord]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so an unawaited failure is not reported twice
+
+    async def _refresh(
+        self, key: str, seen: TokenRecord | None, max_wait: float | None, on_request: bool
+    ) -> TokenRecord:
+        if seen is None:  # forced: the version to wait past, if another process has the claim
+            seen = await self.store.get(key, fresh=True)
+        lock_ttl = self.settings.join_timeout + (max_wait or 0.0)
+        claim = await self.store.claim(key, lock_ttl, self.owner)
+        if claim is None:  # another process is refreshing this key: wait for its result
+            elsewhere = await self._refreshed_elsewhere(key, seen, lock_ttl)
+            if isinstance(elsewhere, TokenRecord):
+                return elsewhere
+            claim = elsewhere  # it let go without a new token: ours to refresh now
+        self.orphans.pop(key, None)
+        try:
+            current = await self.store.get(key, fresh=True)  # the newest refresh token
+            newer = current is not None and seen is not None and current.version != seen.version
+            if current is not None and newer and not current.stale(self.clock()):
+                return current  # somebody else (another process) renewed it meanwhile
+            return await self._renew(key, current, max_wait, on_request)
+        finally:
+            try:
+                await self.store.release(key, claim)
+            except SpotifyAuthError:
+                # The store is away: the claim would block other processes until it expires.
+                # The renewer releases it when the store is back; this refresher takes it
+                # again meanwhile if it refreshes the key.
+                self.orphans[key] = claim
+
+    async def release_orphans(self) -> None:
+        """Release claims left behind while the store was away (kept if it still is)."""
+        for key, claim in list(self.orphans.items()):
+            try:
+                await self.store.release(key, claim)
+            except SpotifyAuthError:
+                return
+            if self.orphans.get(key) == claim:
+                del self.orphans[key]
+
+    async def _renew(
+        self, key: str, current: TokenRecord | None, max_wait: float | None, on_request: bool
+    ) -> TokenRecord:
+        try:
+            new = await grant_for(key).renew(self.accounts, current, max_wait)
+        except ReauthorizationRequired:
+            if current is None or await self._drop(key, current):
+                raise
+            # Not the stored login any more (renewed or replaced meanwhile): use that one.
+            latest = await self.store.get(key, fresh=True)
+            if latest is None:
+                raise
+            return latest
+        if current is None:  # the app token, first fetched
+            stored: TokenRecord | None = await self.login(key, new)
+        else:
+            stored = await self._save(key, current, new)
+        if stored is None:
+            stored = await self.store.get(key, fresh=True)  # a login or logout won the race
+            if stored is None:
+                raise LoginRequired()
+            return stored
+        self.wake()
+        await signals.send(
+            signals.token_renewed, self.sender, key=key, in_background=not on_request
+        )
+        return stored
+
+    async def _save(self, key: str, current: TokenRecord, new: TokenRecord) -> TokenRecord | None:
+        """Write a refreshed record. Spotify may already have retired the old refresh token
+        (rotation), so while the store is away the write is retried for a while rather than
+        the new token lost; only after that does the caller get the 503."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.join_timeout
+        attempt = 0
+        while True:
+            try:
+                return await self.store.replace(key, current, new, due=self.due(key, new))
+            except SpotifyAuthError:
+                attempt += 1
+                delay = backoff(attempt, base=0.1, cap=2.0)
+                if loop.time() + delay > deadline:
+                    logger.error("A renewed token could not be saved: the store stayed away")
+                    raise
+                logger.warning("Saving a renewed token failed; retrying while the store is away")
+                await asyncio.sleep(delay)
+
+    async def _refreshed_elsewhere(
+        self, key: str, seen: TokenRecord | None, lock_ttl: float
+    ) -> TokenRecord | str:
+        """Wait (polling, with backoff) until another process's refresh of ``key`` lands, and
+        return the new record; or, if that process lets go of its claim without one (its
+        refresh failed, or it died), take the claim and return it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.join_timeout
+        attempt = 0
+        while loop.time() < deadline:
+            attempt += 1
+            await asyncio.sleep(min(0.01 * 2**attempt, 0.2))
+            current = await self.store.get(key, fresh=True)
+            if current is None:
+                if key in self._revoked or key == APP_KEY:
+                    break
+                raise LoginRequired()
+            if seen is None or current.version != seen.version:
+                return current
+            claim = await self.store.claim(key, lock_ttl, self.owner)
+            if claim is not None:
+                return claim
+        raise SpotifyUnavailable(
+            "Renewing the Spotify token is taking too long. Try again shortly."
+        )
+
+    async def _drop(self, key: str, current: TokenRecord) -> bool:
+        """Forget a login Spotify refused; ``False`` if the store holds another by now."""
+        if not await self.store.delete(key, current):
+            return False
+        self._touched.pop(key, None)
+        self._revoked[key] = None
+        while len(self._revoked) > REVOKED_MEMORY:
+            self._revoked.popitem(last=False)
+        logger.info("Spotify no longer accepts a refresh token; its login was dropped")
+        await signals.send(signals.reauthorization_required, self.sender, key=key)
+        return True

@@ -1,0 +1,163 @@
+"""The background renewer: tokens renewed ahead of expiry, off the request path.
+
+One task per app process reads the renewal schedule from the store (a heap in memory, a
+sorted set in Redis: O(log n) per token, never a scan of every token), renews what is due
+through the :class:`~.refresh.Refresher` with at most ``SPOTIFY_RENEW_CONCURRENCY`` refreshes
+in flight, and sleeps until the next due time or until woken. With a shared store the
+schedule is shared, and the refresher's claims make each token renewed once however many
+processes run.
+
+The idle policy: a token not used within ``SPOTIFY_KEEP_WARM`` is not renewed (it is renewed
+on its next use instead), and a login not used within ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from . import signals
+from .config import Settings
+from .errors import LoginRequired, SpotifyAuthError
+from .refresh import Refresher, grant_for
+from .retry import backoff
+from .stores import TokenStore
+
+__all__ = ["Renewer"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+#: Longest the renewer sleeps before looking at the schedule again (other processes may have
+#: added to a shared one).
+POLL = 1.0
+
+
+class Renewer:
+    """Renews one app's tokens in the background (a no-op when ``SPOTIFY_AUTO_RENEW`` is off)."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        refresher: Refresher,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._refresher = refresher
+        self._settings = settings
+        self._clock = clock
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.renew_concurrency)
+        self._renewing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failures: dict[str, int] = {}
+        refresher.wake = self.wake
+
+    def __repr__(self) -> str:
+        return f"Renewer({len(self._renewing)} renewing, running={self._runner is not None})"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    def wake(self) -> None:
+        """Look at the schedule now (after a login, or after a test moved the clock)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start renewing on the running loop."""
+        if self._settings.auto_renew and self._runner is None:
+            self._wake = asyncio.Event()
+            self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop; refreshes already talking to Spotify may finish (up to ``grace`` seconds) so
+        that a rotated refresh token is not lost."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        await self._refresher.wait_for_inflight(grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    async def _run(self) -> None:
+        limit = self._settings.renew_concurrency * 4
+        while True:
+            self._wake.clear()
+            timeout = POLL
+            try:
+                if self._refresher.orphans:
+                    await self._refresher.release_orphans()
+                due = await self._store.due(self._clock(), limit)
+                for key, used in due.keys:
+                    if key in self._renewing:
+                        continue  # a shared store hands it out until it is rescheduled
+                    await self._slots.acquire()
+                    self._renewing.add(key)
+                    task = asyncio.get_running_loop().create_task(self._renew(key, used))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                if due.next is not None:
+                    timeout = min(timeout, max(due.next - self._clock(), 0.0))
+                    if self._store.shared or self._renewing:
+                        timeout = max(timeout, 0.05)  # due keys still being worked on
+            except SpotifyAuthError as exc:  # the store is away: back off, try again
+                logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _renew(self, key: str, used: float | None) -> None:
+        sender = self._refresher.sender
+        try:
+            await self._renew_key(key, used)
+            self._failures.pop(key, None)
+        except LoginRequired:  # logged out, revoked (the signal was sent) or replaced meanwhile
+            self._failures.pop(key, None)
+            await signals.send(signals.renewal_skipped, sender, key=key, reason="gone")
+        except (SpotifyAuthError, OSError) as exc:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            logger.warning("Background token renewal failed (%s); will retry", type(exc).__name__)
+            with contextlib.suppress(SpotifyAuthError, OSError):
+                delay = backoff(failures, base=0.5, cap=60.0)
+                await self._store.reschedule(key, self._clock() + delay)
+            await signals.send(signals.renewal_failed, sender, key=key, error=exc)
+        finally:
+            self._renewing.discard(key)
+            self._slots.release()
+
+    async def _renew_key(self, key: str, used: float | None) -> None:
+        store, settings, sender = self._store, self._settings, self._refresher.sender
+        record = await store.get(key, fresh=True)
+        now = self._clock()
+        if record is None or not grant_for(key).renewable(record):
+            await store.reschedule(key, None)
+            raise LoginRequired()
+        margin = settings.refresh_margin
+        if now < record.refresh_at(margin, 0.1 * min(margin, record.lifetime)):
+            # Not due even with the most jitter: another process renewed it already.
+            await store.reschedule(key, self._refresher.due(key, record))
+            await signals.send(signals.renewal_skipped, sender, key=key, reason="current")
+            return
+        if settings.keep_warm > 0:
+            if used is None or now - used > settings.token_idle_ttl:
+                if await store.delete(key, record):  # abandoned: forget it
+                    await signals.send(signals.login_forgotten, sender, key=key)
+                return
+            if now - used > settings.keep_warm:
+                # Idle: renewed on its next use instead; looked at again when it would be
+                # forgotten.
+                await store.reschedule(key, used + settings.token_idle_ttl)
+                await signals.send(signals.renewal_skipped, sender, key=key, reason="idle")
+                return
+        max_wait = max(record.expires_at - now, 0.0)
+        await self._refresher.refresh(key, record, max_wait=max_wait, wait=True)

@@ -1,0 +1,90 @@
+"""Retrying, in one place: exponential backoff with full jitter, Spotify's ``Retry-After``, and
+a budget of attempts and waiting per request.
+
+Used by the accounts client (token requests), the Web API client (its bearer flow and lost
+connections), the renewer (failed renewals, saves while the store is away) and the Redis
+store's change listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after"]
+
+Sleep = Callable[[float], Awaitable[None]]
+
+#: Longest lifetime or wait taken from Spotify's numbers; anything longer is clamped.
+MAX_SECONDS = 86400.0
+
+
+def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
+    """Seconds to wait before retry number ``attempt`` (1, 2, ...): between half and all of
+    ``base * 2**attempt`` (at most ``cap``), jittered so that many waiters spread out."""
+    delay = min(cap, base * 2.0 ** min(attempt, 32))
+    return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds a 429 asks to wait (``Retry-After``; 1 when absent or unreadable, clamped to
+    :data:`MAX_SECONDS`)."""
+    try:
+        wait = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        return 1.0
+    return min(max(wait, 0.0), MAX_SECONDS) if not math.isnan(wait) else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How requests to Spotify are retried (``SPOTIFY_RETRIES``, ``SPOTIFY_RETRY_AFTER_CAP``)."""
+
+    #: Extra attempts after the first, for network errors, 5xx, unreadable replies and 429s.
+    retries: int = 2
+    #: Longest ``Retry-After`` a caller on the request path waits out.
+    retry_after_cap: float = 5.0
+    #: The first backoff delay in seconds; it doubles with each attempt.
+    base: float = 0.2
+    sleep: Sleep = asyncio.sleep
+
+    def attempts(self, max_wait: float | None = None) -> Attempts:
+        """A fresh budget for one request; ``max_wait`` replaces the cap on ``Retry-After``
+        (the renewer may wait as long as the token it renews has left)."""
+        return Attempts(self, self.retry_after_cap if max_wait is None else max_wait)
+
+
+class Attempts:
+    """One request's retry budget. Each method waits as it should and says whether to try
+    again; ``False`` means the budget is spent (then raise the failure seen last)."""
+
+    __slots__ = ("_max_wait", "_retry", "failures", "wait")
+
+    def __init__(self, retry: Retry, max_wait: float) -> None:
+        self._retry = retry
+        self._max_wait = max_wait
+        self.failures = 0
+        #: The last ``Retry-After`` asked for (for the error's own ``Retry-After``).
+        self.wait = 0.0
+
+    async def backoff(self) -> bool:
+        """After a network error, a 5xx or an unreadable reply."""
+        if self.failures >= self._retry.retries:
+            return False
+        self.failures += 1
+        await self._retry.sleep(backoff(self.failures, base=self._retry.base))
+        return True
+
+    async def retry_after(self, response: httpx.Response) -> bool:
+        """After a 429: wait out its ``Retry-After`` if that is within the cap."""
+        self.wait = retry_after(response)
+        if self.wait > self._max_wait or self.failures >= self._retry.retries:
+            return False
+        self.failures += 1
+        await self._retry.sleep(self.wait)
+        return True

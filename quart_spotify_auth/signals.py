@@ -1,0 +1,73 @@
+"""Signals: what happened to a login, for your own code, metrics and tests (blinker, as Flask
+and Quart use).
+
+Each is sent with the app as sender and the store key of the login (``"browser:..."``,
+``"user:<identity>"``, or ``"app"`` for the app-only token) as ``key``:
+
+.. code-block:: python
+
+    from quart_spotify_auth.signals import token_renewed
+
+    @token_renewed.connect_via(app)
+    def count(sender, key, in_background, **extra):
+        RENEWALS.labels(in_background=in_background).inc()
+
+Receivers may be plain functions or coroutine functions; one that raises is logged and the
+others still run. They run on the event loop that serves the app (for the Flask shim: its loop
+thread), so they must not block.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from blinker import NamedSignal, Namespace
+
+__all__ = [
+    "logged_in",
+    "logged_out",
+    "login_forgotten",
+    "reauthorization_required",
+    "renewal_failed",
+    "renewal_skipped",
+    "send",
+    "token_renewed",
+]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+_signals = Namespace()
+
+#: A user logged in: ``key``, ``scopes`` (the granted scopes).
+logged_in = _signals.signal("logged-in")
+#: A user logged out (their tokens were forgotten): ``key``.
+logged_out = _signals.signal("logged-out")
+#: A token was renewed by this process: ``key``, ``in_background`` (``False``: on a request,
+#: a forced renewal or a 401 from the Web API).
+token_renewed = _signals.signal("token-renewed")
+#: A background renewal failed and will be retried: ``key``, ``error`` (the exception).
+renewal_failed = _signals.signal("renewal-failed")
+#: Spotify no longer accepts a user's refresh token; the login was dropped: ``key``.
+reauthorization_required = _signals.signal("reauthorization-required")
+#: The renewer looked at a token and left it: ``key``, ``reason``: ``"idle"`` (not used
+#: within ``SPOTIFY_KEEP_WARM``: renewed on next use instead), ``"current"`` (another process
+#: renewed it) or ``"gone"`` (logged out or replaced meanwhile).
+renewal_skipped = _signals.signal("renewal-skipped")
+#: A login unused for ``SPOTIFY_TOKEN_IDLE_TTL`` was forgotten: ``key``.
+login_forgotten = _signals.signal("login-forgotten")
+
+
+async def send(signal: NamedSignal, sender: Any, **data: Any) -> None:
+    """Send ``signal`` to its receivers for ``sender``, awaiting async ones; a receiver that
+    raises is logged, never raised into the flow that sent it."""
+    if not signal.receivers:
+        return
+    for receiver in signal.receivers_for(sender):
+        try:
+            result = receiver(sender, **data)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("A receiver of the %r signal failed", signal.name)

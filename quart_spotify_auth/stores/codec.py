@@ -1,0 +1,91 @@
+"""Records and pending logins as bytes, encrypted at rest when keys are configured.
+
+Shared by the stores that keep data outside the process. With Fernet keys
+(``SPOTIFY_TOKEN_ENCRYPTION_KEYS``, from ``cryptography``) the first key encrypts and every
+key decrypts, so keys can be rotated by putting a new one first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigurationError, StoreUnavailable
+from ..tokens import PendingLogin, TokenRecord
+
+__all__ = ["Codec"]
+
+
+class Codec:
+    """Turns records and pending logins into bytes and back."""
+
+    def __init__(self, keys: Sequence[str | bytes] = ()) -> None:
+        self._fernet: Any = None
+        if keys:
+            try:
+                from cryptography.fernet import Fernet, MultiFernet
+            except ImportError:  # pragma: no cover - depends on the environment
+                raise ConfigurationError(
+                    "SPOTIFY_TOKEN_ENCRYPTION_KEYS needs the cryptography package: "
+                    "pip install 'quart-spotify-auth[redis]'."
+                ) from None
+            try:
+                self._fernet = MultiFernet([Fernet(key) for key in keys])
+            except ValueError:
+                raise ConfigurationError(
+                    "SPOTIFY_TOKEN_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64 "
+                    "bytes each); make one with cryptography.fernet.Fernet.generate_key()."
+                ) from None
+
+    def record(self, record: TokenRecord) -> bytes:
+        return self._dump(
+            {
+                "a": record.access_token,
+                "r": record.refresh_token,
+                "e": record.expires_at,
+                "i": record.issued_at,
+                "s": " ".join(sorted(record.scopes)),
+                "c": record.authorized_at,
+            }
+        )
+
+    def load_record(self, blob: bytes, version: int) -> TokenRecord:
+        data = self._load(blob)
+        return TokenRecord(
+            access_token=data["a"],
+            refresh_token=data["r"],
+            expires_at=data["e"],
+            issued_at=data["i"],
+            scopes=frozenset(data["s"].split()),
+            authorized_at=data["c"],
+            version=version,
+        )
+
+    def pending(self, pending: PendingLogin) -> bytes:
+        return self._dump(
+            {"v": pending.code_verifier, "u": pending.redirect_uri, "n": pending.next_url}
+        )
+
+    def load_pending(self, blob: bytes) -> PendingLogin:
+        data = self._load(blob)
+        return PendingLogin(data["v"], data["u"], data.get("n"))
+
+    def _dump(self, data: dict[str, Any]) -> bytes:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return b"f" + self._fernet.encrypt(raw) if self._fernet else b"j" + raw
+
+    def _load(self, blob: bytes) -> dict[str, Any]:
+        try:
+            if blob[:1] == b"f":
+                if self._fernet is None:
+                    raise ValueError("encrypted, and no key is configured")
+                blob = b"j" + self._fernet.decrypt(blob[1:])
+            loaded: dict[str, Any] = json.loads(blob[1:])
+        except Exception as exc:  # a wrong key (InvalidToken), a removed key, corrupt data
+            raise StoreUnavailable(
+                "Stored logins cannot be read with the configured keys: keep every key that "
+                "encrypted them in SPOTIFY_TOKEN_ENCRYPTION_KEYS (the new one first) until "
+                "they have all been rewritten."
+            ) from exc
+        return loaded

@@ -1,0 +1,293 @@
+"""FakeSpotify: an ASGI app that behaves like ``accounts.spotify.com`` plus the Web API calls
+this package and its examples make, with switches for faults.
+
+Routes: ``GET``/``POST /authorize`` (the consent page and its form), ``POST /api/token`` (the
+three grants, :class:`~.accounts.FakeAccounts`), ``GET /v1/me``; and for a fake served in
+another process, ``GET /_fake/state`` and ``POST /_fake/control`` (the switches as JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from collections.abc import Callable
+from typing import Any
+
+from quart import Quart, Response, request
+
+from .accounts import FakeAccounts, FakeAuthorizeError, FakeUser, OAuthError
+from .clock import FakeClock
+from .pages import consent_page, error_page
+
+__all__ = ["FakeSpotify"]
+
+_FORM = "application/x-www-form-urlencoded"
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_CONTROL_KEYS = frozenset(
+    "fail_next fail_status rate_limit_next retry_after quota garbage_next "  # noqa: SIM905
+    "slow access_ttl rotate_confidential auto_approve dev_mode revoke expire_codes "
+    "expire_access_tokens advance reset_counters".split()
+)
+
+
+class FakeSpotify(FakeAccounts):
+    """ASGI app faking accounts.spotify.com and the Web API, with switches for tests.
+
+    Switch attributes (``access_ttl``, ``code_ttl``, ``refresh_lifetime``, ``rotate_confidential``,
+    ``auto_approve``, ``dev_mode``, ``api_error_message``, ``slow``) can be changed at any time.
+    ``requests`` counts what it was asked (``"token"``, ``"token:refresh_token"``, ``"me"``...);
+    ``max_in_flight["token"]`` is the most token requests it was answering at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        access_ttl: float = 3600,
+        code_ttl: float = 600,
+        refresh_lifetime: float = 183 * 86400,
+        rotate_confidential: bool = False,
+        auto_approve: str | None = None,
+        dev_mode: bool = False,
+        api_error_message: str = "The access token expired",
+    ) -> None:
+        super().__init__(
+            clock=clock,
+            access_ttl=access_ttl,
+            code_ttl=code_ttl,
+            refresh_lifetime=refresh_lifetime,
+            rotate_confidential=rotate_confidential,
+        )
+        self.auto_approve = auto_approve
+        self.dev_mode = dev_mode
+        self.api_error_message = api_error_message
+        self.slow = 0.0
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.max_in_flight: collections.Counter[str] = collections.Counter()
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._fail, self._fail_status = 0, 503
+        self._rate, self._retry_after, self._quota = 0, 1, False
+        self._garbage = 0
+        self.app = Quart(__name__)
+        route = self.app.add_url_rule
+        route("/authorize", view_func=self._authorize_get, methods=["GET"])
+        route("/authorize", view_func=self._authorize_post, methods=["POST"])
+        route("/api/token", view_func=self._token, methods=["POST"])
+        route("/v1/me", view_func=self._me, methods=["GET"])
+        route("/_fake/state", view_func=self._state, methods=["GET"])
+        route("/_fake/control", view_func=self._control, methods=["POST"])
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI entry point: delegates to the inner Quart app."""
+        await self.app(scope, receive, send)
+
+    # -- switches -------------------------------------------------------------------------
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        """Answer the next ``n`` /api/token requests with ``status``."""
+        self._fail, self._fail_status = n, status
+
+    def rate_limit_next(self, n: int, retry_after: int = 1, quota: bool = False) -> None:
+        """Answer the next ``n`` /api/token or /v1 requests with 429 and ``Retry-After``."""
+        self._rate, self._retry_after, self._quota = n, retry_after, quota
+
+    def garbage_next(self, n: int) -> None:
+        """Answer the next ``n`` /api/token requests with 200 and an HTML (non-JSON) body."""
+        self._garbage = n
+
+    def reset_counters(self) -> None:
+        """Zero the ``requests`` counters."""
+        self.requests.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and switches as a JSON-able dict (also served at ``GET /_fake/state``)."""
+        return {
+            "requests": dict(self.requests),
+            "now": self.clock(),
+            "access_ttl": self.access_ttl,
+            "code_ttl": self.code_ttl,
+            "refresh_lifetime": self.refresh_lifetime,
+            "rotate_confidential": self.rotate_confidential,
+            "auto_approve": self.auto_approve,
+            "dev_mode": self.dev_mode,
+            "slow": self.slow,
+            "fail_next": self._fail,
+            "fail_status": self._fail_status,
+            "rate_limit_next": self._rate,
+            "retry_after": self._retry_after,
+            "quota": self._quota,
+            "garbage_next": self._garbage,
+            "clients": list(self.clients),
+            "users": list(self.users),
+        }
+
+    # -- /authorize -------------------------------------------------------------------------
+
+    async def _authorize_get(self) -> Response:
+        self.requests["authorize"] += 1
+        try:
+            auth = self.validate(request.args)
+            if self.auto_approve is not None:
+                return _redirect(self.approve(auth, self.auto_approve))
+        except FakeAuthorizeError as exc:
+            return error_page(str(exc))
+        users = [(u.id, u.display_name or u.id) for u in self.users.values()]
+        return consent_page(
+            auth.client.client_id, auth.scopes, users, request.args.items(multi=True)
+        )
+
+    async def _authorize_post(self) -> Response:
+        self.requests["consent"] += 1
+        form = await request.form
+        try:
+            auth = self.validate(form)
+            if form.get("action") == "deny":
+                return _redirect(self.deny(auth))
+            return _redirect(self.approve(auth, form.get("user") or None))
+        except FakeAuthorizeError as exc:
+            return error_page(str(exc))
+
+    # -- /api/token -------------------------------------------------------------------------
+
+    async def _token(self) -> Response:
+        self.requests["token"] += 1
+        self._in_flight["token"] += 1
+        self.max_in_flight["token"] = max(self.max_in_flight["token"], self._in_flight["token"])
+        try:
+            return await self._answer_token()
+        finally:
+            self._in_flight["token"] -= 1
+
+    async def _answer_token(self) -> Response:
+        if self._fail > 0:
+            self._fail -= 1
+            error = "server_error" if self._fail_status >= 500 else "invalid_request"
+            return _json({"error": error}, status=self._fail_status)
+        if self._rate > 0:
+            return self._rate_limited()
+        if self._garbage > 0:
+            self._garbage -= 1
+            return Response("<html>oops</html>", status=200, content_type="text/html")
+        if self.slow > 0:
+            await asyncio.sleep(self.slow)
+        form = await request.form if request.mimetype == _FORM else {}
+        grant = form.get("grant_type", "")
+        if grant in self._grants:
+            self.requests[f"token:{grant}"] += 1
+        try:
+            body = self.grant(form, request.headers.get("Authorization"))
+        except OAuthError as exc:
+            return _json(exc.body, status=400, headers=_NO_STORE)
+        return _json(body, headers=_NO_STORE)
+
+    def _rate_limited(self) -> Response:
+        self._rate -= 1
+        error: dict[str, Any] = {"status": 429, "message": "API rate limit exceeded"}
+        if self._quota:
+            error = {"status": 429, "message": "Too many requests", "reason": "QUOTA_EXCEEDED"}
+        headers = {"Retry-After": str(self._retry_after)}
+        return _json({"error": error}, status=429, headers=headers)
+
+    # -- /v1/me -----------------------------------------------------------------------------
+
+    async def _me(self) -> Response:
+        self.requests["me"] += 1
+        if self._rate > 0:
+            return self._rate_limited()
+        record = self.access(request.headers.get("Authorization", ""))
+        if record is None:
+            return _api_error(401, self.api_error_message)
+        if record.user_id is None:
+            return _api_error(403, "Forbidden")  # an app (client credentials) token
+        user = self.users.get(record.user_id)
+        if user is None:
+            return _api_error(401, self.api_error_message)
+        client = self.clients.get(record.client_id)
+        allowlist = client.allowlist if client is not None else None
+        if self.dev_mode and allowlist is not None and user.id not in allowlist:
+            return _api_error(403, "User not registered in the Developer Dashboard")
+        return _json(self._user_object(user, record.scopes))
+
+    def _user_object(self, user: FakeUser, scopes: frozenset[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": user.id,
+            "account_id": user.account_id,
+            "display_name": user.display_name,
+            "uri": f"spotify:user:{user.id}",
+            "href": f"https://api.spotify.com/v1/users/{user.id}",
+            "type": "user",
+            "external_urls": {"spotify": f"https://open.spotify.com/user/{user.id}"},
+            "images": [],
+        }
+        if self.dev_mode:
+            return body
+        body["followers"] = {"href": None, "total": 0}
+        if "user-read-email" in scopes:
+            body["email"] = user.email
+        if "user-read-private" in scopes:
+            body["country"] = user.country
+            body["product"] = user.product
+            body["explicit_content"] = {"filter_enabled": False, "filter_locked": False}
+        return body
+
+    # -- control endpoints ------------------------------------------------------------------
+
+    async def _state(self) -> Response:
+        return _json(self.snapshot())
+
+    async def _control(self) -> Response:
+        data = await request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):
+            return _json({"error": "expected a JSON object"}, status=400)
+        if unknown := sorted(set(data) - _CONTROL_KEYS):
+            return _json({"error": f"unknown keys: {', '.join(unknown)}"}, status=400)
+        if "advance" in data and not isinstance(self.clock, FakeClock):
+            return _json({"error": "advance needs a FakeClock"}, status=400)
+        try:
+            self._apply(data)
+        except (TypeError, ValueError) as exc:
+            return _json({"error": f"bad value: {exc}"}, status=400)
+        return _json(self.snapshot())
+
+    def _apply(self, data: dict[str, Any]) -> None:
+        if "fail_next" in data:
+            self.fail_next(int(data["fail_next"]), int(data.get("fail_status", 503)))
+        if "rate_limit_next" in data:
+            n, retry_after = int(data["rate_limit_next"]), int(data.get("retry_after", 1))
+            self.rate_limit_next(n, retry_after, bool(data.get("quota", False)))
+        if "garbage_next" in data:
+            self.garbage_next(int(data["garbage_next"]))
+        for name in ("slow", "access_ttl"):
+            if name in data:
+                setattr(self, name, float(data[name]))
+        for name in ("rotate_confidential", "dev_mode"):
+            if name in data:
+                setattr(self, name, bool(data[name]))
+        if "auto_approve" in data:
+            user = data["auto_approve"]
+            self.auto_approve = None if user is None else str(user)
+        if "revoke" in data:
+            self.revoke(str(data["revoke"]))
+        if data.get("expire_codes"):
+            self.expire_codes()
+        if data.get("expire_access_tokens"):
+            self.expire_access_tokens()
+        if "advance" in data and isinstance(self.clock, FakeClock):
+            self.clock.advance(float(data["advance"]))
+        if data.get("reset_counters"):
+            self.reset_counters()
+
+
+def _api_error(status: int, message: str) -> Response:
+    return _json({"error": {"status": status, "message": message}}, status=status)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _redirect(location: str) -> Response:
+    return Response("", status=302, headers={"Location": location})
