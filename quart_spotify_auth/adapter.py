@@ -16,6 +16,7 @@ import httpx
 
 from . import signals
 from .core import Core, build_core
+from .refresh import Refresher
 from .stores import TokenStore
 
 __all__ = ["BaseSpotifyAuth", "Identity", "ReauthHook"]
@@ -41,10 +42,12 @@ class BaseSpotifyAuth:
         clock: Callable[[], float] = time.time,
         **config: Any,
     ) -> None:
+        self._options: dict[str, Any] = {
+            "identity": identity,
+            "transport": transport,
+            "clock": clock,
+        }
         self._store = store
-        self._identity = identity
-        self._transport = transport
-        self._clock = clock
         self._config = config
         self._reauth_hooks: list[ReauthHook] = []
         if app is not None:
@@ -53,7 +56,8 @@ class BaseSpotifyAuth:
     def __repr__(self) -> str:
         name = type(self).__module__.rsplit(".", 1)[-1]
         prefix = "flask." if name == "flask" else ""
-        return f"{prefix}SpotifyAuth(identity={'custom' if self._identity else 'browser'})"
+        identity = "custom" if self._options["identity"] else "browser"
+        return f"{prefix}SpotifyAuth(identity={identity})"
 
     def init_app(self, app: Any) -> None:  # pragma: no cover - each adapter has its own
         raise NotImplementedError
@@ -67,10 +71,8 @@ class BaseSpotifyAuth:
             secret_key=app.secret_key,
             default_sessions=default_sessions,
             store=store if store is not None else self._store,
-            transport=self._transport,
-            clock=self._clock,
-            identity=self._identity,
             sender=app,
+            **self._options,
         )
         signals.reauthorization_required.connect(self._reauthorized, sender=app, weak=False)
         return core
@@ -115,6 +117,18 @@ class BaseSpotifyAuth:
         """Deprecated: use ``force_renewal()``."""
         return self._seed("forceRenewal", "force_renewal")()
 
+    def manager(self, app: Any = None) -> Refresher:
+        """Deprecated: ``core(app).refresher`` (reading and refreshing tokens) and
+        ``core(app).renewer``; for what happened, the signals of :mod:`.signals`."""
+        warnings.warn(
+            "SpotifyAuth.manager() is deprecated: use core(app).refresher, and the signals in "
+            "quart_spotify_auth.signals instead of its stats.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        refresher: Refresher = self.core(app).refresher
+        return refresher
+
     def _seed(self, old: str, new: str) -> Callable[..., Any]:
         warnings.warn(
             f"SpotifyAuth.{old}() is Flask-Spotify-Auth's name; use {new}().",
@@ -125,6 +139,7 @@ class BaseSpotifyAuth:
         return method
 
     # Each adapter defines these (async in Quart, sync in Flask).
+    core: Callable[[Any], Core]
     is_logged_in: Callable[[], Any]
     _template_token: Callable[[], Any]
     _template_user: Callable[[], Any]

@@ -31,7 +31,15 @@ from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, PendingLogin, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
 
-__all__ = ["EXTENSION_KEY", "MAX_PENDING", "NO_PENDING_LOGIN", "Caller", "Core", "build_core"]
+__all__ = [
+    "EXTENSION_KEY",
+    "MAX_PENDING",
+    "NO_PENDING_LOGIN",
+    "Caller",
+    "Core",
+    "build_core",
+    "registered",
+]
 
 #: Where each adapter keeps an app's :class:`Core`: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
@@ -79,8 +87,8 @@ class Core:
         self._transport = transport
         self.http = self._pool()
         self.accounts = AccountsClient(settings, self.http, clock=clock)
-        self.refresher = Refresher(store, self.accounts, settings, clock=clock, sender=sender)
-        self.renewer = Renewer(store, self.refresher, settings, clock=clock)
+        self.refresher = Refresher(self.accounts, store, sender=sender)
+        self.renewer = Renewer(self.refresher)
 
     def __repr__(self) -> str:
         return f"Core({self.settings!r}, {self.store!r})"
@@ -272,6 +280,16 @@ class Core:
     def _data(self, session: MutableMapping[str, Any]) -> dict[str, Any]:
         data = session.get(self.settings.session_key)
         return dict(data) if isinstance(data, dict) else {}
+
+
+def registered(app: Any) -> Any:
+    """What the adapter put in ``app.extensions`` (the Quart core, the Flask shim's state)."""
+    try:
+        return app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "SpotifyAuth is not set up on this app: call SpotifyAuth(app) or init_app(app)."
+        ) from None
 
 
 def build_core(

@@ -11,7 +11,7 @@ from quart import Quart, current_app, g, request, session
 from quart.sessions import SecureCookieSessionInterface
 
 from .adapter import BaseSpotifyAuth
-from .core import EXTENSION_KEY, Caller, Core
+from .core import EXTENSION_KEY, Caller, Core, registered
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
 
@@ -147,13 +147,7 @@ class SpotifyAuth(BaseSpotifyAuth):
 
 def current_core(app: Quart | None = None) -> Core:
     """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-    target = app if app is not None else current_app
-    try:
-        core: Core = target.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "SpotifyAuth is not set up on this app: call SpotifyAuth(app) or init_app(app)."
-        ) from None
+    core: Core = registered(app if app is not None else current_app)
     return core
 
 

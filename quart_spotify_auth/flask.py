@@ -32,7 +32,7 @@ from flask import Flask, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from .adapter import BaseSpotifyAuth
-from .core import EXTENSION_KEY, Caller, Core
+from .core import EXTENSION_KEY, Caller, Core, registered
 from .loopthread import run
 from .loopthread import stop as stop_loop
 from .stores import TokenStore
@@ -191,13 +191,7 @@ class SyncWebAPI(Verbs[httpx.Response]):
 
 
 def _state(app: Flask | None = None) -> _AppState:
-    target = app if app is not None else current_app
-    try:
-        state: _AppState = target.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "SpotifyAuth is not set up on this app: call SpotifyAuth(app) or init_app(app)."
-        ) from None
+    state: _AppState = registered(app if app is not None else current_app)
     return state
 
 

@@ -17,14 +17,12 @@ import logging
 import os
 import random
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from . import signals
 from .accounts import AccountsClient
-from .config import Settings
 from .errors import LoginRequired, ReauthorizationRequired, SpotifyAuthError, SpotifyUnavailable
 from .retry import backoff
 from .stores import TokenStore
@@ -78,19 +76,11 @@ def grant_for(key: str) -> Grant:
 class Refresher:
     """Tokens for one app in one process: read them valid, record logins, refresh once."""
 
-    def __init__(
-        self,
-        store: TokenStore,
-        accounts: AccountsClient,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.time,
-        sender: Any = None,
-    ) -> None:
-        self.store = store
+    def __init__(self, accounts: AccountsClient, store: TokenStore, *, sender: Any = None) -> None:
         self.accounts = accounts
-        self.settings = settings
-        self.clock = clock
+        self.store = store
+        self.settings = accounts.settings
+        self.clock = accounts.clock
         #: The sender of this app's signals (the app).
         self.sender = sender
         #: Called when the schedule changed in a way the renewer should look at now.

@@ -16,15 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 
 from . import signals
-from .config import Settings
 from .errors import LoginRequired, SpotifyAuthError
 from .refresh import Refresher, grant_for
 from .retry import backoff
-from .stores import TokenStore
 
 __all__ = ["Renewer"]
 
@@ -38,18 +34,11 @@ POLL = 1.0
 class Renewer:
     """Renews one app's tokens in the background (a no-op when ``SPOTIFY_AUTO_RENEW`` is off)."""
 
-    def __init__(
-        self,
-        store: TokenStore,
-        refresher: Refresher,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
+    def __init__(self, refresher: Refresher) -> None:
         self._refresher = refresher
-        self._settings = settings
-        self._clock = clock
+        self._store = refresher.store
+        self._settings = settings = refresher.settings
+        self._clock = refresher.clock
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.renew_concurrency)

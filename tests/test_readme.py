@@ -14,4 +14,7 @@ async def test_the_readme_testing_example_runs() -> None:
     assert code is not None
     namespace: dict[str, Any] = {"__name__": __name__}
     exec(compile(code.group(1), "README.md", "exec"), namespace)
-    await namespace["test_login"]()
+    tests = [value for name, value in namespace.items() if name.startswith("test_")]
+    assert tests
+    for test in tests:
+        await test()

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from blinker import ANY
@@ -35,10 +35,6 @@ from ..tokens import AccessToken
 from .accounts import SCOPES, FakeAccounts, FakeAuthorizeError, FakeClient, FakeUser
 from .clock import FakeClock
 from .fake import FakeSpotify
-
-if TYPE_CHECKING:
-    from flask.testing import FlaskClient
-    from quart.typing import TestClientProtocol
 
 __all__ = [
     "SCOPES",
@@ -87,24 +83,6 @@ async def _log_in(
     return token
 
 
-@overload
-def log_in(
-    client: TestClientProtocol,
-    fake: FakeAccounts,
-    user: str = ...,
-    *,
-    scopes: str | Iterable[str] | None = ...,
-    identity: str | None = ...,
-) -> Coroutine[Any, Any, AccessToken]: ...
-@overload
-def log_in(
-    client: FlaskClient,
-    fake: FakeAccounts,
-    user: str = ...,
-    *,
-    scopes: str | Iterable[str] | None = ...,
-    identity: str | None = ...,
-) -> AccessToken: ...
 def log_in(
     client: Any,
     fake: FakeAccounts,

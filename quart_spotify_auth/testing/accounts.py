@@ -12,7 +12,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..scopes import KNOWN_SCOPES
@@ -29,6 +29,7 @@ from .models import (
 
 __all__ = [
     "SCOPES",
+    "AccountsOptions",
     "FakeAccounts",
     "FakeAuthorizeError",
     "FakeClient",
@@ -94,6 +95,16 @@ def _parse_basic(header: str) -> tuple[str, str]:
     if not colon or not client_id:
         raise OAuthError("invalid_client")
     return client_id, secret
+
+
+class AccountsOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`FakeAccounts` (and so of ``FakeSpotify``)."""
+
+    clock: Callable[[], float] | None
+    access_ttl: float
+    code_ttl: float
+    refresh_lifetime: float
+    rotate_confidential: bool
 
 
 class FakeAccounts:

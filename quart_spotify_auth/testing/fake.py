@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from quart import Quart, Response, request
 
-from .accounts import FakeAccounts, FakeAuthorizeError, FakeUser, OAuthError
+from .accounts import AccountsOptions, FakeAccounts, FakeAuthorizeError, FakeUser, OAuthError
 from .clock import FakeClock
 from .pages import consent_page, error_page
 
@@ -43,22 +42,12 @@ class FakeSpotify(FakeAccounts):
     def __init__(
         self,
         *,
-        clock: Callable[[], float] | None = None,
-        access_ttl: float = 3600,
-        code_ttl: float = 600,
-        refresh_lifetime: float = 183 * 86400,
-        rotate_confidential: bool = False,
         auto_approve: str | None = None,
         dev_mode: bool = False,
         api_error_message: str = "The access token expired",
+        **options: Unpack[AccountsOptions],
     ) -> None:
-        super().__init__(
-            clock=clock,
-            access_ttl=access_ttl,
-            code_ttl=code_ttl,
-            refresh_lifetime=refresh_lifetime,
-            rotate_confidential=rotate_confidential,
-        )
+        super().__init__(**options)
         self.auto_approve = auto_approve
         self.dev_mode = dev_mode
         self.api_error_message = api_error_message
@@ -81,6 +70,21 @@ class FakeSpotify(FakeAccounts):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGI entry point: delegates to the inner Quart app."""
         await self.app(scope, receive, send)
+
+    def app_config(
+        self, url: str = "http://fake.invalid", *, client_id: str | None = None
+    ) -> dict[str, Any]:
+        """The settings that point an app at this fake served at ``url`` (any URL will do
+        when the app reaches it in-process through ``httpx.ASGITransport``): the id and secret
+        of its registered app (the first one, or ``client_id``), ``SPOTIFY_ACCOUNTS_URL`` and
+        ``SPOTIFY_API_URL``. ``app.config.update(fake.app_config())``."""
+        client = self.clients[client_id] if client_id else next(iter(self.clients.values()))
+        return {
+            "SPOTIFY_CLIENT_ID": client.client_id,
+            "SPOTIFY_CLIENT_SECRET": client.client_secret,
+            "SPOTIFY_ACCOUNTS_URL": url,
+            "SPOTIFY_API_URL": url + "/v1",
+        }
 
     # -- switches -------------------------------------------------------------------------
 
