@@ -73,7 +73,7 @@ async def run(tokens: int = 100_000, window: float = 60.0, concurrency: int = 16
         "SPOTIFY_KEEP_WARM": 0,
     }
     transport = httpx.MockTransport(endpoint)
-    core = build_core(config, {}, secret_key=None, default_sessions=False, store=store,
+    core = build_core(config, {}, secret_key="bench", store=store,
                       transport=transport)  # fmt: skip
     now = time.time()
     records = []

@@ -55,7 +55,7 @@ async def _fresh_login(http: httpx.AsyncClient, fake_url: str) -> TokenRecord:
 async def ours(http: httpx.AsyncClient, fake_url: str, callers: int) -> None:
     config = {"SPOTIFY_ACCOUNTS_URL": fake_url, "SPOTIFY_AUTO_RENEW": False}
     config |= {"SPOTIFY_CLIENT_ID": CLIENT_ID, "SPOTIFY_CLIENT_SECRET": CLIENT_SECRET}
-    core = build_core(config, {}, secret_key=None, default_sessions=False)
+    core = build_core(config, {}, secret_key="bench")
     record = await _fresh_login(http, fake_url)
     await core.refresher.login("user", replace(record, expires_at=time.time() - 1))
     results = await asyncio.gather(*(core.refresher.current("user") for _ in range(callers)))

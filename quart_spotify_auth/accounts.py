@@ -8,11 +8,11 @@ top of it, through :mod:`.core`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import math
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,22 +29,16 @@ from .errors import (
     SpotifyBadResponse,
     SpotifyUnavailable,
 )
-from .retry import MAX_SECONDS, Retry
+from .retry import MAX_SECONDS, Retry, retry_after
 from .tokens import TokenRecord
 
-__all__ = ["AccountsClient", "code_challenge", "new_code_verifier", "new_state"]
+__all__ = ["AccountsClient", "code_challenge"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-
-def new_state() -> str:
-    """A fresh random ``state`` value: 256 bits, URL-safe."""
-    return secrets.token_urlsafe(32)
-
-
-def new_code_verifier() -> str:
-    """A PKCE verifier: 86 characters from the unreserved alphabet (43-128 allowed)."""
-    return secrets.token_urlsafe(64)
+#: Each token request must be answered within this many times ``SPOTIFY_HTTP_TIMEOUT`` in all
+#: (the timeout itself bounds each read, and a reply may trickle in one byte at a time).
+DEADLINE_FACTOR = 3
 
 
 def code_challenge(verifier: str) -> str:
@@ -115,7 +109,7 @@ class AccountsClient:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
-        body = await self._token_request(data, max_wait=None, rejected=_code_rejected)
+        body = await self._token_request(data, max_wait=None, rejected=_code_rejected, resend=False)
         now = self.clock()
         return _record(body, now=now, authorized_at=now)
 
@@ -147,41 +141,54 @@ class AccountsClient:
         data: dict[str, str],
         *,
         max_wait: float | None,
-        rejected: Callable[[str, str], SpotifyAuthError],
+        rejected: Callable[[str, str, bool], SpotifyAuthError],
+        resend: bool = True,
     ) -> dict[str, Any]:
+        """POST a grant to ``/api/token`` and return its JSON reply, retrying transient
+        faults. A request that may have reached Spotify (its reply lost, a 5xx, a 429) is sent
+        again only when ``resend``: never an authorization code, which Spotify accepts once.
+        Each attempt has a deadline of its own, however slowly a reply trickles in."""
         if self.settings.client_secret is None:
             data = {**data, "client_id": self.settings.client_id}
         attempts = self.retry.attempts(max_wait)
+        lost = False  # a reply that may have done its work was lost, and the grant sent again
         while True:
             try:
-                reply = await self.http.post(self._token_url, data=data, auth=self._auth)
-            except httpx.TransportError as exc:
-                logger.warning("Spotify token request failed: %s", type(exc).__name__)
-                failure: SpotifyAuthError = SpotifyUnavailable(
-                    f"Spotify's accounts service could not be reached ({type(exc).__name__}). "
-                    "Try again shortly."
-                )
+                async with asyncio.timeout(self.settings.http_timeout * DEADLINE_FACTOR):
+                    reply = await self.http.post(self._token_url, data=data, auth=self._auth)
+            except (httpx.TransportError, TimeoutError) as exc:
+                name = type(exc).__name__
+                logger.warning("Spotify token request failed: %s", name)
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if not unsent and not resend:
+                    raise SpotifyUnavailable(
+                        f"Spotify's accounts service did not answer ({name}) after receiving "
+                        "the login, which cannot be sent twice. Start the login again."
+                    ) from None
                 if await attempts.backoff():
+                    lost = lost or not unsent
                     continue
-                raise failure from None
+                raise SpotifyUnavailable(
+                    f"Spotify's accounts service could not be reached ({name}). Try again shortly."
+                ) from None
             if reply.status_code == 429:
-                if await attempts.retry_after(reply):
+                if resend and await attempts.retry_after(reply):
                     logger.warning("Spotify asked to wait %s s (429)", attempts.wait)
                     continue
                 raise SpotifyUnavailable(
                     "Spotify is rate-limiting this app (429). Try again later.",
-                    retry_after=int(attempts.wait),
+                    retry_after=int(attempts.wait or retry_after(reply)),
                 )
             body = _json_object(reply)
             if reply.status_code >= 500 or body is None:
                 logger.warning("Spotify token endpoint answered %s", reply.status_code)
-                failure = _unreadable(reply)
-                if await attempts.backoff():
+                if resend and await attempts.backoff():
+                    lost = True
                     continue
-                raise failure
+                raise _unreadable(reply)
             if reply.status_code == 200:
                 return body
-            raise _error_for(body, rejected)
+            raise _error_for(body, rejected, lost)
 
 
 def _json_object(reply: httpx.Response) -> dict[str, Any] | None:
@@ -204,7 +211,7 @@ def _unreadable(reply: httpx.Response) -> SpotifyAuthError:
 
 
 def _error_for(
-    body: dict[str, Any], rejected: Callable[[str, str], SpotifyAuthError]
+    body: dict[str, Any], rejected: Callable[[str, str, bool], SpotifyAuthError], lost: bool
 ) -> SpotifyAuthError:
     error = str(body.get("error", "unknown_error"))
     description = str(body.get("error_description") or "no description")
@@ -215,10 +222,10 @@ def _error_for(
             "Check SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET against the Spotify developer "
             "dashboard."
         )
-    return rejected(error, description)
+    return rejected(error, description, lost)
 
 
-def _code_rejected(error: str, description: str) -> SpotifyAuthError:
+def _code_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
     return InvalidCallback(
         f"Spotify rejected the authorization code ({error}: {description}). Codes are single "
         "use and expire within minutes, and the redirect URI must match the one used to log "
@@ -226,13 +233,20 @@ def _code_rejected(error: str, description: str) -> SpotifyAuthError:
     )
 
 
-def _refresh_rejected(error: str, description: str) -> SpotifyAuthError:
+def _refresh_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
+    if error == "invalid_grant" and lost:
+        # The refresh was sent again after a reply that may have rotated the refresh token
+        # was lost: the refusal may be about the old one. Keep the login and try later.
+        return SpotifyUnavailable(
+            "Spotify refused a renewal sent again after its first reply was lost; the login "
+            "is kept and renewed later. Try again shortly."
+        )
     if error == "invalid_grant":
         return ReauthorizationRequired()
     return SpotifyBadResponse(f"Spotify refused to renew the token ({error}: {description}).")
 
 
-def _app_rejected(error: str, description: str) -> SpotifyAuthError:
+def _app_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
     return SpotifyBadResponse(f"Spotify refused an app token ({error}: {description}).")
 
 

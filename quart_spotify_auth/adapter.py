@@ -62,14 +62,13 @@ class BaseSpotifyAuth:
     def init_app(self, app: Any) -> None:  # pragma: no cover - each adapter has its own
         raise NotImplementedError
 
-    def _build(self, app: Any, default_sessions: bool, store: TokenStore | None = None) -> Core:
+    def _build(self, app: Any, store: TokenStore | None = None) -> Core:
         """Check the configuration and build ``app``'s core; connect the hooks and install
         the template globals."""
         core = build_core(
             app.config,
             self._config,
             secret_key=app.secret_key,
-            default_sessions=default_sessions,
             store=store if store is not None else self._store,
             sender=app,
             **self._options,

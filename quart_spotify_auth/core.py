@@ -21,14 +21,15 @@ from typing import Any
 import httpx
 
 from . import signals
-from .accounts import AccountsClient, code_challenge, new_code_verifier, new_state
+from .accounts import AccountsClient, code_challenge
 from .config import Settings, load_settings
 from .errors import AuthorizationDenied, ConfigurationError, InvalidCallback, LoginRequired
 from .refresh import APP_KEY, Refresher
 from .renewer import Renewer
 from .scopes import parse_scopes
+from .states import LoginStates
 from .stores import MemoryTokenStore, TokenStore
-from .tokens import AccessToken, PendingLogin, TokenRecord
+from .tokens import AccessToken, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
 
 __all__ = [
@@ -71,6 +72,7 @@ class Core:
         self,
         settings: Settings,
         store: TokenStore,
+        secret_key: str | bytes,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
@@ -89,6 +91,13 @@ class Core:
         self.accounts = AccountsClient(settings, self.http, clock=clock)
         self.refresher = Refresher(self.accounts, store, sender=sender)
         self.renewer = Renewer(self.refresher)
+        self.states = LoginStates(
+            secret_key,
+            redirect_uri=settings.redirect_uri,
+            ttl=settings.login_ttl,
+            pkce=settings.use_pkce,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return f"Core({self.settings!r}, {self.store!r})"
@@ -141,13 +150,11 @@ class Core:
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """Remember a fresh state (and PKCE verifier, and where to go next) for this browser;
-        the authorize URL."""
+        """A fresh signed state (with its PKCE verifier, and where to go next), listed in this
+        browser's session; the authorize URL."""
         settings = self.settings
-        verifier = new_code_verifier() if settings.use_pkce else None
-        value = new_state()
-        pending = PendingLogin(verifier, settings.redirect_uri, next_url)
-        await self.store.add_pending(value, pending, settings.login_ttl)
+        value, pending = self.states.issue(next_url)
+        verifier = pending.code_verifier
         data = self._data(caller.session)
         data["pending"] = [*_pending(data), _digest(value)][-MAX_PENDING:]
         caller.session[settings.session_key] = data
@@ -167,16 +174,14 @@ class Core:
         and the ``next_url`` the login was started with."""
         settings = self.settings
         value, error = args.get("state"), args.get("error")
-        # The state must be one this browser started (its session lists it) and still be
-        # pending server-side. A known state is used up at once, in the session and in the
-        # store, whatever happens next: a callback is single use.
+        # The state must be one this browser started (its session lists it), signed by this
+        # app and not expired. A known state is used up at once, whatever happens next: a
+        # callback is single use.
         data = self._data(caller.session)
         known = value is not None and _digest(value) in _pending(data)
-        pending = None
         if known and value is not None:
             data["pending"] = [d for d in _pending(data) if d != _digest(value)]
             caller.session[settings.session_key] = data
-            pending = await self.store.pop_pending(value)
         if error is not None:
             if error == "access_denied":
                 raise AuthorizationDenied()
@@ -195,11 +200,7 @@ class Core:
                 else "This login callback was not started in this browser, or was already used. "
                 "Start the login again here."
             )
-        if pending is None:
-            raise InvalidCallback(
-                "This login callback is unknown, already used, or expired (a login must finish "
-                f"within {int(settings.login_ttl)} seconds). Start the login again."
-            )
+        pending = self.states.open(value)
         code = code if code is not None else args.get("code")
         if not code:
             raise InvalidCallback("The login callback has no code. Start the login again.")
@@ -297,7 +298,6 @@ def build_core(
     overrides: Mapping[str, Any],
     *,
     secret_key: object,
-    default_sessions: bool,
     store: TokenStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
@@ -310,15 +310,17 @@ def build_core(
     if unknown:
         raise ConfigurationError(f"Unknown SpotifyAuth options: {', '.join(unknown)}.")
     settings = load_settings(config, overrides)
-    if secret_key is None and default_sessions:
+    if not secret_key or not isinstance(secret_key, str | bytes):
         raise ConfigurationError(
-            "app.secret_key is not set. quart-spotify-auth keeps an opaque login id in the "
-            "session cookie, which the framework signs with it: set app.secret_key (or "
-            "app.config['SECRET_KEY']) to a long random string, e.g. secrets.token_hex(32)."
+            "app.secret_key is not set. quart-spotify-auth signs each login's state with it, "
+            "and keeps an opaque login id in the session cookie the framework signs with it: "
+            "set app.secret_key (or app.config['SECRET_KEY']) to a long random string, e.g. "
+            "secrets.token_hex(32), the same in every worker."
         )
     if store is None:
         store = make_store(settings, clock)
-    return Core(settings, store, transport=transport, clock=clock, identity=identity, sender=sender)
+    options = {"transport": transport, "clock": clock, "identity": identity, "sender": sender}
+    return Core(settings, store, secret_key, **options)
 
 
 def make_store(settings: Settings, clock: Callable[[], float] = time.time) -> TokenStore:

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from quart import Quart, current_app, g, request, session
-from quart.sessions import SecureCookieSessionInterface
 
 from .adapter import BaseSpotifyAuth
 from .core import EXTENSION_KEY, Caller, Core, registered
@@ -46,8 +45,7 @@ class SpotifyAuth(BaseSpotifyAuth):
 
         Raises :class:`ConfigurationError` with the fix when the configuration cannot work.
         """
-        default = isinstance(app.session_interface, SecureCookieSessionInterface)
-        core = app.extensions[EXTENSION_KEY] = self._build(app, default)
+        core = app.extensions[EXTENSION_KEY] = self._build(app)
         app.before_serving(core.start)
         app.after_serving(core.stop)
         self._install_template_globals(app)

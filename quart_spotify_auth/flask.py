@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 from flask import Flask, current_app, g, request, session
-from flask.sessions import SecureCookieSessionInterface
 
 from .adapter import BaseSpotifyAuth
 from .core import EXTENSION_KEY, Caller, Core, registered
@@ -93,8 +92,7 @@ class SpotifyAuth(BaseSpotifyAuth):
     def init_app(self, app: Flask) -> None:
         """Read and check the configuration (``ConfigurationError`` with the fix), and give
         templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``."""
-        default = isinstance(app.session_interface, SecureCookieSessionInterface)
-        app.extensions[EXTENSION_KEY] = _AppState(lambda store: self._build(app, default, store))
+        app.extensions[EXTENSION_KEY] = _AppState(lambda store: self._build(app, store))
         self._install_template_globals(app)
 
     # -- the four verbs -------------------------------------------------------------------

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import secrets
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import signals
 from .accounts import AccountsClient
+from .claims import Claims
 from .errors import LoginRequired, ReauthorizationRequired, SpotifyAuthError, SpotifyUnavailable
 from .retry import backoff
 from .stores import TokenStore
@@ -37,6 +37,15 @@ APP_KEY = "app:client-credentials"
 
 #: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
 REVOKED_MEMORY = 10_000
+
+#: Longest a renewed record's save is retried before it is kept in the process (seconds).
+SAVE_WINDOW = 1.0
+
+#: How many renewed records a process keeps while the store is away, at most.
+MAX_UNSAVED = 10_000
+
+#: How many users' last-use stamps a process keeps (each costs a store write when lost).
+MAX_TOUCHED = 100_000
 
 
 class Grant:
@@ -88,24 +97,21 @@ class Refresher:
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._touched: dict[str, float] = {}  # key -> when this process last recorded use
         self._revoked: OrderedDict[str, None] = OrderedDict()
-        self._nonce = secrets.token_hex(6)
-        #: Claims whose release could not reach the store: key -> claim.
-        self.orphans: dict[str, str] = {}
+        self.claims = Claims(store)
+        #: Renewed records the store could not take yet: key -> (the record renewed, the
+        #: new one). Served from here, and saved by the renewer once the store is back.
+        self.unsaved: OrderedDict[str, tuple[TokenRecord, TokenRecord]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Refresher({len(self._inflight)} in flight)"
 
-    @property
-    def owner(self) -> str:
-        """Who this refresher is when it claims a key in a shared store (with the process id,
-        so a forked copy is somebody else)."""
-        return f"{os.getpid()}:{self._nonce}"
-
     def due(self, key: str, record: TokenRecord) -> float | None:
-        """When the renewer should renew ``record``: ``SPOTIFY_REFRESH_MARGIN`` before expiry
-        with up to 10% jitter (never before the lifetime's midpoint); ``None`` when it is not
-        renewed in the background."""
-        if not self.settings.auto_renew or not grant_for(key).renewable(record):
+        """When the renewer should look at ``record``: ``SPOTIFY_REFRESH_MARGIN`` before expiry
+        with up to 10% jitter (never before the lifetime's midpoint); with background renewal
+        off, when it would be forgotten unused; ``None`` when never."""
+        if not self.settings.auto_renew:
+            return self.clock() + self.settings.token_idle_ttl
+        if not grant_for(key).renewable(record):
             return None
         margin = self.settings.refresh_margin
         jitter = random.uniform(0, 0.1 * min(margin, record.lifetime))  # noqa: S311
@@ -118,28 +124,42 @@ class Refresher:
         now = self.clock()
         stored = await self.store.put(key, record, due=self.due(key, record), used=now)
         self._revoked.pop(key, None)
-        self._touched[key] = now
+        self.unsaved.pop(key, None)
+        self._touched_at(key, now)
         self.wake()
         return stored
 
-    async def logout(self, key: str) -> bool:
-        """Forget ``key``'s tokens. Returns whether there were any."""
+    async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
+        """Forget ``key``'s tokens (only if still at ``old``'s version, when given). Returns
+        whether there were any."""
         self._touched.pop(key, None)
-        return await self.store.delete(key)
+        self.unsaved.pop(key, None)
+        return await self.store.delete(key, old)
 
     # -- reading a valid token --------------------------------------------------------------
 
     def _touch(self, key: str, now: float) -> bool:
-        """Whether this read should record use (every tenth of the keep-warm period), so the
-        renewer keeps this user's token warm."""
-        keep = self.settings.keep_warm
+        """Whether this read should record use: every tenth of the period after which an
+        unused login is left alone (``SPOTIFY_KEEP_WARM``), or forgotten when background
+        renewal is off (``SPOTIFY_TOKEN_IDLE_TTL``)."""
+        settings = self.settings
+        period = settings.keep_warm if settings.auto_renew else settings.token_idle_ttl
         last = self._touched.get(key)
-        return self.settings.auto_renew and keep > 0 and (last is None or now - last > keep / 10)
+        return period > 0 and (last is None or now - last > period / 10)
+
+    def _touched_at(self, key: str, now: float) -> None:
+        """Remember when this process last recorded ``key``'s use (a bounded map: the
+        stamps of users long gone make room)."""
+        self._touched.pop(key, None)
+        self._touched[key] = now
+        if len(self._touched) > MAX_TOUCHED:
+            del self._touched[next(iter(self._touched))]
 
     def held(self, key: str) -> TokenRecord | None:
         """``key``'s record if this process holds a current copy that needs nothing done
         (not stale, no use to record); never waits."""
-        record = self.store.peek(key)
+        unsaved = self.unsaved.get(key)
+        record = unsaved[1] if unsaved is not None else self.store.peek(key)
         if record is None:
             return None
         now = self.clock()
@@ -149,16 +169,20 @@ class Refresher:
         """``key``'s valid record, refreshed first if it is stale (the app token: fetched
         when there is none)."""
         now = self.clock()
+        unsaved = self.unsaved.get(key)
+        if unsaved is not None:  # renewed while the store was away: newer than what it holds
+            return unsaved[1] if not unsaved[1].stale(now) else await self.refresh(key)
         touch = now if self._touch(key, now) else None
         record = await self.store.get(key, touch=touch)
         if record is None:
+            self._touched.pop(key, None)
             if key in self._revoked:
                 raise ReauthorizationRequired()
             if key != APP_KEY:
                 raise LoginRequired()
             return await self.refresh(key)
         if touch is not None:
-            self._touched[key] = touch
+            self._touched_at(key, touch)
             if not self.store.shared:
                 self.wake()
         return await self.refresh(key, record) if record.stale(now) else record
@@ -210,39 +234,25 @@ class Refresher:
         self, key: str, seen: TokenRecord | None, max_wait: float | None, on_request: bool
     ) -> TokenRecord:
         if seen is None:  # forced: the version to wait past, if another process has the claim
-            seen = await self.store.get(key, fresh=True)
-        lock_ttl = self.settings.join_timeout + (max_wait or 0.0)
-        claim = await self.store.claim(key, lock_ttl, self.owner)
+            seen = await self._latest(key)
+        ttl = self.settings.join_timeout + (max_wait or 0.0)
+        claim = await self.claims.take(key, ttl)
         if claim is None:  # another process is refreshing this key: wait for its result
-            elsewhere = await self._refreshed_elsewhere(key, seen, lock_ttl)
+            elsewhere = await self._refreshed_elsewhere(key, seen, ttl)
             if isinstance(elsewhere, TokenRecord):
                 return elsewhere
             claim = elsewhere  # it let go without a new token: ours to refresh now
-        self.orphans.pop(key, None)
-        try:
-            current = await self.store.get(key, fresh=True)  # the newest refresh token
+        async with self.claims.held(key, claim, ttl):
+            current = await self._latest(key)  # the newest refresh token
             newer = current is not None and seen is not None and current.version != seen.version
             if current is not None and newer and not current.stale(self.clock()):
                 return current  # somebody else (another process) renewed it meanwhile
             return await self._renew(key, current, max_wait, on_request)
-        finally:
-            try:
-                await self.store.release(key, claim)
-            except SpotifyAuthError:
-                # The store is away: the claim would block other processes until it expires.
-                # The renewer releases it when the store is back; this refresher takes it
-                # again meanwhile if it refreshes the key.
-                self.orphans[key] = claim
 
-    async def release_orphans(self) -> None:
-        """Release claims left behind while the store was away (kept if it still is)."""
-        for key, claim in list(self.orphans.items()):
-            try:
-                await self.store.release(key, claim)
-            except SpotifyAuthError:
-                return
-            if self.orphans.get(key) == claim:
-                del self.orphans[key]
+    async def _latest(self, key: str) -> TokenRecord | None:
+        """The newest record of ``key``: one renewed here and not saved yet, or the store's."""
+        unsaved = self.unsaved.get(key)
+        return unsaved[1] if unsaved is not None else await self.store.get(key, fresh=True)
 
     async def _renew(
         self, key: str, current: TokenRecord | None, max_wait: float | None, on_request: bool
@@ -274,22 +284,42 @@ class Refresher:
 
     async def _save(self, key: str, current: TokenRecord, new: TokenRecord) -> TokenRecord | None:
         """Write a refreshed record. Spotify may already have retired the old refresh token
-        (rotation), so while the store is away the write is retried for a while rather than
-        the new token lost; only after that does the caller get the 503."""
+        (rotation), so while the store is away the write is retried for a moment, and then
+        the new record is kept in this process (served from here) until the renewer can
+        save it: a rotated refresh token is never thrown away."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.join_timeout
+        deadline = loop.time() + min(SAVE_WINDOW, self.settings.join_timeout / 4)
         attempt = 0
+        base, _ = self.unsaved.get(key, (current, new))
         while True:
             try:
-                return await self.store.replace(key, current, new, due=self.due(key, new))
+                stored = await self.store.replace(key, base, new, due=self.due(key, new))
             except SpotifyAuthError:
                 attempt += 1
                 delay = backoff(attempt, base=0.1, cap=2.0)
-                if loop.time() + delay > deadline:
-                    logger.error("A renewed token could not be saved: the store stayed away")
-                    raise
-                logger.warning("Saving a renewed token failed; retrying while the store is away")
-                await asyncio.sleep(delay)
+                if loop.time() + delay <= deadline:
+                    await asyncio.sleep(delay)
+                    continue
+                logger.error("A renewed token is kept in this process until the store is back")
+                self.unsaved[key] = (base, new)
+                self.unsaved.move_to_end(key)
+                while len(self.unsaved) > MAX_UNSAVED:  # bounded: the oldest go
+                    self.unsaved.popitem(last=False)
+                return replace(new, version=base.version)
+            self.unsaved.pop(key, None)
+            return stored
+
+    async def save_unsaved(self) -> None:
+        """Save what was renewed while the store was away (stops at the first failure)."""
+        for key, (base, new) in list(self.unsaved.items()):
+            try:
+                stored = await self.store.replace(key, base, new, due=self.due(key, new))
+            except SpotifyAuthError:
+                return
+            if self.unsaved.get(key) == (base, new):
+                del self.unsaved[key]
+            if stored is None:
+                logger.warning("A renewed token kept in this process was superseded meanwhile")
 
     async def _refreshed_elsewhere(
         self, key: str, seen: TokenRecord | None, lock_ttl: float
@@ -310,7 +340,7 @@ class Refresher:
                 raise LoginRequired()
             if seen is None or current.version != seen.version:
                 return current
-            claim = await self.store.claim(key, lock_ttl, self.owner)
+            claim = await self.claims.take(key, lock_ttl)
             if claim is not None:
                 return claim
         raise SpotifyUnavailable(

@@ -59,8 +59,9 @@ class Renewer:
         self._wake.set()
 
     def start(self) -> None:
-        """Start renewing on the running loop."""
-        if self._settings.auto_renew and self._runner is None:
+        """Start on the running loop. With ``SPOTIFY_AUTO_RENEW`` off it renews nothing, and
+        only forgets logins unused for ``SPOTIFY_TOKEN_IDLE_TTL``."""
+        if self._runner is None:
             self._wake = asyncio.Event()
             self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
             self._runner = asyncio.get_running_loop().create_task(self._run())
@@ -85,8 +86,11 @@ class Renewer:
             self._wake.clear()
             timeout = POLL
             try:
-                if self._refresher.orphans:
-                    await self._refresher.release_orphans()
+                refresher = self._refresher
+                if refresher.claims.orphans:
+                    await refresher.claims.release_orphans()
+                if refresher.unsaved:
+                    await refresher.save_unsaved()
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.keys:
                     if key in self._renewing:
@@ -128,19 +132,24 @@ class Renewer:
         store, settings, sender = self._store, self._settings, self._refresher.sender
         record = await store.get(key, fresh=True)
         now = self._clock()
-        if record is None or not grant_for(key).renewable(record):
+        if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):
             await store.reschedule(key, None)
             raise LoginRequired()
         margin = settings.refresh_margin
-        if now < record.refresh_at(margin, 0.1 * min(margin, record.lifetime)):
+        if settings.auto_renew and now < record.refresh_at(
+            margin, 0.1 * min(margin, record.lifetime)
+        ):
             # Not due even with the most jitter: another process renewed it already.
             await store.reschedule(key, self._refresher.due(key, record))
             await signals.send(signals.renewal_skipped, sender, key=key, reason="current")
             return
-        if settings.keep_warm > 0:
+        if settings.keep_warm > 0 or not settings.auto_renew:
             if used is None or now - used > settings.token_idle_ttl:
-                if await store.delete(key, record):  # abandoned: forget it
+                if await self._refresher.logout(key, record):  # abandoned: forget it
                     await signals.send(signals.login_forgotten, sender, key=key)
+                return
+            if not settings.auto_renew:  # nothing to renew: looked at again when it would go
+                await store.reschedule(key, used + settings.token_idle_ttl)
                 return
             if now - used > settings.keep_warm:
                 # Idle: renewed on its next use instead; looked at again when it would be

@@ -1,5 +1,4 @@
-"""Token values: the stored record, the :class:`AccessToken` handed to callers, and a login
-in flight.
+"""Token values: the stored record and the :class:`AccessToken` handed to callers.
 
 The record is where "when to renew" and "too late to hand out" are defined, once.
 """
@@ -10,7 +9,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "PendingLogin", "TokenRecord"]
+__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "TokenRecord"]
 
 #: Spotify refresh tokens die this long after the user's original consent (2026 rule).
 CONSENT_LIFETIME = 182 * 86400
@@ -105,15 +104,3 @@ class TokenRecord:
             self.scopes,
             max(0, math.floor(self.expires_at - now)),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingLogin:
-    """A login started by ``get_user()`` and not finished yet."""
-
-    #: The PKCE verifier, or ``None`` when PKCE is off.
-    code_verifier: str | None = field(repr=False)
-    #: The redirect URI sent to ``/authorize`` (the exchange must repeat it).
-    redirect_uri: str
-    #: Where to send the browser after the login (a same-site path), if the app asked.
-    next_url: str | None = None

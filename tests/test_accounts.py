@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,8 +19,6 @@ from quart_spotify_auth import (
 from quart_spotify_auth.accounts import (
     AccountsClient,
     code_challenge,
-    new_code_verifier,
-    new_state,
 )
 from quart_spotify_auth.config import Settings, load_settings
 from quart_spotify_auth.retry import Retry
@@ -79,7 +78,7 @@ def _mocked(handler: Callable[[httpx.Request], httpx.Response], sleeps: Sleeps) 
 async def _login(client: AccountsClient, fake: FakeSpotify, verifier: str | None = None) -> str:
     url = client.authorize_url(
         redirect_uri=REDIRECT,
-        state=new_state(),
+        state=secrets.token_urlsafe(32),
         scopes=["user-read-email"],
         challenge=code_challenge(verifier) if verifier else None,
     )
@@ -88,9 +87,9 @@ async def _login(client: AccountsClient, fake: FakeSpotify, verifier: str | None
 
 
 def test_helpers() -> None:
-    verifier = new_code_verifier()
+    verifier = secrets.token_urlsafe(64)
     assert 43 <= len(verifier) <= 128
-    assert new_state() != new_state()
+    assert secrets.token_urlsafe(32) != secrets.token_urlsafe(32)
     assert parse_scopes(None) == ()
     assert parse_scopes("a b  a,c") == ("a", "b", "c")
 
@@ -133,7 +132,7 @@ async def test_rotation_is_stored(sleeps: Sleeps) -> None:
 async def test_public_client_pkce(sleeps: Sleeps) -> None:
     fake = make_fake(client_secret=None)
     client = _client(fake, sleeps, secret=None)
-    verifier = new_code_verifier()
+    verifier = secrets.token_urlsafe(64)
     code = await _login(client, fake, verifier)
     record = await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=verifier)
     renewed = await client.refresh(record)
@@ -145,9 +144,11 @@ async def test_public_client_pkce(sleeps: Sleeps) -> None:
 async def test_wrong_verifier_is_a_rejected_code(sleeps: Sleeps) -> None:
     fake = make_fake(client_secret=None)
     client = _client(fake, sleeps, secret=None)
-    code = await _login(client, fake, new_code_verifier())
+    code = await _login(client, fake, secrets.token_urlsafe(64))
     with pytest.raises(InvalidCallback, match="code_verifier was incorrect"):
-        await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=new_code_verifier())
+        await client.exchange_code(
+            code, redirect_uri=REDIRECT, code_verifier=secrets.token_urlsafe(64)
+        )
 
 
 async def test_expired_code(sleeps: Sleeps) -> None:

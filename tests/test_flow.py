@@ -10,7 +10,7 @@ from quart import Quart
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.accounts import code_challenge
-from quart_spotify_auth.testing import FakeSpotify, make_fake
+from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
 
 from .apps import CLIENT_ID, make_app
 from .conftest import login_in_process
@@ -153,15 +153,15 @@ async def test_force_renewal_gets_a_new_token(app: Quart, fake: FakeSpotify) -> 
 
 async def test_expired_token_is_refreshed_once_for_many_callers(fake: FakeSpotify) -> None:
     fake.access_ttl = 2
-    app, spotify = make_app(transport=httpx.ASGITransport(app=fake), SPOTIFY_AUTO_RENEW=False)
-    clock = [1000.0]
-    fake.clock = lambda: clock[0]
-    spotify._clock = lambda: clock[0]
-    spotify.init_app(app)
+    clock = FakeClock(1000)
+    fake.clock = clock
+    app, _ = make_app(
+        transport=httpx.ASGITransport(app=fake), clock=clock, SPOTIFY_AUTO_RENEW=False
+    )
     async with app.test_app():
         client = app.test_client()
         first = await login_in_process(client, fake)
-        clock[0] += 10
+        clock.advance(10)
         replies = await asyncio.gather(*(client.get("/token") for _ in range(200)))
         tokens = {(await r.get_json())["access_token"] for r in replies}
     assert len(tokens) == 1

@@ -11,24 +11,15 @@ import pytest
 from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
 from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
-from quart_spotify_auth.testing import FakeClock
-from quart_spotify_auth.tokens import PendingLogin
 
 from .redis_server import RedisServer
 
 
-@pytest.fixture(name="clock")
-def _clock() -> FakeClock:
-    return FakeClock(0)
-
-
 @pytest.fixture(name="store", params=["memory", "redis"])
-async def _store(
-    request: pytest.FixtureRequest, clock: FakeClock, redis_prefix: str
-) -> AsyncIterator[TokenStore]:
+async def _store(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[TokenStore]:
     store: TokenStore
     if request.param == "memory":
-        store = MemoryTokenStore(clock=clock)
+        store = MemoryTokenStore()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         store = RedisTokenStore(server.url, prefix=redis_prefix)
@@ -92,14 +83,6 @@ async def test_conditional_delete(store: TokenStore) -> None:
     await store.put("k", _record("new"))
     assert not await store.delete("k", old)
     assert await store.get("k") is not None
-
-
-async def test_pending_is_single_use(store: TokenStore) -> None:
-    pending = PendingLogin("verifier", "http://127.0.0.1:5000/callback/")
-    await store.add_pending("s1", pending, ttl=600)
-    assert await store.pop_pending("s1") == pending
-    assert await store.pop_pending("s1") is None
-    assert await store.pop_pending("never") is None
 
 
 async def test_schedule_hands_out_due_keys_in_order(store: TokenStore) -> None:
@@ -171,22 +154,8 @@ async def test_an_owner_takes_back_a_claim_it_could_not_release(store: TokenStor
     assert await store.claim("k", ttl=30, owner="p2") is not None
 
 
-async def test_pending_logins_expire(clock: FakeClock) -> None:
-    store = MemoryTokenStore(clock=clock)
-    pending = PendingLogin(None, "http://127.0.0.1:5000/callback/")
-    for i in range(100):
-        await store.add_pending(f"s{i}", pending, ttl=10)
-    clock.advance(11)
-    assert await store.pop_pending("s5") is None
-    await store.add_pending("new", pending, ttl=10)
-    assert repr(store) == "MemoryTokenStore(0 records, 1 pending)"  # the expired were swept
-
-
 async def test_redis_keys_expire(redis_server: RedisServer, redis_prefix: str) -> None:
     store = RedisTokenStore(redis_server.url, prefix=redis_prefix, idle_ttl=3600)
-    pending = PendingLogin("v", "http://127.0.0.1:5000/callback/")
-    await store.add_pending("s", pending, ttl=600)
-    assert 0 < await store.redis.pttl(f"{redis_prefix}p:s") <= 600_000
     await store.put("k", _record())
     # Abandoned users do not pile up: the record expires after idle_ttl without writes.
     assert 3_500_000 < await store.redis.pttl(f"{redis_prefix}t:k") <= 3_600_000
@@ -199,12 +168,8 @@ async def test_redis_encrypts_at_rest(redis_server: RedisServer, redis_prefix: s
     old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
     store = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old_key])
     record = await store.put("k", _record("access-in-clear?", "refresh-in-clear?"))
-    await store.add_pending("s", PendingLogin("verifier-in-clear?", "http://x/"), ttl=60)
-    raw: list[Any] = [
-        await store.redis.hget(f"{redis_prefix}t:k", "d"),
-        await store.redis.get(f"{redis_prefix}p:s"),
-    ]
-    assert all(value.startswith(b"f") and b"in-clear" not in value for value in raw)
+    raw: Any = await store.redis.hget(f"{redis_prefix}t:k", "d")
+    assert raw.startswith(b"f") and b"in-clear" not in raw
     # Rotation: a new key first, the old one still decrypts.
     rotated = RedisTokenStore(
         redis_server.url, prefix=redis_prefix, encryption_keys=[new_key, old_key]

@@ -1,13 +1,13 @@
-"""The store contract, in three parts a store implements together as a :class:`TokenStore`."""
+"""The store contract, in two parts a store implements together as a :class:`TokenStore`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
-from ..tokens import PendingLogin, TokenRecord
+from ..tokens import TokenRecord
 
-__all__ = ["Due", "PendingLogins", "Records", "Schedule", "TokenStore"]
+__all__ = ["Due", "Records", "Schedule", "TokenStore"]
 
 
 class Records(ABC):
@@ -91,20 +91,9 @@ class Schedule(ABC):
         """Give up a claim (only the holder's own claim is removed)."""
 
 
-class PendingLogins(ABC):
-    """Logins started and not finished yet: a map with expiry, each entry used once."""
-
-    @abstractmethod
-    async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
-        """Remember a started login for ``ttl`` seconds."""
-
-    @abstractmethod
-    async def pop_pending(self, state: str) -> PendingLogin | None:
-        """Take a started login out (single use); ``None`` if unknown or expired."""
-
-
-class TokenStore(Records, Schedule, PendingLogins):
-    """Where tokens, the renewal schedule and pending logins live, server-side."""
+class TokenStore(Records, Schedule):
+    """Where tokens and their renewal schedule live, server-side. (Logins in flight are kept
+    nowhere: see :mod:`quart_spotify_auth.states`.)"""
 
     #: Whether several processes share this store (and so the schedule and the claims).
     shared: bool = False

@@ -1,4 +1,4 @@
-"""Records and pending logins as bytes, encrypted at rest when keys are configured.
+"""Token records as bytes, encrypted at rest when keys are configured.
 
 Shared by the stores that keep data outside the process. With Fernet keys
 (``SPOTIFY_TOKEN_ENCRYPTION_KEYS``, from ``cryptography``) the first key encrypts and every
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..tokens import PendingLogin, TokenRecord
+from ..tokens import TokenRecord
 
 __all__ = ["Codec"]
 
 
 class Codec:
-    """Turns records and pending logins into bytes and back."""
+    """Turns records into bytes and back."""
 
     def __init__(self, keys: Sequence[str | bytes] = ()) -> None:
         self._fernet: Any = None
@@ -61,15 +61,6 @@ class Codec:
             authorized_at=data["c"],
             version=version,
         )
-
-    def pending(self, pending: PendingLogin) -> bytes:
-        return self._dump(
-            {"v": pending.code_verifier, "u": pending.redirect_uri, "n": pending.next_url}
-        )
-
-    def load_pending(self, blob: bytes) -> PendingLogin:
-        data = self._load(blob)
-        return PendingLogin(data["v"], data["u"], data.get("n"))
 
     def _dump(self, data: dict[str, Any]) -> bytes:
         raw = json.dumps(data, separators=(",", ":")).encode()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import time
-from collections.abc import Callable
 from dataclasses import replace
 
-from ..tokens import PendingLogin, TokenRecord
+from ..tokens import TokenRecord
 from .base import Due, TokenStore
 
 __all__ = ["MemoryTokenStore"]
@@ -19,25 +17,18 @@ class MemoryTokenStore(TokenStore):
     event loop: no method awaits between reading and writing, so each is atomic there.
 
     Scheduling a key is O(log n); superseded heap entries are skipped when they surface.
-    Pending logins expire after their ttl and are swept as new ones are added; at most
-    ``max_pending`` are kept (the oldest make room), so a flood of unfinished logins is bounded.
     """
 
-    def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, max_pending: int = 100_000
-    ) -> None:
+    def __init__(self) -> None:
         self._records: dict[str, TokenRecord] = {}
-        self._pending: dict[str, tuple[float, PendingLogin]] = {}
         self._used: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._versions = itertools.count(1)  # never reused, not even after a delete
-        self._clock = clock
-        self._max_pending = max_pending
 
     def __repr__(self) -> str:
-        return f"MemoryTokenStore({len(self._records)} records, {len(self._pending)} pending)"
+        return f"MemoryTokenStore({len(self._records)} records, {len(self._due)} scheduled)"
 
     def peek(self, key: str) -> TokenRecord | None:
         return self._records.get(key)
@@ -104,22 +95,3 @@ class MemoryTokenStore(TokenStore):
             else:
                 break
         return Due(keys, heap[0][0] if heap else None)
-
-    async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
-        now = self._clock()
-        # Entries are in insertion order, which is deadline order for one ttl: drop the
-        # expired ones from the front and stop at the first live one.
-        while self._pending:
-            oldest = next(iter(self._pending))
-            if self._pending[oldest][0] > now:
-                break
-            del self._pending[oldest]
-        if len(self._pending) >= self._max_pending:  # a flood of abandoned logins: oldest go
-            del self._pending[next(iter(self._pending))]
-        self._pending[state] = (now + ttl, pending)
-
-    async def pop_pending(self, state: str) -> PendingLogin | None:
-        entry = self._pending.pop(state, None)
-        if entry is None or entry[0] <= self._clock():
-            return None
-        return entry[1]

@@ -7,8 +7,7 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P due``: the renewal schedule, a sorted set of keys by due time;
 - ``P used``: when each key was last used (for the idle policy);
 - ``P versions``: one counter, so versions are never reused;
-- ``P lock:<key>``: the claim of the process refreshing that key, with an expiry;
-- ``P p:<state>``: pending logins, expiring after the login ttl.
+- ``P lock:<key>``: the claim of the process refreshing that key, with an expiry.
 
 Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
 scripts comparing the version, atomic in Redis, and each publishes the key it wrote on
@@ -35,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..retry import backoff
-from ..tokens import PendingLogin, TokenRecord
+from ..tokens import TokenRecord
 from .base import Due, TokenStore
 from .cache import ReadCache
 from .codec import Codec
@@ -111,7 +110,7 @@ return 0
 
 
 class RedisTokenStore(TokenStore):
-    """Tokens, schedule, claims and pending logins in Redis, shared by every worker.
+    """Tokens, their schedule and claims in Redis, shared by every worker.
 
     Arguments:
         url: ``redis://host:port/db`` (or ``rediss://``); or pass ``client``.
@@ -318,16 +317,6 @@ class RedisTokenStore(TokenStore):
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
             await self.redis.eval(_RELEASE, 1, f"{self._prefix}lock:{key}", claim)
-
-    async def add_pending(self, state: str, pending: PendingLogin, ttl: float) -> None:
-        blob = self._codec.pending(pending)
-        with _unavailable():
-            await self.redis.set(f"{self._prefix}p:{state}", blob, px=max(1, int(ttl * 1000)))
-
-    async def pop_pending(self, state: str) -> PendingLogin | None:
-        with _unavailable():
-            blob = await self.redis.getdel(f"{self._prefix}p:{state}")
-        return None if blob is None else self._codec.load_pending(_bytes(blob))
 
 
 def _score(value: float | None) -> float | str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Unpack
 
 from quart import Quart, Response, request
@@ -25,8 +26,8 @@ _FORM = "application/x-www-form-urlencoded"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _CONTROL_KEYS = frozenset(
     "fail_next fail_status rate_limit_next retry_after quota garbage_next "  # noqa: SIM905
-    "slow access_ttl rotate_confidential auto_approve dev_mode revoke expire_codes "
-    "expire_access_tokens advance reset_counters".split()
+    "slow reply_delay trickle access_ttl rotate_confidential auto_approve dev_mode revoke "
+    "expire_codes expire_access_tokens advance reset_counters".split()
 )
 
 
@@ -34,7 +35,9 @@ class FakeSpotify(FakeAccounts):
     """ASGI app faking accounts.spotify.com and the Web API, with switches for tests.
 
     Switch attributes (``access_ttl``, ``code_ttl``, ``refresh_lifetime``, ``rotate_confidential``,
-    ``auto_approve``, ``dev_mode``, ``api_error_message``, ``slow``) can be changed at any time.
+    ``auto_approve``, ``dev_mode``, ``api_error_message``, ``slow`` (before the grant is done),
+    ``reply_delay`` (after it), ``trickle`` (the reply's body sent over that many seconds)) can be
+    changed at any time. ``requests["refused:<error>"]`` counts the grants it refused.
     ``requests`` counts what it was asked (``"token"``, ``"token:refresh_token"``, ``"me"``...);
     ``max_in_flight["token"]`` is the most token requests it was answering at once.
     """
@@ -52,6 +55,10 @@ class FakeSpotify(FakeAccounts):
         self.dev_mode = dev_mode
         self.api_error_message = api_error_message
         self.slow = 0.0
+        #: Seconds to hold a token reply back after the grant was done.
+        self.reply_delay = 0.0
+        #: Seconds over which a token reply's body is sent, after its headers went at once.
+        self.trickle = 0.0
         self.requests: collections.Counter[str] = collections.Counter()
         self.max_in_flight: collections.Counter[str] = collections.Counter()
         self._in_flight: collections.Counter[str] = collections.Counter()
@@ -116,6 +123,8 @@ class FakeSpotify(FakeAccounts):
             "auto_approve": self.auto_approve,
             "dev_mode": self.dev_mode,
             "slow": self.slow,
+            "reply_delay": self.reply_delay,
+            "trickle": self.trickle,
             "fail_next": self._fail,
             "fail_status": self._fail_status,
             "rate_limit_next": self._rate,
@@ -182,7 +191,12 @@ class FakeSpotify(FakeAccounts):
         try:
             body = self.grant(form, request.headers.get("Authorization"))
         except OAuthError as exc:
+            self.requests[f"refused:{exc.body['error']}"] += 1
             return _json(exc.body, status=400, headers=_NO_STORE)
+        if self.reply_delay > 0:  # the grant is done (a code used, a token rotated); the
+            await asyncio.sleep(self.reply_delay)  # reply is late
+        if self.trickle > 0:
+            return _trickled(json.dumps(body).encode(), self.trickle)
         return _json(body, headers=_NO_STORE)
 
     def _rate_limited(self) -> Response:
@@ -262,7 +276,7 @@ class FakeSpotify(FakeAccounts):
             self.rate_limit_next(n, retry_after, bool(data.get("quota", False)))
         if "garbage_next" in data:
             self.garbage_next(int(data["garbage_next"]))
-        for name in ("slow", "access_ttl"):
+        for name in ("slow", "access_ttl", "reply_delay", "trickle"):
             if name in data:
                 setattr(self, name, float(data[name]))
         for name in ("rotate_confidential", "dev_mode"):
@@ -291,6 +305,18 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(
         json.dumps(data), status=status, headers=headers, content_type="application/json"
     )
+
+
+def _trickled(body: bytes, seconds: float) -> Response:
+    """``body`` sent in ten pieces over ``seconds``, the headers at once."""
+    step = max(1, len(body) // 10)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), step):
+            yield body[start : start + step]
+            await asyncio.sleep(seconds / 10)
+
+    return Response(pieces(), content_type="application/json", headers=_NO_STORE)
 
 
 def _redirect(location: str) -> Response:

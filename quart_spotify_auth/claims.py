@@ -1,0 +1,95 @@
+"""Claims: which process refreshes a key, when several share a store.
+
+A refresher takes a key's claim before it refreshes (``Schedule.claim``), keeps it alive for
+as long as its refresh runs (taken again every third of its lifetime, so a slow reply from
+Spotify never outlives it while the process is alive), and releases it after. A release that
+cannot reach the store is remembered and retried by the renewer, and the claim is taken back
+by its owner meanwhile; a claim whose holder died expires on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+from .errors import SpotifyAuthError
+from .stores import TokenStore
+
+__all__ = ["Claims"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+
+class Claims:
+    """One refresher's claims on the keys of one store."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self._store = store
+        self._nonce = secrets.token_hex(6)
+        #: Claims whose release could not reach the store: key -> claim.
+        self.orphans: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Claims({len(self.orphans)} to release)"
+
+    @property
+    def owner(self) -> str:
+        """Who this refresher is in a shared store (with the process id, so a forked copy is
+        somebody else)."""
+        return f"{os.getpid()}:{self._nonce}"
+
+    async def take(self, key: str, ttl: float) -> str | None:
+        """Claim ``key`` for ``ttl`` seconds; ``None`` if another process holds it."""
+        claim = await self._store.claim(key, ttl, self.owner)
+        if claim is not None:
+            self.orphans.pop(key, None)
+        return claim
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: str, claim: str, ttl: float) -> AsyncIterator[None]:
+        """Keep ``claim`` alive while the block runs, then release it."""
+        held = [claim]
+        done = asyncio.Event()
+        keeper = None
+        if self._store.shared:
+            keeper = asyncio.ensure_future(self._keep(key, held, ttl, done))
+        try:
+            yield
+        finally:
+            done.set()
+            if keeper is not None:
+                await asyncio.shield(keeper)  # it ends at its next step: never torn mid-call
+            try:
+                await self._store.release(key, held[0])
+            except SpotifyAuthError:
+                # The store is away: the claim would block other processes until it expires.
+                self.orphans[key] = held[0]
+
+    async def _keep(self, key: str, held: list[str], ttl: float, done: asyncio.Event) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), ttl / 3)
+            if done.is_set():
+                return
+            try:
+                again = await self._store.claim(key, ttl, self.owner)
+            except SpotifyAuthError:
+                continue  # the store is away: try again; the claim lives on meanwhile
+            if again is None:
+                logger.warning("A refresh claim expired while its refresh was still running")
+                return
+            held[0] = again
+
+    async def release_orphans(self) -> None:
+        """Release claims left behind while the store was away (kept if it still is)."""
+        for key, claim in list(self.orphans.items()):
+            try:
+                await self._store.release(key, claim)
+            except SpotifyAuthError:
+                return
+            if self.orphans.get(key) == claim:
+                del self.orphans[key]

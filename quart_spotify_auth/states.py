@@ -1,0 +1,106 @@
+"""Logins in flight, kept nowhere: the ``state`` sent to Spotify is a signed token.
+
+A login that was started and not finished must remember three things until the callback:
+that this app issued it, when it expires, and where to go next; and the PKCE verifier must be
+known to the server alone. So the ``state`` is ``{nonce, expiry, next}`` signed with the app's
+secret key (itsdangerous, as the session cookie is), and the verifier is derived from the
+nonce with an HMAC under that key: the callback recomputes it, and nobody without the key
+can. The browser's session lists digests of the states it started, which binds each state to
+one browser and makes it single use.
+
+Nothing is stored server-side per login, so a flood of ``/login`` requests fills nothing and
+evicts nobody's login in flight, and every worker process can finish a login any other
+started.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from .errors import InvalidCallback
+
+__all__ = ["MAX_NEXT", "LoginStates", "PendingLogin"]
+
+#: The longest ``next`` URL a login carries (longer ones are dropped: not a path of this app).
+MAX_NEXT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    """What a login state stands for, at its callback."""
+
+    #: The PKCE verifier, or ``None`` when PKCE is off.
+    code_verifier: str | None = field(repr=False)
+    #: The redirect URI sent to ``/authorize`` (the exchange must repeat it).
+    redirect_uri: str
+    #: Where to send the browser after the login (a same-site path), if the app asked.
+    next_url: str | None = None
+
+
+class LoginStates:
+    """Issues and opens signed login states for one app."""
+
+    def __init__(
+        self,
+        secret_key: str | bytes,
+        *,
+        redirect_uri: str,
+        ttl: float,
+        pkce: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
+        self._signer = URLSafeSerializer(key, salt="quart-spotify-auth login state")
+        self._pkce_key = hmac.new(key, b"quart-spotify-auth pkce", hashlib.sha256).digest()
+        self._redirect_uri = redirect_uri
+        self._ttl = ttl
+        self._pkce = pkce
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"LoginStates(ttl={self._ttl}, pkce={self._pkce})"
+
+    def issue(self, next_url: str | None = None) -> tuple[str, PendingLogin]:
+        """A fresh state (256 random bits, an expiry, ``next_url``) and what it stands for."""
+        nonce = secrets.token_urlsafe(32)
+        if next_url is not None and len(next_url) > MAX_NEXT:
+            next_url = None
+        data: dict[str, Any] = {"n": nonce, "e": round(self._clock() + self._ttl, 3)}
+        if next_url is not None:
+            data["x"] = next_url
+        return self._signer.dumps(data), self._pending(nonce, next_url)
+
+    def open(self, state: str) -> PendingLogin:
+        """What ``state`` stands for; :class:`InvalidCallback` if this app did not sign it or
+        it expired."""
+        try:
+            data = self._signer.loads(state)
+        except BadSignature:
+            data = None
+        expires = data.get("e") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("n"), str):
+            raise InvalidCallback(
+                "This login callback's state was not issued by this app. Start the login again."
+            )
+        if not isinstance(expires, int | float) or self._clock() >= expires:
+            raise InvalidCallback(
+                "This login callback has expired (a login must finish within "
+                f"{int(self._ttl)} seconds). Start the login again."
+            )
+        next_url = data.get("x")
+        return self._pending(data["n"], next_url if isinstance(next_url, str) else None)
+
+    def _pending(self, nonce: str, next_url: str | None) -> PendingLogin:
+        verifier = None
+        if self._pkce:  # 43 characters of the unreserved alphabet, known only with the key
+            digest = hmac.new(self._pkce_key, nonce.encode(), hashlib.sha256).digest()
+            verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return PendingLogin(verifier, self._redirect_uri, next_url)

@@ -1,0 +1,221 @@
+"""What an adversarial review and real servers found: tokens that must not be lost, resources
+that must not run out. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from quart import Quart
+
+from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.routes import spotify_blueprint
+from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.stores.redis import RedisTokenStore
+from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, log_in
+
+from .apps import make_app
+from .redis_server import RedisServer
+
+#: A short join window for the tests: 1 s for a refresh, all of it, claims lasting as long.
+QUICK = {"SPOTIFY_HTTP_TIMEOUT": 1.0, "SPOTIFY_RETRIES": 0, "SPOTIFY_RETRY_AFTER_CAP": 0}
+
+
+async def _until(predicate: Any, timeout: float = 15.0) -> None:
+    """Wait for a condition another server (the fake, Redis) reaches; polled, bounded."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture(name="fake_url")
+async def _fake_url(fake: FakeSpotify) -> AsyncIterator[str]:
+    fake.rotate_confidential = True  # every refresh retires the refresh token it used
+    async with serve(fake) as url:
+        yield url
+
+
+def _worker(fake_url: str, store: Any, **config: Any) -> tuple[Quart, SpotifyAuth]:
+    """A worker serving the one user "u", on its own port."""
+    port = free_port()
+    app, spotify = make_app(
+        accounts_url=fake_url,
+        redirect_uri=f"http://127.0.0.1:{port}/callback/",
+        store=store,
+        identity=lambda: "u",
+        **config,
+    )
+    app.config["TEST_PORT"] = port
+    return app, spotify
+
+
+# -- 1. A rotated refresh token outliving the claim of a slow reply ---------------------------
+
+
+async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_token(
+    fake: FakeSpotify, fake_url: str, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    stores = [RedisTokenStore(redis_server.url, prefix=redis_prefix) for _ in range(2)]
+    (app_a, spotify_a), (app_b, _) = (
+        _worker(fake_url, store, SPOTIFY_AUTO_RENEW=False, **QUICK) for store in stores
+    )
+    async with (
+        serve(app_a, port=app_a.config["TEST_PORT"]) as a,
+        serve(app_b, port=app_b.config["TEST_PORT"]) as b,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        await log_in(app_a.test_client(), fake, identity="u")
+        first = (await http.get(a + "/token")).json()["access_token"]
+        fake.trickle = 2.5  # headers at once, the body over 2.5 s: each read is in time
+        renew_a = asyncio.ensure_future(http.post(a + "/renew"))
+        await _until(lambda: fake.requests["token:refresh_token"] == 1)  # at Spotify: rotated
+        await asyncio.sleep(1.3)  # past the claim's first lifetime (1 s), A still reading
+        fake.trickle = 0
+        reply_b = await http.post(b + "/renew")
+        assert reply_b.status_code in (200, 503), reply_b.text  # never "log in again" (401)
+        # A's request gave up waiting after 1 s (503); its refresh goes on and lands.
+        assert (await renew_a).status_code in (200, 503)
+        await spotify_a.core(app_a).refresher.wait_for_inflight(10)
+        tokens = {(await http.get(url + "/token")).json()["access_token"] for url in (a, b)}
+        assert len(tokens) == 1 and first not in tokens
+        assert (await http.post(b + "/renew")).status_code == 200  # the rotated token lives
+    assert fake.requests["refused:invalid_grant"] == 0
+    assert spotify_a.core(app_a).refresher.claims.orphans == {}
+
+
+# -- 2. A store outage longer than the save window, during a rotating refresh ----------------
+
+
+async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_is_back(
+    fake: FakeSpotify, fake_url: str
+) -> None:
+    redis = RedisServer(persistent=True)
+    redis.start()
+    try:
+        store = RedisTokenStore(redis.url, prefix="outage:")
+        app, spotify = _worker(fake_url, store, **QUICK)
+        async with serve(app, port=app.config["TEST_PORT"]) as url, httpx.AsyncClient() as http:
+            await log_in(app.test_client(), fake, identity="u")
+            first = (await http.get(url + "/token")).json()["access_token"]
+            fake.slow = 0.4  # Spotify takes its time; Redis goes away meanwhile
+            renew = asyncio.ensure_future(http.post(url + "/renew", timeout=30))
+            await _until(lambda: fake.requests["token"] == 2)
+            redis.stop()
+            reply = await renew  # the save window passed with Redis away: kept, and served
+            assert reply.status_code == 200, reply.text
+            fake.slow = 0
+            during = (await http.get(url + "/token")).json()["access_token"]
+            assert during != first  # served from the process while Redis is away
+            redis.start()
+            refresher = spotify.core(app).refresher
+            await _until(lambda: not refresher.unsaved)  # the renewer saved it
+            saved = await store.get("user:u", fresh=True)
+            assert saved is not None and saved.access_token == during
+            assert (await http.post(url + "/renew")).status_code == 200
+            assert (await http.get(url + "/token")).status_code == 200
+        assert fake.requests["refused:invalid_grant"] == 0
+    finally:
+        redis.stop()
+
+
+# -- 3. An authorization code is never sent twice ------------------------------------------------
+
+
+async def test_a_code_whose_reply_was_lost_is_not_sent_again(fake: FakeSpotify) -> None:
+    async with serve(fake) as fake_url:
+        port = free_port()
+        app, _ = make_app(
+            accounts_url=fake_url,
+            redirect_uri=f"http://127.0.0.1:{port}/callback/",
+            SPOTIFY_HTTP_TIMEOUT=0.5,
+        )
+        async with serve(app, port=port) as url, httpx.AsyncClient() as http:
+            authorize = (await http.get(url + "/login")).headers["location"]
+            query = dict(httpx.URL(authorize).params)
+            consent = await http.post(fake_url + "/authorize", data={**query, "user": "alice"})
+            fake.reply_delay = 2.0  # the code is used up, then the reply is late
+            reply = await http.get(consent.headers["location"])
+    assert reply.status_code == 503
+    assert "cannot be sent twice" in reply.text and "Start the login again" in reply.text
+    assert fake.requests["token:authorization_code"] == 1
+    assert fake.requests["refused:invalid_grant"] == 0
+
+
+# -- 4. Login spam fills nothing and evicts no real login ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_login_spam_stores_nothing_and_a_real_login_still_finishes(
+    fake: FakeSpotify, kind: str, request: pytest.FixtureRequest, redis_prefix: str
+) -> None:
+    options: dict[str, Any] = {}
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        options["store"] = RedisTokenStore(server.url, prefix=redis_prefix)
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake), **options)
+    app.register_blueprint(spotify_blueprint(spotify))
+    async with app.test_app():
+        real = app.test_client()
+        authorize = (await real.get("/login")).headers["Location"]
+        callback = httpx.URL(fake.decide(authorize, user="alice"))
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        long_next = "/" + "n" * 60_000
+        for _ in range(2000):  # strangers, each a fresh browser, each with a huge next
+            reply = await app.test_client().get("/spotify/login", query_string={"next": long_next})
+            assert reply.status_code == 302
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert grown < 1_000_000, grown  # nothing kept per login (2000 x 60 KB = 120 MB before)
+        reply = await real.get(callback.path, query_string=dict(callback.params))
+        assert reply.status_code == 302
+        assert (await real.get("/token")).status_code == 200
+        if kind == "redis":
+            keys = await spotify.core(app).store.redis.keys(f"{redis_prefix}*")  # type: ignore[attr-defined]
+            assert all(b":t:" in k or k.endswith((b"due", b"used", b"versions")) for k in keys)
+
+
+# -- 5. Nothing grows without end ------------------------------------------------------------------
+
+
+async def test_unused_logins_are_forgotten_with_background_renewal_off(
+    fake: FakeSpotify, signals: SignalRecorder
+) -> None:
+    clock = FakeClock()
+    fake.clock = clock
+    app, spotify = make_app(
+        transport=httpx.ASGITransport(app=fake), clock=clock, SPOTIFY_AUTO_RENEW=False
+    )
+    async with app.test_app():
+        clients = [app.test_client() for _ in range(50)]
+        for client in clients:
+            await log_in(client, fake)
+        assert (await clients[0].get("/token")).status_code == 200  # lazily refreshed on use
+        store = spotify.core(app).store
+        clock.advance(20 * 86400)
+        assert (await clients[0].get("/token")).status_code == 200  # one stays in use
+        clock.advance(15 * 86400)  # the others: unused for 35 days, past the idle TTL (30)
+        spotify.core(app).renewer.wake()
+        await signals.wait("login_forgotten", 49)
+        assert len(store._records) == 1  # type: ignore[attr-defined]
+        assert (await clients[0].get("/token")).status_code == 200
+        assert (await clients[1].get("/token")).status_code == 401
+
+
+async def test_the_last_use_stamps_of_a_process_are_bounded(fake: FakeSpotify) -> None:
+    from quart_spotify_auth import refresh
+
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake))
+    refresher = spotify.core(app).refresher
+    original, refresh.MAX_TOUCHED = refresh.MAX_TOUCHED, 10
+    try:
+        async with app.test_app():
+            for _ in range(30):
+                await log_in(app.test_client(), fake)
+        assert len(refresher._touched) <= 10
+    finally:
+        refresh.MAX_TOUCHED = original
