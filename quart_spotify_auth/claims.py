@@ -17,6 +17,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 from .errors import SpotifyAuthError
+from .retry import stop_if_cancelled
 from .stores import TokenStore
 
 __all__ = ["Claims"]
@@ -78,6 +79,7 @@ class Claims:
             try:
                 again = await self._store.claim(key, ttl, self.owner)
             except SpotifyAuthError:
+                stop_if_cancelled()
                 continue  # the store is away: try again; the claim lives on meanwhile
             if again is None:
                 logger.warning("A refresh claim expired while its refresh was still running")

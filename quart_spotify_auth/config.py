@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "SPOTIFY_TOKEN_STORE_PREFIX": "quart_spotify_auth:",
     "SPOTIFY_TOKEN_IDLE_TTL": 30 * 86400.0,
     "SPOTIFY_TOKEN_ENCRYPTION_KEYS": None,
+    "SPOTIFY_TOKEN_ENCRYPTION_MIGRATING": False,
     "SPOTIFY_REDIS_MAX_CONNECTIONS": 20,
 }
 
@@ -85,6 +86,7 @@ class Settings:
     token_store_prefix: str
     token_idle_ttl: float
     token_encryption_keys: tuple[str, ...]
+    token_encryption_migrating: bool
     redis_max_connections: int
 
     def __repr__(self) -> str:
@@ -155,6 +157,7 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] = {}) 
         token_store_prefix=str(value("SPOTIFY_TOKEN_STORE_PREFIX")),
         token_idle_ttl=number("SPOTIFY_TOKEN_IDLE_TTL"),
         token_encryption_keys=_keys(value("SPOTIFY_TOKEN_ENCRYPTION_KEYS")),
+        token_encryption_migrating=bool(value("SPOTIFY_TOKEN_ENCRYPTION_MIGRATING")),
         redis_max_connections=int(number("SPOTIFY_REDIS_MAX_CONNECTIONS")),
     )
 

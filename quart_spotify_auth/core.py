@@ -339,6 +339,7 @@ def make_store(settings: Settings, clock: Callable[[], float] = time.time) -> To
         prefix=settings.token_store_prefix,
         idle_ttl=settings.token_idle_ttl,
         encryption_keys=settings.token_encryption_keys,
+        migrating=settings.token_encryption_migrating,
         max_connections=settings.redis_max_connections,
         timeout=min(settings.http_timeout, 5.0),
         clock=clock,

@@ -24,7 +24,7 @@ from . import signals
 from .accounts import AccountsClient
 from .claims import Claims
 from .errors import LoginRequired, ReauthorizationRequired, SpotifyAuthError, SpotifyUnavailable
-from .retry import backoff
+from .retry import backoff, stop_if_cancelled
 from .stores import TokenStore
 from .tokens import TokenRecord
 
@@ -295,6 +295,7 @@ class Refresher:
             try:
                 stored = await self.store.replace(key, base, new, due=self.due(key, new))
             except SpotifyAuthError:
+                stop_if_cancelled()
                 attempt += 1
                 delay = backoff(attempt, base=0.1, cap=2.0)
                 if loop.time() + delay <= deadline:

@@ -20,7 +20,7 @@ import logging
 from . import signals
 from .errors import LoginRequired, SpotifyAuthError
 from .refresh import Refresher, grant_for
-from .retry import backoff
+from .retry import backoff, cancel, stop_if_cancelled
 
 __all__ = ["Renewer"]
 
@@ -71,9 +71,7 @@ class Renewer:
         that a rotated refresh token is not lost."""
         runner, self._runner = self._runner, None
         if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            await cancel(runner)
         await self._refresher.wait_for_inflight(grace)
         for task in list(self._tasks):
             task.cancel()
@@ -105,6 +103,7 @@ class Renewer:
                     if self._store.shared or self._renewing:
                         timeout = max(timeout, 0.05)  # due keys still being worked on
             except SpotifyAuthError as exc:  # the store is away: back off, try again
+                stop_if_cancelled()
                 logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

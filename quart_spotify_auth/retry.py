@@ -1,5 +1,5 @@
-"""Retrying, in one place: exponential backoff with full jitter, Spotify's ``Retry-After``, and
-a budget of attempts and waiting per request.
+"""Retrying, in one place: exponential backoff with jitter, Spotify's ``Retry-After``, a
+budget of attempts and waiting per request; and stopping the loops that retry.
 
 Used by the accounts client (token requests), the Web API client (its bearer flow and lost
 connections), the renewer (failed renewals, saves while the store is away) and the Redis
@@ -9,6 +9,7 @@ store's change listener.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,16 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after"]
+__all__ = [
+    "MAX_SECONDS",
+    "Attempts",
+    "Retry",
+    "Sleep",
+    "backoff",
+    "cancel",
+    "retry_after",
+    "stop_if_cancelled",
+]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -29,6 +39,26 @@ def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
     ``base * 2**attempt`` (at most ``cap``), jittered so that many waiters spread out."""
     delay = min(cap, base * 2.0 ** min(attempt, 32))
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+
+
+async def cancel(task: asyncio.Task[None], timeout: float = 5.0) -> None:
+    """Cancel ``task`` and wait for it to end, at most ``timeout`` seconds: a task that will
+    not stop is left behind (and logged) rather than hang the app's shutdown."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        logging.getLogger("quart_spotify_auth").error("A background task would not stop")
+    elif not task.cancelled():
+        task.exception()  # retrieved: it ended on its own error, already logged by it
+
+
+def stop_if_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` if this task is being cancelled: for retry loops
+    that catch a store's errors, since a driver may turn a cancellation into one of them and
+    the loop would then never end (a shutdown that hangs)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def retry_after(response: httpx.Response) -> float:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import tracemalloc
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from quart import Quart
 
-from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth import MemoryTokenStore, SpotifyAuth, StoreUnavailable, TokenRecord
 from quart_spotify_auth.routes import spotify_blueprint
 from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, log_in
 
@@ -165,12 +167,12 @@ async def test_login_spam_stores_nothing_and_a_real_login_still_finishes(
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         long_next = "/" + "n" * 60_000
-        for _ in range(2000):  # strangers, each a fresh browser, each with a huge next
+        for _ in range(300):  # strangers, each a fresh browser, each with a huge next
             reply = await app.test_client().get("/spotify/login", query_string={"next": long_next})
             assert reply.status_code == 302
         grown = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
-        assert grown < 1_000_000, grown  # nothing kept per login (2000 x 60 KB = 120 MB before)
+        assert grown < 1_000_000, grown  # nothing kept per login (300 x 60 KB = 18 MB before)
         reply = await real.get(callback.path, query_string=dict(callback.params))
         assert reply.status_code == 302
         assert (await real.get("/token")).status_code == 200
@@ -219,3 +221,86 @@ async def test_the_last_use_stamps_of_a_process_are_bounded(fake: FakeSpotify) -
         assert len(refresher._touched) <= 10
     finally:
         refresh.MAX_TOUCHED = original
+
+
+# -- 11. A shutdown that a driver's swallowed cancellation cannot hang --------------------------
+
+
+class _SwallowsCancellation(MemoryTokenStore):
+    """A store whose schedule read turns a cancellation into a store error, as a driver may."""
+
+    entered = asyncio.Event()
+
+    async def due(self, now: float, limit: int) -> Due:
+        self.entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise StoreUnavailable() from None
+        raise AssertionError("unreachable")
+
+
+async def test_the_renewer_stops_though_its_store_swallows_the_cancellation(
+    fake: FakeSpotify,
+) -> None:
+    store = _SwallowsCancellation()
+    store.entered = asyncio.Event()
+    app, _ = make_app(transport=httpx.ASGITransport(app=fake), store=store)
+    async with asyncio.timeout(10):  # before: the renewer went on, and the shutdown hung
+        async with app.test_app():
+            await store.entered.wait()
+
+
+async def test_the_redis_listener_stops_though_redis_py_swallows_the_cancellation(
+    redis_server: RedisServer, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.asyncio.client import PubSub
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    entered = asyncio.Event()
+
+    async def subscribe(self: PubSub, *args: Any, **kwargs: Any) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RedisConnectionError("Connection closed by server.") from None
+
+    monkeypatch.setattr(PubSub, "subscribe", subscribe)
+    store = RedisTokenStore(redis_server.url, prefix=redis_prefix)
+    await store.open()
+    await entered.wait()
+    async with asyncio.timeout(10):
+        await store.close()
+
+
+# -- 6. Encryption at rest binds each record to its key --------------------------------------
+
+
+async def test_an_encrypted_record_is_bound_to_its_key(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key()
+    store = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[key])
+    clear = RedisTokenStore(redis_server.url, prefix=redis_prefix)  # writes in clear
+    now = 1_000_000.0
+    record = TokenRecord("victims-access", "victims-refresh", now + 3600, now, frozenset(), now)
+    await store.put("browser:victim", record)
+    redis = store.redis
+    # Someone with write access to Redis, and no key: the victim's record under their own key,
+    raw: dict[Any, Any] = await redis.hgetall(f"{redis_prefix}t:browser:victim")
+    await redis.hset(f"{redis_prefix}t:browser:attacker", mapping=raw)
+    assert await store.get("browser:attacker") is None
+    # and a record of their own choosing, in clear, under the victim's key.
+    await clear.put("browser:victim", replace(record, access_token="attackers-access"))
+    assert await store.get("browser:victim") is None
+    # While migrating, records in clear are read (and rewritten encrypted when renewed).
+    migrating = RedisTokenStore(
+        redis_server.url, prefix=redis_prefix, encryption_keys=[key], migrating=True
+    )
+    found = await migrating.get("browser:victim")
+    assert found is not None and found.access_token == "attackers-access"
+    for each in (store, clear, migrating):
+        await each.close()

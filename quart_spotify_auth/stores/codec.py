@@ -3,6 +3,13 @@
 Shared by the stores that keep data outside the process. With Fernet keys
 (``SPOTIFY_TOKEN_ENCRYPTION_KEYS``, from ``cryptography``) the first key encrypts and every
 key decrypts, so keys can be rotated by putting a new one first.
+
+An encrypted record is bound to the store key it is written under: the key is inside the
+ciphertext and checked on reading. So someone who can write to the store but holds no
+encryption key can neither move a victim's record under their own key nor plant a record of
+their own (in clear) under the victim's: such records are refused (:class:`Unbound`), and
+the reader sees no login. Records written in clear or by 0.1 (unbound) are read only while
+``migrating`` (``SPOTIFY_TOKEN_ENCRYPTION_MIGRATING``), and rewritten bound when renewed.
 """
 
 from __future__ import annotations
@@ -14,14 +21,19 @@ from typing import Any
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tokens import TokenRecord
 
-__all__ = ["Codec"]
+__all__ = ["Codec", "Unbound"]
+
+
+class Unbound(Exception):
+    """A record that is not an encrypted record of the key it is stored under."""
 
 
 class Codec:
     """Turns records into bytes and back."""
 
-    def __init__(self, keys: Sequence[str | bytes] = ()) -> None:
+    def __init__(self, keys: Sequence[str | bytes] = (), *, migrating: bool = False) -> None:
         self._fernet: Any = None
+        self._migrating = migrating
         if keys:
             try:
                 from cryptography.fernet import Fernet, MultiFernet
@@ -38,9 +50,10 @@ class Codec:
                     "bytes each); make one with cryptography.fernet.Fernet.generate_key()."
                 ) from None
 
-    def record(self, record: TokenRecord) -> bytes:
+    def record(self, key: str, record: TokenRecord) -> bytes:
         return self._dump(
             {
+                "k": key,
                 "a": record.access_token,
                 "r": record.refresh_token,
                 "e": record.expires_at,
@@ -50,8 +63,11 @@ class Codec:
             }
         )
 
-    def load_record(self, blob: bytes, version: int) -> TokenRecord:
+    def load_record(self, key: str, blob: bytes, version: int) -> TokenRecord:
         data = self._load(blob)
+        bound = blob[:1] == b"f" and data.get("k") == key
+        if self._fernet is not None and not self._migrating and not bound:
+            raise Unbound(key)
         return TokenRecord(
             access_token=data["a"],
             refresh_token=data["r"],

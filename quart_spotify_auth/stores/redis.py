@@ -17,6 +17,7 @@ scripts comparing the version, atomic in Redis, and each publishes the key it wr
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import time
@@ -33,13 +34,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..retry import backoff
+from ..retry import backoff, cancel, stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Due, TokenStore
 from .cache import ReadCache
-from .codec import Codec
+from .codec import Codec, Unbound
 
 __all__ = ["RedisTokenStore"]
+
+logger = logging.getLogger("quart_spotify_auth")
 
 _PUT = """
 local v = redis.call('INCR', KEYS[3])
@@ -117,7 +120,9 @@ class RedisTokenStore(TokenStore):
         client: a ``redis.asyncio.Redis`` the app owns (not closed by the store).
         prefix: the key prefix.
         idle_ttl: a user's keys expire after this many seconds without a write.
-        encryption_keys: Fernet keys; when given, records are encrypted at rest.
+        encryption_keys: Fernet keys; when given, records are encrypted at rest, each bound to
+            its key.
+        migrating: with keys, still read records written in clear or unbound (by 0.1).
         max_connections: the bound of the connection pool.
         timeout: seconds for connecting and for each command.
         cache_ttl: seconds a read may be served from this process's memory (0: never).
@@ -134,6 +139,7 @@ class RedisTokenStore(TokenStore):
         prefix: str = "quart_spotify_auth:",
         idle_ttl: float = 30 * 86400,
         encryption_keys: Sequence[str | bytes] = (),
+        migrating: bool = False,
         max_connections: int = 20,
         timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
@@ -147,7 +153,7 @@ class RedisTokenStore(TokenStore):
         self._owned = client is None
         self._prefix = prefix
         self._idle = idle_ttl
-        self._codec = Codec(encryption_keys)
+        self._codec = Codec(encryption_keys, migrating=migrating)
         self._max_connections = max_connections
         self._timeout = timeout
         self._clock = clock
@@ -195,9 +201,7 @@ class RedisTokenStore(TokenStore):
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
-            with suppress(asyncio.CancelledError):
-                await listener
+            await cancel(listener)
         self.cache.listen(False)
         if self._owned and self._client is not None:
             client, self._client = self._client, None
@@ -220,7 +224,7 @@ class RedisTokenStore(TokenStore):
                     else:  # (re)subscribed, also after redis-py reconnected by itself
                         self.cache.changed()
             except (RedisError, OSError):
-                pass
+                stop_if_cancelled()
             finally:
                 self.cache.listen(False)
                 with suppress(Exception):
@@ -254,14 +258,17 @@ class RedisTokenStore(TokenStore):
                 version, blob = await self.redis.eval(_GET_TOUCH, 3, *keys, touch, key)
         record = None
         if version is not None and blob is not None:
-            record = self._codec.load_record(_bytes(blob), int(version))
+            try:
+                record = self._codec.load_record(key, _bytes(blob), int(version))
+            except Unbound:
+                logger.warning("A stored record is not bound to its key; it was refused")
         self.cache.remember(key, record, generation)
         return record
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        blob, ttl = self._codec.record(record), self._ttl_ms(record)
+        blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         args: list[bytes | float | str] = [blob, ttl, _score(due), key, _score(used)]
         with _unavailable():
@@ -272,7 +279,7 @@ class RedisTokenStore(TokenStore):
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        blob, ttl = self._codec.record(new), self._ttl_ms(new)
+        blob, ttl = self._codec.record(key, new), self._ttl_ms(new)
         keys = [self._tkey(key), self._due, self._versions, self._channel]
         with _unavailable():
             version = await self.redis.eval(
