@@ -77,9 +77,12 @@ class BaseSpotifyAuth:
         return core
 
     def _install_template_globals(self, app: Any) -> None:
+        """``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``; a page
+        that renders the token is sent with ``Cache-Control: no-store``."""
         app.add_template_global(self._template_token, "spotify_access_token")
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
         app.add_template_global(self._template_user, "spotify_user")
+        app.after_request(self._no_store)
 
     def on_reauthorization_required(self, hook: ReauthHook) -> ReauthHook:
         """Register ``hook(key)`` (sync or async), called when Spotify stops accepting a
@@ -137,8 +140,20 @@ class BaseSpotifyAuth:
         method: Callable[..., Any] = getattr(self, new)
         return method
 
+    @staticmethod
+    def _mark_no_store(g: Any) -> None:
+        g._spotify_no_store = True
+
+    @staticmethod
+    def _set_no_store(g: Any, response: Any) -> Any:
+        if g.get("_spotify_no_store"):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
+        return response
+
     # Each adapter defines these (async in Quart, sync in Flask).
     core: Callable[[Any], Core]
     is_logged_in: Callable[[], Any]
     _template_token: Callable[[], Any]
     _template_user: Callable[[], Any]
+    _no_store: Callable[[Any], Any]

@@ -129,8 +129,13 @@ class Core:
     def key(self, caller: Caller) -> str | None:
         """Where this user's tokens are stored: the app's identity, else the browser's login
         id, else ``None`` (not logged in)."""
-        if caller.identity is not None:
-            return f"user:{caller.identity}"
+        identity = caller.identity
+        if identity:  # "" is no identity: the browser is the key, as for None
+            try:
+                identity.encode()
+            except UnicodeEncodeError:  # not text (a lone surrogate): a key of its bytes
+                return "user!" + identity.encode("utf-8", "surrogatepass").hex()
+            return f"user:{identity}"
         login = self._data(caller.session).get("login")
         return f"browser:{login}" if isinstance(login, str) and login else None
 

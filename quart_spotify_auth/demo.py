@@ -16,7 +16,7 @@ from quart import Quart, ResponseReturnValue, redirect, render_template_string, 
 
 from .errors import SpotifyAuthError
 from .extension import SpotifyAuth
-from .routes import spotify_blueprint
+from .routes import same_origin_only, spotify_blueprint
 from .serving import serve
 from .testing import make_fake
 
@@ -136,6 +136,7 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
         return redirect(url_for("spotify_auth.login", next="/"))
 
     @app.post("/renew")
+    @same_origin_only
     async def renew() -> ResponseReturnValue:
         await spotify.force_renewal()
         return redirect(url_for("index"))

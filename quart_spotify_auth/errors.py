@@ -18,11 +18,13 @@ from werkzeug.exceptions import HTTPException
 __all__ = [
     "AuthorizationDenied",
     "ConfigurationError",
+    "CrossSiteRequest",
     "InvalidCallback",
     "InvalidClient",
     "LoginRequired",
     "RateLimited",
     "ReauthorizationRequired",
+    "ScopesNotAllowed",
     "ScopesNotGranted",
     "SpotifyAuthError",
     "SpotifyBadResponse",
@@ -134,6 +136,23 @@ class ScopesNotGranted(SpotifyAuthError):
 
     code = 403
     description = "This page needs Spotify permissions that were not granted."
+
+
+class ScopesNotAllowed(SpotifyAuthError):
+    """400: a login link asked for scopes this app does not use (not in ``SPOTIFY_SCOPES``
+    nor asked for by a ``scopes_required`` guard)."""
+
+    code = 400
+    description = "This login asks for Spotify permissions this app does not use."
+
+
+class CrossSiteRequest(SpotifyAuthError):
+    """403: a state-changing request (log out, renew) came from another site's page."""
+
+    code = 403
+    description = (
+        "This request came from another site, so it was refused. Use the buttons of this app."
+    )
 
 
 class StoreUnavailable(SpotifyAuthError):

@@ -134,7 +134,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         await current_core(app).stop()
 
     async def _template_token(self) -> str | None:
+        self._mark_no_store(g)
         return await current_core().token_or_none(await current_caller())
+
+    async def _no_store(self, response: Any) -> Any:
+        return self._set_no_store(g, response)
 
     async def _template_user(self) -> dict[str, Any] | None:
         if "_spotify_user" not in g:

@@ -166,7 +166,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         _state(app).stop()
 
     def _template_token(self) -> str | None:
+        self._mark_no_store(g)
         return run(current_core().token_or_none(current_caller()))
+
+    def _no_store(self, response: Any) -> Any:
+        return self._set_no_store(g, response)
 
     def _template_user(self) -> dict[str, Any] | None:
         if "_spotify_user" not in g:

@@ -37,14 +37,17 @@ from quart import (
     url_for,
 )
 
-from .errors import ScopesNotGranted
+from .errors import CrossSiteRequest, ScopesNotAllowed, ScopesNotGranted
 from .extension import SpotifyAuth, current_caller, current_core
+from .scopes import parse_scopes
+from .states import MAX_NEXT
 
 __all__ = [
     "ScopesNotGranted",
     "install_template_globals",
     "login_required",
     "safe_next",
+    "same_origin_only",
     "scopes_required",
     "spotify_blueprint",
 ]
@@ -55,13 +58,15 @@ T = TypeVar("T")
 BLUEPRINT = "spotify_auth"
 _ASKED = "spotify_auth_asked_scopes"  # scopes a guard sent the browser to ask for
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+#: Every scope a ``scopes_required`` guard of this process asks for: a login may ask for them.
+_GUARDED: set[str] = set()
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
     """``value`` if it is a same-site path (``/...``), else ``default``. Refuses absolute
     URLs, scheme-relative ``//host``, backslashes and control characters, also when
     percent-encoded (browsers and servers decode in different places)."""
-    if not value:
+    if not value or len(value) > MAX_NEXT:
         return default
     decoded = value
     for _ in range(3):  # decode nested encodings (%252F...) a few levels deep
@@ -86,9 +91,10 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
 
     @blueprint.route("/login")
     async def login() -> Any:
-        url = await spotify.get_user(
-            scopes=request.args.get("scope"), next_url=safe_next(request.args.get("next"))
-        )
+        scopes = request.args.get("scope")
+        if scopes is not None:
+            await _check_scopes(parse_scopes(scopes))
+        url = await spotify.get_user(scopes=scopes, next_url=safe_next(request.args.get("next")))
         return redirect(url)
 
     async def callback() -> Any:
@@ -96,6 +102,7 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
         return redirect(safe_next(next_url))
 
     @blueprint.route("/logout", methods=["POST"])
+    @same_origin_only
     async def logout() -> Any:
         await spotify.logout()
         return redirect(safe_next(request.args.get("next")))
@@ -147,6 +154,7 @@ def scopes_required(*scopes: str) -> _Guard:
     once: if they are still missing when the browser is back, :class:`ScopesNotGranted`
     (403) rather than another round trip to Spotify."""
     needed = frozenset(scopes)
+    _GUARDED.update(needed)
 
     def decorator(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         @wraps(func)
@@ -183,6 +191,42 @@ def install_template_globals(app: Quart, spotify: SpotifyAuth) -> None:
         DeprecationWarning,
         stacklevel=2,
     )
+
+
+def same_origin_only(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Refuse the request (:class:`CrossSiteRequest`, 403) when a browser says it comes from
+    another site (``Sec-Fetch-Site``, else ``Origin``): for views that change state on a POST,
+    such as logging out, which a form on another site could otherwise submit."""
+
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        site = request.headers.get("Sec-Fetch-Site")
+        origin = request.headers.get("Origin")
+        if site is not None:
+            cross = site not in ("same-origin", "none")
+        else:
+            cross = origin is not None and urlsplit(origin).netloc != request.host
+        if cross:
+            raise CrossSiteRequest()
+        return await func(*args, **kwargs)
+
+    return wrapper
+
+
+async def _check_scopes(asked: tuple[str, ...]) -> None:
+    """A login link may ask for the configured scopes, those a guard asks for, and those
+    already granted; anything else is somebody else's idea (400)."""
+    core = current_core()
+    allowed = set(core.settings.scopes) | _GUARDED
+    extra = set(asked) - allowed
+    if extra:
+        record = await core.token_record(await current_caller())
+        extra -= record.scopes if record is not None else set()
+    if extra:
+        raise ScopesNotAllowed(
+            f"This login asks for scopes this app does not use: {', '.join(sorted(extra))}. "
+            "Add them to SPOTIFY_SCOPES or to a scopes_required guard if the app needs them."
+        )
 
 
 def _to_login(scopes: frozenset[str] | None = None) -> Response:

@@ -103,3 +103,32 @@ async def test_denied_consent_gets_the_friendly_page(page: tuple[Any, str]) -> N
     await browser.wait_for_selector("#error")
     assert "did not grant" in (await browser.text_content("#error") or "")
     assert "Log in again" in await browser.content()
+
+
+async def test_a_form_on_another_site_cannot_log_the_user_out(page: tuple[Any, str]) -> None:
+    from quart import Quart
+
+    browser, app_url = page
+    await browser.goto(app_url + "/")
+    await browser.click("#login")
+    await browser.wait_for_selector("#agree")
+    await browser.click("#agree")
+    await browser.wait_for_selector("#name")
+    evil = Quart("evil")
+
+    @evil.route("/")
+    async def lure() -> str:
+        return (
+            f'<form id="f" method="post" action="{app_url}/spotify/logout?next=/"></form>'
+            "<script>document.getElementById('f').submit()</script>"
+        )
+
+    async with serve(evil) as evil_url:
+        await browser.goto(evil_url + "/")
+        await browser.wait_for_url(app_url + "/spotify/logout?next=/")
+        assert "another site" in await browser.content()
+        await browser.goto(app_url + "/")
+        assert await browser.text_content("#name") == "Alice"  # still logged in
+        # The app's own button still works.
+        await browser.click("#logout")
+        await browser.wait_for_selector("#login")

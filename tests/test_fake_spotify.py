@@ -417,7 +417,7 @@ async def test_grant_type_errors(fake: FakeSpotify, http: httpx.AsyncClient) -> 
     assert_oauth_error(empty, "unsupported_grant_type", "grant_type parameter is missing")
     unknown = await http.post("/api/token", data={"grant_type": "password"}, headers=basic())
     assert unknown.json()["error"] == "unsupported_grant_type"
-    assert fake.requests == {"token": 3}
+    assert fake.requests == {"token": 3, "refused:unsupported_grant_type": 3}
 
 
 # -- refresh_token ------------------------------------------------------------------------

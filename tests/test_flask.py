@@ -76,7 +76,10 @@ def test_template_global_gives_the_token(
     assert client.get("/player").text == "<script>const token = null;</script>"
     _login(client, fake)
     token = client.get("/token").get_json()["access_token"]
-    assert client.get("/player").text == f'<script>const token = "{token}";</script>'
+    page = client.get("/player")
+    assert page.text == f'<script>const token = "{token}";</script>'
+    assert page.headers["Cache-Control"] == "no-store"  # a page with a token is never cached
+    assert "no-store" not in client.get("/token").headers.get("Cache-Control", "")
 
 
 def test_async_views_work(flask_app: tuple[Flask, SpotifyAuth], fake: FakeSpotify) -> None:

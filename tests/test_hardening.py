@@ -304,3 +304,30 @@ async def test_an_encrypted_record_is_bound_to_its_key(
     assert found is not None and found.access_token == "attackers-access"
     for each in (store, clear, migrating):
         await each.close()
+
+
+# -- 8. An identity that is empty, or not text ---------------------------------------------------
+
+
+async def test_an_empty_identity_is_no_identity(fake: FakeSpotify) -> None:
+    app, _ = make_app(transport=httpx.ASGITransport(app=fake), identity=lambda: "")
+    async with app.test_app():
+        first, second = app.test_client(), app.test_client()
+        await log_in(first, fake, "alice")
+        assert (await first.get("/token")).status_code == 200
+        assert (await second.get("/token")).status_code == 401  # not alice's token
+
+
+async def test_an_identity_that_is_not_text_still_keys_its_own_login(
+    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    odd = "user-\ud800"  # a lone surrogate, as a header decoded with surrogateescape gives
+    store = RedisTokenStore(redis_server.url, prefix=redis_prefix)
+    app, _ = make_app(transport=httpx.ASGITransport(app=fake), store=store, identity=lambda: odd)
+    async with app.test_app():
+        client = app.test_client()
+        await log_in(client, fake, "bob", identity=odd)
+        reply = await client.get("/token")
+        assert reply.status_code == 200
+        assert (await client.get("/me")).status_code == 200
+        assert (await (await client.get("/me")).get_json())["id"] == "bob"

@@ -301,3 +301,53 @@ async def test_network_errors_become_503() -> None:
 
     with pytest.raises(SpotifyUnavailable, match="ConnectError"):
         await api.get("/me")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://attacker.example"},
+        {"Origin": "null"},
+    ],
+)
+async def test_logout_from_another_site_is_refused(
+    routed: tuple[Quart, SpotifyAuth], fake: FakeSpotify, headers: dict[str, str]
+) -> None:
+    app, _ = routed
+    client = app.test_client()
+    await _follow_login(client, fake, "/spotify/login?next=/async")
+    reply = await client.post("/spotify/logout", headers=headers)
+    assert reply.status_code == 403
+    assert "another site" in await reply.get_data(as_text=True)
+    assert (await client.get("/async")).status_code == 200  # still logged in
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    assert (await client.post("/spotify/logout", headers=same)).status_code == 302
+    assert (await client.get("/async")).status_code == 302  # logged out: to the login
+
+
+async def test_a_login_link_asks_only_for_scopes_the_app_uses(
+    routed: tuple[Quart, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = routed
+    client = app.test_client()
+    reply = await client.get("/spotify/login?scope=user-library-modify")
+    assert reply.status_code == 400
+    assert "user-library-modify" in await reply.get_data(as_text=True)
+    # Configured, or asked for by a guard of this app: fine.
+    for scope in ("user-read-private", "streaming", "user-read-private streaming"):
+        assert (
+            await client.get("/spotify/login", query_string={"scope": scope})
+        ).status_code == 302
+
+
+async def test_a_page_that_renders_the_token_is_not_cached(
+    routed: tuple[Quart, SpotifyAuth], fake: FakeSpotify
+) -> None:
+    app, _ = routed
+    client = app.test_client()
+    await _follow_login(client, fake, "/spotify/login?next=/")
+    reply = await client.get("/page")
+    assert reply.headers["Cache-Control"] == "no-store"
+    assert "no-store" not in (await client.get("/async")).headers.get("Cache-Control", "")
