@@ -11,10 +11,14 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from . import signals
+from .config import DEFAULTS
 from .core import Core, build_core
 from .refresh import Refresher
 from .stores import TokenStore
@@ -74,7 +78,33 @@ class BaseSpotifyAuth:
             **self._options,
         )
         signals.reauthorization_required.connect(self._reauthorized, sender=app, weak=False)
+        core.seen_config = {key: app.config.get(key) for key in DEFAULTS}
         return core
+
+    @staticmethod
+    def _check_serving(app: Any, core: Core) -> None:
+        """When the app starts serving, say what would otherwise show only as a failure later:
+        settings changed after ``init_app`` (they are not used), and no route at the redirect
+        URI's path (users would land on a 404 after consent)."""
+        changed = [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]
+        if changed:
+            logger.warning(
+                "%s changed after SpotifyAuth(app) / init_app(app) read the configuration, and "
+                "is not used: set the configuration before init_app.",
+                ", ".join(changed),
+            )
+        path = urlsplit(core.settings.redirect_uri).path or "/"
+        try:
+            app.url_map.bind("127.0.0.1").match(path, method="GET")
+        except RequestRedirect:
+            pass  # e.g. a missing trailing slash: the browser follows it with the query
+        except HTTPException:
+            logger.warning(
+                "No route of this app answers GET %s, the path of SPOTIFY_REDIRECT_URI: after "
+                "consent Spotify sends users there, to a 404. Register spotify_blueprint(spotify) "
+                "or a route there that calls get_user_token().",
+                path,
+            )
 
     def _install_template_globals(self, app: Any) -> None:
         """``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``; a page

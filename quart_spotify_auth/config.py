@@ -10,9 +10,11 @@ environment variable of the same name, then :data:`DEFAULTS`.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +23,14 @@ from .errors import ConfigurationError
 from .retry import Retry
 from .scopes import KNOWN_SCOPES, REMOVED_SCOPES, parse_scopes
 
-__all__ = ["DEFAULTS", "ENVIRONMENT_KEYS", "Settings", "load_settings", "validate_redirect_uri"]
+__all__ = [
+    "DEFAULTS",
+    "ENVIRONMENT_KEYS",
+    "Settings",
+    "load_settings",
+    "unknown_keys",
+    "validate_redirect_uri",
+]
 
 #: Every configuration key and its default. The README's table mirrors this.
 DEFAULTS: dict[str, Any] = {
@@ -110,70 +119,154 @@ class Settings:
 
 def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] = {}) -> Settings:
     """Resolve and check the settings; raises :class:`ConfigurationError` with the fix."""
-
-    def value(key: str) -> Any:
-        if overrides.get(key) is not None:
-            return overrides[key]
-        if config.get(key) is not None:
-            return config[key]
-        if key in ENVIRONMENT_KEYS and os.environ.get(key):
-            return os.environ[key]
-        return DEFAULTS[key]
-
-    client_id = value("SPOTIFY_CLIENT_ID")
-    if not client_id or not isinstance(client_id, str):
+    read = _Reader(config, overrides)
+    client_id = read.text("SPOTIFY_CLIENT_ID")
+    if not client_id:
         raise ConfigurationError(
             "SPOTIFY_CLIENT_ID is not set. Put your app's Client ID from the Spotify developer "
             "dashboard in app.config['SPOTIFY_CLIENT_ID'] or the SPOTIFY_CLIENT_ID environment "
             "variable."
         )
-    secret = value("SPOTIFY_CLIENT_SECRET") or None
-    use_pkce = value("SPOTIFY_USE_PKCE")
-    if secret is None and use_pkce is False:
+    secret = read.text("SPOTIFY_CLIENT_SECRET") or None
+    use_pkce = read.flag("SPOTIFY_USE_PKCE")
+    if secret is None and not use_pkce:
         raise ConfigurationError(
             "SPOTIFY_USE_PKCE is False but there is no SPOTIFY_CLIENT_SECRET: a public client "
             "can only log in with PKCE. Remove SPOTIFY_USE_PKCE or set the secret."
         )
-    number = _number(value)
     return Settings(
         client_id=client_id,
         client_secret=secret,
-        redirect_uri=validate_redirect_uri(str(value("SPOTIFY_REDIRECT_URI"))),
-        scopes=_check_scopes(parse_scopes(value("SPOTIFY_SCOPES"))),
-        accounts_url=str(value("SPOTIFY_ACCOUNTS_URL")).rstrip("/"),
-        api_url=str(value("SPOTIFY_API_URL")).rstrip("/"),
-        auto_renew=bool(value("SPOTIFY_AUTO_RENEW")),
-        use_pkce=use_pkce is not False,
-        show_dialog=bool(value("SPOTIFY_SHOW_DIALOG")),
-        session_key=str(value("SPOTIFY_SESSION_KEY")),
-        login_ttl=number("SPOTIFY_LOGIN_TTL"),
-        http_timeout=number("SPOTIFY_HTTP_TIMEOUT"),
-        retries=int(number("SPOTIFY_RETRIES", zero=True)),
-        retry_after_cap=number("SPOTIFY_RETRY_AFTER_CAP", zero=True),
-        refresh_margin=number("SPOTIFY_REFRESH_MARGIN", zero=True),
-        renew_concurrency=int(number("SPOTIFY_RENEW_CONCURRENCY")),
-        keep_warm=number("SPOTIFY_KEEP_WARM", zero=True),
-        token_store=_store_url(value("SPOTIFY_TOKEN_STORE")),
-        token_store_prefix=str(value("SPOTIFY_TOKEN_STORE_PREFIX")),
-        token_idle_ttl=number("SPOTIFY_TOKEN_IDLE_TTL"),
-        token_encryption_keys=_keys(value("SPOTIFY_TOKEN_ENCRYPTION_KEYS")),
-        token_encryption_migrating=bool(value("SPOTIFY_TOKEN_ENCRYPTION_MIGRATING")),
-        redis_max_connections=int(number("SPOTIFY_REDIS_MAX_CONNECTIONS")),
+        redirect_uri=validate_redirect_uri(read.text("SPOTIFY_REDIRECT_URI")),
+        scopes=_check_scopes(read.scopes("SPOTIFY_SCOPES")),
+        accounts_url=read.service_url("SPOTIFY_ACCOUNTS_URL"),
+        api_url=read.service_url("SPOTIFY_API_URL"),
+        auto_renew=read.flag("SPOTIFY_AUTO_RENEW"),
+        use_pkce=use_pkce,
+        show_dialog=read.flag("SPOTIFY_SHOW_DIALOG"),
+        session_key=read.text("SPOTIFY_SESSION_KEY"),
+        login_ttl=read.number("SPOTIFY_LOGIN_TTL"),
+        http_timeout=read.number("SPOTIFY_HTTP_TIMEOUT"),
+        retries=int(read.number("SPOTIFY_RETRIES", zero=True, whole=True)),
+        retry_after_cap=read.number("SPOTIFY_RETRY_AFTER_CAP", zero=True),
+        refresh_margin=read.number("SPOTIFY_REFRESH_MARGIN", zero=True),
+        renew_concurrency=int(read.number("SPOTIFY_RENEW_CONCURRENCY", whole=True)),
+        keep_warm=read.number("SPOTIFY_KEEP_WARM", zero=True),
+        token_store=_store_url(read.value("SPOTIFY_TOKEN_STORE")),
+        token_store_prefix=read.text("SPOTIFY_TOKEN_STORE_PREFIX"),
+        token_idle_ttl=read.number("SPOTIFY_TOKEN_IDLE_TTL"),
+        token_encryption_keys=_keys(read.value("SPOTIFY_TOKEN_ENCRYPTION_KEYS")),
+        token_encryption_migrating=read.flag("SPOTIFY_TOKEN_ENCRYPTION_MIGRATING"),
+        redis_max_connections=int(read.number("SPOTIFY_REDIS_MAX_CONNECTIONS", whole=True)),
     )
 
 
-def _number(value: Callable[[str], Any]) -> Callable[..., float]:
-    def number(key: str, *, zero: bool = False) -> float:
-        raw = value(key)
-        try:
-            result = float(raw)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{key} must be a number, not {raw!r}.") from None
-        if result < 0 or (result == 0 and not zero):
-            raise ConfigurationError(f"{key} must be {'>= 0' if zero else '> 0'}, not {raw!r}.")
-        return result
+def unknown_keys(config: Mapping[str, Any]) -> list[str]:
+    """Warnings for ``SPOTIFY_*`` keys in ``config`` that look like a misspelt setting."""
+    found = []
+    for key in config:
+        if isinstance(key, str) and key.startswith("SPOTIFY_") and key not in DEFAULTS:
+            close = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.85)
+            if close:
+                found.append(
+                    f"{key} is not a setting of quart-spotify-auth; did you mean {close[0]}?"
+                )
+    return found
 
-    return number
+
+_FLAGS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False,
+          "off": False, "0": False}  # fmt: skip
+
+
+class _Reader:
+    """Reads one setting at a time, checking its type; errors name the key and the fix, and
+    never echo a value that may be a secret."""
+
+    def __init__(self, config: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+        self._config = config
+        self._overrides = overrides
+
+    def value(self, key: str) -> Any:
+        if self._overrides.get(key) is not None:
+            return self._overrides[key]
+        if self._config.get(key) is not None:
+            return self._config[key]
+        if key in ENVIRONMENT_KEYS and os.environ.get(key):
+            return os.environ[key]
+        return DEFAULTS[key]
+
+    def text(self, key: str) -> str:
+        raw = self.value(key)
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if raw is None:
+            return ""
+        if not isinstance(raw, str):
+            raise ConfigurationError(f"{key} must be a string, not {type(raw).__name__}.")
+        return raw.strip()
+
+    def flag(self, key: str) -> bool:
+        raw = self.value(key)
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, int) and raw in (0, 1):
+            return bool(raw)
+        if isinstance(raw, str) and raw.strip().lower() in _FLAGS:
+            return _FLAGS[raw.strip().lower()]
+        raise ConfigurationError(
+            f"{key} must be True or False (or the strings 'true' / 'false'), not {_shown(raw)}."
+        )
+
+    def number(self, key: str, *, zero: bool = False, whole: bool = False) -> float:
+        raw = self.value(key)
+        try:
+            number = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ConfigurationError(f"{key} must be a finite number, not {_shown(raw)}.")
+        if whole and not number.is_integer():
+            raise ConfigurationError(f"{key} must be a whole number, not {_shown(raw)}.")
+        if number < 0 or (number == 0 and not zero):
+            bound = ">= 0" if zero else "> 0"
+            raise ConfigurationError(f"{key} must be {bound}, not {_shown(raw)}.")
+        return number
+
+    def scopes(self, key: str) -> tuple[str, ...]:
+        raw = self.value(key)
+        if isinstance(raw, str) or (
+            isinstance(raw, list | tuple | set | frozenset) and all(isinstance(s, str) for s in raw)
+        ):
+            return parse_scopes(raw)
+        raise ConfigurationError(
+            f"{key} must be a space-separated string or a list of scope names, not "
+            f"{type(raw).__name__}."
+        )
+
+    def service_url(self, key: str) -> str:
+        """Spotify's base URLs (or a fake's): https, or plain http only to this machine, so
+        the client secret never crosses a network in clear."""
+        url = self.text(key).rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(f"{key} must be an absolute https URL, not {_shown(url)}.")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS | {"localhost"}:
+            raise ConfigurationError(
+                f"{key} {_shown(url)} uses plain http to another machine: the client secret and "
+                "tokens would cross the network in clear. Use https (plain http is allowed "
+                "only on 127.0.0.1, for a fake Spotify)."
+            )
+        return url
+
+
+def _shown(raw: Any) -> str:
+    """A value as an error may show it: a URL's password masked, at most 60 characters."""
+    text = repr(raw)
+    if isinstance(raw, str) and "@" in raw:
+        parts = urlsplit(raw)
+        if parts.password:
+            text = repr(raw.replace(f":{parts.password}@", ":***@", 1))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _store_url(raw: Any) -> str | None:
@@ -182,7 +275,7 @@ def _store_url(raw: Any) -> str | None:
     url = str(raw)
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
-            f"SPOTIFY_TOKEN_STORE {url!r} is not a Redis URL. Use redis://host:port/db "
+            f"SPOTIFY_TOKEN_STORE {_shown(url)} is not a Redis URL. Use redis://host:port/db "
             "(or leave it unset for the in-memory store)."
         )
     return url

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import httpx
 
 from . import signals
 from .accounts import AccountsClient, code_challenge
-from .config import Settings, load_settings
+from .config import DEFAULTS, Settings, load_settings, unknown_keys
 from .errors import AuthorizationDenied, ConfigurationError, InvalidCallback, LoginRequired
 from .refresh import APP_KEY, Refresher
 from .renewer import Renewer
@@ -91,6 +92,8 @@ class Core:
         self.accounts = AccountsClient(settings, self.http, clock=clock)
         self.refresher = Refresher(self.accounts, store, sender=sender)
         self.renewer = Renewer(self.refresher)
+        #: The ``SPOTIFY_*`` part of the app's configuration when it was read.
+        self.seen_config: dict[str, Any] = {}
         self.states = LoginStates(
             secret_key,
             redirect_uri=settings.redirect_uri,
@@ -311,9 +314,15 @@ def build_core(
 ) -> Core:
     """Check the configuration (raising :class:`ConfigurationError` with the fix) and build
     one app's :class:`Core`."""
-    unknown = [k for k in overrides if not k.startswith("SPOTIFY_")]
+    unknown = [k for k in overrides if k not in DEFAULTS]
     if unknown:
-        raise ConfigurationError(f"Unknown SpotifyAuth options: {', '.join(unknown)}.")
+        raise ConfigurationError(
+            f"Unknown SpotifyAuth options: {', '.join(unknown)}. The options are the "
+            "SPOTIFY_* settings (see the configuration table) and store, identity, transport "
+            "and clock."
+        )
+    for warning in unknown_keys(config):
+        warnings.warn(warning, UserWarning, stacklevel=4)
     settings = load_settings(config, overrides)
     if not secret_key or not isinstance(secret_key, str | bytes):
         raise ConfigurationError(

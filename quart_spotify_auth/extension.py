@@ -46,7 +46,12 @@ class SpotifyAuth(BaseSpotifyAuth):
         Raises :class:`ConfigurationError` with the fix when the configuration cannot work.
         """
         core = app.extensions[EXTENSION_KEY] = self._build(app)
-        app.before_serving(core.start)
+
+        async def start() -> None:
+            self._check_serving(app, core)
+            await core.start()
+
+        app.before_serving(start)
         app.after_serving(core.stop)
         self._install_template_globals(app)
 

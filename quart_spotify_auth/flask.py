@@ -48,8 +48,11 @@ class _AppState:
     """One Flask app's core, started on the loop thread; built again in a forked child (the
     parent's is bound to the parent's loop), keeping the store."""
 
-    def __init__(self, build: Callable[[TokenStore | None], Core]) -> None:
+    def __init__(
+        self, build: Callable[[TokenStore | None], Core], check: Callable[[Core], None]
+    ) -> None:
         self._build = build
+        self._check = check
         self._core = build(None)
         self._pid = os.getpid()
         self._started = False
@@ -65,6 +68,7 @@ class _AppState:
                 self._pid = os.getpid()
                 self._started = False
             if not self._started:
+                self._check(self._core)
                 run(self._core.start())
                 self._started = True
             return self._core
@@ -92,7 +96,9 @@ class SpotifyAuth(BaseSpotifyAuth):
     def init_app(self, app: Flask) -> None:
         """Read and check the configuration (``ConfigurationError`` with the fix), and give
         templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``."""
-        app.extensions[EXTENSION_KEY] = _AppState(lambda store: self._build(app, store))
+        app.extensions[EXTENSION_KEY] = _AppState(
+            lambda store: self._build(app, store), lambda core: self._check_serving(app, core)
+        )
         self._install_template_globals(app)
 
     # -- the four verbs -------------------------------------------------------------------

@@ -158,3 +158,85 @@ async def test_using_an_app_without_init_app_says_so() -> None:
     async with app.test_request_context("/"):
         with pytest.raises(RuntimeError, match="init_app"):
             await spotify.get_access_token()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("SPOTIFY_RENEW_CONCURRENCY", 0.5, "whole number"),
+        ("SPOTIFY_RETRIES", 1.5, "whole number"),
+        ("SPOTIFY_RETRIES", "nan", "finite"),
+        ("SPOTIFY_HTTP_TIMEOUT", float("nan"), "finite"),
+        ("SPOTIFY_LOGIN_TTL", float("inf"), "finite"),
+        ("SPOTIFY_REFRESH_MARGIN", "-inf", "finite"),
+        ("SPOTIFY_TOKEN_IDLE_TTL", 10**400, "finite"),
+        ("SPOTIFY_KEEP_WARM", True, "finite"),
+        ("SPOTIFY_AUTO_RENEW", "maybe", "True or False"),
+        ("SPOTIFY_SHOW_DIALOG", 2, "True or False"),
+        ("SPOTIFY_SCOPES", 5, "list of scope names"),
+        ("SPOTIFY_SCOPES", b"streaming", "list of scope names"),
+        ("SPOTIFY_ACCOUNTS_URL", "http://accounts.example.com", "in clear"),
+        ("SPOTIFY_API_URL", "ftp://api.example.com", "https URL"),
+        ("SPOTIFY_CLIENT_ID", 12345, "must be a string"),
+    ],
+)
+def test_values_of_the_wrong_kind_fail_loudly(key: str, value: object, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=key) as info:
+        SpotifyAuth(_app(**{key: value}))
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("false", False), ("False", False), ("0", False), ("off", False), ("true", True), (1, True)],
+)
+def test_booleans_from_strings(value: object, expected: bool) -> None:
+    app = _app(SPOTIFY_AUTO_RENEW=value)
+    SpotifyAuth(app)
+    assert app.extensions["QUART_SPOTIFY_AUTH"].settings.auto_renew is expected
+
+
+def test_bytes_credentials_are_text_and_plain_http_is_fine_on_this_machine() -> None:
+    app = _app(
+        SPOTIFY_CLIENT_ID=b"id",
+        SPOTIFY_CLIENT_SECRET=b"secret\n",
+        SPOTIFY_ACCOUNTS_URL="http://127.0.0.1:5001/",
+    )
+    SpotifyAuth(app)
+    settings = app.extensions["QUART_SPOTIFY_AUTH"].settings
+    assert (settings.client_id, settings.client_secret) == ("id", "secret")
+    assert settings.accounts_url == "http://127.0.0.1:5001"
+
+
+def test_errors_never_show_a_password() -> None:
+    with pytest.raises(ConfigurationError, match="SPOTIFY_TOKEN_STORE") as info:
+        SpotifyAuth(_app(SPOTIFY_TOKEN_STORE="rediss-ish://user:hunter2@db.example:6379/0"))
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+def test_a_misspelt_key_is_named() -> None:
+    with pytest.warns(UserWarning, match="SPOTIFY_SCOPE is not .* did you mean SPOTIFY_SCOPES"):
+        SpotifyAuth(_app(SPOTIFY_SCOPE="streaming"))
+    with pytest.raises(ConfigurationError, match="SPOTIFY_SCOPE"):
+        SpotifyAuth(_app(), SPOTIFY_SCOPE="streaming")
+    SpotifyAuth(_app(SPOTIFY_PLAYLIST="an app's own key, unlike any setting"))  # no warning
+
+
+async def test_what_would_fail_later_is_said_when_the_app_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _app()
+    SpotifyAuth(app)
+    app.config["SPOTIFY_SCOPES"] = "streaming"  # too late: already read
+    async with app.test_app():
+        pass
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "SPOTIFY_SCOPES changed after SpotifyAuth(app)" in said
+    assert "No route of this app answers GET /callback/" in said
+    caplog.clear()
+    app = _app()
+    SpotifyAuth(app)
+    app.add_url_rule("/callback/", "callback", lambda: "ok")
+    async with app.test_app():
+        pass
+    assert not caplog.records
