@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from .config import DEFAULTS, load_settings
 from .errors import ConfigurationError
+from .serving import PortInUse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,23 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake":
         from .demo import run_fake
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                run_fake(
-                    args.port,
-                    client_id=args.client_id,
-                    client_secret=args.client_secret,
-                    redirect_uri=args.redirect_uri,
-                    access_ttl=args.token_lifetime,
-                )
+        return _serve(
+            run_fake(
+                args.port,
+                client_id=args.client_id,
+                client_secret=args.client_secret,
+                redirect_uri=args.redirect_uri,
+                access_ttl=args.token_lifetime,
             )
-        return 0
+        )
     if args.command == "demo":
         from .demo import run
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run(args.port, args.fake_port))
-        return 0
+        return _serve(run(args.port, args.fake_port))
     config = {key: os.environ[key] for key in DEFAULTS if key in os.environ}
     try:
         settings = load_settings(config, {})
@@ -54,6 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 1
     print(f"OK: {settings!r}")
+    return 0
+
+
+def _serve(work: Coroutine[Any, Any, None]) -> int:
+    """Serve until interrupted; a port another program holds is an error that says so."""
+    try:
+        asyncio.run(work)
+    except KeyboardInterrupt:
+        pass
+    except PortInUse as error:
+        print(f"Cannot serve: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

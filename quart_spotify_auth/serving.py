@@ -11,7 +11,32 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-__all__ = ["free_port", "serve", "wait_for_port"]
+__all__ = ["PortInUse", "free_port", "serve", "wait_for_port"]
+
+
+class PortInUse(OSError):
+    """The port to serve on is taken (another program listens there)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"{host}:{port} is already in use: another program listens there. Stop it, or "
+            "choose another port (--port)."
+        )
+        self.host, self.port = host, port
+
+
+def _bound(host: str, port: int) -> int:
+    """A socket bound to ``host:port``, as the file descriptor hypercorn takes over (so the
+    port is known to be ours before anything says it is served)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(host, port) from exc
+    return sock.detach()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,7 +76,8 @@ async def serve(
     app: Any, *, host: str = "127.0.0.1", port: int | None = None, **options: Any
 ) -> AsyncIterator[str]:
     """Serve ``app`` with hypercorn (lifespan included) on this event loop; yields its base
-    URL and shuts the server down cleanly on exit.
+    URL and shuts the server down cleanly on exit. Raises :class:`PortInUse` when the port is
+    taken.
 
     .. code-block:: python
 
@@ -60,7 +86,7 @@ async def serve(
     """
     port = port or free_port(host)
     config = Config()
-    config.bind = [f"{host}:{port}"]
+    config.bind = [f"fd://{_bound(host, port)}"]
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 1.0

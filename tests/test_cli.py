@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 
 import httpx
@@ -82,3 +83,33 @@ async def test_fake_command_serves_a_fake_for_your_app() -> None:
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+@pytest.mark.parametrize("command", ["demo", "fake"])
+async def test_a_taken_port_is_an_error_that_names_it(command: str) -> None:
+    port = free_port()
+    with socket.socket() as other:  # another program listens there
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "quart_spotify_auth", command, "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")},
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert "open http" not in out.decode()  # it never claimed to serve
+    assert f"127.0.0.1:{port} is already in use" in err.decode() and "--port" in err.decode()
+
+
+async def test_serve_refuses_a_taken_port() -> None:
+    from quart_spotify_auth.serving import PortInUse, serve
+    from quart_spotify_auth.testing import make_fake
+
+    port = free_port()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        with pytest.raises(PortInUse, match=str(port)):
+            async with serve(make_fake(), port=port):
+                raise AssertionError("served on a taken port")
