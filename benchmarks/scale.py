@@ -67,7 +67,7 @@ async def run(tokens: int = 100_000, window: float = 60.0, concurrency: int = 16
     config = {
         "SPOTIFY_CLIENT_ID": "id",
         "SPOTIFY_CLIENT_SECRET": "secret",
-        "SPOTIFY_ACCOUNTS_URL": "http://x",
+        "SPOTIFY_ACCOUNTS_URL": "https://x",
         "SPOTIFY_REFRESH_MARGIN": lifetime,
         "SPOTIFY_RENEW_CONCURRENCY": concurrency,
         "SPOTIFY_KEEP_WARM": 0,

@@ -80,12 +80,23 @@ class _AppState:
                 run(self._core.stop(), timeout=30)
 
 
+def _stop_all() -> None:
+    """Stop every app's renewer and connections in this process (started again on use)."""
+    for state in list(_STATES):
+        with contextlib.suppress(Exception):  # never let this break an exit or a fork
+            state.stop()
+
+
 @atexit.register
 def _shutdown() -> None:
-    for state in list(_STATES):
-        with contextlib.suppress(Exception):  # at exit, nothing is left to tell
-            state.stop()
+    _stop_all()
     stop_loop()
+
+
+# Before this process forks (gunicorn --preload forks its workers from a master that may have
+# used the shim at import time): the master keeps no renewer it would never use, and the
+# children inherit no task in flight. The parent starts again on its next use.
+os.register_at_fork(before=_stop_all)
 
 
 class SpotifyAuth(BaseSpotifyAuth):

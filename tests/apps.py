@@ -19,7 +19,7 @@ SECRET_KEY = "a-test-secret-key-that-is-long-enough"
 
 
 def app_config(
-    accounts_url: str = "http://fake.invalid",
+    accounts_url: str = "https://fake.invalid",
     redirect_uri: str = "http://127.0.0.1:5000/callback/",
     *,
     public: bool = False,
@@ -39,7 +39,7 @@ def app_config(
 
 def make_app(
     *,
-    accounts_url: str = "http://fake.invalid",
+    accounts_url: str = "https://fake.invalid",
     redirect_uri: str = "http://127.0.0.1:5000/callback/",
     transport: httpx.AsyncBaseTransport | None = None,
     api_transport: httpx.AsyncBaseTransport | None = None,
@@ -95,7 +95,7 @@ def make_app(
 
 def make_flask_app(
     *,
-    accounts_url: str = "http://fake.invalid",
+    accounts_url: str = "https://fake.invalid",
     redirect_uri: str = "http://127.0.0.1:5000/callback/",
     transport: httpx.AsyncBaseTransport | None = None,
     **options: Any,

@@ -44,7 +44,7 @@ def _sleeps() -> Sleeps:
 
 
 def _settings(
-    client_id: str = "id", secret: str | None = "secret", accounts_url: str = "http://fake"
+    client_id: str = "id", secret: str | None = "secret", accounts_url: str = "https://fake"
 ) -> Settings:
     return load_settings(
         {

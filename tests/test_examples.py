@@ -19,7 +19,7 @@ async def test_basic_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch)
     basic = importlib.import_module("examples.basic")
     fake = make_fake(redirect_uri="http://127.0.0.1:5000/callback/")
     # Point the example at the fake: what SPOTIFY_ACCOUNTS_URL and a transport would do.
-    basic.app.config["SPOTIFY_ACCOUNTS_URL"] = "http://fake.invalid"
+    basic.app.config["SPOTIFY_ACCOUNTS_URL"] = "https://fake.invalid"
     from quart_spotify_auth import SpotifyAuth
 
     SpotifyAuth(basic.app, transport=httpx.ASGITransport(app=fake))
@@ -66,7 +66,7 @@ def test_flask_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch) -> No
     from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 
     spotify = FlaskSpotifyAuth(example.app, transport=httpx.ASGITransport(app=fake))
-    example.app.config["SPOTIFY_ACCOUNTS_URL"] = "http://fake.invalid"
+    example.app.config["SPOTIFY_ACCOUNTS_URL"] = "https://fake.invalid"
     spotify.init_app(example.app)
     client = example.app.test_client()
     location = client.get("/").headers["Location"]
@@ -83,7 +83,7 @@ async def test_playback_example_serves_the_page_after_login(
 ) -> None:
     monkeypatch.setenv("SPOTIFY_CLIENT_ID", "test-client")
     monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "test-secret")
-    monkeypatch.setenv("SPOTIFY_ACCOUNTS_URL", "http://fake.invalid")
+    monkeypatch.setenv("SPOTIFY_ACCOUNTS_URL", "https://fake.invalid")
     sys.modules.pop("examples.playback.app", None)
     example = importlib.import_module("examples.playback.app")
     fake = make_fake(redirect_uri="http://127.0.0.1:5000/callback/")

@@ -21,6 +21,7 @@ from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
 from .apps import make_flask_app
 from .conftest import Browser
+from .redis_server import RedisServer
 
 
 @pytest.fixture(name="flask_app")
@@ -162,6 +163,44 @@ def test_a_forked_child_can_use_the_extension(
     assert child.exitcode == 0
     assert isinstance(result, dict), result
     assert result["access_token"] == parent["access_token"]
+
+
+def _app_token_child(app: Flask, spotify: SpotifyAuth, out: multiprocessing.Queue[object]) -> None:
+    try:
+        with app.app_context():
+            out.put(bool(spotify.get_app_token().access_token))
+    except BaseException as exc:  # report anything to the parent
+        out.put(repr(exc))
+
+
+def test_a_fork_leaves_no_renewer_in_the_parent_and_no_task_in_the_child(
+    fake: FakeSpotify,
+    redis_server: RedisServer,
+    redis_prefix: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """gunicorn --preload: the master used the shim at import time, then forks workers."""
+    app, spotify = make_flask_app(
+        transport=httpx.ASGITransport(app=fake),
+        SPOTIFY_TOKEN_STORE=redis_server.url,
+        SPOTIFY_TOKEN_STORE_PREFIX=redis_prefix,
+    )
+    with app.app_context():
+        spotify.get_app_token()  # at import time, in the master
+        assert spotify.core(app).renewer.running
+    state = app.extensions["QUART_SPOTIFY_AUTH"]
+    context = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[object] = context.Queue()
+    for _ in range(2):  # two workers
+        child = context.Process(target=_app_token_child, args=(app, spotify, out))
+        child.start()
+        assert out.get(timeout=30) is True
+        child.join(30)
+        assert child.exitcode == 0
+    assert not state._started and not state._core.renewer.running  # the master renews nothing
+    assert fake.requests["token:client_credentials"] == 1  # the workers read the master's
+    assert "Task was destroyed" not in capfd.readouterr().err
+    spotify.close(app)
 
 
 # -- over real HTTP: a threaded werkzeug server and a hypercorn-served FakeSpotify -----------

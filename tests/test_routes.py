@@ -63,8 +63,8 @@ async def _routed(fake: FakeSpotify) -> AsyncIterator[tuple[Quart, SpotifyAuth]]
     app.config.update(
         SPOTIFY_CLIENT_ID=CLIENT_ID,
         SPOTIFY_CLIENT_SECRET=CLIENT_SECRET,
-        SPOTIFY_ACCOUNTS_URL="http://fake.invalid",
-        SPOTIFY_API_URL="http://fake.invalid/v1",
+        SPOTIFY_ACCOUNTS_URL="https://fake.invalid",
+        SPOTIFY_API_URL="https://fake.invalid/v1",
         SPOTIFY_SCOPES="user-read-private",
     )
     spotify = SpotifyAuth(app, transport=httpx.ASGITransport(app=fake))

@@ -79,7 +79,7 @@ class FakeSpotify(FakeAccounts):
         await self.app(scope, receive, send)
 
     def app_config(
-        self, url: str = "http://fake.invalid", *, client_id: str | None = None
+        self, url: str = "https://fake.invalid", *, client_id: str | None = None
     ) -> dict[str, Any]:
         """The settings that point an app at this fake served at ``url`` (any URL will do
         when the app reaches it in-process through ``httpx.ASGITransport``): the id and secret
