@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.sessions = ["lint", "typing", "tests", "lowest"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -42,6 +42,18 @@ def tests(session: nox.Session) -> None:
         "--cov-report=term-missing:skip-covered",
         *session.posargs,
     )
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """The tests against the lowest versions pyproject.toml allows (uv's lowest-direct)."""
+    session.install("uv")
+    requirements = nox.project.dependency_groups(PYPROJECT, "test")
+    session.run(
+        "uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[redis,flask]",
+        *requirements,
+    )  # fmt: skip
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

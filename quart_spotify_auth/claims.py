@@ -24,6 +24,10 @@ __all__ = ["Claims"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
+#: Longest a refresh waits for its claim's release (a store that is away may be slow to say
+#: so); after that the release is left to the renewer.
+RELEASE_TIMEOUT = 0.2
+
 
 class Claims:
     """One refresher's claims on the keys of one store."""
@@ -62,11 +66,14 @@ class Claims:
             yield
         finally:
             done.set()
-            if keeper is not None:
-                await asyncio.shield(keeper)  # it ends at its next step: never torn mid-call
+            if keeper is not None:  # it ends at its next step, unless the store is slow
+                finished, _ = await asyncio.wait({keeper}, timeout=RELEASE_TIMEOUT)
+                if not finished:
+                    keeper.cancel()
             try:
-                await self._store.release(key, held[0])
-            except SpotifyAuthError:
+                async with asyncio.timeout(RELEASE_TIMEOUT):
+                    await self._store.release(key, held[0])
+            except (SpotifyAuthError, TimeoutError):
                 # The store is away: the claim would block other processes until it expires.
                 self.orphans[key] = held[0]
 

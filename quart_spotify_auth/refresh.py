@@ -292,9 +292,10 @@ class Refresher:
         attempt = 0
         base, _ = self.unsaved.get(key, (current, new))
         while True:
-            try:
-                stored = await self.store.replace(key, base, new, due=self.due(key, new))
-            except SpotifyAuthError:
+            try:  # a store that is away may also be slow to say so: each try is bounded
+                async with asyncio.timeout(max(deadline - loop.time(), 0.05)):
+                    stored = await self.store.replace(key, base, new, due=self.due(key, new))
+            except (SpotifyAuthError, TimeoutError):
                 stop_if_cancelled()
                 attempt += 1
                 delay = backoff(attempt, base=0.1, cap=2.0)

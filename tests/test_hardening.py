@@ -99,7 +99,7 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
     redis.start()
     try:
         store = RedisTokenStore(redis.url, prefix="outage:")
-        app, spotify = _worker(fake_url, store, **QUICK)
+        app, spotify = _worker(fake_url, store, **{**QUICK, "SPOTIFY_HTTP_TIMEOUT": 2.0})
         async with serve(app, port=app.config["TEST_PORT"]) as url, httpx.AsyncClient() as http:
             await log_in(app.test_client(), fake, identity="u")
             first = (await http.get(url + "/token")).json()["access_token"]

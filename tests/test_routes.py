@@ -256,7 +256,8 @@ async def test_401_then_one_refresh_and_one_retry_with_the_body_intact() -> None
     assert reply.status_code == 401  # a second 401 is not retried again
     assert tokens.refreshes == 1
     assert [auth for auth, _ in script.seen] == ["Bearer t1", "Bearer t2"]
-    assert script.seen[0][1] == script.seen[1][1] == b'{"uris":["spotify:track:x"]}'
+    first, second = (json.loads(body) for _, body in script.seen)
+    assert first == second == {"uris": ["spotify:track:x"]}
 
 
 async def test_429_is_waited_out_then_the_cap_raises() -> None:
