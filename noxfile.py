@@ -29,13 +29,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    _install(session, "typing", "bench", extras="[redis,flask]")
+    _install(session, "typing", "bench", extras="[redis,flask,postgresql]")
     session.run("mypy", "quart_spotify_auth", "tests", "benchmarks", "examples")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    _install(session, "test", extras="[redis,flask]")
+    _install(session, "test", extras="[redis,flask,postgresql]")
     session.run(
         "pytest",
         "--cov=quart_spotify_auth",
@@ -50,7 +50,7 @@ def lowest(session: nox.Session) -> None:
     session.install("uv")
     requirements = nox.project.dependency_groups(PYPROJECT, "test")
     session.run(
-        "uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[redis,flask]",
+        "uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[redis,flask,postgresql]",
         *requirements,
     )  # fmt: skip
     session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
@@ -58,7 +58,7 @@ def lowest(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    _install(session, "bench", extras="[redis,flask]")
+    _install(session, "bench", extras="[redis,flask,postgresql]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

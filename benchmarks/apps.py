@@ -24,6 +24,7 @@ FAKE_URL = os.environ.get("BENCH_FAKE_URL", "http://127.0.0.1:5001")
 CONFIG = {
     **app_config(FAKE_URL, f"http://127.0.0.1:{PORT}/callback/", scopes="user-read-private"),
     "SPOTIFY_AUTO_RENEW": os.environ.get("BENCH_AUTO_RENEW", "1") == "1",
+    "SPOTIFY_TOKEN_STORE": os.environ.get("SPOTIFY_TOKEN_STORE", "memory"),
 }
 
 hotpath = Quart(__name__)

@@ -5,6 +5,8 @@ answers ``{"id": ...}``. ``benchmarks.soak_peer:peer`` is the same app written w
 
 from __future__ import annotations
 
+import os
+
 from quart import Quart, ResponseReturnValue, redirect, request
 
 from quart_spotify_auth import SpotifyAuth
@@ -20,6 +22,7 @@ ours.config.update(
     SPOTIFY_ACCOUNTS_URL=FAKE_URL,
     SPOTIFY_API_URL=FAKE_URL + "/v1",
     SPOTIFY_REFRESH_MARGIN=MARGIN,
+    SPOTIFY_TOKEN_STORE=os.environ.get("SPOTIFY_TOKEN_STORE", "memory"),
 )
 spotify = SpotifyAuth(ours)  # SPOTIFY_TOKEN_STORE from the environment picks Redis
 

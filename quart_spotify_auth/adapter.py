@@ -75,6 +75,7 @@ class BaseSpotifyAuth:
             secret_key=app.secret_key,
             store=store if store is not None else self._store,
             sender=app,
+            instance_path=app.instance_path,
             **self._options,
         )
         signals.reauthorization_required.connect(self._reauthorized, sender=app, weak=False)

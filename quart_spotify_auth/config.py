@@ -269,14 +269,27 @@ def _shown(raw: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+#: What SPOTIFY_TOKEN_STORE may name, by how it starts.
+STORE_SCHEMES = (
+    "memory",
+    "sqlite:///",
+    "postgresql://",
+    "postgresql+asyncpg://",
+    "redis://",
+    "rediss://",
+    "unix://",
+)
+
+
 def _store_url(raw: Any) -> str | None:
-    if raw in (None, "", "memory"):
-        return None
+    if raw in (None, ""):
+        return None  # the default: SQLite in the app's instance folder
     url = str(raw)
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(STORE_SCHEMES):
         raise ConfigurationError(
-            f"SPOTIFY_TOKEN_STORE {_shown(url)} is not a Redis URL. Use redis://host:port/db "
-            "(or leave it unset for the in-memory store)."
+            f"SPOTIFY_TOKEN_STORE {_shown(url)} is not a store this package knows. Use "
+            "sqlite:///path/to/file, postgresql://user:password@host/db, redis://host:port/db "
+            "or memory (or leave it unset: SQLite in the app's instance folder)."
         )
     return url
 

@@ -97,6 +97,8 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
     app = Quart(__name__)
     app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     app.config["SPOTIFY_SCOPES"] = "user-read-private user-read-email"
+    # A demo keeps its logins in memory (and writes no file); your app's default is SQLite.
+    app.config["SPOTIFY_TOKEN_STORE"] = os.environ.get("SPOTIFY_TOKEN_STORE", "memory")
     app.config["SPOTIFY_REDIRECT_URI"] = os.environ.get(
         "SPOTIFY_REDIRECT_URI", f"http://127.0.0.1:{port}/callback/"
     )

@@ -34,6 +34,7 @@ def app_config(
         "SPOTIFY_ACCOUNTS_URL": accounts_url,
         "SPOTIFY_API_URL": accounts_url + "/v1",
         "SPOTIFY_SCOPES": scopes,
+        "SPOTIFY_TOKEN_STORE": "memory",
     }
 
 

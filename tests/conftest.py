@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, urlsplit
@@ -15,6 +16,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, make_fake
 
 from .apps import CLIENT_ID, make_app
+from .pg_server import PostgreSQLServer
 from .redis_server import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -160,7 +162,8 @@ def _redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(name="redis_prefix")
 def _redis_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix of this test's own, so tests share one redis-server without clashing."""
-    return f"test:{request.node.name}:{secrets.token_hex(4)}:"
+    name = re.sub(r"[^\w]", "_", request.node.name)  # no glob characters ([...]) in a prefix
+    return f"test:{name}:{secrets.token_hex(4)}:"
 
 
 @pytest.fixture(name="signals")
@@ -168,3 +171,18 @@ def _signals() -> Iterator[SignalRecorder]:
     """Every signal sent while the test runs."""
     with SignalRecorder() as recorder:
         yield recorder
+
+
+@pytest.fixture(name="pg_server", scope="session")
+def _pg_server() -> Iterator[PostgreSQLServer]:
+    server = PostgreSQLServer()
+    server.start()
+    yield server
+    server.stop()
+    server.remove()
+
+
+@pytest.fixture(name="sql_prefix")
+def _sql_prefix() -> str:
+    """A table prefix of this test's own, so tests share one database without clashing."""
+    return f"t{secrets.token_hex(4)}_"

@@ -14,7 +14,7 @@ from quart_spotify_auth.config import load_settings
 def _app(**config: Any) -> Quart:
     app = Quart(__name__)
     app.secret_key = "test-secret-key"
-    app.config.update({"SPOTIFY_CLIENT_ID": "id", **config})
+    app.config.update({"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_TOKEN_STORE": "memory", **config})
     return app
 
 

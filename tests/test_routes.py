@@ -66,6 +66,7 @@ async def _routed(fake: FakeSpotify) -> AsyncIterator[tuple[Quart, SpotifyAuth]]
         SPOTIFY_ACCOUNTS_URL="https://fake.invalid",
         SPOTIFY_API_URL="https://fake.invalid/v1",
         SPOTIFY_SCOPES="user-read-private",
+        SPOTIFY_TOKEN_STORE="memory",
     )
     spotify = SpotifyAuth(app, transport=httpx.ASGITransport(app=fake))
     app.register_blueprint(spotify_blueprint(spotify))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,18 +12,27 @@ import pytest
 from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
 from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
+from quart_spotify_auth.stores.sql import SQLTokenStore
 
+from .pg_server import PostgreSQLServer
 from .redis_server import RedisServer
 
 
-@pytest.fixture(name="store", params=["memory", "redis"])
-async def _store(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[TokenStore]:
+@pytest.fixture(name="store", params=["memory", "redis", "sqlite", "postgresql"])
+async def _store(
+    request: pytest.FixtureRequest, redis_prefix: str, sql_prefix: str, tmp_path: Path
+) -> AsyncIterator[TokenStore]:
     store: TokenStore
     if request.param == "memory":
         store = MemoryTokenStore()
-    else:
+    elif request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         store = RedisTokenStore(server.url, prefix=redis_prefix)
+    elif request.param == "sqlite":
+        store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
+    else:
+        pg: PostgreSQLServer = request.getfixturevalue("pg_server")
+        store = SQLTokenStore(pg.url, prefix=sql_prefix)
     await store.open()
     yield store
     await store.close()

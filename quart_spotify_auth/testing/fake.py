@@ -83,14 +83,16 @@ class FakeSpotify(FakeAccounts):
     ) -> dict[str, Any]:
         """The settings that point an app at this fake served at ``url`` (any URL will do
         when the app reaches it in-process through ``httpx.ASGITransport``): the id and secret
-        of its registered app (the first one, or ``client_id``), ``SPOTIFY_ACCOUNTS_URL`` and
-        ``SPOTIFY_API_URL``. ``app.config.update(fake.app_config())``."""
+        of its registered app (the first one, or ``client_id``), ``SPOTIFY_ACCOUNTS_URL``,
+        ``SPOTIFY_API_URL``, and the in-memory token store (a test's logins stay in the test).
+        ``app.config.update(fake.app_config())``."""
         client = self.clients[client_id] if client_id else next(iter(self.clients.values()))
         return {
             "SPOTIFY_CLIENT_ID": client.client_id,
             "SPOTIFY_CLIENT_SECRET": client.client_secret,
             "SPOTIFY_ACCOUNTS_URL": url,
             "SPOTIFY_API_URL": url + "/v1",
+            "SPOTIFY_TOKEN_STORE": "memory",
         }
 
     # -- switches -------------------------------------------------------------------------

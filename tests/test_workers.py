@@ -1,5 +1,6 @@
-"""Many workers, one Redis: hypercorn worker processes on 127.0.0.1 sharing a real
-redis-server, against a hypercorn-served FakeSpotify."""
+"""Many workers, one shared store: hypercorn worker processes on 127.0.0.1 sharing a real
+redis-server, a real PostgreSQL, or one SQLite file, against a hypercorn-served FakeSpotify.
+The same tests run against each store."""
 
 from __future__ import annotations
 
@@ -10,29 +11,34 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
+from sqlalchemy import select
 
 from quart_spotify_auth.serving import free_port, serve, wait_for_port
+from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify
 
 from .conftest import Browser
+from .pg_server import PostgreSQLServer
 from .redis_server import RedisServer
 
 WAIT = 30.0
 
 
 class Workers:
-    """N app processes (``tests.served_app:app``), each on its own port, one Redis."""
+    """N app processes (``tests.served_app:app``), each on its own port, one store."""
 
-    def __init__(self, fake_url: str, redis_url: str, prefix: str, **env: str) -> None:
+    def __init__(self, fake_url: str, store: Store, **env: str) -> None:
         self.ports = [free_port() for _ in range(3)]
         self.env = {
             **os.environ,
             "TEST_FAKE_URL": fake_url,
-            "SPOTIFY_TOKEN_STORE": redis_url,
-            "TEST_PREFIX": prefix,
+            "TEST_STORE": store.url,
+            "TEST_PREFIX": store.prefix,
             **env,
         }
         self.processes: list[asyncio.subprocess.Process] = []
@@ -60,12 +66,51 @@ class Workers:
         self.processes = []
 
 
+class Store:
+    """A shared store the workers use: its URL, this test's prefix, and its server."""
+
+    def __init__(self, kind: str, url: str, prefix: str, server: Any = None) -> None:
+        self.kind, self.url, self.prefix, self.server = kind, url, prefix, server
+
+    async def raw(self) -> bytes:
+        """Everything this test wrote into the store, as bytes."""
+        if self.kind == "redis":
+            redis = Redis.from_url(self.url)
+            raw = b""
+            async for name in redis.scan_iter(match=f"{self.prefix}*"):
+                kind = await redis.type(name)
+                if kind == b"hash":
+                    values: list[Any] = await redis.hvals(name)
+                    raw += b"".join(values)
+            await redis.aclose()
+            return raw
+        store = SQLTokenStore(self.url, prefix=self.prefix)
+        async with store.engine.connect() as connection:
+            rows = await connection.execute(select(store.schema.tokens))
+            raw = b"".join(repr(tuple(row)).encode() for row in rows)
+        await store.close()
+        return raw
+
+
+@pytest.fixture(name="store", params=["redis", "postgresql", "sqlite"])
+def _store(
+    request: pytest.FixtureRequest, redis_prefix: str, sql_prefix: str, tmp_path: Path
+) -> Store:
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return Store("redis", server.url, redis_prefix, server)
+    if request.param == "postgresql":
+        pg: PostgreSQLServer = request.getfixturevalue("pg_server")
+        return Store("postgresql", pg.url, sql_prefix, pg)
+    return Store("sqlite", f"sqlite:///{tmp_path}/tokens.sqlite3", "quart_spotify_auth_")
+
+
 @contextlib.asynccontextmanager
 async def workers(
-    fake: FakeSpotify, redis_url: str, prefix: str, **env: str
+    fake: FakeSpotify, store: Store, **env: str
 ) -> AsyncIterator[tuple[Workers, str]]:
     async with serve(fake) as fake_url:
-        group = Workers(fake_url, redis_url, prefix, **env)
+        group = Workers(fake_url, store, **env)
         await group.start()
         try:
             yield group, fake_url
@@ -93,10 +138,8 @@ async def _settled(redis: Redis, due_key: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_login_through_one_worker_is_served_by_all(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
-) -> None:
-    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+async def test_a_login_through_one_worker_is_served_by_all(fake: FakeSpotify, store: Store) -> None:
+    async with workers(fake, store) as (group, fake_url):
         one, two, three = group.urls
         async with Browser(one, fake_url) as browser:
             assert (await browser.login("alice")).status_code == 302
@@ -112,7 +155,7 @@ async def test_a_login_through_one_worker_is_served_by_all(
 
 
 async def test_background_renewal_refreshes_each_token_once_per_period(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+    fake: FakeSpotify, store: Store
 ) -> None:
     fake.access_ttl = 2  # due at the midpoint: a period of about one second
     refreshes: dict[str, list[float]] = {}
@@ -124,7 +167,7 @@ async def test_background_renewal_refreshes_each_token_once_per_period(
         return body
 
     fake._grants["refresh_token"] = watched
-    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+    async with workers(fake, store) as (group, fake_url):
         for i, user in enumerate(["alice", "bob"]):
             async with Browser(group.urls[i], fake_url) as browser:
                 await browser.login(user)
@@ -140,11 +183,11 @@ async def test_background_renewal_refreshes_each_token_once_per_period(
 
 
 async def test_many_requests_on_an_expired_token_across_workers_make_one_refresh(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+    fake: FakeSpotify, store: Store
 ) -> None:
     fake.access_ttl = 1
     async with (
-        workers(fake, redis_server.url, redis_prefix, TEST_AUTO_RENEW="0") as (
+        workers(fake, store, TEST_AUTO_RENEW="0") as (
             group,
             fake_url,
         ),
@@ -164,10 +207,8 @@ async def test_many_requests_on_an_expired_token_across_workers_make_one_refresh
     assert fake.requests["token:refresh_token"] - before == 1
 
 
-async def test_restarting_every_worker_keeps_every_login(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
-) -> None:
-    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+async def test_restarting_every_worker_keeps_every_login(fake: FakeSpotify, store: Store) -> None:
+    async with workers(fake, store) as (group, fake_url):
         browsers = [Browser(group.urls[i], fake_url) for i in range(2)]
         for browser, user in zip(browsers, ["alice", "bob"], strict=True):
             await browser.login(user)
@@ -180,10 +221,10 @@ async def test_restarting_every_worker_keeps_every_login(
 
 
 async def test_a_rotated_refresh_token_survives_workers_racing(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+    fake: FakeSpotify, store: Store
 ) -> None:
     fake.rotate_confidential = True  # each refresh kills the refresh token it used
-    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+    async with workers(fake, store) as (group, fake_url):
         async with Browser(group.urls[0], fake_url) as browser:
             await browser.login("alice")
             for _ in range(5):
@@ -195,63 +236,57 @@ async def test_a_rotated_refresh_token_survives_workers_racing(
             assert (await browser.http.get(group.urls[2] + "/me")).json()["id"] == "alice"
 
 
-async def test_redis_down_is_a_clean_503_then_recovery(
-    fake: FakeSpotify, redis_prefix: str
+@pytest.mark.parametrize("kind", ["redis", "postgresql"])
+async def test_a_store_server_down_is_a_clean_503_then_recovery(
+    fake: FakeSpotify, kind: str, request: pytest.FixtureRequest, sql_prefix: str
 ) -> None:
-    server = RedisServer(persistent=True)
-    server.start()
+    if kind == "redis":
+        redis = RedisServer(persistent=True)
+        redis.start()
+        store = Store("redis", redis.url, "down:", redis)
+    else:
+        store = Store("postgresql", request.getfixturevalue("pg_server").url, sql_prefix)
+        store.server = request.getfixturevalue("pg_server")
     try:
-        async with workers(fake, server.url, redis_prefix) as (group, fake_url):
+        async with workers(fake, store) as (group, fake_url):
             async with Browser(group.urls[0], fake_url) as browser:
                 await browser.login("alice")
-                server.stop()
+                store.server.stop()
                 for url in group.urls:
                     reply = await browser.http.get(url + "/token")
                     assert reply.status_code == 503
                     assert "login store is unavailable" in reply.text
-                server.start()
+                store.server.start()
                 for url in group.urls:  # no restart of the app needed
                     reply = await browser.http.get(url + "/me")
                     assert reply.status_code == 200 and reply.json()["id"] == "alice"
                 assert (await browser.http.get(group.urls[1] + "/worker")).status_code == 200
     finally:
-        server.stop()
+        if kind == "redis":
+            store.server.stop()
 
 
-async def test_encrypted_tokens_are_not_in_redis_in_clear(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+async def test_encrypted_tokens_are_not_in_the_store_in_clear(
+    fake: FakeSpotify, store: Store
 ) -> None:
     from cryptography.fernet import Fernet
 
     key = Fernet.generate_key().decode()
     async with (
-        workers(fake, redis_server.url, redis_prefix, TEST_ENCRYPTION_KEYS=key) as (
-            group,
-            fake_url,
-        ),
+        workers(fake, store, TEST_ENCRYPTION_KEYS=key) as (group, fake_url),
         Browser(group.urls[0], fake_url) as browser,
     ):
         await browser.login("alice")
         token = (await browser.http.get(group.urls[1] + "/token")).json()["access_token"]
-    redis = Redis.from_url(redis_server.url)
-    raw = b""
-    async for name in redis.scan_iter(match=f"{redis_prefix}*"):
-        kind = await redis.type(name)
-        if kind == b"hash":
-            values: list[Any] = await redis.hvals(name)
-            raw += b"".join(values)
-        elif kind == b"string":
-            value: Any = await redis.get(name)
-            raw += value or b""
-    await redis.aclose()
+    raw = await store.raw()
     refresh = next(r for r in fake._refresh)
     assert raw and token.encode() not in raw and refresh.encode() not in raw
 
 
 async def test_a_logout_on_one_worker_is_seen_by_all_at_once(
-    fake: FakeSpotify, redis_server: RedisServer, redis_prefix: str
+    fake: FakeSpotify, store: Store
 ) -> None:
-    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+    async with workers(fake, store) as (group, fake_url):
         async with Browser(group.urls[0], fake_url) as browser:
             await browser.login("alice")
             for url in group.urls:  # every worker has read (and cached) this login
@@ -282,7 +317,8 @@ async def test_reading_a_token_is_one_redis_round_trip(
         info = await redis.info("commandstats")
         return {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items()}
 
-    async with workers(fake, redis_server.url, redis_prefix) as (group, fake_url):
+    store = Store("redis", redis_server.url, redis_prefix, redis_server)
+    async with workers(fake, store) as (group, fake_url):
         async with Browser(group.urls[0], fake_url) as browser:
             await browser.login("alice")
             for url in group.urls:  # each worker records this user's use once
@@ -298,6 +334,7 @@ async def test_reading_a_token_is_one_redis_round_trip(
     # Every script run was a renewer reading its schedule (one ZREMRANGEBYSCORE each).
     assert delta.get("eval", 0) == delta.get("zremrangebyscore", 0)
     renewer = {"eval", "zrangebyscore", "zremrangebyscore", "zrange", "zscore", "info"}
+    renewer |= {"hello", "client", "select", "ping"}  # a new pooled connection's handshake
     per_request = {k: v for k, v in delta.items() if v and k not in renewer}
     # At most one read per request (none while a worker's copy is fresh), nothing else.
     assert set(per_request) <= {"hmget"} and per_request.get("hmget", 0) <= 60

@@ -1,0 +1,98 @@
+"""The SQL store's tables: yours to own. Created on first start when missing; printed by
+``python -m quart_spotify_auth schema`` for your own migrations.
+
+``<prefix>tokens``: one row per login, ``<prefix>claims``: who refreshes a key, until when;
+``<prefix>meta``: the schema version and the version counter. Only what is encrypted (when
+keys are configured) is in ``record``; the other columns are times and the store key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+__all__ = ["SCHEMA_VERSION", "Schema", "create_statements"]
+
+#: The version of these tables; a store refuses tables of another version (and says what to do).
+SCHEMA_VERSION = 1
+
+
+class Schema:
+    """The three tables, under a name prefix (several apps can share one database)."""
+
+    def __init__(self, prefix: str = "quart_spotify_auth_") -> None:
+        self.prefix = prefix
+        self.metadata = MetaData()
+        self.tokens = Table(
+            f"{prefix}tokens",
+            self.metadata,
+            # The login's store key: "browser:<opaque id>", "user:<your user id>", "app:...".
+            Column("key", Text, primary_key=True),
+            # Given on every write, never reused: a refresh lands only over its own version.
+            Column("version", BigInteger, nullable=False),
+            # The token record (JSON; Fernet-encrypted and bound to the key with keys set).
+            Column("record", LargeBinary, nullable=False),
+            # When the renewer looks at it next (NULL: never); when it was last used.
+            Column("due", Double, nullable=True),
+            Column("used", Double, nullable=True),
+            # When the row is forgotten: unused for SPOTIFY_TOKEN_IDLE_TTL, or six months after
+            # consent (Spotify's limit), whichever is first.
+            Column("expires", Double, nullable=False),
+        )
+        Index(
+            f"{prefix}tokens_due",
+            self.tokens.c.due,
+            postgresql_where=self.tokens.c.due.isnot(None),
+            sqlite_where=self.tokens.c.due.isnot(None),
+        )
+        Index(f"{prefix}tokens_expires", self.tokens.c.expires)
+        self.claims = Table(
+            f"{prefix}claims",
+            self.metadata,
+            Column("key", Text, primary_key=True),
+            # "<pid>:<nonce>/<random>": the owner's name first, so it can take its own back.
+            Column("holder", Text, nullable=False),
+            # A claim whose holder died ends on its own at this time.
+            Column("until", Double, nullable=False),
+        )
+        self.meta = Table(
+            f"{prefix}meta",
+            self.metadata,
+            Column("name", String(32), primary_key=True),  # "schema", "versions"
+            Column("value", BigInteger, nullable=False),
+        )
+
+    @property
+    def channel(self) -> str:
+        """The PostgreSQL channel every write notifies (a read cache listens to it)."""
+        return f"{self.prefix}written"[:63]
+
+
+def create_statements(dialect: str = "postgresql", prefix: str = "quart_spotify_auth_") -> str:
+    """The SQL that creates the tables for ``dialect`` (``postgresql`` or ``sqlite``), with the
+    rows a new database starts with."""
+    dialects: dict[str, Any] = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}
+    chosen = dialects[dialect]()
+    schema = Schema(prefix)
+    lines = [f"-- quart-spotify-auth token store, schema version {SCHEMA_VERSION} ({dialect})"]
+    for table in schema.metadata.sorted_tables:
+        lines.append(str(CreateTable(table).compile(dialect=chosen)).strip() + ";")
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            lines.append(str(CreateIndex(index).compile(dialect=chosen)).strip() + ";")
+    for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
+        row = schema.meta.insert().values(name=name, value=value)
+        lines.append(str(row.compile(dialect=chosen, compile_kwargs={"literal_binds": True})) + ";")
+    return "\n".join(lines) + "\n"
