@@ -1,4 +1,5 @@
-"""Command line: ``python -m quart_spotify_auth demo`` (the demo) and ``... check`` (settings)."""
+"""Command line: ``python -m quart_spotify_auth demo`` (the demo), ``fake`` (a fake Spotify for
+your app), ``check`` (the settings in the environment), ``schema`` (the SQL store's tables)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument("--redirect-uri", default="http://127.0.0.1/callback/")
     fake.add_argument("--token-lifetime", type=float, default=3600)
     commands.add_parser("check", help="check the SPOTIFY_* settings in the environment")
+    schema = commands.add_parser("schema", help="print the SQL store's tables, for migrations")
+    schema.add_argument("--dialect", choices=["postgresql", "sqlite"], default="postgresql")
+    schema.add_argument("--prefix", default="quart_spotify_auth_", help="the tables' prefix")
     args = parser.parse_args(argv)
     if args.command == "fake":
         from .demo import run_fake
@@ -44,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run
 
         return _serve(run(args.port, args.fake_port))
+    if args.command == "schema":
+        from .stores.sqlschema import create_statements
+
+        print(create_statements(args.dialect, args.prefix), end="")
+        return 0
     config = {key: os.environ[key] for key in DEFAULTS if key in os.environ}
     try:
         settings = load_settings(config, {})

@@ -38,6 +38,10 @@ APP_KEY = "app:client-credentials"
 #: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
 REVOKED_MEMORY = 10_000
 
+#: How long a claim lasts unless its holder keeps it alive (a third of it at a time): the time
+#: other processes wait for a holder that crashed.
+CLAIM_TTL = 10.0
+
 #: Longest a renewed record's save is retried before it is kept in the process (seconds).
 SAVE_WINDOW = 1.0
 
@@ -235,7 +239,7 @@ class Refresher:
     ) -> TokenRecord:
         if seen is None:  # forced: the version to wait past, if another process has the claim
             seen = await self._latest(key)
-        ttl = self.settings.join_timeout + (max_wait or 0.0)
+        ttl = CLAIM_TTL  # kept alive while the refresh runs: short, so a crash frees it soon
         claim = await self.claims.take(key, ttl)
         if claim is None:  # another process is refreshing this key: wait for its result
             elsewhere = await self._refreshed_elsewhere(key, seen, ttl)

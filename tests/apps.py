@@ -24,9 +24,11 @@ def app_config(
     *,
     public: bool = False,
     scopes: str = "user-read-private user-read-email",
+    store: str | None = "memory",
 ) -> dict[str, Any]:
-    """The settings of a test app using the fake at ``accounts_url``."""
-    return {
+    """The settings of a test app using the fake at ``accounts_url`` (``store=None``: the
+    default store, SQLite in the instance folder)."""
+    config = {
         "SECRET_KEY": SECRET_KEY,
         "SPOTIFY_CLIENT_ID": CLIENT_ID,
         "SPOTIFY_CLIENT_SECRET": None if public else CLIENT_SECRET,
@@ -34,8 +36,8 @@ def app_config(
         "SPOTIFY_ACCOUNTS_URL": accounts_url,
         "SPOTIFY_API_URL": accounts_url + "/v1",
         "SPOTIFY_SCOPES": scopes,
-        "SPOTIFY_TOKEN_STORE": "memory",
     }
+    return config if store is None else {**config, "SPOTIFY_TOKEN_STORE": store}
 
 
 def make_app(
@@ -45,11 +47,13 @@ def make_app(
     transport: httpx.AsyncBaseTransport | None = None,
     api_transport: httpx.AsyncBaseTransport | None = None,
     public: bool = False,
+    store_url: str | None = "memory",
+    instance_path: str | None = None,
     **options: Any,
 ) -> tuple[Quart, SpotifyAuth]:
     """A Quart app with /login, /callback/, /token, /me, /renew, /logout and /status."""
-    app = Quart(__name__)
-    app.config.update(app_config(accounts_url, redirect_uri, public=public))
+    app = Quart(__name__, instance_path=instance_path)
+    app.config.update(app_config(accounts_url, redirect_uri, public=public, store=store_url))
     spotify = SpotifyAuth(app, transport=transport, **options)
 
     @app.route("/login")

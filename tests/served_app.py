@@ -1,6 +1,7 @@
 """The test app as a module for hypercorn worker processes (``tests.served_app:app``),
-configured by environment variables: ``TEST_FAKE_URL``, ``TEST_PORT``, ``TEST_STORE``,
-``TEST_AUTO_RENEW``, ``TEST_PREFIX``, ``TEST_ENCRYPTION_KEYS``."""
+configured by environment variables: ``TEST_FAKE_URL``, ``TEST_PORT``, ``TEST_STORE`` (unset:
+the default store, SQLite in ``TEST_INSTANCE``), ``TEST_AUTO_RENEW``, ``TEST_PREFIX``,
+``TEST_ENCRYPTION_KEYS``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.apps import make_app
 app, spotify = make_app(
     accounts_url=os.environ["TEST_FAKE_URL"],
     redirect_uri=f"http://127.0.0.1:{os.environ['TEST_PORT']}/callback/",
-    SPOTIFY_TOKEN_STORE=os.environ["TEST_STORE"],
+    store_url=os.environ.get("TEST_STORE"),
+    instance_path=os.environ.get("TEST_INSTANCE"),
     SPOTIFY_AUTO_RENEW=os.environ.get("TEST_AUTO_RENEW", "1") == "1",
     SPOTIFY_TOKEN_STORE_PREFIX=os.environ.get("TEST_PREFIX", "quart_spotify_auth:"),
     SPOTIFY_TOKEN_ENCRYPTION_KEYS=os.environ.get("TEST_ENCRYPTION_KEYS") or None,

@@ -205,25 +205,49 @@ def test_record_repr_hides_tokens() -> None:
     assert "secret" not in repr(record.to_access_token(0.0))
 
 
-async def test_redis_read_cache_follows_writes_from_other_processes(
-    redis_server: RedisServer, redis_prefix: str
+def _two_processes(
+    kind: str, request: pytest.FixtureRequest, redis_prefix: str, sql_prefix: str, tmp: Path
+) -> tuple[TokenStore, TokenStore, Any]:
+    """Two stores on one shared backend (as two processes would have), and a way to delete
+    the row behind their back."""
+    if kind == "redis":
+        url = request.getfixturevalue("redis_server").url
+        reader, writer = (RedisTokenStore(url, prefix=redis_prefix, cache_ttl=60) for _ in "rw")
+        return reader, writer, lambda: reader.redis.delete(f"{redis_prefix}t:k")
+    url = (
+        request.getfixturevalue("pg_server").url
+        if kind == "postgresql"
+        else f"sqlite:///{tmp}/tokens.sqlite3"
+    )
+    prefix = sql_prefix if kind == "postgresql" else "quart_spotify_auth_"
+    sql_reader, sql_writer = (SQLTokenStore(url, prefix=prefix) for _ in "rw")
+
+    async def behind() -> None:
+        async with sql_reader.engine.begin() as connection:
+            await connection.execute(sql_reader.schema.tokens.delete())
+
+    return sql_reader, sql_writer, behind
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgresql", "sqlite"])
+async def test_a_read_cache_follows_writes_from_other_processes(
+    kind: str, request: pytest.FixtureRequest, redis_prefix: str, sql_prefix: str, tmp_path: Path
 ) -> None:
     import asyncio
 
-    reader = RedisTokenStore(redis_server.url, prefix=redis_prefix, cache_ttl=60)
-    writer = RedisTokenStore(redis_server.url, prefix=redis_prefix, cache_ttl=60)
+    reader, writer, behind = _two_processes(kind, request, redis_prefix, sql_prefix, tmp_path)
     await reader.open()
     await writer.open()
     try:
-        while not reader.cache.listening:
+        while not reader.cache.listening:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
         first = await writer.put("k", _record("a1"))
         assert await reader.get("k") == first
         while reader.peek("k") is None:
             await asyncio.sleep(0.01)
             assert await reader.get("k") == first
-        # Served from memory now: not even a deleted hash changes it behind the store's back...
-        await reader.redis.delete(f"{redis_prefix}t:k")
+        # Served from memory now: not even a row deleted behind the stores' back changes it...
+        await behind()
         assert await reader.get("k") == first
         # ...but every write through a store tells the others at once.
         second = await writer.put("k", _record("a2"))

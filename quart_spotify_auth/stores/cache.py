@@ -1,15 +1,18 @@
 """A read cache for stores shared by several processes.
 
-Reading a token is what every request does, so a shared store keeps what this process read
-for up to ``ttl`` seconds, and drops a key the moment any process writes it: the store feeds
-the cache its change notifications (Redis pub/sub), and nothing is cached while that feed is
-down. Measured on the hot path with Redis: 0.79 of a constant handler without the cache,
-0.94 with it (``python -m benchmarks redis-hotpath``; ``docs/benchmarks.md``).
+Reading a token is what every request does, so a shared store keeps what this process read,
+and stops using a copy as soon as any process writes that key. How it learns of writes
+depends on the store: Redis and PostgreSQL tell every process (pub/sub, ``LISTEN``), and
+nothing is kept while that feed is down; SQLite processes compare a key's slot in a shared
+change file (:mod:`.changes`) before using a copy. Measured on the hot path with Redis: 0.79
+of a constant handler without the cache, 0.94 with it (``python -m benchmarks
+redis-hotpath``; ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..tokens import TokenRecord
 
@@ -17,20 +20,24 @@ __all__ = ["ReadCache"]
 
 
 class ReadCache:
-    """Records by key, valid while the change feed is heard and for at most ``ttl`` seconds.
+    """Records by key, each good while no write to its key was heard (or its change slot is
+    unchanged), and for at most ``ttl`` seconds.
 
-    A read that starts before a change and ends after it must not cache what it read: take
-    :attr:`generation` before reading and hand it to :meth:`remember`.
+    A read that starts before a change and ends after it must not keep what it read: call
+    :meth:`begin` before reading and hand its result to :meth:`remember`.
     """
 
-    def __init__(self, ttl: float = 1.0, size: int = 10_000) -> None:
+    def __init__(
+        self, ttl: float = 1.0, size: int = 10_000, stamp: Callable[[str], int] | None = None
+    ) -> None:
         self.ttl = ttl
         self.size = size
-        #: Whether the change feed is heard now; nothing is served or kept while it is not.
-        self.listening = False
-        #: Moves on with every change, so reads in flight across one are not kept.
+        self._stamp = stamp
+        #: Whether writes are heard now; nothing is served or kept while they are not.
+        self.listening = stamp is not None
+        #: Moves on with every change heard, so reads in flight across one are not kept.
         self.generation = 0
-        self._entries: dict[str, tuple[float, TokenRecord]] = {}
+        self._entries: dict[str, tuple[float, TokenRecord, int]] = {}
 
     def __repr__(self) -> str:
         return f"ReadCache({len(self._entries)} records, listening={self.listening})"
@@ -39,18 +46,24 @@ class ReadCache:
         entry = self._entries.get(key) if self.listening else None
         if entry is None or entry[0] <= time.monotonic():
             return None
+        if self._stamp is not None and self._stamp(key) != entry[2]:
+            return None
         return entry[1]
 
-    def remember(self, key: str, record: TokenRecord | None, generation: int) -> None:
-        """Keep what a read that began at ``generation`` found (``None``: nothing there)."""
+    def begin(self, key: str) -> tuple[int, int]:
+        """Taken before a read of ``key``, for :meth:`remember`."""
+        return self.generation, self._stamp(key) if self._stamp is not None else 0
+
+    def remember(self, key: str, record: TokenRecord | None, begun: tuple[int, int]) -> None:
+        """Keep what a read that :meth:`begin` began found (``None``: nothing there)."""
         if record is None:
             self._entries.pop(key, None)
             return
-        if not self.listening or self.ttl <= 0 or generation != self.generation:
+        if not self.listening or self.ttl <= 0 or begun[0] != self.generation:
             return
         if len(self._entries) >= self.size and key not in self._entries:
             del self._entries[next(iter(self._entries))]  # the oldest entry makes room
-        self._entries[key] = (time.monotonic() + self.ttl, record)
+        self._entries[key] = (time.monotonic() + self.ttl, record, begun[1])
 
     def changed(self, key: str | None = None) -> None:
         """``key`` was written somewhere (``None``: anything may have changed)."""
@@ -62,5 +75,5 @@ class ReadCache:
 
     def listen(self, listening: bool) -> None:
         """The change feed is (re)connected or lost: either way, start afresh."""
-        self.listening = listening
+        self.listening = listening or self._stamp is not None
         self.changed()

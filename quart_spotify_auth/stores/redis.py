@@ -249,7 +249,7 @@ class RedisTokenStore(TokenStore):
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
-        generation = self.cache.generation
+        begun = self.cache.begin(key)
         with _unavailable():
             if touch is None:
                 version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
@@ -262,7 +262,7 @@ class RedisTokenStore(TokenStore):
                 record = self._codec.load_record(key, _bytes(blob), int(version))
             except Unbound:
                 logger.warning("A stored record is not bound to its key; it was refused")
-        self.cache.remember(key, record, generation)
+        self.cache.remember(key, record, begun)
         return record
 
     async def put(

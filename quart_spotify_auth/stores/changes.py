@@ -1,0 +1,74 @@
+"""Which keys changed, for the processes of one host that share a SQLite file.
+
+SQLite tells no one about a write. So beside the database lives a small file,
+``<database>.changes``, mapped into every process's memory: an array of slots, each key
+hashing to one. A writer puts a fresh random number into the key's slot once its transaction
+has committed; a reader notes the slot before it reads the row, and a copy it keeps is good for
+as long as the slot still holds that number. Random numbers, not counters, so that two
+processes writing at once cannot leave a slot looking unchanged. Reading a slot costs about
+a microsecond; a read through the database, hundreds.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+import zlib
+
+__all__ = ["ChangeSlots"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+_SLOT = struct.Struct("<Q")
+
+
+class ChangeSlots:
+    """``<path>``'s change slots (created, for its owner only, when missing)."""
+
+    def __init__(self, path: str, slots: int = 4096) -> None:
+        self.path = path
+        self._slots = slots
+        self._map: mmap.mmap | None = None
+        self._pid = 0
+
+    def __repr__(self) -> str:
+        return f"ChangeSlots({self.path!r})"
+
+    def _mapped(self) -> mmap.mmap:
+        if self._map is None or self._pid != os.getpid():
+            size = self._slots * _SLOT.size
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < size:
+                    os.ftruncate(fd, size)
+                self._map = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)
+            self._pid = os.getpid()
+        return self._map
+
+    def _offset(self, key: str) -> int:
+        return (zlib.crc32(key.encode("utf-8", "surrogatepass")) % self._slots) * _SLOT.size
+
+    def seen(self, key: str) -> int:
+        """The number in ``key``'s slot now (when the file cannot be read, a number never
+        seen before: no copy is used)."""
+        try:
+            value: int = _SLOT.unpack_from(self._mapped(), self._offset(key))[0]
+        except OSError:
+            return -int.from_bytes(os.urandom(8))
+        return value
+
+    def changed(self, key: str) -> None:
+        """``key`` was written (call after the commit)."""
+        try:
+            _SLOT.pack_into(self._mapped(), self._offset(key), int.from_bytes(os.urandom(8)))
+        except OSError as exc:  # other processes may use a stale copy for up to the cache ttl
+            logger.warning("The change file %s cannot be written (%s)", self.path, exc)
+
+    def close(self) -> None:
+        if self._map is not None and self._pid == os.getpid():
+            self._map.close()
+        self._map = None

@@ -1,0 +1,266 @@
+"""Logins that outlive the process: the default store (SQLite in the instance folder) across a
+SIGKILL and many workers, PostgreSQL across a restart, and what a broken database gives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
+from quart_spotify_auth.__main__ import main
+from quart_spotify_auth.serving import free_port, serve, wait_for_port
+from quart_spotify_auth.stores.sql import SQLTokenStore
+from quart_spotify_auth.testing import FakeSpotify, log_in
+
+from .apps import make_app
+from .conftest import Browser
+from .pg_server import PostgreSQLServer
+
+
+class App:
+    """``hypercorn --workers N tests.served_app:app`` in a process group of its own."""
+
+    def __init__(self, fake_url: str, workers: int, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = {**os.environ, "TEST_FAKE_URL": fake_url, "TEST_PORT": str(self.port), **env}
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hypercorn", "--workers", str(self.workers),
+            "--bind", f"127.0.0.1:{self.port}", "tests.served_app:app",
+            env=self.env, start_new_session=True,
+        )  # fmt: skip
+        await wait_for_port("127.0.0.1", self.port, timeout=60)
+
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process of the server, and wait until none of them listens."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        await self.process.wait()
+        self.process = None
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    return  # refused: the workers are gone too
+                writer.close()
+                await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def served(fake: FakeSpotify, workers: int = 1, **env: str) -> AsyncIterator[tuple[App, str]]:
+    async with serve(fake) as fake_url:
+        app = App(fake_url, workers, **env)
+        await app.start()
+        try:
+            yield app, fake_url
+        finally:
+            if app.process is not None:
+                await app.kill(signal.SIGTERM)
+
+
+async def _until(predicate: Any, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_sigkill_while_renewals_are_in_flight_loses_no_login(
+    fake: FakeSpotify, tmp_path: Path
+) -> None:
+    fake.rotate_confidential = True  # each refresh retires the refresh token it used
+    fake.access_ttl = 4  # renewed from 2 s on
+    async with served(fake, TEST_INSTANCE=str(tmp_path)) as (app, fake_url):
+        browsers = [Browser(app.url, fake_url) for _ in range(5)]
+        users = ["alice", "bob", "alice", "bob", "alice"]
+        for browser, user in zip(browsers, users, strict=True):
+            assert (await browser.login(user)).status_code == 302
+        fake.slow = 3.0  # renewals wait at Spotify...
+        await _until(lambda: fake._in_flight["token"] >= 3)
+        await app.kill()  # ...when the app dies
+        assert (tmp_path / "quart_spotify_auth.sqlite3").exists()
+        fake.slow = 0
+        await app.start()
+        for browser in browsers:  # the old connections died with the app; the cookies did not
+            cookies = browser.http.cookies
+            await browser.http.aclose()
+            browser.http = httpx.AsyncClient(cookies=cookies, follow_redirects=False, timeout=30)
+        for browser, user in zip(browsers, users, strict=True):
+            reply = await browser.http.get(app.url + "/me")
+            assert reply.status_code == 200 and reply.json()["id"] == user
+        before = fake.requests["token:refresh_token"]
+        await _until(lambda: fake.requests["token:refresh_token"] >= before + 10)  # renewals go on
+        for browser in browsers:
+            assert (await browser.http.get(app.url + "/token")).status_code == 200
+            await browser.http.aclose()
+    assert fake.requests["refused:invalid_grant"] == 0  # no refresh token reused or lost
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_every_login_completes_across_workers_with_a_new_connection_each_time(
+    fake: FakeSpotify, kind: str, tmp_path: Path, request: pytest.FixtureRequest, sql_prefix: str
+) -> None:
+    env, workers = {"TEST_INSTANCE": str(tmp_path)}, 4  # the default store: nothing set
+    pg: PostgreSQLServer | None = None
+    if kind == "postgresql":
+        pg = request.getfixturevalue("pg_server")
+        env, workers = {"TEST_STORE": pg.url, "TEST_PREFIX": sql_prefix}, 3
+    async with served(fake, workers, **env) as (app, fake_url):
+        limits = httpx.Limits(max_keepalive_connections=0)  # a new connection per request
+        for i in range(10):
+            if pg is not None and i == 5:  # PostgreSQL restarts mid-run
+                pg.stop()
+                pg.start()
+            async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+                authorize = (await http.get(app.url + "/login")).headers["location"]
+                query = dict(httpx.URL(authorize).params)
+                consent = await http.post(fake_url + "/authorize", data={**query, "user": "bob"})
+                done = await http.get(consent.headers["location"])
+                assert done.status_code == 302, done.text
+                assert (await http.get(app.url + "/me")).json()["id"] == "bob"
+
+
+async def test_the_default_store_is_a_private_file_in_the_instance_folder(
+    fake: FakeSpotify, tmp_path: Path
+) -> None:
+    instance = tmp_path / "instance"
+    app, spotify = make_app(
+        transport=httpx.ASGITransport(app=fake), store_url=None, instance_path=str(instance)
+    )
+    store = spotify.core(app).store
+    assert isinstance(store, SQLTokenStore) and store.dialect == "sqlite"
+    async with app.test_app():
+        await log_in(app.test_client(), fake)
+    database = instance / "quart_spotify_auth.sqlite3"
+    assert instance.stat().st_mode & 0o777 == 0o700
+    assert database.stat().st_mode & 0o777 == 0o600
+    mode = sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def _record() -> TokenRecord:
+    return TokenRecord("a", "r", 4_000_000_000.0, 1_000_000_000.0, frozenset(), 1_000_000_000.0)
+
+
+async def test_a_corrupt_file_is_a_clean_503_and_is_never_replaced(tmp_path: Path) -> None:
+    database = tmp_path / "tokens.sqlite3"
+    database.write_bytes(b"this is not a database " * 200)
+    before = database.read_bytes()
+    store = SQLTokenStore(f"sqlite:///{database}")
+    await store.open()  # the app still starts: its requests get the 503
+    with pytest.raises(StoreUnavailable, match="not a SQLite database") as info:
+        await store.get("k")
+    assert info.value.code == 503 and "never replaced" in info.value.description
+    with pytest.raises(StoreUnavailable):
+        await store.put("k", _record())
+    await store.close()
+    assert database.read_bytes() == before
+
+
+async def test_a_file_locked_too_long_is_a_503_and_works_when_released(tmp_path: Path) -> None:
+    database = tmp_path / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}", busy_timeout=0.2)
+    await store.open()
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.put("k", _record())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (await store.put("k", _record())).version == 1
+    await store.close()
+
+
+@contextlib.contextmanager
+def _unwritable(*paths: Path) -> Iterator[None]:
+    """Make ``paths`` unwritable, for root too (which ignores permissions, not chattr +i)."""
+    root = os.geteuid() == 0
+    if root and shutil.which("chattr") is None:
+        pytest.skip("chattr is not available to make a file unwritable for root")
+    for path in paths:
+        if root:
+            subprocess.run(["chattr", "+i", str(path)], check=True)
+        else:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        yield
+    finally:
+        for path in paths:
+            if root:
+                subprocess.run(["chattr", "-i", str(path)], check=True)
+            else:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+async def test_an_unwritable_file_is_a_503_that_says_so_and_works_when_fixed(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "data"
+    database = folder / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}")
+    await store.open()  # the tables are there
+    await store.close()  # and nothing is open: the next write opens the file afresh
+    with _unwritable(database, folder):
+        with pytest.raises(StoreUnavailable, match="cannot be written") as info:
+            await store.put("k", _record())
+        assert "permissions" in info.value.description
+    assert (await store.put("k", _record())).version == 1  # fixed: nothing to restart
+    await store.close()
+
+
+async def test_tables_of_another_schema_version_say_what_to_run(tmp_path: Path) -> None:
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
+    await store.open()
+    async with store.engine.begin() as connection:
+        meta = store.schema.meta
+        await connection.execute(meta.update().where(meta.c.name == "schema").values(value=0))
+    await store.close()
+    with pytest.raises(ConfigurationError, match="python -m quart_spotify_auth schema"):
+        await SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3").open()
+
+
+async def test_tokens_can_live_in_the_apps_own_database_keyed_by_its_users(
+    fake: FakeSpotify, tmp_path: Path
+) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/app.sqlite3")
+    store = SQLTokenStore(engine=engine)
+    app, _ = make_app(
+        transport=httpx.ASGITransport(app=fake), store=store, identity=lambda: "user-42"
+    )
+    async with app.test_app():
+        await log_in(app.test_client(), fake, "bob", identity="user-42")
+        assert (await app.test_client().get("/me")).status_code == 200
+    async with engine.connect() as connection:  # the app's engine: still open, ours to close
+        rows = (await connection.execute(store.schema.tokens.select())).all()
+    assert [row.key for row in rows] == ["user:user-42"]
+    await engine.dispose()
+
+
+def test_the_schema_command_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--dialect", "sqlite", "--prefix", "spotify_"]) == 0
+    out = capsys.readouterr().out
+    assert "CREATE TABLE spotify_tokens" in out and "CREATE TABLE spotify_claims" in out
+    assert "INSERT INTO spotify_meta (name, value) VALUES ('schema', 1);" in out
+    connection = sqlite3.connect(":memory:")
+    connection.executescript(out)  # it runs as printed
+    assert connection.execute("SELECT value FROM spotify_meta WHERE name = 'schema'").fetchone()
