@@ -38,6 +38,8 @@ def tests(session: nox.Session) -> None:
     _install(session, "test", extras="[redis,flask,postgresql]")
     session.run(
         "pytest",
+        "-n",
+        "2",
         "--cov=quart_spotify_auth",
         "--cov-report=term-missing:skip-covered",
         *session.posargs,
@@ -53,7 +55,7 @@ def lowest(session: nox.Session) -> None:
         "uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[redis,flask,postgresql]",
         *requirements,
     )  # fmt: skip
-    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,66 +12,29 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from quart_spotify_auth.serving import free_port, wait_for_port
+from quart_spotify_auth.serving import free_port
+from tests.servers import RedisServer
 
 from . import web
 from .servers import hypercorn
 from .web import _session_cookie
 
 
-class RedisProcess:
-    """A ``redis-server`` on a free loopback port. ``persistent`` keeps its data in
-    ``folder`` (append-only file, fsync on every write) so that :meth:`restart` loses nothing,
-    as a production Redis would be set up."""
-
-    def __init__(self, folder: str, *, persistent: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.binary, self.folder, self.port = binary, folder, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.persistent = persistent
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
-             "--dir", self.folder],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        await wait_for_port("127.0.0.1", self.port)
-
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM): what a restart by an operator or a deploy does."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait()
-            self.process = None
-
-    async def restart(self) -> float:
-        """Stop and start again on the same port and data; returns the seconds it was away."""
-        began = time.perf_counter()
-        self.stop()
-        await self.start()
-        return time.perf_counter() - began
+@contextlib.asynccontextmanager
+async def redis_process(*, persistent: bool = False) -> AsyncIterator[RedisServer]:
+    """A ``redis-server`` of the benchmark's own (tests.servers), removed after."""
+    server = RedisServer(persistent=persistent)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 @contextlib.asynccontextmanager
 async def redis_server() -> AsyncIterator[str]:
     async with redis_process() as server:
         yield server.url
-
-
-@contextlib.asynccontextmanager
-async def redis_process(*, persistent: bool = False) -> AsyncIterator[RedisProcess]:
-    with tempfile.TemporaryDirectory() as folder:
-        server = RedisProcess(folder, persistent=persistent)
-        await server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 async def hot_path(*, seconds: float, rounds: int) -> dict[str, Any]:

@@ -32,9 +32,10 @@ from typing import Any
 import httpx
 
 from quart_spotify_auth.serving import free_port
+from tests.servers import RedisServer
 
 from .load import percentile
-from .redisbench import RedisProcess, redis_process
+from .redisbench import redis_process
 from .servers import children, cpu_seconds, rss_mb, served
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -120,13 +121,13 @@ class Options:
 
 
 async def _inject(
-    control: httpx.AsyncClient, fake_url: str, fault: Fault, redis: RedisProcess | None
+    control: httpx.AsyncClient, fake_url: str, fault: Fault, redis: RedisServer | None
 ) -> dict[str, Any]:
     """Run one fault; returns when it happened and how long it lasted, in epoch seconds."""
     began = time.time()
     if fault.redis_restart:
         assert redis is not None
-        away = await redis.restart()
+        away = await asyncio.to_thread(redis.restart)
         return {"label": fault.label, "at": began, "seconds": round(away, 2)}
     await control.post(fake_url + "/_fake/control", json=fault.on)
     await asyncio.sleep(fault.seconds)
@@ -139,7 +140,7 @@ async def _schedule(
     fake_url: str,
     plan: list[Fault],
     start: float,
-    redis: RedisProcess | None,
+    redis: RedisServer | None,
 ) -> list[dict[str, Any]]:
     done = []
     for fault in plan:
@@ -166,7 +167,7 @@ async def _sample(
 
 
 @contextlib.asynccontextmanager
-async def _maybe_redis(wanted: bool) -> AsyncIterator[RedisProcess | None]:
+async def _maybe_redis(wanted: bool) -> AsyncIterator[RedisServer | None]:
     if not wanted:
         yield None
         return

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -16,10 +15,24 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, make_fake
 
 from .apps import CLIENT_ID, make_app
-from .pg_server import PostgreSQLServer
-from .redis_server import RedisServer
+from .servers import IN_CI, PostgreSQLServer, RedisServer, postgresql_bin, redis_bin
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+
+def require(what: str, available: bool, install: str) -> None:
+    """Skip a test on a machine without ``what``; under CI=true a missing one is a failure."""
+    if not available:
+        if IN_CI:
+            pytest.fail(f"{what} is not installed, and CI=true needs it (see .ci/run)")
+        pytest.skip(f"{what} is not installed ({install})")
+
+
+def require_redis() -> None:
+    require("redis-server", redis_bin() is not None, "apt-get install redis-server")
+
+
+def require_postgresql() -> None:
+    found = postgresql_bin("initdb") and postgresql_bin("pg_ctl")
+    require("PostgreSQL", bool(found), "apt-get install postgresql")
 
 
 @pytest.fixture(name="clock")
@@ -153,10 +166,11 @@ def _no_real_spotify(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(name="redis_server", scope="session")
 def _redis_server() -> Iterator[RedisServer]:
+    require_redis()
     server = RedisServer()
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture(name="redis_prefix")
@@ -175,6 +189,7 @@ def _signals() -> Iterator[SignalRecorder]:
 
 @pytest.fixture(name="pg_server", scope="session")
 def _pg_server() -> Iterator[PostgreSQLServer]:
+    require_postgresql()
     server = PostgreSQLServer()
     server.start()
     yield server

@@ -17,7 +17,7 @@ from quart_spotify_auth.demo import create_app
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import make_fake
 
-from .redis_server import IN_CI
+from .servers import IN_CI
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

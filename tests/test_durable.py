@@ -27,7 +27,7 @@ from quart_spotify_auth.testing import FakeSpotify, log_in
 
 from .apps import make_app
 from .conftest import Browser
-from .pg_server import PostgreSQLServer
+from .servers import PostgreSQLServer
 
 
 class App:
@@ -52,6 +52,8 @@ class App:
         """Signal every process of the server, and wait until none of them listens."""
         assert self.process is not None
         with contextlib.suppress(ProcessLookupError):
+            # The server leads a session of its own: its group is its workers, never ours.
+            assert os.getpgid(self.process.pid) == self.process.pid != os.getpgid(0)
             os.killpg(self.process.pid, sig)
         await self.process.wait()
         self.process = None

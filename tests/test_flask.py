@@ -21,7 +21,7 @@ from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
 from .apps import make_flask_app
 from .conftest import Browser
-from .redis_server import RedisServer
+from .servers import RedisServer
 
 
 @pytest.fixture(name="flask_app")

@@ -21,7 +21,8 @@ from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, log_in
 
 from .apps import make_app
-from .redis_server import RedisServer
+from .conftest import require_redis
+from .servers import RedisServer
 
 #: A short join window for the tests: 1 s for a refresh, all of it, claims lasting as long.
 QUICK = {"SPOTIFY_HTTP_TIMEOUT": 1.0, "SPOTIFY_RETRIES": 0, "SPOTIFY_RETRY_AFTER_CAP": 0}
@@ -95,6 +96,7 @@ async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_toke
 async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_is_back(
     fake: FakeSpotify, fake_url: str
 ) -> None:
+    require_redis()
     redis = RedisServer(persistent=True)
     redis.start()
     try:
@@ -121,7 +123,7 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
             assert (await http.get(url + "/token")).status_code == 200
         assert fake.requests["refused:invalid_grant"] == 0
     finally:
-        redis.stop()
+        redis.remove()
 
 
 # -- 3. An authorization code is never sent twice ------------------------------------------------

@@ -18,7 +18,7 @@ from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder
 
 from .apps import make_app
 from .conftest import Stack, login_in_process
-from .redis_server import RedisServer
+from .servers import RedisServer
 
 
 def _scheduled(core: Core) -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks import soak
 
-from .redis_server import require_redis_server
+from .conftest import require_redis
 
 OPTIONS = soak.Options(seconds=12, browsers=40, rate=8, burst=2, lifetime=4, margin=1.5, docs=False)
 CONTENDERS = [c for c in soak.CONTENDERS if c.name != "peer"]  # the peer needs Authlib
@@ -38,7 +38,7 @@ async def test_soak_with_faults_keeps_everyone_logged_in_as_themselves(
     contender: soak.Contender, tmp_path: Path
 ) -> None:
     if contender.redis:
-        require_redis_server()
+        require_redis()
     raw = await soak.run_one(contender, OPTIONS, tmp_path)
     result = soak.summarise(raw, OPTIONS)
 

@@ -14,8 +14,7 @@ from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
 
-from .pg_server import PostgreSQLServer
-from .redis_server import RedisServer
+from .servers import PostgreSQLServer, RedisServer
 
 
 @pytest.fixture(name="store", params=["memory", "redis", "sqlite", "postgresql"])
