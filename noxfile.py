@@ -55,7 +55,8 @@ def lowest(session: nox.Session) -> None:
         "uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[redis,flask,postgresql]",
         *requirements,
     )  # fmt: skip
-    session.run("pytest", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
+    # The end-to-end runs (marked slow) are left to the tests session, to keep CI short.
+    session.run("pytest", "-n", "2", "-p", "no:cacheprovider", "-m", "not slow", *session.posargs)
 
 
 @nox.session

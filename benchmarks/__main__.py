@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import redisbench, rollover, scale, singleflight, soak, web
+from . import rollover, scale, singleflight, soak, stores, web
 
 Measure = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
 
@@ -29,22 +29,14 @@ def _soak(args: argparse.Namespace) -> Awaitable[dict[str, Any]]:
 
 
 MEASURES: dict[str, Measure] = {
-    "hotpath": lambda a: web.hot_path(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
+    "hotpath": lambda a: stores.hot_path(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "singleflight": lambda a: singleflight.run(callers=200 if a.quick else 1000),
     "scale": lambda a: scale.run(
         tokens=10_000 if a.quick else 100_000, window=10 if a.quick else 60
     ),
     "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
-    "redis-hotpath": lambda a: redisbench.hot_path(
-        seconds=2 if a.quick else 4, rounds=3 if a.quick else 5
-    ),
-    "redis-singleflight": lambda a: redisbench.single_flight(callers=200 if a.quick else 1000),
-    "flask-hotpath": lambda a: web.hot_path(
-        seconds=2 if a.quick else 4,
-        rounds=3 if a.quick else 5,
-        app="benchmarks.apps:flask_hotpath",
-    ),
+    "workers-singleflight": lambda a: stores.single_flight(callers=200 if a.quick else 1000),
     "soak": _soak,
 }
 

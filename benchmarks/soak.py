@@ -35,8 +35,8 @@ from quart_spotify_auth.serving import free_port
 from tests.servers import RedisServer
 
 from .load import percentile
-from .redisbench import redis_process
 from .servers import children, cpu_seconds, rss_mb, served
+from .stores import redis_process
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -113,7 +113,6 @@ class BaseSpotifyAuth:
         app.add_template_global(self._template_token, "spotify_access_token")
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
         app.add_template_global(self._template_user, "spotify_user")
-        app.after_request(self._no_store)
 
     def on_reauthorization_required(self, hook: ReauthHook) -> ReauthHook:
         """Register ``hook(key)`` (sync or async), called when Spotify stops accepting a
@@ -172,14 +171,10 @@ class BaseSpotifyAuth:
         return method
 
     @staticmethod
-    def _mark_no_store(g: Any) -> None:
-        g._spotify_no_store = True
-
-    @staticmethod
-    def _set_no_store(g: Any, response: Any) -> Any:
-        if g.get("_spotify_no_store"):
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["Pragma"] = "no-cache"
+    def _no_store(response: Any) -> Any:
+        """For a response that carries a token: never cached."""
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
         return response
 
     # Each adapter defines these (async in Quart, sync in Flask).
@@ -187,4 +182,3 @@ class BaseSpotifyAuth:
     is_logged_in: Callable[[], Any]
     _template_token: Callable[[], Any]
     _template_user: Callable[[], Any]
-    _no_store: Callable[[Any], Any]

@@ -144,7 +144,8 @@ class Core:
             except UnicodeEncodeError:  # not text (a lone surrogate): a key of its bytes
                 return "user!" + identity.encode("utf-8", "surrogatepass").hex()
             return f"user:{identity}"
-        login = self._data(caller.session).get("login")
+        data = caller.session.get(self.settings.session_key)
+        login = data.get("login") if isinstance(data, dict) else None
         return f"browser:{login}" if isinstance(login, str) and login else None
 
     def _key_or_401(self, caller: Caller) -> str:

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any
 
-from quart import Quart, current_app, g, request, session
+from quart import Quart, after_this_request, current_app, g, request, session
 
 from .adapter import BaseSpotifyAuth
 from .core import EXTENSION_KEY, Caller, Core, registered
@@ -90,7 +90,8 @@ class SpotifyAuth(BaseSpotifyAuth):
         request however many callers wait). Raises :class:`LoginRequired` (401) when not
         logged in and :class:`ReauthorizationRequired` (401) when Spotify no longer accepts
         the login."""
-        return await current_core().access_token(await current_caller())
+        core = current_core()
+        return await core.access_token(await current_caller(core))
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
@@ -139,11 +140,8 @@ class SpotifyAuth(BaseSpotifyAuth):
         await current_core(app).stop()
 
     async def _template_token(self) -> str | None:
-        self._mark_no_store(g)
+        after_this_request(self._no_store)  # a page that renders a token is never cached
         return await current_core().token_or_none(await current_caller())
-
-    async def _no_store(self, response: Any) -> Any:
-        return self._set_no_store(g, response)
 
     async def _template_user(self) -> dict[str, Any] | None:
         if "_spotify_user" not in g:
@@ -158,10 +156,12 @@ def current_core(app: Quart | None = None) -> Core:
     return core
 
 
-async def current_caller() -> Caller:
+async def current_caller(core: Core | None = None) -> Caller:
     """The current request's session and identity."""
-    hook = current_core().identity
-    identity = None if hook is None else hook()
+    hook = (core or current_core()).identity
+    if hook is None:
+        return Caller(session)
+    identity = hook()
     if inspect.isawaitable(identity):
         identity = await identity
     return Caller(session, None if identity is None else str(identity))

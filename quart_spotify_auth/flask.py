@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
-from flask import Flask, current_app, g, request, session
+from flask import Flask, after_this_request, current_app, g, request, session
 
 from .adapter import BaseSpotifyAuth
 from .core import EXTENSION_KEY, Caller, Core, registered
@@ -134,7 +134,8 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired."""
-        core, caller = current_core(), current_caller()
+        core = current_core()
+        caller = current_caller(core)
         token = core.held_token(caller)
         return token if token is not None else run(core.access_token(caller))
 
@@ -183,11 +184,8 @@ class SpotifyAuth(BaseSpotifyAuth):
         _state(app).stop()
 
     def _template_token(self) -> str | None:
-        self._mark_no_store(g)
+        after_this_request(self._no_store)  # a page that renders a token is never cached
         return run(current_core().token_or_none(current_caller()))
-
-    def _no_store(self, response: Any) -> Any:
-        return self._set_no_store(g, response)
 
     def _template_user(self) -> dict[str, Any] | None:
         if "_spotify_user" not in g:
@@ -219,10 +217,10 @@ def current_core(app: Flask | None = None) -> Core:
     return _state(app).core()
 
 
-def current_caller() -> Caller:
+def current_caller(core: Core | None = None) -> Caller:
     """The current request's session and identity. The real session object, not the proxy:
     the core runs on the loop thread while this one waits, and the proxy only resolves here."""
-    hook = current_core().identity
+    hook = (core or current_core()).identity
     identity = None if hook is None else hook()
     real = session._get_current_object()  # type: ignore[attr-defined]
     return Caller(real, None if identity is None else str(identity))

@@ -162,7 +162,7 @@ class Refresher:
     def held(self, key: str) -> TokenRecord | None:
         """``key``'s record if this process holds a current copy that needs nothing done
         (not stale, no use to record); never waits."""
-        unsaved = self.unsaved.get(key)
+        unsaved = self.unsaved.get(key) if self.unsaved else None
         record = unsaved[1] if unsaved is not None else self.store.peek(key)
         if record is None:
             return None

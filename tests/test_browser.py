@@ -19,6 +19,8 @@ from quart_spotify_auth.testing import make_fake
 
 from .servers import IN_CI
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

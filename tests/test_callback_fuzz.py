@@ -17,6 +17,8 @@ from quart_spotify_auth.testing import FakeSpotify, make_fake
 
 from .apps import CLIENT_ID, make_app
 
+pytestmark = pytest.mark.slow
+
 
 class ThreadedStack:
     """FakeSpotify and the app served by hypercorn from an event loop in a thread, so that a

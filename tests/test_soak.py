@@ -20,6 +20,8 @@ from benchmarks import soak
 
 from .conftest import require_redis
 
+pytestmark = pytest.mark.slow
+
 OPTIONS = soak.Options(seconds=12, browsers=40, rate=8, burst=2, lifetime=4, margin=1.5, docs=False)
 CONTENDERS = [c for c in soak.CONTENDERS if c.name != "peer"]  # the peer needs Authlib
 

@@ -26,6 +26,8 @@ from quart_spotify_auth.testing import FakeSpotify
 from .conftest import Browser, require_redis
 from .servers import PostgreSQLServer, RedisServer
 
+pytestmark = pytest.mark.slow
+
 WAIT = 30.0
 
 
