@@ -35,6 +35,9 @@ MEASURES: dict[str, Measure] = {
     "scale": lambda a: scale.run(
         tokens=10_000 if a.quick else 100_000, window=10 if a.quick else 60
     ),
+    "scale-sqlite": lambda a: scale.run_sqlite(
+        tokens=10_000 if a.quick else 100_000, window=60 if a.quick else 600
+    ),
     "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
     "workers-singleflight": lambda a: stores.single_flight(callers=200 if a.quick else 1000),
     "soak": _soak,

@@ -12,8 +12,6 @@ values, never a token, code or verifier: ``{"login": "...", "pending": ["...", .
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import secrets
 import time
 import warnings
@@ -31,7 +29,7 @@ from .refresh import APP_KEY, Refresher
 from .renewer import Renewer
 from .scopes import parse_scopes
 from .states import LoginStates
-from .stores import MemoryTokenStore, TokenStore
+from .stores import TokenStore, open_store
 from .tokens import AccessToken, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
 
@@ -47,9 +45,6 @@ __all__ = [
 
 #: Where each adapter keeps an app's :class:`Core`: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
-
-#: The default store's file, in the app's instance folder.
-SQLITE_FILE = "quart_spotify_auth.sqlite3"
 
 #: Logins a browser may have started and not finished at once (oldest dropped first).
 MAX_PENDING = 5
@@ -339,58 +334,9 @@ def build_core(
             "secrets.token_hex(32), the same in every worker."
         )
     if store is None:
-        store = make_store(settings, clock, instance_path)
+        store = open_store(settings, clock, instance_path)
     options = {"transport": transport, "clock": clock, "identity": identity, "sender": sender}
     return Core(settings, store, secret_key, **options)
-
-
-def make_store(
-    settings: Settings, clock: Callable[[], float] = time.time, instance_path: str = "instance"
-) -> TokenStore:
-    """The store ``SPOTIFY_TOKEN_STORE`` names: by default a SQLite file in the app's instance
-    folder; ``memory``; a SQLite, PostgreSQL or Redis URL."""
-    url = settings.token_store or "sqlite:///" + os.path.join(instance_path, SQLITE_FILE)
-    if url == "memory":
-        return MemoryTokenStore()
-    prefix, keys = settings.token_store_prefix, settings.token_encryption_keys
-    migrating, idle = settings.token_encryption_migrating, settings.token_idle_ttl
-    if url.startswith(("sqlite", "postgresql")):
-        from .stores.sql import SQLTokenStore
-
-        if url.startswith("postgresql"):
-            _need("asyncpg", "postgresql")
-        table_prefix = re.sub(r"\W", "_", prefix)
-        return SQLTokenStore(
-            url,
-            prefix=table_prefix,
-            idle_ttl=idle,
-            encryption_keys=keys,
-            migrating=migrating,
-            clock=clock,
-        )
-    _need("redis", "redis")
-    from .stores.redis import RedisTokenStore
-
-    return RedisTokenStore(
-        url,
-        prefix=prefix,
-        idle_ttl=idle,
-        encryption_keys=keys,
-        migrating=migrating,
-        max_connections=settings.redis_max_connections,
-        timeout=min(settings.http_timeout, 5.0),
-        clock=clock,
-    )
-
-
-def _need(module: str, extra: str) -> None:
-    try:
-        __import__(module)
-    except ImportError:
-        raise ConfigurationError(
-            f"SPOTIFY_TOKEN_STORE needs {module}, which is not installed: "
-            f"pip install 'quart-spotify-auth[{extra}]'."
-        ) from None
 
 
 def _pending(data: dict[str, Any]) -> list[str]:

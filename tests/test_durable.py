@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
@@ -233,18 +234,26 @@ async def test_an_unwritable_file_is_a_503_that_says_so_and_works_when_fixed(
 async def test_tables_of_another_schema_version_say_what_to_run(tmp_path: Path) -> None:
     store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
     await store.open()
-    async with store.engine.begin() as connection:
-        meta = store.schema.meta
-        await connection.execute(meta.update().where(meta.c.name == "schema").values(value=0))
+    meta = store.schema.meta
+    await store.run(
+        lambda c: c.execute(meta.update().where(meta.c.name == "schema").values(value=0))
+    )
     await store.close()
     with pytest.raises(ConfigurationError, match="python -m quart_spotify_auth schema"):
         await SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3").open()
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_tokens_can_live_in_the_apps_own_database_keyed_by_its_users(
-    fake: FakeSpotify, tmp_path: Path
+    fake: FakeSpotify, tmp_path: Path, kind: str
 ) -> None:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/app.sqlite3")
+    # The app's engine, either kind: a sync one runs on the store's threads, an async one on
+    # the loop.
+    engine: Any = (
+        create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/app.sqlite3")
+        if kind == "async"
+        else create_engine(f"sqlite:///{tmp_path}/app.sqlite3")
+    )
     store = SQLTokenStore(engine=engine)
     app, _ = make_app(
         transport=httpx.ASGITransport(app=fake), store=store, identity=lambda: "user-42"
@@ -252,10 +261,16 @@ async def test_tokens_can_live_in_the_apps_own_database_keyed_by_its_users(
     async with app.test_app():
         await log_in(app.test_client(), fake, "bob", identity="user-42")
         assert (await app.test_client().get("/me")).status_code == 200
-    async with engine.connect() as connection:  # the app's engine: still open, ours to close
-        rows = (await connection.execute(store.schema.tokens.select())).all()
+    # The app's engine: still open after the app stopped, the app's to close.
+    if kind == "async":
+        async with engine.connect() as connection:
+            rows = (await connection.execute(store.schema.tokens.select())).all()
+        await engine.dispose()
+    else:
+        with engine.connect() as connection:
+            rows = connection.execute(store.schema.tokens.select()).all()
+        engine.dispose()
     assert [row.key for row in rows] == ["user:user-42"]
-    await engine.dispose()
 
 
 def test_the_schema_command_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:

@@ -222,8 +222,7 @@ def _two_processes(
     sql_reader, sql_writer = (SQLTokenStore(url, prefix=prefix) for _ in "rw")
 
     async def behind() -> None:
-        async with sql_reader.engine.begin() as connection:
-            await connection.execute(sql_reader.schema.tokens.delete())
+        await sql_reader.run(lambda c: c.execute(sql_reader.schema.tokens.delete()))
 
     return sql_reader, sql_writer, behind
 

@@ -87,9 +87,8 @@ class Store:
             await redis.aclose()
             return raw
         store = SQLTokenStore(self.url, prefix=self.prefix)
-        async with store.engine.connect() as connection:
-            rows = await connection.execute(select(store.schema.tokens))
-            raw = b"".join(repr(tuple(row)).encode() for row in rows)
+        rows = await store.run(lambda c: c.execute(select(store.schema.tokens)).all())
+        raw = b"".join(repr(tuple(row)).encode() for row in rows)
         await store.close()
         return raw
 

@@ -1,15 +1,20 @@
 """The SQL store: SQLite (the default: a file in the app's instance folder, shared by the
-workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy's async Core.
+workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy Core.
+
+Every read and write is one function of a SQLAlchemy ``Connection``, run in one transaction:
+for SQLite on a small pool of threads with the standard ``sqlite3`` driver (one thread hop per
+transaction, about 0.1 ms; an async driver hops for every cursor call, about 2 ms), for
+PostgreSQL on asyncpg through ``AsyncConnection.run_sync``. An app that passes its own engine
+picks which: a sync ``Engine`` runs on the threads, an ``AsyncEngine`` on the loop.
 
 Versioned writes are compare-and-set updates with a version counter in the same transaction;
 the schedule is an indexed ``due`` column; a claim is a row with an expiry, so a holder that
 crashed cannot keep it (no lock is held across a Spotify round trip, and nothing depends on a
 database session staying up). Records are encrypted at rest with the same keys as Redis.
 
-Reads go through a per-process :class:`~.cache.ReadCache`: a read through the async engine
-costs 700 to 800 µs (aiosqlite's thread hops, asyncpg's round trips), twice what a whole
-request costs. PostgreSQL tells every process about writes (``LISTEN``/``NOTIFY``); SQLite
-processes compare the key's slot in a change file beside the database (:mod:`.changes`).
+Reads go through a per-process :class:`~.cache.ReadCache`. PostgreSQL tells every process
+about writes (``LISTEN``/``NOTIFY``); SQLite processes compare the key's slot in a change file
+beside the database (:mod:`.changes`).
 """
 
 from __future__ import annotations
@@ -17,16 +22,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..retry import cancel
@@ -35,8 +42,9 @@ from .base import Due, TokenStore
 from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec, Unbound
-from .sqlengine import listen, make_engine
+from .sqlengine import listen, make_engine, unavailable
 from .sqlschema import SCHEMA_VERSION, Schema
+from .sqlstatements import Statements, bind, like_prefix
 
 __all__ = ["SQLTokenStore"]
 
@@ -46,6 +54,15 @@ T = TypeVar("T")
 
 #: How often (seconds) a process drops rows past their expiry and claims long ended.
 SWEEP_EVERY = 60.0
+
+#: Threads a process runs SQLite's transactions on (one writes at a time; reads go beside it).
+THREADS = 4
+
+_NOTHING: AbstractAsyncContextManager[None] = nullcontext()
+
+#: What a database that is away, locked or damaged raises (SQLite's own for the BEGIN that
+#: goes straight to the driver).
+_FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
 
 
 class _Stale(Exception):
@@ -58,8 +75,10 @@ class SQLTokenStore(TokenStore):
 
     Arguments:
         url: ``sqlite:///path/to/file`` or ``postgresql://user:password@host/db``; or pass
-            ``engine``, an ``AsyncEngine`` the app owns (not disposed by the store), to keep
-            tokens in the app's own database.
+            ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (not disposed by the
+            store), to keep tokens in the app's own database. A SQLite engine of the app's
+            is best set up for several processes with
+            :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`.
         prefix: the tables' name prefix.
         idle_ttl: a login not written for this long (seconds) is forgotten.
         encryption_keys: Fernet keys; records are encrypted at rest, each bound to its key.
@@ -75,7 +94,7 @@ class SQLTokenStore(TokenStore):
         self,
         url: str | None = None,
         *,
-        engine: AsyncEngine | None = None,
+        engine: Engine | AsyncEngine | None = None,
         prefix: str = "quart_spotify_auth_",
         idle_ttl: float = 30 * 86400,
         encryption_keys: Sequence[str | bytes] = (),
@@ -95,6 +114,7 @@ class SQLTokenStore(TokenStore):
         self._clock = clock
         parsed = make_url(self._url)
         self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
+        self._sql = Statements(self.schema, self.dialect)
         self._where = parsed.database if self.dialect == "sqlite" else parsed.host
         self._slots = None
         if self.dialect == "sqlite":
@@ -104,11 +124,10 @@ class SQLTokenStore(TokenStore):
         stamp = self._slots.seen if self._slots is not None else None
         self.cache = ReadCache(cache_ttl, stamp=stamp)
         self._listener: asyncio.Task[None] | None = None
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
         self._swept = 0.0
-        self._pid = os.getpid()
         self._busy_timeout = busy_timeout
+        self._pid = 0
+        self._forked()
 
     def __repr__(self) -> str:
         return f"SQLTokenStore({self.dialect}, {self._where!r}, prefix={self.schema.prefix!r})"
@@ -116,20 +135,34 @@ class SQLTokenStore(TokenStore):
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def engine(self) -> AsyncEngine:
+    def engine(self) -> Engine | AsyncEngine:
+        """The engine: made from the URL on first use (SQLite: a sync engine, run on this
+        store's threads; PostgreSQL: an asyncpg engine), or the app's."""
         if self._engine is None:
             self._engine = make_engine(self._url, self._busy_timeout)
         return self._engine
+
+    def _forked(self) -> None:
+        """Start afresh in this process (a forked child shares none of the parent's locks,
+        threads or listener)."""
+        self._pid, self._listener, self._ready = os.getpid(), None, False
+        self._ready_lock = asyncio.Lock()
+        # SQLite takes one writer at a time: this process's writers queue here, in order and
+        # at no cost, not in SQLite's busy handler, which sleeps and retries. Other processes'
+        # writers still meet the busy timeout. PostgreSQL's writers run side by side.
+        self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._threads: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
         """Create the tables when missing (an unreachable database is logged, and requests
         get 503 until it answers); refuse tables of another schema version."""
         if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
-            self._pid, self._listener, self._ready = os.getpid(), None, False
-            self._ready_lock = asyncio.Lock()
+            self._forked()
             self.cache.listen(False)
-            if self._engine is not None:
+            if isinstance(self._engine, AsyncEngine):
                 await self._engine.dispose(close=False)
+            elif self._engine is not None:
+                self._engine.dispose(close=False)
         try:
             await self._ensure()
         except StoreUnavailable as exc:
@@ -137,9 +170,12 @@ class SQLTokenStore(TokenStore):
         except ConfigurationError:
             await self.close()
             raise
-        if self.dialect == "postgresql" and self.cache.ttl > 0 and self._listener is None:
+        engine = self.engine
+        # PostgreSQL's feed of writes needs asyncpg; without one nothing is cached.
+        feed = isinstance(engine, AsyncEngine) and self.dialect == "postgresql"
+        if feed and self.cache.ttl > 0 and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(
-                listen(self.engine, self.schema.channel, self.cache.changed, self.cache.listen)
+                listen(engine, self.schema.channel, self.cache.changed, self.cache.listen)  # type: ignore[arg-type]
             )
 
     async def close(self) -> None:
@@ -147,9 +183,15 @@ class SQLTokenStore(TokenStore):
         if listener is not None:
             await cancel(listener)
         self.cache.listen(False)
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
         if self._owned and self._engine is not None:
             engine, self._engine = self._engine, None
-            await engine.dispose()
+            if isinstance(engine, AsyncEngine):
+                await engine.dispose()
+            else:
+                engine.dispose()
         if self._slots is not None:
             self._slots.close()
         self._ready = False
@@ -161,18 +203,22 @@ class SQLTokenStore(TokenStore):
             if self._ready:
                 return
             meta = self.schema.meta
+
+            def create(connection: Connection) -> dict[str, int]:
+                self.schema.metadata.create_all(connection)
+                rows = connection.execute(select(meta.c.name, meta.c.value)).all()
+                found: dict[str, int] = {str(name): int(value) for name, value in rows}
+                for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
+                    if name not in found:
+                        connection.execute(meta.insert().values(name=name, value=value))
+                return found
+
+            found: dict[str, int] = {}
             for attempt in (1, 2):  # two processes creating the tables at once: one loses
                 try:
-                    async with self._write() as connection:
-                        await connection.run_sync(self.schema.metadata.create_all)
-                        found = dict((await connection.execute(select(meta))).all())
-                        for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
-                            if name not in found:
-                                await connection.execute(
-                                    meta.insert().values(name=name, value=value)
-                                )
+                    found = await self._transaction(create, write=True)
                     break
-                except (SQLAlchemyError, OSError) as exc:
+                except _FAILURES as exc:
                     if attempt == 2:
                         raise self._unavailable(exc) from exc
             version = found.get("schema", SCHEMA_VERSION)
@@ -193,55 +239,36 @@ class SQLTokenStore(TokenStore):
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False
     ) -> TokenRecord | None:
-        tokens = self.schema.tokens
-        now = self._clock()
+        sql, now = self._sql, self._clock()
         if touch is None:
             if not fresh and (cached := self.cache.get(key)) is not None:
                 return cached
             begun = self.cache.begin(key)
-            query = select(tokens.c.version, tokens.c.record).where(
-                tokens.c.key == key, tokens.c.expires > now
+            row = await self.run(
+                lambda c: c.execute(sql.read, bind(key=key, now=now)).first(), write=False
             )
-            row = await self._run(lambda c: c.execute(query), write=False)
-            record = self._load(key, row.first())
+            record = self._load(key, row)
             self.cache.remember(key, record, begun)
             return record
-        due: Any = func.coalesce(func.min(tokens.c.due, touch), touch)
-        if self.dialect == "postgresql":
-            due = func.least(func.coalesce(tokens.c.due, touch), touch)
-        touched = (
-            update(tokens)
-            .where(tokens.c.key == key, tokens.c.expires > now)
-            .values(used=touch, due=due)
-            .returning(tokens.c.version, tokens.c.record)
+        row = await self.run(
+            lambda c: c.execute(sql.touch, bind(key=key, now=now, touch=touch)).first()
         )
-        row = await self._run(lambda c: c.execute(touched))
-        return self._load(key, row.first())
+        return self._load(key, row)
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        tokens, blob = self.schema.tokens, self._codec.record(key, record)
-        expires = min(self._clock() + self._idle, record.reauthorize_by)
+        row = {"key": key, "record": self._codec.record(key, record), "due": due, "used": used}
+        row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
 
-        async def write(connection: AsyncConnection) -> int:
-            version = await self._next_version(connection)
-            values = dict(
-                key=key, version=version, record=blob, due=due, used=used, expires=expires
-            )
-            statement = self._insert(tokens).values(**values)
-            kept = {"used": func.coalesce(statement.excluded.used, tokens.c.used)}
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[tokens.c.key],
-                    set_={**{k: statement.excluded[k] for k in values if k != "key"}, **kept},
-                )
-            )
-            await self._notify(connection, key)
+        def write(connection: Connection) -> int:
+            version = self._next_version(connection)
+            connection.execute(self._sql.upsert, bind(**row, version=version))
+            self._notify(connection, key)
             return version
 
         try:
-            version = await self._run(write)
+            version = await self.run(write)
         finally:
             self._changed(key)
         return replace(record, version=version)
@@ -249,23 +276,18 @@ class SQLTokenStore(TokenStore):
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        tokens, blob = self.schema.tokens, self._codec.record(key, new)
-        expires = min(self._clock() + self._idle, new.reauthorize_by)
+        row = {"key": key, "old": old.version, "record": self._codec.record(key, new), "due": due}
+        row["expires"] = min(self._clock() + self._idle, new.reauthorize_by)
 
-        async def write(connection: AsyncConnection) -> int:
-            version = await self._next_version(connection)
-            changed = await connection.execute(
-                update(tokens)
-                .where(tokens.c.key == key, tokens.c.version == old.version)
-                .values(version=version, record=blob, due=due, expires=expires)
-            )
-            if changed.rowcount != 1:
+        def write(connection: Connection) -> int:
+            version = self._next_version(connection)
+            if connection.execute(self._sql.swap, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
-            await self._notify(connection, key)
+            self._notify(connection, key)
             return version
 
         try:
-            version = await self._run(write)
+            version = await self.run(write)
         except _Stale:
             return None
         finally:
@@ -273,70 +295,51 @@ class SQLTokenStore(TokenStore):
         return replace(new, version=version)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        tokens = self.schema.tokens
-        where = [tokens.c.key == key] + ([tokens.c.version == old.version] if old else [])
+        sql = self._sql
 
-        async def write(connection: AsyncConnection) -> bool:
-            deleted = await connection.execute(delete(tokens).where(*where))
-            await self._notify(connection, key)
+        def write(connection: Connection) -> bool:
+            if old is None:
+                deleted = connection.execute(sql.delete, bind(key=key))
+            else:
+                deleted = connection.execute(sql.delete_version, bind(key=key, old=old.version))
+            self._notify(connection, key)
             return bool(deleted.rowcount)
 
         try:
-            return await self._run(write)
+            return await self.run(write)
         finally:
             self._changed(key)
 
     # -- schedule and claims -----------------------------------------------------------------
 
     async def reschedule(self, key: str, due: float | None) -> None:
-        tokens = self.schema.tokens
-        statement = update(tokens).where(tokens.c.key == key).values(due=due)
-        await self._run(lambda c: c.execute(statement))
+        await self.run(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
 
     async def due(self, now: float, limit: int) -> Due:
-        tokens, claims = self.schema.tokens, self.schema.claims
-        live = tokens.c.expires > now
-        due_now = (
-            select(tokens.c.key, tokens.c.used)
-            .where(tokens.c.due <= now, live)
-            .order_by(tokens.c.due)
-            .limit(limit)
-        )
-        upcoming = select(func.min(tokens.c.due)).where(tokens.c.due.isnot(None), live)
-        sweep = self._swept + SWEEP_EVERY <= now
+        sql, sweep = self._sql, self._swept + SWEEP_EVERY <= now
 
-        async def read(connection: AsyncConnection) -> Due:
-            keys = (await connection.execute(due_now)).all()
-            first = (await connection.execute(upcoming)).scalar()
+        def read(connection: Connection) -> Due:
+            keys = connection.execute(sql.due, bind(now=now, limit=limit)).all()
+            first = connection.execute(sql.next_due, bind(now=now)).scalar()
             if sweep:  # rows past their expiry, and claims long ended, go
-                await connection.execute(delete(tokens).where(tokens.c.expires <= now))
-                await connection.execute(delete(claims).where(claims.c.until <= now - 3600))
+                connection.execute(sql.sweep_tokens, bind(now=now))
+                connection.execute(sql.sweep_claims, bind(ended=now - 3600))
             return Due([(str(k), used) for k, used in keys], first)
 
-        found = await self._run(read, write=sweep)
+        found = await self.run(read, write=sweep)
         if sweep:
             self._swept = now
         return found
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
-        claims = self.schema.claims
-        holder = f"{owner}/{os.urandom(8).hex()}"
-        now = self._clock()
-        statement = self._insert(claims).values(key=key, holder=holder, until=now + ttl)
-        statement = statement.on_conflict_do_update(
-            index_elements=[claims.c.key],
-            set_={"holder": holder, "until": now + ttl},
-            where=or_(
-                claims.c.until <= now, claims.c.holder.startswith(f"{owner}/", autoescape=True)
-            ),
-        ).returning(claims.c.holder)
-        row = await self._run(lambda c: c.execute(statement))
-        return holder if row.first() is not None else None
+        holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
+        taken = {"key": key, "holder": holder, "until": now + ttl, "now": now}
+        taken["mine"] = like_prefix(f"{owner}/")
+        row = await self.run(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
+        return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
-        claims = self.schema.claims
-        statement = delete(claims).where(claims.c.key == key, claims.c.holder == claim)
-        await self._run(lambda c: c.execute(statement))
+        await self.run(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -355,62 +358,42 @@ class SQLTokenStore(TokenStore):
         if self._slots is not None:
             self._slots.changed(key)
 
-    def _insert(self, table: Any) -> Any:
-        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+    def _next_version(self, connection: Connection) -> int:
+        return int(connection.execute(self._sql.next_version).scalar_one())
 
-    async def _next_version(self, connection: AsyncConnection) -> int:
-        meta = self.schema.meta
-        bumped = await connection.execute(
-            update(meta)
-            .where(meta.c.name == "versions")
-            .values(value=meta.c.value + 1)
-            .returning(meta.c.value)
-        )
-        return int(bumped.scalar_one())
-
-    async def _notify(self, connection: AsyncConnection, key: str) -> None:
+    def _notify(self, connection: Connection, key: str) -> None:
         if self.dialect == "postgresql":
-            await connection.execute(
-                text("SELECT pg_notify(:channel, :key)"),
-                {"channel": self.schema.channel, "key": key},
-            )
+            connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
 
-    def _write(self) -> Any:
-        """A write transaction (SQLite: one that takes the write lock at once)."""
-        return self.engine.execution_options(write=True).begin()
-
-    async def _run(
-        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool = True
-    ) -> T:
-        """``work`` in a transaction; the database's failures become a clean 503."""
+    async def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """Run ``work(connection)`` (a sync SQLAlchemy ``Connection``) in one of the store's
+        transactions, as the store runs its own reads and writes; the database's failures
+        become a clean 503 (:class:`~quart_spotify_auth.StoreUnavailable`)."""
         try:
             if not self._ready:
                 await self._ensure()
-            async with self._write() if write else self.engine.begin() as connection:
-                return await work(connection)
-        except (SQLAlchemyError, OSError) as exc:
+            return await self._transaction(work, write=write)
+        except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
+    async def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        engine = self.engine
+        # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
+        options = {"write": True} if write else {}
+        if isinstance(engine, AsyncEngine):
+            async with self._writing if write and self._writing else _NOTHING:
+                async with engine.execution_options(**options).begin() as connection:
+                    return await connection.run_sync(work)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
+        loop = asyncio.get_running_loop()
+
+        def transaction() -> T:
+            with engine.execution_options(**options).begin() as connection:
+                return work(connection)
+
+        async with self._writing if write and self._writing else _NOTHING:
+            return await loop.run_in_executor(self._threads, transaction)
+
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        cause = getattr(exc, "orig", None) or exc
-        detail = str(cause).splitlines()[0][:160] if str(cause) else type(cause).__name__
-        if self.dialect == "sqlite":
-            unwritable = " (it cannot be written: check its and its folder's permissions)"
-            fix = {
-                "readonly": unwritable,
-                "unable to open": unwritable,
-                "malformed": " (it is damaged: restore it from a backup or move it away; it is "
-                "never replaced)",
-                "not a database": " (it is not a SQLite database: move it away; it is never "
-                "replaced)",
-            }
-            hint = next(
-                (v for k, v in fix.items() if k in detail.replace("read-only", "readonly")), ""
-            )
-            where = f"the SQLite file {self._where!r}{hint}"
-        else:
-            where = f"PostgreSQL at {self._where!r}"
-        return StoreUnavailable(
-            f"The login store is unavailable right now ({where}: {type(cause).__name__}: "
-            f"{detail}). Try again shortly; your login is kept."
-        )
+        return unavailable(self.dialect, self._where, exc)

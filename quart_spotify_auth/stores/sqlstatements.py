@@ -1,0 +1,127 @@
+"""Every statement the SQL store runs, built once per store with named parameters.
+
+Built once, a statement costs SQLAlchemy only its cached compilation on each run (a statement
+built per call cost about 120 µs more, a third of a SQLite transaction). The two dialects
+differ only in the ``INSERT ... ON CONFLICT`` construct and in the two-argument ``min``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .sqlschema import Schema
+
+__all__ = ["Statements", "bind", "like_prefix"]
+
+
+def bind(**values: Any) -> dict[str, Any]:
+    """The parameters of a statement (named apart from the columns, as SQLAlchemy needs)."""
+    return {f"p_{name}": value for name, value in values.items()}
+
+
+def like_prefix(value: str) -> str:
+    """A ``LIKE`` pattern (escape ``/``) for the values that start with ``value``."""
+    escaped = value.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return escaped + "%"
+
+
+class Statements:
+    """The store's statements for ``schema`` on ``dialect`` (``sqlite`` or ``postgresql``).
+    Parameters are named as each attribute's comment says, and passed through :func:`bind`."""
+
+    def __init__(self, schema: Schema, dialect: str) -> None:
+        tokens, claims, meta = schema.tokens, schema.claims, schema.meta
+        insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        key: Any = bindparam("p_key")
+        now: Any = bindparam("p_now")
+
+        # key, now
+        self.read = select(tokens.c.version, tokens.c.record).where(
+            tokens.c.key == key, tokens.c.expires > now
+        )
+        # key, now, touch: mark used, and due no later than ``touch``
+        touch: Any = bindparam("p_touch")
+        if dialect == "postgresql":
+            sooner = func.least(func.coalesce(tokens.c.due, touch), touch)
+        else:  # SQLite's min() of NULL is NULL
+            sooner = func.coalesce(func.min(tokens.c.due, touch), touch)
+        self.touch = (
+            update(tokens)
+            .where(tokens.c.key == key, tokens.c.expires > now)
+            .values(used=touch, due=sooner)
+            .returning(tokens.c.version, tokens.c.record)
+        )
+        # key, version, record, due, used, expires: a new login (``used`` kept when None)
+        written = insert(tokens).values(
+            {name: bindparam(f"p_{name}") for name in ("key", "version", "record", "due", "used")}
+            | {"expires": bindparam("p_expires")}
+        )
+        self.upsert = written.on_conflict_do_update(
+            index_elements=[tokens.c.key],
+            set_={
+                "version": written.excluded.version,
+                "record": written.excluded.record,
+                "due": written.excluded.due,
+                "expires": written.excluded.expires,
+                "used": func.coalesce(written.excluded.used, tokens.c.used),
+            },
+        )
+        # key, old, version, record, due, expires: only over version ``old``
+        self.swap = (
+            update(tokens)
+            .where(tokens.c.key == key, tokens.c.version == bindparam("p_old"))
+            .values(
+                version=bindparam("p_version"),
+                record=bindparam("p_record"),
+                due=bindparam("p_due"),
+                expires=bindparam("p_expires"),
+            )
+        )
+        # key; key, old
+        self.delete = delete(tokens).where(tokens.c.key == key)
+        self.delete_version = self.delete.where(tokens.c.version == bindparam("p_old"))
+        # key, due
+        self.reschedule = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_due"))
+        # now, limit: the keys due, soonest first; now: when the next one is
+        live = tokens.c.expires > now
+        self.due = (
+            select(tokens.c.key, tokens.c.used)
+            .where(tokens.c.due <= now, live)
+            .order_by(tokens.c.due)
+            .limit(bindparam("p_limit"))
+        )
+        # (the first in the index's order, not min(): min() reads every scheduled row)
+        self.next_due = (
+            select(tokens.c.due)
+            .where(tokens.c.due.isnot(None), live)
+            .order_by(tokens.c.due)
+            .limit(1)
+        )
+        # now; ended: rows past their expiry, claims ended long ago
+        self.sweep_tokens = delete(tokens).where(tokens.c.expires <= now)
+        self.sweep_claims = delete(claims).where(claims.c.until <= bindparam("p_ended"))
+        # key, holder, until, now, mine (a LIKE pattern for the owner's own claims)
+        taken = insert(claims).values(
+            key=key, holder=bindparam("p_holder"), until=bindparam("p_until")
+        )
+        self.claim = taken.on_conflict_do_update(
+            index_elements=[claims.c.key],
+            set_={"holder": taken.excluded.holder, "until": taken.excluded.until},
+            where=or_(claims.c.until <= now, claims.c.holder.like(bindparam("p_mine"), escape="/")),
+        ).returning(claims.c.holder)
+        # key, holder
+        self.release = delete(claims).where(
+            claims.c.key == key, claims.c.holder == bindparam("p_holder")
+        )
+        # (none): the next version number
+        self.next_version = (
+            update(meta)
+            .where(meta.c.name == "versions")
+            .values(value=meta.c.value + 1)
+            .returning(meta.c.value)
+        )
+        # channel, key: PostgreSQL only
+        self.notify = text("SELECT pg_notify(:p_channel, :p_key)")
