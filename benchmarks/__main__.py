@@ -36,7 +36,7 @@ MEASURES: dict[str, Measure] = {
         tokens=10_000 if a.quick else 100_000, window=10 if a.quick else 60
     ),
     "scale-sqlite": lambda a: scale.run_sqlite(
-        tokens=10_000 if a.quick else 100_000, window=60 if a.quick else 600
+        tokens=10_000 if a.quick else 100_000, observe=30 if a.quick else 120
     ),
     "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
     "workers-singleflight": lambda a: stores.single_flight(callers=200 if a.quick else 1000),
