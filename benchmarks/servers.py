@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,21 +35,64 @@ async def served(
 ) -> AsyncIterator[tuple[str, int]]:
     """As :func:`hypercorn`, yielding the base URL and hypercorn's own process id (its
     workers are its children); ``log`` takes the server's output instead of this terminal."""
-    port = port or free_port()
-    with contextlib.ExitStack() as files:
-        output = files.enter_context(log.open("ab")) if log is not None else None
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--log-level", "WARNING", target,
-            env={**os.environ, **(env or {})}, stdout=output, stderr=output,
-        )  # fmt: skip
-        try:
-            await wait_for_port("127.0.0.1", port, timeout=60)
-            yield f"http://127.0.0.1:{port}", process.pid
-        finally:
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
+    async with Server(target, env=env, workers=workers, port=port, log=log) as server:
+        yield server.url, server.pid
+
+
+class Server:
+    """hypercorn serving ``target`` in a child process, which :meth:`kill` can end as a crash
+    would (SIGKILL to it and its workers) and :meth:`start` bring back on the same port."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        port: int | None = None,
+        log: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._args = [
+            "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+            "--log-level", "WARNING", target,
+        ]  # fmt: skip
+        self._env = {**os.environ, **(env or {})}
+        self._log = log
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        """hypercorn's own process id (its workers are its children)."""
+        assert self._process is not None
+        return self._process.pid
+
+    async def start(self) -> None:
+        with contextlib.ExitStack() as files:
+            output = files.enter_context(self._log.open("ab")) if self._log else None
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, *self._args, env=self._env, stdout=output, stderr=output
+            )
+        await wait_for_port("127.0.0.1", self.port, timeout=60)
+
+    async def kill(self) -> None:
+        """SIGKILL to hypercorn and every worker at once: nothing is shut down cleanly."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        for pid in [*children(self.pid), self.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await self._process.wait()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            await self._process.wait()
 
 
 def children(pid: int) -> list[int]:

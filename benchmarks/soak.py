@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import json
 import math
 import platform
@@ -35,7 +36,7 @@ from quart_spotify_auth.serving import free_port
 from tests.servers import RedisServer
 
 from .load import percentile
-from .servers import children, cpu_seconds, rss_mb, served
+from .servers import Server, children, cpu_seconds, rss_mb, served
 from .stores import redis_process
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -53,6 +54,8 @@ class Contender:
     target: str
     workers: int = 1
     redis: bool = False
+    #: The default store (a SQLite file), and the app killed (SIGKILL) and started again.
+    default_store: bool = False
 
 
 CONTENDERS = [
@@ -65,6 +68,13 @@ CONTENDERS = [
         workers=3,
         redis=True,
     ),
+    Contender(
+        "ours_sqlite",
+        "quart-spotify-auth, 3 workers, default store (SQLite), killed and restarted",
+        "benchmarks.soak_ours:ours",
+        workers=3,
+        default_store=True,
+    ),
 ]
 
 
@@ -76,6 +86,7 @@ class Fault:
     on: dict[str, Any] = field(default_factory=dict)
     off: dict[str, Any] = field(default_factory=dict)
     redis_restart: bool = False
+    app_restart: bool = False
 
 
 def faults(seconds: float) -> list[Fault]:
@@ -105,6 +116,7 @@ def faults(seconds: float) -> list[Fault]:
                 {"slow": 0},
             ),
             Fault("Redis restart", at + 0.65 * period, 0, redis_restart=True),
+            Fault("app killed (SIGKILL) and started", at + 0.65 * period, 0, app_restart=True),
         ]
     return plan
 
@@ -121,7 +133,11 @@ class Options:
 
 
 async def _inject(
-    control: httpx.AsyncClient, fake_url: str, fault: Fault, redis: RedisServer | None
+    control: httpx.AsyncClient,
+    fake_url: str,
+    fault: Fault,
+    redis: RedisServer | None,
+    app: Server,
 ) -> dict[str, Any]:
     """Run one fault; returns when it happened and how long it lasted, in epoch seconds."""
     began = time.time()
@@ -129,6 +145,10 @@ async def _inject(
         assert redis is not None
         away = await asyncio.to_thread(redis.restart)
         return {"label": fault.label, "at": began, "seconds": round(away, 2)}
+    if fault.app_restart:
+        await app.kill()
+        await app.start()
+        return {"label": fault.label, "at": began, "seconds": round(time.time() - began, 2)}
     await control.post(fake_url + "/_fake/control", json=fault.on)
     await asyncio.sleep(fault.seconds)
     await control.post(fake_url + "/_fake/control", json=fault.off)
@@ -141,23 +161,26 @@ async def _schedule(
     plan: list[Fault],
     start: float,
     redis: RedisServer | None,
+    app: Server,
+    restart_app: bool,
 ) -> list[dict[str, Any]]:
     done = []
     for fault in plan:
-        if fault.redis_restart and redis is None:
+        if (fault.redis_restart and redis is None) or (fault.app_restart and not restart_app):
             continue
         await asyncio.sleep(max(0.0, start + fault.at - time.time()))
-        done.append(await _inject(control, fake_url, fault, redis))
+        done.append(await _inject(control, fake_url, fault, redis, app))
     return done
 
 
 async def _sample(
-    control: httpx.AsyncClient, fake_url: str, server_pid: int, samples: list[dict[str, Any]]
+    control: httpx.AsyncClient, fake_url: str, app: Server, samples: list[dict[str, Any]]
 ) -> None:
-    """Once a second until cancelled: the fake's request counters and the workers' memory."""
+    """Once a second until cancelled: the fake's request counters and the workers' memory
+    (and CPU time: a restarted app's workers start again from zero)."""
     while True:
         state = (await control.get(fake_url + "/_fake/state")).json()
-        workers = children(server_pid)
+        workers = children(app.pid)
         memory = [m for m in map(rss_mb, workers) if m is not None]
         cpu = sum(c for c in map(cpu_seconds, workers) if c is not None)
         samples.append(
@@ -195,11 +218,14 @@ async def run_one(contender: Contender, options: Options, logs: Path) -> dict[st
             "BENCH_MARGIN": str(options.margin),
         }
         if redis is not None:
-            env["SPOTIFY_TOKEN_STORE"] = redis.url
+            env["BENCH_STORE"] = redis.url
+        if contender.default_store:
+            env |= {"BENCH_STORE": "default", "BENCH_INSTANCE": str(logs / contender.name)}
         await control.post(fake_url + "/_fake/control", json={"access_ttl": options.lifetime})
-        async with served(
+        async with Server(
             contender.target, env=env, port=port, workers=contender.workers, log=app_log
-        ) as (app_url, server_pid):
+        ) as app:
+            app_url = app.url
             browsers = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.browsers", app_url,
                 "--browsers", str(options.browsers), "--seconds", str(options.seconds),
@@ -213,8 +239,10 @@ async def run_one(contender: Contender, options: Options, logs: Path) -> dict[st
                 raise RuntimeError(f"{contender.name}: the browsers stopped before the load")
             start = json.loads(start_line)["at"]
             samples: list[dict[str, Any]] = []
-            sampler = asyncio.create_task(_sample(control, fake_url, server_pid, samples))
-            injected = await _schedule(control, fake_url, faults(options.seconds), start, redis)
+            sampler = asyncio.create_task(_sample(control, fake_url, app, samples))
+            plan = faults(options.seconds)
+            restart = contender.default_store
+            injected = await _schedule(control, fake_url, plan, start, redis, app, restart)
             out, _ = await browsers.communicate()
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,6 +273,11 @@ def _log_summary(path: Path) -> dict[str, int]:
             message = line.split(":", 1)[0][:60]
             counts[message] = counts.get(message, 0) + 1
     return counts
+
+
+def _cpu_steps(samples: list[dict[str, Any]]) -> list[float]:
+    """The workers' CPU seconds between samples (none counted across an app restart)."""
+    return [max(b["cpu_s"] - a["cpu_s"], 0.0) for a, b in itertools.pairwise(samples)]
 
 
 def _needed(report: dict[str, Any], lifetime: float) -> int:
@@ -320,7 +353,7 @@ def summarise(raw: dict[str, Any], options: Options) -> dict[str, Any]:
         "refreshes_made": by_grant.get("refresh_token", 0),
         "refreshes_needed": _needed(report, options.lifetime),
         "worker_rss_mb": [round(memory[i], 1) for i in (0, len(memory) // 2, -1)] if memory else [],
-        "worker_cpu_s": round(samples[-1]["cpu_s"] - samples[0]["cpu_s"], 1) if samples else 0,
+        "worker_cpu_s": round(sum(_cpu_steps(samples)), 1),
         "app_log": raw["app_log"],
         "faults": [
             f"{f['label']} at {f['at'] - raw['start']:.0f} s for {f['seconds']:.1f} s"
@@ -355,7 +388,12 @@ def plot(raws: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"ours": "tab:green", "peer": "tab:red", "ours_redis": "tab:blue"}
+    colours = {
+        "ours": "tab:green",
+        "peer": "tab:red",
+        "ours_redis": "tab:blue",
+        "ours_sqlite": "tab:purple",
+    }
     figure, (latency, refreshes, cpu, memory) = plt.subplots(
         4, 1, figsize=(10, 12), sharex=True, gridspec_kw={"height_ratios": [3, 2, 2, 2]}
     )
@@ -372,10 +410,8 @@ def plot(raws: list[dict[str, Any]], path: Path) -> None:
             (counts[i] - counts[i - 1]) / max(at[i] - at[i - 1], 1e-9) for i in range(1, len(at))
         ]
         refreshes.plot(at[1:], rates, color=colour, label=contender.label)
-        busy = [
-            100 * (samples[i]["cpu_s"] - samples[i - 1]["cpu_s"]) / max(at[i] - at[i - 1], 1e-9)
-            for i in range(1, len(at))
-        ]
+        steps = _cpu_steps(samples)
+        busy = [100 * steps[i - 1] / max(at[i] - at[i - 1], 1e-9) for i in range(1, len(at))]
         cpu.plot(at[1:], busy, color=colour)
         memory.plot(
             [a for a, s in zip(at, samples, strict=True) if s["rss_mb"]],

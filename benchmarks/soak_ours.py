@@ -13,7 +13,10 @@ from quart_spotify_auth import SpotifyAuth
 
 from .soak_settings import CLIENT_ID, CLIENT_SECRET, FAKE_URL, MARGIN, REDIRECT_URI, SECRET_KEY
 
-ours = Quart("soak_ours")
+#: "memory", a Redis URL, or "default": the default store (a SQLite file in BENCH_INSTANCE).
+STORE = os.environ.get("BENCH_STORE", "memory")
+
+ours = Quart("soak_ours", instance_path=os.environ.get("BENCH_INSTANCE"))
 ours.secret_key = SECRET_KEY
 ours.config.update(
     SPOTIFY_CLIENT_ID=CLIENT_ID,
@@ -22,9 +25,10 @@ ours.config.update(
     SPOTIFY_ACCOUNTS_URL=FAKE_URL,
     SPOTIFY_API_URL=FAKE_URL + "/v1",
     SPOTIFY_REFRESH_MARGIN=MARGIN,
-    SPOTIFY_TOKEN_STORE=os.environ.get("SPOTIFY_TOKEN_STORE", "memory"),
 )
-spotify = SpotifyAuth(ours)  # SPOTIFY_TOKEN_STORE from the environment picks Redis
+if STORE != "default":
+    ours.config["SPOTIFY_TOKEN_STORE"] = STORE
+spotify = SpotifyAuth(ours)
 
 
 @ours.route("/login")
