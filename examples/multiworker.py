@@ -1,11 +1,17 @@
-"""Many workers sharing one Redis: every worker serves every login, and each token is renewed
+"""Many workers, one login store: every worker serves every login, and each token is renewed
 once per period however many workers run.
 
-    pip install 'quart-spotify-auth[redis]'
+On one host nothing needs configuring: the default store is a SQLite file in the app's
+instance folder, shared by the workers (and kept across restarts):
+
     export SPOTIFY_CLIENT_ID=... SPOTIFY_CLIENT_SECRET=...
     export SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')
-    export SPOTIFY_TOKEN_STORE=redis://127.0.0.1:6379/0
     hypercorn --workers 4 --bind 127.0.0.1:5000 examples.multiworker:app
+
+For several hosts, point them all at one PostgreSQL or Redis:
+
+    pip install 'quart-spotify-auth[postgresql]'   # or [redis]
+    export SPOTIFY_TOKEN_STORE=postgresql://user:password@db/app   # or redis://host:6379/0
 
 Every worker must have the same SECRET_KEY (the session cookie is signed with it). Open
 http://127.0.0.1:5000/ and reload /worker to see different workers answer for the same login.
