@@ -1,12 +1,20 @@
 """Flask-Spotify-Auth's example app (its README's ``startup.py`` routes), ported.
 
-Run it against real Spotify (register http://127.0.0.1:5000/callback/ in your Spotify app)::
+Against the built-in fake Spotify (no account needed): the fake in one terminal, the app in
+another, then open http://127.0.0.1:5000/ and pick a user on the fake's consent page::
+
+    python -m quart_spotify_auth fake --port 5001
+    export SPOTIFY_ACCOUNTS_URL=http://127.0.0.1:5001 SPOTIFY_API_URL=http://127.0.0.1:5001/v1
+    export SPOTIFY_CLIENT_ID=demo-client
+    hypercorn --bind 127.0.0.1:5000 examples.basic:app
+
+Against real Spotify, register http://127.0.0.1:5000/callback/ in your Spotify app, then::
 
     export SPOTIFY_CLIENT_ID=... SPOTIFY_CLIENT_SECRET=...
     hypercorn --bind 127.0.0.1:5000 examples.basic:app
 
-Then open http://127.0.0.1:5000/ (not localhost: the session cookie must come back to the same
-host as the redirect URI).
+Open http://127.0.0.1:5000/, not localhost: the session cookie must come back to the host of
+the redirect URI. Logins are kept in ``instance/quart_spotify_auth.sqlite3``.
 """
 
 from __future__ import annotations

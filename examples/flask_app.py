@@ -1,9 +1,19 @@
 """Flask-Spotify-Auth's app on the Flask shim: the import is the only real change.
 
+Against the built-in fake Spotify (no account needed), in two terminals::
+
+    python -m quart_spotify_auth fake --port 5001
+    export SPOTIFY_ACCOUNTS_URL=http://127.0.0.1:5001 SPOTIFY_API_URL=http://127.0.0.1:5001/v1
+    export SPOTIFY_CLIENT_ID=demo-client
+    flask --app examples.flask_app run --host 127.0.0.1 --port 5000
+
+Against real Spotify, register http://127.0.0.1:5000/callback/ in your Spotify app, then::
+
     export SPOTIFY_CLIENT_ID=... SPOTIFY_CLIENT_SECRET=...
     flask --app examples.flask_app run --host 127.0.0.1 --port 5000
 
-Register http://127.0.0.1:5000/callback/ in your Spotify app and open http://127.0.0.1:5000/.
+and open http://127.0.0.1:5000/. In production, any WSGI server: ``gunicorn -w 4
+examples.flask_app:app`` (each worker process runs its own renewal loop thread).
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ def callback() -> ResponseReturnValue:
 
 @app.route("/home")
 def home() -> ResponseReturnValue:
+    if not spotify.is_logged_in():  # the seed said "Logged in." to everyone
+        return redirect("/")
     # The seed promised the token to templates, for the Web Playback SDK's getOAuthToken.
     return render_template_string(
         "<p>Logged in.</p><script>const token = {{ spotify_access_token()|tojson }};</script>"

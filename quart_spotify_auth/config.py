@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
 ENVIRONMENT_KEYS = (
     "SPOTIFY_CLIENT_ID",
     "SPOTIFY_CLIENT_SECRET",
+    "SPOTIFY_REDIRECT_URI",
+    "SPOTIFY_ACCOUNTS_URL",  # e.g. the fake: python -m quart_spotify_auth fake
+    "SPOTIFY_API_URL",
     "SPOTIFY_TOKEN_STORE",
     "SPOTIFY_TOKEN_ENCRYPTION_KEYS",
 )

@@ -193,8 +193,9 @@ async def run(port: int = 5000, fake_port: int | None = None) -> None:
     ):
         print(f"quart-spotify-auth demo: open {app_url}/", flush=True)
         print(
-            f"Mode: fake Spotify at {fake_url} (set SPOTIFY_CLIENT_ID and "
-            "SPOTIFY_CLIENT_SECRET to use real Spotify). Tokens last 60 s here.",
+            f"Mode: fake Spotify at {fake_url} (set SPOTIFY_CLIENT_ID to use real Spotify, "
+            "and SPOTIFY_CLIENT_SECRET if your Spotify app has one: without it the login "
+            "uses PKCE alone). Tokens last 60 s here.",
             flush=True,
         )
         await asyncio.Event().wait()

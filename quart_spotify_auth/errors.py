@@ -45,6 +45,9 @@ class SpotifyAuthError(HTTPException):
     """
 
     code: int | None = None
+    #: The heading of its error page (werkzeug's default page, and the demo's): what went
+    #: wrong in words, rather than the status line's "Forbidden" or "Bad Request".
+    name = "Spotify login failed"
     description = "Spotify login failed."
 
     def __init__(self, description: str | None = None) -> None:
@@ -59,6 +62,7 @@ class InvalidCallback(SpotifyAuthError):
     rejected the authorization code (``invalid_grant``)."""
 
     code = 400
+    name = "Login could not be completed"
     description = "This login callback is not valid. Start the login again."
 
 
@@ -66,6 +70,7 @@ class AuthorizationDenied(SpotifyAuthError):
     """403: the user refused consent on Spotify's page (``error=access_denied``)."""
 
     code = 403
+    name = "Login cancelled"
     description = (
         "Spotify login was cancelled: the user did not grant this app access. "
         "Start the login again to retry."
@@ -76,6 +81,7 @@ class LoginRequired(SpotifyAuthError):
     """401: this browser (or identity) has no Spotify login."""
 
     code = 401
+    name = "Not logged in"
     description = "Not logged in with Spotify. Log in first."
 
 
@@ -83,6 +89,8 @@ class ReauthorizationRequired(LoginRequired):
     """401: Spotify no longer accepts this user's refresh token (revoked access, or the
     six-month limit since consent); the stored tokens were dropped and the user must log in
     again."""
+
+    name = "Please log in again"
 
     description = (
         "Spotify no longer accepts this login (access was revoked or the login is older than "
@@ -92,6 +100,8 @@ class ReauthorizationRequired(LoginRequired):
 
 class InvalidClient(SpotifyAuthError):
     """502: Spotify rejected the app's own credentials (``invalid_client``)."""
+
+    name = "The app's Spotify credentials were refused"
 
     code = 502
     description = (
@@ -104,6 +114,7 @@ class SpotifyBadResponse(SpotifyAuthError):
     """502: Spotify answered with something that is not a valid reply."""
 
     code = 502
+    name = "Spotify sent an unexpected reply"
     description = "Spotify's accounts service sent a reply that could not be understood."
 
 
@@ -112,6 +123,7 @@ class SpotifyUnavailable(SpotifyAuthError):
     tokens are kept. ``retry_after`` (seconds), when known, is sent as ``Retry-After``."""
 
     code = 503
+    name = "Spotify is unavailable"
     description = "Spotify's accounts service is unavailable right now. Try again shortly."
 
     def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
@@ -130,11 +142,14 @@ class SpotifyUnavailable(SpotifyAuthError):
 class RateLimited(SpotifyUnavailable):
     """503: the Web API kept answering 429 beyond the wait the app allows."""
 
+    name = "Spotify asked us to slow down"
+
 
 class ScopesNotGranted(SpotifyAuthError):
     """403: the user was asked for scopes a page needs and Spotify did not grant them."""
 
     code = 403
+    name = "Permissions not granted"
     description = "This page needs Spotify permissions that were not granted."
 
 
@@ -143,6 +158,7 @@ class ScopesNotAllowed(SpotifyAuthError):
     nor asked for by a ``scopes_required`` guard)."""
 
     code = 400
+    name = "Permissions not used by this app"
     description = "This login asks for Spotify permissions this app does not use."
 
 
@@ -150,6 +166,7 @@ class CrossSiteRequest(SpotifyAuthError):
     """403: a state-changing request (log out, renew) came from another site's page."""
 
     code = 403
+    name = "Request from another site refused"
     description = (
         "This request came from another site, so it was refused. Use the buttons of this app."
     )
@@ -159,6 +176,7 @@ class StoreUnavailable(SpotifyAuthError):
     """503: the token store cannot be reached; nothing was lost, try again shortly."""
 
     code = 503
+    name = "Login store unavailable"
     description = (
         "The login store is unavailable right now (the app cannot reach it). Try again "
         "shortly; your login is kept."

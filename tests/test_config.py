@@ -45,6 +45,24 @@ def test_client_id_and_secret_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert "env-secret" not in repr(settings)
 
 
+def test_the_service_urls_and_redirect_uri_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # So an example or a deployed app is pointed at the fake (or a proxy) without an edit.
+    monkeypatch.setenv("SPOTIFY_ACCOUNTS_URL", "http://127.0.0.1:5001")
+    monkeypatch.setenv("SPOTIFY_API_URL", "http://127.0.0.1:5001/v1")
+    monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:8000/callback/")
+    settings = load_settings({"SPOTIFY_CLIENT_ID": "id"}, {})
+    assert settings.accounts_url == "http://127.0.0.1:5001"
+    assert settings.api_url == "http://127.0.0.1:5001/v1"
+    assert settings.redirect_uri == "http://127.0.0.1:8000/callback/"
+    # app.config still wins over the environment.
+    configured = load_settings(
+        {"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_ACCOUNTS_URL": "https://accounts.spotify.com"}, {}
+    )
+    assert configured.accounts_url == "https://accounts.spotify.com"
+
+
 def test_precedence_argument_then_config_then_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

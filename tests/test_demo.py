@@ -57,6 +57,7 @@ async def test_demo_denied_consent_gets_a_friendly_page(demo: Browser) -> None:
     response = await demo.http.get(callback)
     assert response.status_code == 403
     assert 'id="error"' in response.text
+    assert "<h1>Login cancelled</h1>" in response.text  # in words, not "Forbidden"
     assert "did not grant" in response.text
     assert "Log in again" in response.text
 
@@ -65,3 +66,4 @@ async def test_demo_broken_callback_gets_a_friendly_page(demo: Browser) -> None:
     response = await demo.get("/callback/?code=abc")
     assert response.status_code == 400
     assert 'id="error"' in response.text
+    assert "<h1>Login could not be completed</h1>" in response.text

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import os
 import sys
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx
 import pytest
 
+from quart_spotify_auth.serving import free_port, wait_for_port
 from quart_spotify_auth.testing import make_fake
+
+
+@pytest.fixture(autouse=True)
+def _logins_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The in-process runs keep their logins to themselves (else the examples' default store,
+    # a file in the repository's instance folder, would carry logins from run to run).
+    monkeypatch.setenv("SPOTIFY_TOKEN_STORE", "memory")
 
 
 async def test_basic_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +82,7 @@ def test_flask_example_runs_the_seed_flow(monkeypatch: pytest.MonkeyPatch) -> No
     example.app.config["SPOTIFY_ACCOUNTS_URL"] = "https://fake.invalid"
     spotify.init_app(example.app)
     client = example.app.test_client()
+    assert client.get("/home").headers["Location"] == "/"  # not "Logged in." to a stranger
     location = client.get("/").headers["Location"]
     callback = urlsplit(fake.decide(location, user="bob"))
     assert (
@@ -101,3 +115,81 @@ async def test_playback_example_serves_the_page_after_login(
         assert "getOAuthToken" in page and "/spotify/token" in page
         token = await (await client.get("/spotify/token")).get_json()
         assert token["expires_in"] > 3500
+        # Logging out lands on a page of its own, not back on Spotify's consent page.
+        bye = await client.post("/spotify/logout?next=/bye", headers={"Origin": "http://localhost"})
+        assert bye.headers["Location"] == "/bye"
+        assert "Log in again" in await (await client.get("/bye")).get_data(as_text=True)
+
+
+# -- each example as its docstring runs it: the fake and the app in their own processes --------
+
+#: (example, the command after ``python -m`` that serves it on PORT, where a login starts,
+#: a page only a logged-in browser gets and a piece of it)
+EXAMPLES = [
+    ("basic", ["hypercorn", "--bind", "127.0.0.1:PORT", "examples.basic:app"],
+     "/", "/home", '"scopes"'),
+    ("flask_app", ["flask", "--app", "examples.flask_app", "run", "--host", "127.0.0.1",
+                   "--port", "PORT"], "/", "/home", "const token = "),
+    ("multiworker", ["hypercorn", "--workers", "2", "--bind", "127.0.0.1:PORT",
+                     "examples.multiworker:app"], "/", "/worker", '"worker_pid"'),
+    ("playback", ["hypercorn", "--bind", "127.0.0.1:PORT", "examples.playback.app:app"],
+     "/", "/", "getOAuthToken"),
+]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _process(args: list[str], port: int, env: dict[str, str]) -> AsyncIterator[None]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        waiting = asyncio.ensure_future(process.wait())
+        await wait_for_port("127.0.0.1", port, timeout=60, task=waiting)
+        yield
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "start", "page", "piece"), EXAMPLES, ids=[e[0] for e in EXAMPLES]
+)
+async def test_each_example_logs_in_against_the_fake_with_only_environment_variables(
+    name: str, command: list[str], start: str, page: str, piece: str, tmp_path: Path
+) -> None:
+    fake_port, port = free_port(), free_port()
+    fake_url, app_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{port}"
+    env = {  # the docstring's variables, with this test's ports and a store of its own
+        "SPOTIFY_ACCOUNTS_URL": fake_url,
+        "SPOTIFY_API_URL": fake_url + "/v1",
+        "SPOTIFY_CLIENT_ID": "demo-client",
+        "SPOTIFY_REDIRECT_URI": app_url + "/callback/",
+        "SPOTIFY_TOKEN_STORE": f"sqlite:///{tmp_path}/tokens.sqlite3",
+        "SECRET_KEY": "example-test-secret-" + "x" * 16,
+    }
+    fake = ["quart_spotify_auth", "fake", "--port", str(fake_port)]
+    served = [part.replace("PORT", str(port)) for part in command]
+    async with (
+        _process(fake, fake_port, {}),
+        _process(served, port, env),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        location = app_url + start
+        while not location.startswith(fake_url):  # the app's redirects, to Spotify's page
+            reply = await http.get(location)
+            assert reply.status_code in (302, 303), (name, location, reply.text[:300])
+            location = urljoin(location, reply.headers["Location"])
+        query = dict(parse_qsl(urlsplit(location).query))
+        assert query["client_id"] == "demo-client" and query["code_challenge_method"] == "S256"
+        consent = await http.post(
+            fake_url + "/authorize", data={**query, "user": "bob", "action": "approve"}
+        )
+        callback = consent.headers["Location"]
+        assert callback.startswith(app_url + "/callback/")
+        assert (await http.get(callback)).status_code in (302, 303)
+        logged_in = await http.get(app_url + page)
+        assert logged_in.status_code == 200 and piece in logged_in.text
+        if name == "multiworker":  # a reload opens a new connection, maybe to another worker
+            assert logged_in.headers["connection"] == "close"

@@ -790,3 +790,56 @@ async def test_expired_access_tokens_are_forgotten(
     assert len(fake._access) < 100
     assert (await http.get("/v1/me", headers=bearer(stale[0]))).status_code == 401
     assert (await http.get("/v1/me", headers=bearer(fresh))).status_code == 200
+
+
+async def test_me_with_a_trailing_slash_as_spotipy_and_tekore_send_it(
+    fake: FakeSpotify, http: httpx.AsyncClient
+) -> None:
+    token = fake.token_for("alice", CLIENT_ID, ("user-read-email",))["access_token"]
+    reply = await http.get("/v1/me/", headers=bearer(token))
+    assert reply.status_code == 200 and reply.json()["email"] == "alice@example.com"
+
+
+# -- the rest of the Web API it answers ------------------------------------------------------
+
+
+async def test_top_tracks_and_artists_need_their_scope(
+    fake: FakeSpotify, http: httpx.AsyncClient
+) -> None:
+    without = fake.token_for("alice", CLIENT_ID, ("user-read-email",))["access_token"]
+    refused = await http.get("/v1/me/top/tracks", headers=bearer(without))
+    assert refused.status_code == 403
+    assert refused.json() == {"error": {"status": 403, "message": "Insufficient client scope"}}
+    token = fake.token_for("alice", CLIENT_ID, ("user-top-read",))["access_token"]
+    tracks = (await http.get("/v1/me/top/tracks?limit=2", headers=bearer(token))).json()
+    assert [t["name"] for t in tracks["items"]] == ["Everything In Its Right Place", "Space Oddity"]
+    assert tracks["items"][0]["artists"][0]["name"] == "Radiohead"
+    assert (tracks["limit"], tracks["total"], tracks["offset"]) == (2, 5, 0)
+    page = (await http.get("/v1/me/top/tracks?limit=2&offset=4", headers=bearer(token))).json()
+    assert [t["name"] for t in page["items"]] == ["Heroes"]
+    artists = (await http.get("/v1/me/top/artists", headers=bearer(token))).json()
+    assert [a["type"] for a in artists["items"]] == ["artist"] * 3
+    assert (await http.get("/v1/me/top/tracks?limit=51", headers=bearer(token))).status_code == 400
+    assert (await http.get("/v1/me/top/songs", headers=bearer(token))).status_code == 404
+    assert (await http.get("/v1/me/top/tracks", headers=bearer("nope"))).status_code == 401
+
+
+async def test_the_player_plays_and_pauses_for_premium_only(
+    fake: FakeSpotify, http: httpx.AsyncClient
+) -> None:
+    scopes = ("user-read-playback-state", "user-modify-playback-state")
+    alice = bearer(fake.token_for("alice", CLIENT_ID, scopes)["access_token"])
+    assert (await http.get("/v1/me/player", headers=alice)).status_code == 204  # nothing yet
+    devices = (await http.get("/v1/me/player/devices", headers=alice)).json()["devices"]
+    assert devices[0]["name"] == "Fake Speaker"
+    assert (await http.put("/v1/me/player/play", headers=alice)).status_code == 204
+    state = (await http.get("/v1/me/player", headers=alice)).json()
+    assert state["is_playing"] and state["item"]["type"] == "track"
+    assert (await http.put("/v1/me/player/pause", headers=alice)).status_code == 204
+    assert not (await http.get("/v1/me/player", headers=alice)).json()["is_playing"]
+    reading = bearer(fake.token_for("alice", CLIENT_ID, scopes[:1])["access_token"])
+    assert (await http.put("/v1/me/player/play", headers=reading)).status_code == 403
+    fake.users["alice"].product = "free"
+    refused = await http.put("/v1/me/player/play", headers=alice)
+    assert refused.status_code == 403 and refused.json()["error"]["reason"] == "PREMIUM_REQUIRED"
+    assert fake.requests["play"] == 3

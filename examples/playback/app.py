@@ -2,17 +2,18 @@
 whenever it needs one, and the page answers from the blueprint's token endpoint, which always
 holds a fresh token because the extension renews it in the background.
 
-Real Spotify (a Premium account; register http://127.0.0.1:5000/callback/):
+Against the built-in fake Spotify (no account needed): the page shows the login flow and the
+token being renewed every minute; there is no audio, since the SDK itself comes from Spotify::
+
+    python -m quart_spotify_auth fake --port 5001 --token-lifetime 60
+    export SPOTIFY_ACCOUNTS_URL=http://127.0.0.1:5001 SPOTIFY_API_URL=http://127.0.0.1:5001/v1
+    export SPOTIFY_CLIENT_ID=demo-client
+    hypercorn --bind 127.0.0.1:5000 examples.playback.app:app
+
+Real Spotify (a Premium account; register http://127.0.0.1:5000/callback/)::
 
     export SPOTIFY_CLIENT_ID=... SPOTIFY_CLIENT_SECRET=...
     hypercorn --bind 127.0.0.1:5000 examples.playback.app:app
-
-Against the fake (no credentials): the page shows the login flow and the token being renewed;
-there is no audio, since the SDK itself comes from Spotify.
-
-    python -m quart_spotify_auth fake --port 5001 --token-lifetime 60 &
-    SPOTIFY_ACCOUNTS_URL=http://127.0.0.1:5001 SPOTIFY_CLIENT_ID=demo-client \\
-        hypercorn --bind 127.0.0.1:5000 examples.playback.app:app
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <p>Player: <span id="status">loading the SDK...</span></p>
 <p>Token: <span id="token">...</span>, <span id="expires">?</span> s left</p>
 <button id="toggle">Play / pause</button>
-<form method="post" action="{{ url_for('spotify_auth.logout', next='/') }}">
+<form method="post" action="{{ url_for('spotify_auth.logout', next='/bye') }}">
   <button>Log out</button></form>
 <script>
   const tokenUrl = "{{ url_for('spotify_auth.token') }}";
@@ -65,8 +66,6 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 app = Quart(__name__)
 app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
 app.config["SPOTIFY_SCOPES"] = "streaming user-read-email user-read-private"
-if os.environ.get("SPOTIFY_ACCOUNTS_URL"):
-    app.config["SPOTIFY_ACCOUNTS_URL"] = os.environ["SPOTIFY_ACCOUNTS_URL"]
 spotify = SpotifyAuth(app)
 app.register_blueprint(spotify_blueprint(spotify))
 
@@ -75,3 +74,12 @@ app.register_blueprint(spotify_blueprint(spotify))
 @login_required
 async def player() -> ResponseReturnValue:
     return await render_template_string(PAGE)
+
+
+@app.route("/bye")
+async def bye() -> ResponseReturnValue:
+    # Logged out: a page of its own, or "/" would send the browser straight back to Spotify.
+    return await render_template_string(
+        "<!doctype html><title>Logged out</title><p>Logged out of Spotify here.</p>"
+        "<p><a href=\"{{ url_for('player') }}\">Log in again</a></p>"
+    )

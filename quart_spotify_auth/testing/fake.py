@@ -2,8 +2,9 @@
 this package and its examples make, with switches for faults.
 
 Routes: ``GET``/``POST /authorize`` (the consent page and its form), ``POST /api/token`` (the
-three grants, :class:`~.accounts.FakeAccounts`), ``GET /v1/me``; and for a fake served in
-another process, ``GET /_fake/state`` and ``POST /_fake/control`` (the switches as JSON).
+three grants, :class:`~.accounts.FakeAccounts`), the Web API calls of :mod:`.webapi`
+(``/v1/me``, top tracks and artists, the player); and for a fake served in another process,
+``GET /_fake/state`` and ``POST /_fake/control`` (the switches as JSON).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, Unpack
 
 from quart import Quart, Response, request
 
-from .accounts import AccountsOptions, FakeAccounts, FakeAuthorizeError, FakeUser, OAuthError
+from .accounts import AccountsOptions, FakeAccounts, FakeAuthorizeError, OAuthError
 from .clock import FakeClock
 from .pages import consent_page, error_page
+from .webapi import WebAPIRoutes
+from .webapi import json_reply as _json
 
 __all__ = ["FakeSpotify"]
 
@@ -70,9 +73,10 @@ class FakeSpotify(FakeAccounts):
         route("/authorize", view_func=self._authorize_get, methods=["GET"])
         route("/authorize", view_func=self._authorize_post, methods=["POST"])
         route("/api/token", view_func=self._token, methods=["POST"])
-        route("/v1/me", view_func=self._me, methods=["GET"])
         route("/_fake/state", view_func=self._state, methods=["GET"])
         route("/_fake/control", view_func=self._control, methods=["POST"])
+        #: The Web API calls it answers (``/v1/me``, top items, the player).
+        self.web_api = WebAPIRoutes(self)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGI entry point: delegates to the inner Quart app."""
@@ -179,8 +183,8 @@ class FakeSpotify(FakeAccounts):
             self._fail -= 1
             error = "server_error" if self._fail_status >= 500 else "invalid_request"
             return _json({"error": error}, status=self._fail_status)
-        if self._rate > 0:
-            return self._rate_limited()
+        if (limited := self.rate_limited()) is not None:
+            return limited
         if self._garbage > 0:
             self._garbage -= 1
             return Response("<html>oops</html>", status=200, content_type="text/html")
@@ -201,55 +205,17 @@ class FakeSpotify(FakeAccounts):
             return _trickled(json.dumps(body).encode(), self.trickle)
         return _json(body, headers=_NO_STORE)
 
-    def _rate_limited(self) -> Response:
+    def rate_limited(self) -> Response | None:
+        """A 429 with ``Retry-After`` while ``rate_limit_next`` lasts (it counts down), else
+        ``None``."""
+        if self._rate <= 0:
+            return None
         self._rate -= 1
         error: dict[str, Any] = {"status": 429, "message": "API rate limit exceeded"}
         if self._quota:
             error = {"status": 429, "message": "Too many requests", "reason": "QUOTA_EXCEEDED"}
         headers = {"Retry-After": str(self._retry_after)}
         return _json({"error": error}, status=429, headers=headers)
-
-    # -- /v1/me -----------------------------------------------------------------------------
-
-    async def _me(self) -> Response:
-        self.requests["me"] += 1
-        if self._rate > 0:
-            return self._rate_limited()
-        record = self.access(request.headers.get("Authorization", ""))
-        if record is None:
-            return _api_error(401, self.api_error_message)
-        if record.user_id is None:
-            return _api_error(403, "Forbidden")  # an app (client credentials) token
-        user = self.users.get(record.user_id)
-        if user is None:
-            return _api_error(401, self.api_error_message)
-        client = self.clients.get(record.client_id)
-        allowlist = client.allowlist if client is not None else None
-        if self.dev_mode and allowlist is not None and user.id not in allowlist:
-            return _api_error(403, "User not registered in the Developer Dashboard")
-        return _json(self._user_object(user, record.scopes))
-
-    def _user_object(self, user: FakeUser, scopes: frozenset[str]) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": user.id,
-            "account_id": user.account_id,
-            "display_name": user.display_name,
-            "uri": f"spotify:user:{user.id}",
-            "href": f"https://api.spotify.com/v1/users/{user.id}",
-            "type": "user",
-            "external_urls": {"spotify": f"https://open.spotify.com/user/{user.id}"},
-            "images": [],
-        }
-        if self.dev_mode:
-            return body
-        body["followers"] = {"href": None, "total": 0}
-        if "user-read-email" in scopes:
-            body["email"] = user.email
-        if "user-read-private" in scopes:
-            body["country"] = user.country
-            body["product"] = user.product
-            body["explicit_content"] = {"filter_enabled": False, "filter_locked": False}
-        return body
 
     # -- control endpoints ------------------------------------------------------------------
 
@@ -297,16 +263,6 @@ class FakeSpotify(FakeAccounts):
             self.clock.advance(float(data["advance"]))
         if data.get("reset_counters"):
             self.reset_counters()
-
-
-def _api_error(status: int, message: str) -> Response:
-    return _json({"error": {"status": status, "message": message}}, status=status)
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
 
 
 def _trickled(body: bytes, seconds: float) -> Response:
