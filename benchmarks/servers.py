@@ -56,8 +56,11 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self._args = [
             "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-            "--log-level", "WARNING", target,
+            "--log-level", "WARNING", "--keep-alive", "120", target,
         ]  # fmt: skip
+        # --keep-alive: hypercorn's idle timer starts at accept, so on a starved machine its 5 s
+        # default closes connections whose requests are already buffered; the same for every
+        # contender.
         self._env = {**os.environ, **(env or {})}
         self._log = log
         self._process: asyncio.subprocess.Process | None = None

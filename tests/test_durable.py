@@ -44,7 +44,7 @@ class App:
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hypercorn", "--workers", str(self.workers),
-            "--bind", f"127.0.0.1:{self.port}", "tests.served_app:app",
+            "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "120", "tests.served_app:app",
             env=self.env, start_new_session=True,
         )  # fmt: skip
         await wait_for_port("127.0.0.1", self.port, timeout=60)

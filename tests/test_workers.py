@@ -51,9 +51,13 @@ class Workers:
 
     async def start(self) -> None:
         for port in self.ports:
+            # --keep-alive: hypercorn's idle timer starts when a connection is accepted, so a
+            # worker starved of CPU for its 5 s default closes a connection whose request is
+            # already in its buffer ("Server disconnected without sending a response").
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-                "tests.served_app:app", env={**self.env, "TEST_PORT": str(port)},
+                "--keep-alive", "120", "tests.served_app:app",
+                env={**self.env, "TEST_PORT": str(port)},
             )  # fmt: skip
             self.processes.append(process)
         for port in self.ports:
