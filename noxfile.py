@@ -1,11 +1,12 @@
-"""Sessions: `nox` runs lint, typing and tests; `nox -s bench` the benchmarks; `nox -s demo`
-serves the demo on http://127.0.0.1:5000."""
+"""Sessions: `nox` runs lint, typing, tests, lowest, docs (into docs/_build/html) and package
+(the sdist and wheel, checked as a package index would); `nox -s bench` the benchmarks;
+`nox -s demo` serves the demo on http://127.0.0.1:5000."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests", "lowest"]
+nox.options.sessions = ["lint", "typing", "tests", "lowest", "docs", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -69,3 +70,24 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     _install(session)
     session.run("python", "-m", "quart_spotify_auth", "demo", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site into docs/_build/html (warnings are errors), then a look at two
+    of its pages in headless Chromium (screenshots in docs/_build/screenshots)."""
+    _install(session, "docs", extras="[redis,flask,postgresql]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("python", "docs/screenshots.py", "docs/_build/html", "docs/_build/screenshots")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel into a fresh dist/ and check their metadata and README
+    as a package index renders them (twine check --strict)."""
+    import shutil
+
+    shutil.rmtree("dist", ignore_errors=True)
+    session.install("build>=1.2", "twine>=6.1")
+    session.run("python", "-m", "build", "--outdir", "dist")
+    session.run("twine", "check", "--strict", "dist/*")

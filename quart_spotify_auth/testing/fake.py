@@ -62,6 +62,8 @@ class FakeSpotify(FakeAccounts):
         self.reply_delay = 0.0
         #: Seconds over which a token reply's body is sent, after its headers went at once.
         self.trickle = 0.0
+        #: Where it is served, when it is (the pytest plugin's ``spotify_fake`` sets it).
+        self.url: str | None = None
         self.requests: collections.Counter[str] = collections.Counter()
         self.max_in_flight: collections.Counter[str] = collections.Counter()
         self._in_flight: collections.Counter[str] = collections.Counter()
@@ -82,15 +84,15 @@ class FakeSpotify(FakeAccounts):
         """ASGI entry point: delegates to the inner Quart app."""
         await self.app(scope, receive, send)
 
-    def app_config(
-        self, url: str = "https://fake.invalid", *, client_id: str | None = None
-    ) -> dict[str, Any]:
-        """The settings that point an app at this fake served at ``url`` (any URL will do
-        when the app reaches it in-process through ``httpx.ASGITransport``): the id and secret
+    def app_config(self, url: str | None = None, *, client_id: str | None = None) -> dict[str, Any]:
+        """The settings that point an app at this fake served at ``url`` (by default where it
+        is served, :attr:`url`; any URL will do when the app reaches it in-process through
+        ``httpx.ASGITransport``): the id and secret
         of its registered app (the first one, or ``client_id``), ``SPOTIFY_ACCOUNTS_URL``,
         ``SPOTIFY_API_URL``, and the in-memory token store (a test's logins stay in the test).
         ``app.config.update(fake.app_config())``."""
         client = self.clients[client_id] if client_id else next(iter(self.clients.values()))
+        url = url or self.url or "https://fake.invalid"
         return {
             "SPOTIFY_CLIENT_ID": client.client_id,
             "SPOTIFY_CLIENT_SECRET": client.client_secret,
