@@ -1,20 +1,25 @@
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+import threading
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from flask import Flask
 from quart import Quart
 from quart.typing import TestClientProtocol
+from werkzeug.serving import make_server
 
 from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, make_fake
 
-from .apps import CLIENT_ID, make_app
+from .apps import CLIENT_ID, make_app, make_flask_app
 from .servers import IN_CI, PostgreSQLServer, RedisServer, postgresql_bin, redis_bin
 
 
@@ -201,3 +206,36 @@ def _pg_server() -> Iterator[PostgreSQLServer]:
 def _sql_prefix() -> str:
     """A table prefix of this test's own, so tests share one database without clashing."""
     return f"t{secrets.token_hex(4)}_"
+
+
+class ServedFlask:
+    """A Flask app on a threaded werkzeug server on 127.0.0.1."""
+
+    def __init__(self, app: Flask, port: int) -> None:
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> ServedFlask:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture(name="flask_stack")
+async def _flask_stack(
+    fake: FakeSpotify, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Browser, FlaskSpotifyAuth, Flask]]:
+    options = getattr(request, "param", {})
+    async with serve(fake) as fake_url:
+        port = free_port()
+        app, spotify = make_flask_app(
+            accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{port}/callback/", **options
+        )
+        with ServedFlask(app, port) as served:
+            async with Browser(served.url, fake_url) as browser:
+                yield browser, spotify, app
+        await asyncio.get_running_loop().run_in_executor(None, spotify.close, app)

@@ -126,6 +126,8 @@ async def test_playback_example_serves_the_page_after_login(
 #: (example, the command after ``python -m`` that serves it on PORT, where a login starts,
 #: a page only a logged-in browser gets and a piece of it)
 EXAMPLES = [
+    ("quickstart", ["hypercorn", "--bind", "127.0.0.1:PORT", "examples.quickstart:app"],
+     "/login", "/", '"scopes"'),
     ("basic", ["hypercorn", "--bind", "127.0.0.1:PORT", "examples.basic:app"],
      "/", "/home", '"scopes"'),
     ("flask_app", ["flask", "--app", "examples.flask_app", "run", "--host", "127.0.0.1",

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from quart_spotify_auth import ConfigurationError, LoginRequired
 from quart_spotify_auth.flask import SpotifyAuth, run
-from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
 from .apps import make_flask_app
@@ -204,37 +201,6 @@ def test_a_fork_leaves_no_renewer_in_the_parent_and_no_task_in_the_child(
 
 
 # -- over real HTTP: a threaded werkzeug server and a hypercorn-served FakeSpotify -----------
-
-
-class ServedFlask:
-    def __init__(self, app: Flask, port: int) -> None:
-        self.server = make_server("127.0.0.1", port, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def __enter__(self) -> ServedFlask:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.thread.join(10)
-
-
-@pytest.fixture(name="flask_stack")
-async def _flask_stack(
-    fake: FakeSpotify, request: pytest.FixtureRequest
-) -> AsyncIterator[tuple[Browser, SpotifyAuth, Flask]]:
-    options = getattr(request, "param", {})
-    async with serve(fake) as fake_url:
-        port = free_port()
-        app, spotify = make_flask_app(
-            accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{port}/callback/", **options
-        )
-        with ServedFlask(app, port) as served:
-            async with Browser(served.url, fake_url) as browser:
-                yield browser, spotify, app
-        await asyncio.get_running_loop().run_in_executor(None, spotify.close, app)
 
 
 async def test_full_flow_over_http(

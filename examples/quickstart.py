@@ -1,0 +1,27 @@
+import os
+
+from quart import Quart, ResponseReturnValue, redirect, request
+
+from quart_spotify_auth import SpotifyAuth
+
+app = Quart(__name__)
+app.secret_key = os.environ["SECRET_KEY"]  # signs the session cookie: a long random string
+app.config["SPOTIFY_SCOPES"] = "user-read-private user-read-email"
+spotify = SpotifyAuth(app)  # SPOTIFY_CLIENT_ID (and _SECRET, if any) from the environment
+
+
+@app.route("/login")
+async def login() -> ResponseReturnValue:
+    return redirect(await spotify.get_user())  # state + PKCE remembered for this browser
+
+
+@app.route("/callback/")  # SPOTIFY_REDIRECT_URI points here
+async def callback() -> ResponseReturnValue:
+    await spotify.get_user_token(request.args.get("code"))  # checks the state itself
+    return redirect("/")
+
+
+@app.route("/")
+async def home() -> ResponseReturnValue:
+    token = await spotify.get_access_token()  # this user's, renewed ahead of expiry; else 401
+    return {"scopes": sorted(token.scopes), "expires_in": token.expires_in}
