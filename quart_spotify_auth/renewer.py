@@ -100,8 +100,8 @@ class Renewer:
                     task.add_done_callback(self._tasks.discard)
                 if due.next is not None:
                     timeout = min(timeout, max(due.next - self._clock(), 0.0))
-                    if self._store.shared or self._renewing:
-                        timeout = max(timeout, 0.05)  # due keys still being worked on
+                    if self._store.shared:  # hands out due keys until they are rescheduled
+                        timeout = max(timeout, 0.05)
             except SpotifyAuthError as exc:  # the store is away: back off, try again
                 stop_if_cancelled()
                 logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
