@@ -31,6 +31,9 @@ def _soak(args: argparse.Namespace) -> Awaitable[dict[str, Any]]:
 MEASURES: dict[str, Measure] = {
     "hotpath": lambda a: stores.hot_path(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
+    "login-authlib": lambda a: web.logins_beside_authlib(
+        seconds=2 if a.quick else 4, rounds=3 if a.quick else 5
+    ),
     "singleflight": lambda a: singleflight.run(callers=200 if a.quick else 1000),
     "scale": lambda a: scale.run(
         tokens=10_000 if a.quick else 100_000, window=10 if a.quick else 60

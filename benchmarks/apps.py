@@ -19,6 +19,9 @@ from quart_spotify_auth.signals import token_renewed
 from quart_spotify_auth.testing import make_fake
 from tests.apps import CLIENT_ID, CLIENT_SECRET, app_config
 
+from .soak_settings import CLIENT_ID as SOAK_CLIENT_ID
+from .soak_settings import CLIENT_SECRET as SOAK_CLIENT_SECRET
+
 PORT = os.environ.get("BENCH_APP_PORT", "5000")
 FAKE_URL = os.environ.get("BENCH_FAKE_URL", "http://127.0.0.1:5001")
 CONFIG = {
@@ -52,6 +55,15 @@ async def callback() -> ResponseReturnValue:
     await spotify.get_user_token(request.args.get("code"))
     return "ok"
 
+
+#: The soak apps' client (benchmarks.soak_settings), approving every login at once as "alice":
+#: logins side by side with the Authlib app.
+soak_login_fake = make_fake(
+    client_id=SOAK_CLIENT_ID,
+    client_secret=SOAK_CLIENT_SECRET,
+    redirect_uri="http://127.0.0.1/callback/",
+    auto_approve="alice",
+)
 
 fake = make_fake(
     client_id=CLIENT_ID,

@@ -6,11 +6,17 @@
   same ratio in the server's CPU time per request, which a shared, noisy machine disturbs
   less than throughput.
 - login: complete logins/s over bare token requests/s against the same FakeSpotify (the limit).
+- logins beside Authlib: complete logins/s of the soak's app on quart-spotify-auth (memory
+  store, and the default SQLite store) over the same app written with Authlib's
+  ``AsyncOAuth2Client`` (``benchmarks.soak_peer``), against one auto-approving FakeSpotify, in
+  alternating rounds of one run (target >= 1.0).
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import tempfile
 from typing import Any
 
 import httpx
@@ -92,3 +98,57 @@ async def logins(*, seconds: float, rounds: int, concurrency: int = 16) -> dict[
     login = statistics.median(runs["login"])
     token = statistics.median(runs["token"])
     return {"logins_per_s": login, "token_requests_per_s": token, "ratio": login / token}
+
+
+async def logins_beside_authlib(
+    *, seconds: float, rounds: int, concurrency: int = 16
+) -> dict[str, Any]:
+    contenders = {
+        "ours": ("benchmarks.soak_ours:ours", {"BENCH_STORE": "memory"}),
+        "ours_sqlite": ("benchmarks.soak_ours:ours", {"BENCH_STORE": "default"}),
+        "authlib": ("benchmarks.soak_peer:peer", {}),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
+    with tempfile.TemporaryDirectory() as instance:
+        async with (
+            hypercorn("benchmarks.apps:soak_login_fake") as fake_url,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            apps: dict[str, tuple[str, list[int]]] = {}
+            for name, (target, extra) in contenders.items():
+                port = free_port()
+                env = {
+                    "BENCH_APP_PORT": str(port),
+                    "BENCH_FAKE_URL": fake_url,
+                    "BENCH_INSTANCE": f"{instance}/{name}",
+                    **extra,
+                }
+                url, pid = await stack.enter_async_context(served(target, env=env, port=port))
+                apps[name] = (url, children(pid) or [pid])
+            names = list(contenders)
+            for i in range(rounds):
+                for name in names[i % len(names) :] + names[: i % len(names)]:
+                    url, workers = apps[name]
+                    before = sum(c for c in map(cpu_seconds, workers) if c is not None)
+                    result = await run_json(
+                        "benchmarks.logins", "login", url, fake_url,
+                        "--seconds", str(seconds), "--concurrency", str(concurrency),
+                    )  # fmt: skip
+                    used = sum(c for c in map(cpu_seconds, workers) if c is not None) - before
+                    assert result["failed"] == 0, (name, result)
+                    rates[name].append(result["per_second"])
+                    cpu[name].append(used / result["ok"] * 1e6)
+    rate = {name: statistics.median(values) for name, values in rates.items()}
+    cost = {name: statistics.median(values) for name, values in cpu.items()}
+    return {
+        **{f"{name}_logins_per_s": round(value, 1) for name, value in rate.items()},
+        **{f"{name}_cpu_us_per_login": round(value) for name, value in cost.items()},
+        "ours_over_authlib": round(rate["ours"] / rate["authlib"], 3),
+        "ours_sqlite_over_authlib": round(rate["ours_sqlite"] / rate["authlib"], 3),
+        # CPU per login, Authlib's over ours: above 1 when a login costs us less.
+        "cpu_authlib_over_ours": round(cost["authlib"] / cost["ours"], 3),
+        "cpu_authlib_over_ours_sqlite": round(cost["authlib"] / cost["ours_sqlite"], 3),
+        "rounds": rounds,
+        "seconds": seconds,
+    }

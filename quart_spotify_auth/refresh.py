@@ -96,8 +96,9 @@ class Refresher:
         self.clock = accounts.clock
         #: The sender of this app's signals (the app).
         self.sender = sender
-        #: Called when the schedule changed in a way the renewer should look at now.
-        self.wake: Callable[[], None] = lambda: None
+        #: Called when the schedule changed: with ``None`` the renewer looks at it now, with
+        #: a due time only if that comes before its next look anyway.
+        self.wake: Callable[[float | None], None] = lambda at: None
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._touched: dict[str, float] = {}  # key -> when this process last recorded use
         self._revoked: OrderedDict[str, None] = OrderedDict()
@@ -126,11 +127,13 @@ class Refresher:
     async def login(self, key: str, record: TokenRecord) -> TokenRecord:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
         now = self.clock()
-        stored = await self.store.put(key, record, due=self.due(key, record), used=now)
+        due = self.due(key, record)
+        stored = await self.store.put(key, record, due=due, used=now)
         self._revoked.pop(key, None)
         self.unsaved.pop(key, None)
         self._touched_at(key, now)
-        self.wake()
+        if due is not None:
+            self.wake(due)
         return stored
 
     async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
@@ -188,7 +191,7 @@ class Refresher:
         if touch is not None:
             self._touched_at(key, touch)
             if not self.store.shared:
-                self.wake()
+                self.wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
 
     # -- refreshing -------------------------------------------------------------------------
@@ -280,7 +283,7 @@ class Refresher:
             if stored is None:
                 raise LoginRequired()
             return stored
-        self.wake()
+        self.wake(self.due(key, stored))
         await signals.send(
             signals.token_renewed, self.sender, key=key, in_background=not on_request
         )

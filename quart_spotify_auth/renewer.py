@@ -45,6 +45,7 @@ class Renewer:
         self._renewing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
+        self._next_look = float("inf")  # when the loop looks at the schedule next, unasked
         refresher.wake = self.wake
 
     def __repr__(self) -> str:
@@ -54,9 +55,12 @@ class Renewer:
     def running(self) -> bool:
         return self._runner is not None
 
-    def wake(self) -> None:
-        """Look at the schedule now (after a login, or after a test moved the clock)."""
-        self._wake.set()
+    def wake(self, at: float | None = None) -> None:
+        """Look at the schedule now (after a test moved the clock, say); given ``at``, a new
+        due time, only if it comes before the next look anyway (with a shared store each look
+        is a query: a login or a refresh due in an hour need not cause one)."""
+        if at is None or at < self._next_look:
+            self._wake.set()
 
     def start(self) -> None:
         """Start on the running loop. With ``SPOTIFY_AUTO_RENEW`` off it renews nothing, and
@@ -82,6 +86,7 @@ class Renewer:
         limit = self._settings.renew_concurrency * 4
         while True:
             self._wake.clear()
+            self._next_look = float("inf")  # a wake while looking: look again at once
             timeout = POLL
             try:
                 refresher = self._refresher
@@ -105,6 +110,7 @@ class Renewer:
             except SpotifyAuthError as exc:  # the store is away: back off, try again
                 stop_if_cancelled()
                 logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
+            self._next_look = self._clock() + timeout
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
