@@ -23,7 +23,13 @@ from typing import Any
 from . import signals
 from .accounts import AccountsClient
 from .claims import Claims
-from .errors import LoginRequired, ReauthorizationRequired, SpotifyAuthError, SpotifyUnavailable
+from .errors import (
+    LoginRequired,
+    ReauthorizationRequired,
+    SpotifyAuthError,
+    SpotifyUnavailable,
+    StoreUnavailable,
+)
 from .retry import backoff, stop_if_cancelled
 from .stores import TokenStore
 from .tokens import TokenRecord
@@ -180,7 +186,16 @@ class Refresher:
         if unsaved is not None:  # renewed while the store was away: newer than what it holds
             return unsaved[1] if not unsaved[1].stale(now) else await self.refresh(key)
         touch = now if self._touch(key, now) else None
-        record = await self.store.get(key, touch=touch)
+        try:
+            record = await self.store.get(key, touch=touch)
+        except StoreUnavailable:
+            # Served through a store restart: the copy this process holds, if still valid
+            # and no write to it was heard (a logout needs the store, so none is confirmed
+            # meanwhile); use is recorded by a later read.
+            kept = self.store.kept(key)
+            if kept is None or kept.stale(now):
+                raise
+            return kept
         if record is None:
             self._touched.pop(key, None)
             if key in self._revoked:

@@ -61,6 +61,10 @@ def stop_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+#: The shortest wait after a 429, whatever its ``Retry-After`` (``0`` would be a busy loop).
+MIN_RETRY_AFTER = 0.1
+
+
 def retry_after(response: httpx.Response) -> float:
     """Seconds a 429 asks to wait (``Retry-After``; 1 when absent or unreadable, clamped to
     :data:`MAX_SECONDS`)."""
@@ -77,7 +81,7 @@ class Retry:
 
     #: Extra attempts after the first, for network errors, 5xx, unreadable replies and 429s.
     retries: int = 2
-    #: Longest ``Retry-After`` a caller on the request path waits out.
+    #: Longest a caller on the request path waits out 429s, all of them together.
     retry_after_cap: float = 5.0
     #: The first backoff delay in seconds; it doubles with each attempt.
     base: float = 0.2
@@ -93,7 +97,7 @@ class Attempts:
     """One request's retry budget. Each method waits as it should and says whether to try
     again; ``False`` means the budget is spent (then raise the failure seen last)."""
 
-    __slots__ = ("_max_wait", "_retry", "failures", "wait")
+    __slots__ = ("_max_wait", "_retry", "failures", "wait", "waited")
 
     def __init__(self, retry: Retry, max_wait: float) -> None:
         self._retry = retry
@@ -101,6 +105,8 @@ class Attempts:
         self.failures = 0
         #: The last ``Retry-After`` asked for (for the error's own ``Retry-After``).
         self.wait = 0.0
+        #: Seconds spent waiting out 429s so far.
+        self.waited = 0.0
 
     async def backoff(self) -> bool:
         """After a network error, a 5xx or an unreadable reply."""
@@ -111,10 +117,12 @@ class Attempts:
         return True
 
     async def retry_after(self, response: httpx.Response) -> bool:
-        """After a 429: wait out its ``Retry-After`` if that is within the cap."""
-        self.wait = retry_after(response)
-        if self.wait > self._max_wait or self.failures >= self._retry.retries:
+        """After a 429: wait out its ``Retry-After`` while all the waits together stay within
+        the cap (a budget of time, not of attempts: a rate limit lifts after a while, and a
+        request that waits it out is answered instead of failing early)."""
+        self.wait = max(retry_after(response), MIN_RETRY_AFTER)
+        if self.waited + self.wait > self._max_wait:
             return False
-        self.failures += 1
+        self.waited += self.wait
         await self._retry.sleep(self.wait)
         return True

@@ -124,6 +124,9 @@ class PostgreSQLServer:
     def stop(self) -> None:
         self._run(self.pg_ctl, "-D", self._dir, "-m", "fast", "-w", "stop")
 
+    def stopped(self) -> bool:
+        return not os.path.exists(os.path.join(self._dir, "postmaster.pid"))
+
     def restart(self) -> float:
         began = time.perf_counter()
         self.stop()

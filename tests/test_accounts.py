@@ -226,6 +226,24 @@ async def test_429_within_the_cap_is_waited_out(sleeps: Sleeps) -> None:
     assert 3 in sleeps.waits
 
 
+async def test_429s_are_waited_out_by_time_not_by_count(sleeps: Sleeps) -> None:
+    # A rate limit lasting four Retry-After periods is outlasted within a 5 s cap, though
+    # SPOTIFY_RETRIES (for faults) is 2: the budget for 429s is time.
+    fake = make_fake()
+    fake.rate_limit_next(4, retry_after=1)
+    assert await _client(fake, sleeps, retries=2, retry_after_cap=5.0).client_credentials()
+    assert sleeps.waits == [1, 1, 1, 1] and fake.requests["token"] == 5
+
+
+async def test_429s_longer_than_the_cap_altogether_are_503(sleeps: Sleeps) -> None:
+    fake = make_fake()
+    fake.rate_limit_next(10, retry_after=2)
+    with pytest.raises(SpotifyUnavailable, match="rate-limiting") as info:
+        await _client(fake, sleeps, retry_after_cap=5.0).client_credentials()
+    assert sleeps.waits == [2, 2]  # a third would make 6 s
+    assert info.value.retry_after == 2 and fake.requests["token"] == 3
+
+
 async def test_429_beyond_the_cap_is_503_with_retry_after(sleeps: Sleeps) -> None:
     fake = make_fake()
     fake.rate_limit_next(1, retry_after=60)

@@ -281,3 +281,40 @@ async def test_redis_wrong_encryption_key_is_a_clean_503(
     assert info.value.code == 503
     await writer.close()
     await reader.close()
+
+
+# -- the read cache's kept copies (served while the store cannot be reached) ----------------
+
+
+def _kept_record(token: str = "a") -> TokenRecord:
+    return TokenRecord(token, "r", 2e9, 1e9, frozenset(), 1e9, version=3)
+
+
+def test_a_kept_copy_outlives_the_cache_but_not_a_write_heard() -> None:
+    from quart_spotify_auth.stores.cache import ReadCache
+
+    cache = ReadCache(ttl=1e-9)  # each copy is out of date as soon as it is kept
+    cache.listen(True)
+    cache.remember("k", _kept_record(), (cache.generation, 0))
+    cache.remember("gone", _kept_record("b"), (cache.generation, 0))
+    cache.ttl = 1.0  # remember() skips a zero ttl; the entry's own deadline has passed
+    assert cache.get("k") is None and cache.kept("k") == _kept_record()
+    cache.changed("gone")  # another process wrote it (a logout): never served from here
+    assert cache.kept("gone") is None
+    cache.listen(False)  # the feed is lost with the store: kept for kept_for seconds
+    cache.listen(False)  # and the listener's retries do not forget it
+    assert cache.kept("k") == _kept_record() and cache.get("k") is None
+    cache.kept_for = 0.0
+    assert cache.kept("k") is None  # the feed has been away too long to vouch for it
+    cache.kept_for = 30.0
+    cache.listen(True)  # back: start afresh
+    assert cache.kept("k") is None
+
+
+def test_without_a_feed_ever_heard_nothing_is_kept() -> None:
+    from quart_spotify_auth.stores.cache import ReadCache
+
+    cache = ReadCache()
+    cache.remember("k", _kept_record(), (cache.generation, 0))  # not listening: not kept
+    cache.listen(False)
+    assert cache.kept("k") is None

@@ -258,13 +258,37 @@ async def test_a_store_server_down_is_a_clean_503_then_recovery(
         store.server = request.getfixturevalue("pg_server")
     try:
         async with workers(fake, store) as (group, fake_url):
-            async with Browser(group.urls[0], fake_url) as browser:
+            first, others = group.urls[0], group.urls[1:]
+            async with Browser(first, fake_url) as browser, Browser(first, fake_url) as gone:
                 await browser.login("alice")
+                held = (await browser.get("/token")).json()["access_token"]  # the first reads it
+                await gone.login("bob")
+                assert (await gone.get("/token")).status_code == 200
+                old_cookies = httpx.Cookies(gone.http.cookies)
+                assert (await gone.http.post(others[0] + "/logout")).status_code == 200
                 store.server.stop()
-                for url in group.urls:
+                # The worker that read alice's token answers from it while the store is away,
+                # also once its read cache would have let the copy go (Redis: after 1 s).
+                until = time.monotonic() + 1.5
+                while time.monotonic() < until:
+                    reply = await browser.get("/token")
+                    assert reply.status_code == 200 and reply.json()["access_token"] == held
+                    await asyncio.sleep(0.1)
+                for url in others:
                     reply = await browser.http.get(url + "/token")
-                    assert reply.status_code == 503
-                    assert "login store is unavailable" in reply.text
+                    if kind == "redis":  # every worker heard the login's write, record included
+                        assert reply.status_code == 200 and reply.json()["access_token"] == held
+                    else:  # PostgreSQL's notice names the key only, and these never read it
+                        assert reply.status_code == 503
+                        assert "login store is unavailable" in reply.text
+                # Bob's logout was confirmed before the store went away: his old cookie, sent
+                # again, gets nothing from the copy the first worker held.
+                async with httpx.AsyncClient(cookies=old_cookies) as replay:
+                    assert (await replay.get(first + "/token")).status_code == 503
+                # A logout while the store is away is not confirmed (a 503), so it cannot be
+                # undone by a copy: alice is still logged in when the store is back.
+                refused = await browser.http.post(others[0] + "/logout")
+                assert refused.status_code == 503 and "login store is unavailable" in refused.text
                 store.server.start()
                 for url in group.urls:  # no restart of the app needed
                     reply = await browser.http.get(url + "/me")
@@ -273,6 +297,8 @@ async def test_a_store_server_down_is_a_clean_503_then_recovery(
     finally:
         if kind == "redis":
             store.server.remove()
+        elif store.server.stopped():  # the session's server, for the tests after this one
+            store.server.start()
 
 
 async def test_encrypted_tokens_are_not_in_the_store_in_clear(

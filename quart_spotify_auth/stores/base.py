@@ -51,6 +51,12 @@ class Records(ABC):
         ``None``; never waits (the Flask shim calls it from request threads)."""
         return None
 
+    def kept(self, key: str) -> TokenRecord | None:
+        """After this store failed to answer (a
+        :class:`~quart_spotify_auth.StoreUnavailable`): the copy of ``key`` this process may
+        still serve until the store is back, else ``None`` (the default)."""
+        return None
+
 
 class Due(NamedTuple):
     """What :meth:`Schedule.due` hands out."""

@@ -7,6 +7,11 @@ nothing is kept while that feed is down; SQLite processes compare a key's slot i
 change file (:mod:`.changes`) before using a copy. Measured on the hot path with Redis: 0.79
 of a constant handler without the cache, 0.94 with it (``python -m benchmarks
 redis-hotpath``; ``docs/benchmarks.md``).
+
+When the store cannot be reached, :meth:`ReadCache.kept` still gives what this process last
+read of a key and heard no write to since, so a request whose token is held here and still
+valid is answered through a store restart: for a feed (Redis, PostgreSQL) only for
+``kept_for`` seconds after it was lost, since writes made meanwhile go unheard.
 """
 
 from __future__ import annotations
@@ -28,11 +33,17 @@ class ReadCache:
     """
 
     def __init__(
-        self, ttl: float = 1.0, size: int = 10_000, stamp: Callable[[str], int] | None = None
+        self,
+        ttl: float = 1.0,
+        size: int = 10_000,
+        stamp: Callable[[str], int] | None = None,
+        kept_for: float = 30.0,
     ) -> None:
         self.ttl = ttl
         self.size = size
+        self.kept_for = kept_for
         self._stamp = stamp
+        self._lost_at: float | None = None  # when the change feed was lost
         #: Whether writes are heard now; nothing is served or kept while they are not.
         self.listening = stamp is not None
         #: Moves on with every change heard, so reads in flight across one are not kept.
@@ -50,6 +61,21 @@ class ReadCache:
             return None
         return entry[1]
 
+    def kept(self, key: str) -> TokenRecord | None:
+        """For when the store cannot be reached: what this process last read of ``key`` (of
+        any age) if no write to it was heard since; with a change feed, only while it is up or
+        for ``kept_for`` seconds after it was lost (a store restart drops it too)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self._stamp is not None:
+            return entry[1] if self._stamp(key) == entry[2] else None
+        if not self.listening:
+            lost = self._lost_at
+            if lost is None or time.monotonic() - lost > self.kept_for:
+                return None
+        return entry[1]
+
     def begin(self, key: str) -> tuple[int, int]:
         """Taken before a read of ``key``, for :meth:`remember`."""
         return self.generation, self._stamp(key) if self._stamp is not None else 0
@@ -65,6 +91,14 @@ class ReadCache:
             del self._entries[next(iter(self._entries))]  # the oldest entry makes room
         self._entries[key] = (time.monotonic() + self.ttl, record, begun[1])
 
+    def heard(self, key: str, record: TokenRecord) -> None:
+        """Keep ``record``, which the change feed just brought as ``key``'s new value."""
+        if self.listening and self.ttl > 0:
+            self._entries.pop(key, None)
+            if len(self._entries) >= self.size:
+                del self._entries[next(iter(self._entries))]  # the oldest entry makes room
+            self._entries[key] = (time.monotonic() + self.ttl, record, 0)
+
     def changed(self, key: str | None = None) -> None:
         """``key`` was written somewhere (``None``: anything may have changed)."""
         self.generation += 1
@@ -74,6 +108,13 @@ class ReadCache:
             self._entries.pop(key, None)
 
     def listen(self, listening: bool) -> None:
-        """The change feed is (re)connected or lost: either way, start afresh."""
+        """The change feed is (re)connected: start afresh; or lost: nothing is current any
+        more, but what was current when it was lost stays :meth:`kept` for a while."""
+        was = self.listening
         self.listening = listening or self._stamp is not None
-        self.changed()
+        if self.listening:
+            self._lost_at = None
+            self.changed()
+        elif was:
+            self._lost_at = time.monotonic()
+            self.generation += 1  # reads in flight across the loss are not kept

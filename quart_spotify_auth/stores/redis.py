@@ -10,8 +10,10 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P lock:<key>``: the claim of the process refreshing that key, with an expiry.
 
 Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
-scripts comparing the version, atomic in Redis, and each publishes the key it wrote on
-``P written``, which every process hears to keep its :class:`~.cache.ReadCache` honest.
+scripts comparing the version, atomic in Redis, and each publishes what it did on
+``P written``, which every process hears to keep its :class:`~.cache.ReadCache` honest: the
+key of a deletion, or a write's key, version and stored record, which every process then
+holds (read by no one yet, it is still served while Redis restarts).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 else redis.call('ZREM', KEYS[2], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
-redis.call('PUBLISH', KEYS[5], ARGV[4])
+redis.call('PUBLISH', KEYS[5], '\0' .. v .. ':' .. #ARGV[4] .. ':' .. ARGV[4] .. ARGV[1])
 return v
 """
 
@@ -63,7 +65,7 @@ redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 else redis.call('ZREM', KEYS[2], ARGV[5]) end
-redis.call('PUBLISH', KEYS[4], ARGV[5])
+redis.call('PUBLISH', KEYS[4], '\0' .. n .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[2])
 return n
 """
 
@@ -220,7 +222,7 @@ class RedisTokenStore(TokenStore):
                 failures = 0
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        self.cache.changed(_bytes(message["data"]).decode())
+                        self._heard(_bytes(message["data"]))
                     else:  # (re)subscribed, also after redis-py reconnected by itself
                         self.cache.changed()
             except (RedisError, OSError):
@@ -232,6 +234,18 @@ class RedisTokenStore(TokenStore):
             failures += 1
             await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
+    def _heard(self, data: bytes) -> None:
+        """A write somewhere: a deletion names its key; a write (``\\0version:length:key``
+        then the stored blob) carries the new record, kept as this process's copy."""
+        if not data.startswith(b"\0"):
+            self.cache.changed(data.decode())
+            return
+        version, length, rest = data[1:].split(b":", 2)
+        key, blob = rest[: int(length)].decode(), rest[int(length) :]
+        self.cache.changed(key)
+        with suppress(Unbound):  # a record not bound to its key: refused when read, too
+            self.cache.heard(key, self._codec.load_record(key, blob, int(version)))
+
     def _tkey(self, key: str) -> str:
         return f"{self._prefix}t:{key}"
 
@@ -241,6 +255,9 @@ class RedisTokenStore(TokenStore):
 
     def peek(self, key: str) -> TokenRecord | None:
         return self.cache.get(key)
+
+    def kept(self, key: str) -> TokenRecord | None:
+        return self.cache.kept(key)
 
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False
@@ -271,9 +288,9 @@ class RedisTokenStore(TokenStore):
         blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         args: list[bytes | float | str] = [blob, ttl, _score(due), key, _score(used)]
+        self.cache.changed(key)  # the write's own message brings the new copy
         with _unavailable():
             version = await self.redis.eval(_PUT, 5, *keys, *args)
-        self.cache.changed(key)
         return replace(record, version=int(version))
 
     async def replace(
@@ -281,11 +298,11 @@ class RedisTokenStore(TokenStore):
     ) -> TokenRecord | None:
         blob, ttl = self._codec.record(key, new), self._ttl_ms(new)
         keys = [self._tkey(key), self._due, self._versions, self._channel]
+        self.cache.changed(key)  # the write's own message brings the new copy
         with _unavailable():
             version = await self.redis.eval(
                 _REPLACE, 4, *keys, old.version, blob, ttl, _score(due), key
             )
-        self.cache.changed(key)
         return replace(new, version=int(version)) if version else None
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:

@@ -116,13 +116,11 @@ class SQLTokenStore(TokenStore):
         self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
         self._sql = Statements(self.schema, self.dialect)
         self._where = parsed.database if self.dialect == "sqlite" else parsed.host
-        self._slots = None
-        if self.dialect == "sqlite":
-            if parsed.database in (None, "", ":memory:"):
-                raise ConfigurationError("SQLTokenStore needs a SQLite file, not :memory:.")
-            self._slots = ChangeSlots(f"{parsed.database}.changes")
-        stamp = self._slots.seen if self._slots is not None else None
-        self.cache = ReadCache(cache_ttl, stamp=stamp)
+        if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+            raise ConfigurationError("SQLTokenStore needs a SQLite file, not :memory:.")
+        sqlite = self.dialect == "sqlite"
+        self._slots = ChangeSlots(f"{parsed.database}.changes") if sqlite else None
+        self.cache = ReadCache(cache_ttl, stamp=self._slots.seen if self._slots else None)
         self._listener: asyncio.Task[None] | None = None
         self._swept = 0.0
         self._busy_timeout = busy_timeout
@@ -235,6 +233,9 @@ class SQLTokenStore(TokenStore):
 
     def peek(self, key: str) -> TokenRecord | None:
         return self.cache.get(key)
+
+    def kept(self, key: str) -> TokenRecord | None:
+        return self.cache.kept(key)
 
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False
