@@ -244,6 +244,18 @@ async def test_a_rotated_refresh_token_survives_workers_racing(
             assert (await browser.http.get(group.urls[2] + "/me")).json()["id"] == "alice"
 
 
+async def _subscribers(url: str, channel: str, count: int) -> None:
+    """Wait until ``count`` processes listen on ``channel`` (each worker subscribes when it
+    starts serving, a moment after its port opens)."""
+    redis = Redis.from_url(url)
+    try:
+        async with asyncio.timeout(WAIT):
+            while dict(await redis.pubsub_numsub(channel)).get(channel.encode(), 0) < count:
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
 @pytest.mark.parametrize("kind", ["redis", "postgresql"])
 async def test_a_store_server_down_is_a_clean_503_then_recovery(
     fake: FakeSpotify, kind: str, request: pytest.FixtureRequest, sql_prefix: str
@@ -259,6 +271,8 @@ async def test_a_store_server_down_is_a_clean_503_then_recovery(
     try:
         async with workers(fake, store) as (group, fake_url):
             first, others = group.urls[0], group.urls[1:]
+            if kind == "redis":  # every worker listens for writes before the first one
+                await _subscribers(store.url, "down:written", len(group.urls))
             async with Browser(first, fake_url) as browser, Browser(first, fake_url) as gone:
                 await browser.login("alice")
                 held = (await browser.get("/token")).json()["access_token"]  # the first reads it
@@ -272,7 +286,8 @@ async def test_a_store_server_down_is_a_clean_503_then_recovery(
                 until = time.monotonic() + 1.5
                 while time.monotonic() < until:
                     reply = await browser.get("/token")
-                    assert reply.status_code == 200 and reply.json()["access_token"] == held
+                    assert reply.status_code == 200, reply.text
+                    assert reply.json()["access_token"] == held
                     await asyncio.sleep(0.1)
                 for url in others:
                     reply = await browser.http.get(url + "/token")

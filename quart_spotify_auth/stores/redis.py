@@ -218,13 +218,13 @@ class RedisTokenStore(TokenStore):
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
-                self.cache.listen(True)
                 failures = 0
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    kind = message.get("type")
+                    if kind == "message":
                         self._heard(_bytes(message["data"]))
-                    else:  # (re)subscribed, also after redis-py reconnected by itself
-                        self.cache.changed()
+                    elif kind == "subscribe":  # also after redis-py reconnected by itself
+                        self.cache.listen(True)  # heard from now on: start afresh
             except (RedisError, OSError):
                 stop_if_cancelled()
             finally:
