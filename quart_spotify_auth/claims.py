@@ -24,13 +24,13 @@ __all__ = ["Claims"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: Longest a refresh waits for its claim's release (a store that is away may be slow to say
-#: so); after that the release is left to the renewer.
-RELEASE_TIMEOUT = 0.2
-
 
 class Claims:
     """One refresher's claims on the keys of one store."""
+
+    #: Longest a refresh waits for its claim's release (a store that is away may be slow to
+    #: say so); after that the release is left to the renewer.
+    RELEASE_TIMEOUT = 0.2
 
     def __init__(self, store: TokenStore) -> None:
         self._store = store
@@ -67,11 +67,11 @@ class Claims:
         finally:
             done.set()
             if keeper is not None:  # it ends at its next step, unless the store is slow
-                finished, _ = await asyncio.wait({keeper}, timeout=RELEASE_TIMEOUT)
+                finished, _ = await asyncio.wait({keeper}, timeout=self.RELEASE_TIMEOUT)
                 if not finished:
                     keeper.cancel()
             try:
-                async with asyncio.timeout(RELEASE_TIMEOUT):
+                async with asyncio.timeout(self.RELEASE_TIMEOUT):
                     await self._store.release(key, held[0])
             except (SpotifyAuthError, TimeoutError):
                 # The store is away: the claim would block other processes until it expires.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
+from ..errors import ConfigurationError
 from ..tokens import TokenRecord
 
 __all__ = ["Due", "Records", "Schedule", "TokenStore"]
@@ -109,3 +110,10 @@ class TokenStore(Records, Schedule):
 
     async def close(self) -> None:
         """Called when the app stops serving."""
+
+
+def url_or(url: object, given: object, store: str, what: str) -> None:
+    """A shared store is built from a URL, or from a client of the app's (``what``): exactly
+    one of them."""
+    if (url is None) == (given is None):
+        raise ConfigurationError(f"{store} needs a url or {what} (one of them).")

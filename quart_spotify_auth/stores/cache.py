@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 
 from ..tokens import TokenRecord
+from .base import TokenStore
 
-__all__ = ["ReadCache"]
+__all__ = ["CachedStore", "ReadCache"]
 
 
 class ReadCache:
@@ -118,3 +119,15 @@ class ReadCache:
         elif was:
             self._lost_at = time.monotonic()
             self.generation += 1  # reads in flight across the loss are not kept
+
+
+class CachedStore(TokenStore):
+    """A store shared by several processes that keeps what this one read in :attr:`cache`."""
+
+    cache: ReadCache
+
+    def peek(self, key: str) -> TokenRecord | None:
+        return self.cache.get(key)
+
+    def kept(self, key: str) -> TokenRecord | None:
+        return self.cache.kept(key)

@@ -35,11 +35,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import StoreUnavailable
 from ..retry import backoff, cancel, stop_if_cancelled
 from ..tokens import TokenRecord
-from .base import Due, TokenStore
-from .cache import ReadCache
+from .base import Due, url_or
+from .cache import CachedStore, ReadCache
 from .codec import Codec, Unbound
 
 __all__ = ["RedisTokenStore"]
@@ -114,7 +114,7 @@ return 0
 """
 
 
-class RedisTokenStore(TokenStore):
+class RedisTokenStore(CachedStore):
     """Tokens, their schedule and claims in Redis, shared by every worker.
 
     Arguments:
@@ -148,8 +148,7 @@ class RedisTokenStore(TokenStore):
         cache_ttl: float = 1.0,
         cache_size: int = 10_000,
     ) -> None:
-        if (url is None) == (client is None):
-            raise ConfigurationError("RedisTokenStore needs a url or a client (one of them).")
+        url_or(url, client, "RedisTokenStore", "a client")
         self._url = url
         self._client = client
         self._owned = client is None
@@ -184,7 +183,7 @@ class RedisTokenStore(TokenStore):
                 socket_connect_timeout=self._timeout,
                 # A pooled connection that died with a Redis restart is retried once on a
                 # fresh one, so the first requests after Redis comes back succeed.
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 1),
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 4),
                 retry_on_error=[RedisConnectionError, RedisTimeoutError],
             )
             self._client = Redis(connection_pool=pool)
@@ -252,12 +251,6 @@ class RedisTokenStore(TokenStore):
     def _ttl_ms(self, record: TokenRecord) -> int:
         left = record.reauthorize_by - self._clock()
         return max(1000, int(min(self._idle, left) * 1000))
-
-    def peek(self, key: str) -> TokenRecord | None:
-        return self.cache.get(key)
-
-    def kept(self, key: str) -> TokenRecord | None:
-        return self.cache.kept(key)
 
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False

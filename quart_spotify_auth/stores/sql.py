@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..errors import ConfigurationError, StoreUnavailable
 from ..retry import cancel
 from ..tokens import TokenRecord
-from .base import Due, TokenStore
-from .cache import ReadCache
+from .base import Due, url_or
+from .cache import CachedStore, ReadCache
 from .changes import ChangeSlots
 from .codec import Codec, Unbound
 from .sqlengine import listen, make_engine, unavailable
@@ -69,7 +69,7 @@ class _Stale(Exception):
     """A compare-and-set found another version: roll the transaction back."""
 
 
-class SQLTokenStore(TokenStore):
+class SQLTokenStore(CachedStore):
     """Tokens, their schedule and claims in SQL tables, shared by every process that opens the
     same database.
 
@@ -103,8 +103,7 @@ class SQLTokenStore(TokenStore):
         cache_ttl: float = 30.0,
         busy_timeout: float = 5.0,
     ) -> None:
-        if (url is None) == (engine is None):
-            raise ConfigurationError("SQLTokenStore needs a url or an engine (one of them).")
+        url_or(url, engine, "SQLTokenStore", "an engine")
         self._url = url if url is not None else str(engine.url)  # type: ignore[union-attr]
         self._engine = engine
         self._owned = engine is None
@@ -230,12 +229,6 @@ class SQLTokenStore(TokenStore):
             self._ready = True
 
     # -- records -----------------------------------------------------------------------------
-
-    def peek(self, key: str) -> TokenRecord | None:
-        return self.cache.get(key)
-
-    def kept(self, key: str) -> TokenRecord | None:
-        return self.cache.kept(key)
 
     async def get(
         self, key: str, *, touch: float | None = None, fresh: bool = False

@@ -36,11 +36,8 @@ class Schema:
     def __init__(self, prefix: str = "quart_spotify_auth_") -> None:
         self.prefix = prefix
         self.metadata = MetaData()
-        self.tokens = Table(
-            f"{prefix}tokens",
-            self.metadata,
-            # The login's store key: "browser:<opaque id>", "user:<your user id>", "app:...".
-            Column("key", Text, primary_key=True),
+        self.tokens = self._keyed(
+            "tokens",
             # Given on every write, never reused: a refresh lands only over its own version.
             Column("version", BigInteger, nullable=False),
             # The token record (JSON; Fernet-encrypted and bound to the key with keys set).
@@ -59,13 +56,11 @@ class Schema:
             sqlite_where=self.tokens.c.due.isnot(None),
         )
         Index(f"{prefix}tokens_expires", self.tokens.c.expires)
-        self.claims = Table(
-            f"{prefix}claims",
-            self.metadata,
-            Column("key", Text, primary_key=True),
-            # "<pid>:<nonce>/<random>": the owner's name first, so it can take its own back.
+        # Who refreshes a key ("<pid>:<nonce>/<random>", the owner's name first, so it can
+        # take its own back), and until when (a claim whose holder died ends on its own then).
+        self.claims = self._keyed(
+            "claims",
             Column("holder", Text, nullable=False),
-            # A claim whose holder died ends on its own at this time.
             Column("until", Double, nullable=False),
         )
         self.meta = Table(
@@ -74,6 +69,11 @@ class Schema:
             Column("name", String(32), primary_key=True),  # "schema", "versions"
             Column("value", BigInteger, nullable=False),
         )
+
+    def _keyed(self, name: str, *columns: Column[Any]) -> Table:
+        """A table of rows by store key: "browser:<opaque id>", "user:<your user id>", "app"."""
+        key = Column("key", Text, primary_key=True)
+        return Table(f"{self.prefix}{name}", self.metadata, key, *columns)
 
     @property
     def channel(self) -> str:
