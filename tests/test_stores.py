@@ -318,3 +318,20 @@ def test_without_a_feed_ever_heard_nothing_is_kept() -> None:
     cache.remember("k", _kept_record(), (cache.generation, 0))  # not listening: not kept
     cache.listen(False)
     assert cache.kept("k") is None
+
+
+def test_a_late_message_never_brings_back_an_older_copy() -> None:
+    # This process wrote version 5 (or deleted the key at 5); the feed's message about
+    # version 4 arrives after the reply: it is not kept, nor is a slow read of version 4.
+    from quart_spotify_auth.stores.cache import ReadCache
+
+    cache = ReadCache()
+    cache.listen(True)
+    cache.heard("k", replace(_kept_record(), version=4))
+    cache.wrote("k", 5)
+    assert cache.get("k") is None and cache.kept("k") is None
+    cache.heard("k", replace(_kept_record(), version=4))
+    cache.remember("k", replace(_kept_record(), version=4), cache.begin("k"))
+    assert cache.get("k") is None
+    cache.heard("k", replace(_kept_record("new"), version=5))
+    assert cache.get("k") == replace(_kept_record("new"), version=5)

@@ -50,6 +50,9 @@ class ReadCache:
         #: Moves on with every change heard, so reads in flight across one are not kept.
         self.generation = 0
         self._entries: dict[str, tuple[float, TokenRecord, int]] = {}
+        #: The newest version of each key this process knows was written (a bounded map): an
+        #: older copy, a late message or a slow read, is never kept.
+        self._floors: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"ReadCache({len(self._entries)} records, listening={self.listening})"
@@ -88,12 +91,29 @@ class ReadCache:
             return
         if not self.listening or self.ttl <= 0 or begun[0] != self.generation:
             return
+        if record.version < self._floors.get(key, 0):
+            return
         if len(self._entries) >= self.size and key not in self._entries:
             del self._entries[next(iter(self._entries))]  # the oldest entry makes room
         self._entries[key] = (time.monotonic() + self.ttl, record, begun[1])
 
+    def wrote(self, key: str, version: int) -> None:
+        """This process wrote ``key`` (or deleted it) at ``version``: drop any older copy,
+        and keep none that arrives later."""
+        if version > self._floors.get(key, 0):
+            self._floors.pop(key, None)
+            self._floors[key] = version
+            if len(self._floors) > self.size:
+                del self._floors[next(iter(self._floors))]
+        entry = self._entries.get(key)
+        if entry is not None and entry[1].version < version:
+            del self._entries[key]
+
     def heard(self, key: str, record: TokenRecord) -> None:
-        """Keep ``record``, which the change feed just brought as ``key``'s new value."""
+        """Keep ``record``, which the change feed just brought as ``key``'s new value (unless
+        this process already wrote a newer one: messages and replies race)."""
+        if record.version < self._floors.get(key, 0):
+            return
         if self.listening and self.ttl > 0:
             self._entries.pop(key, None)
             if len(self._entries) >= self.size:

@@ -75,7 +75,8 @@ if ARGV[1] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[1])) then return 0 e
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('PUBLISH', KEYS[4], ARGV[2])
-return redis.call('DEL', KEYS[1])
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+return redis.call('INCR', KEYS[5])
 """
 
 _GET_TOUCH = """
@@ -284,6 +285,7 @@ class RedisTokenStore(CachedStore):
         self.cache.changed(key)  # the write's own message brings the new copy
         with _unavailable():
             version = await self.redis.eval(_PUT, 5, *keys, *args)
+        self.cache.wrote(key, int(version))
         return replace(record, version=int(version))
 
     async def replace(
@@ -296,14 +298,19 @@ class RedisTokenStore(CachedStore):
             version = await self.redis.eval(
                 _REPLACE, 4, *keys, old.version, blob, ttl, _score(due), key
             )
+        if version:
+            self.cache.wrote(key, int(version))
         return replace(new, version=int(version)) if version else None
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
-        keys = [self._tkey(key), self._due, self._used, self._channel]
+        keys = [self._tkey(key), self._due, self._used, self._channel, self._versions]
         self.cache.changed(key)
         with _unavailable():
-            return bool(await self.redis.eval(_DELETE, 4, *keys, expected, key))
+            version = int(await self.redis.eval(_DELETE, 5, *keys, expected, key))
+        if version:
+            self.cache.wrote(key, version)
+        return bool(version)
 
     async def reschedule(self, key: str, due: float | None) -> None:
         with _unavailable():
