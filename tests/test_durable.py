@@ -281,3 +281,45 @@ def test_the_schema_command_prints_the_tables(capsys: pytest.CaptureFixture[str]
     connection = sqlite3.connect(":memory:")
     connection.executescript(out)  # it runs as printed
     assert connection.execute("SELECT value FROM spotify_meta WHERE name = 'schema'").fetchone()
+
+
+#: A user's app on the default store, in a Python where greenlet cannot be imported (the
+#: default install has none: SQLAlchemy 2.1 then refuses to import its asyncio part).
+WITHOUT_GREENLET = """
+import asyncio, sys
+sys.modules["greenlet"] = None  # an import of it now fails, as on a machine without it
+import httpx
+from quart import Quart
+from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.testing import log_in, make_fake
+
+async def main():
+    fake = make_fake()
+    app = Quart("app", instance_path=sys.argv[1])
+    app.config.update({**fake.app_config("https://fake.invalid"), "SECRET_KEY": "x" * 32})
+    del app.config["SPOTIFY_TOKEN_STORE"]  # the default: SQLite in the instance folder
+    spotify = SpotifyAuth(app, transport=httpx.ASGITransport(app=fake))
+
+    @app.route("/token")
+    async def token():
+        return (await spotify.get_access_token()).access_token
+
+    async with app.test_app():
+        client = app.test_client()
+        await log_in(client, fake, "alice")
+        print((await client.get("/token")).status_code, type(spotify.core(app).store).__name__)
+
+asyncio.run(main())
+"""
+
+
+def test_the_default_store_works_without_greenlet(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_GREENLET, str(tmp_path / "instance")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["200", "SQLTokenStore"]
+    assert (tmp_path / "instance" / "quart_spotify_auth.sqlite3").exists()

@@ -28,12 +28,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..retry import cancel
@@ -42,7 +41,10 @@ from .base import Due, url_or
 from .cache import CachedStore, ReadCache
 from .changes import ChangeSlots
 from .codec import Codec, Unbound
-from .sqlengine import listen, make_engine, unavailable
+from .sqlengine import is_async, listen, make_engine, unavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 from .sqlschema import SCHEMA_VERSION, Schema
 from .sqlstatements import Statements, bind, like_prefix
 
@@ -156,7 +158,7 @@ class SQLTokenStore(CachedStore):
         if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
             self._forked()
             self.cache.listen(False)
-            if isinstance(self._engine, AsyncEngine):
+            if is_async(self._engine):
                 await self._engine.dispose(close=False)
             elif self._engine is not None:
                 self._engine.dispose(close=False)
@@ -169,7 +171,7 @@ class SQLTokenStore(CachedStore):
             raise
         engine = self.engine
         # PostgreSQL's feed of writes needs asyncpg; without one nothing is cached.
-        feed = isinstance(engine, AsyncEngine) and self.dialect == "postgresql"
+        feed = is_async(engine) and self.dialect == "postgresql"
         if feed and self.cache.ttl > 0 and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(
                 listen(engine, self.schema.channel, self.cache.changed, self.cache.listen)  # type: ignore[arg-type]
@@ -185,7 +187,7 @@ class SQLTokenStore(CachedStore):
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
         if self._owned and self._engine is not None:
             engine, self._engine = self._engine, None
-            if isinstance(engine, AsyncEngine):
+            if is_async(engine):
                 await engine.dispose()
             else:
                 engine.dispose()
@@ -374,7 +376,7 @@ class SQLTokenStore(CachedStore):
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
-        if isinstance(engine, AsyncEngine):
+        if is_async(engine):
             async with self._writing if write and self._writing else _NOTHING:
                 async with engine.execution_options(**options).begin() as connection:
                     return await connection.run_sync(work)
@@ -382,8 +384,10 @@ class SQLTokenStore(CachedStore):
             self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
         loop = asyncio.get_running_loop()
 
+        sync_engine = cast(Engine, engine)
+
         def transaction() -> T:
-            with engine.execution_options(**options).begin() as connection:
+            with sync_engine.execution_options(**options).begin() as connection:
                 return work(connection)
 
         async with self._writing if write and self._writing else _NOTHING:

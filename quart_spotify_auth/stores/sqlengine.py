@@ -7,20 +7,23 @@ database fails.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..errors import StoreUnavailable
+if TYPE_CHECKING:  # SQLAlchemy 2.1 imports its asyncio part only with greenlet installed
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..errors import ConfigurationError, StoreUnavailable
 from ..retry import backoff, stop_if_cancelled
 
-__all__ = ["async_url", "listen", "make_engine", "sqlite_setup", "unavailable"]
+__all__ = ["async_url", "is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
@@ -33,6 +36,21 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+@functools.cache
+def _async_engine() -> type | None:
+    try:
+        from sqlalchemy.ext.asyncio import AsyncEngine
+    except ImportError:  # no greenlet: the default install (SQLite) has no async engines
+        return None
+    return AsyncEngine
+
+
+def is_async(engine: object) -> TypeGuard[AsyncEngine]:
+    """Whether ``engine`` is SQLAlchemy's ``AsyncEngine`` (never, without its asyncio part)."""
+    cls = _async_engine()
+    return cls is not None and isinstance(engine, cls)
+
+
 def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
     """The engine for ``url``. PostgreSQL: asyncpg. SQLite: the standard ``sqlite3`` driver
     (run on the store's threads), its file (and folder) created for its owner alone, and every
@@ -40,6 +58,13 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
     another process's)."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
+        try:
+            from sqlalchemy.ext.asyncio import create_async_engine
+        except ImportError as exc:
+            raise ConfigurationError(
+                "A PostgreSQL token store needs its extra: pip install "
+                "'quart-spotify-auth[postgresql]' (asyncpg and SQLAlchemy's asyncio support)."
+            ) from exc
         return create_async_engine(async_url(url), pool_pre_ping=True, pool_size=10)
     if parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
