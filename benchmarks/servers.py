@@ -80,22 +80,35 @@ class Server:
         await wait_for_port("127.0.0.1", self.port, timeout=60)
 
     async def kill(self) -> None:
-        """SIGKILL to hypercorn and every worker at once: nothing is shut down cleanly."""
+        """SIGKILL to hypercorn and every worker at once: nothing is shut down cleanly. Returns
+        once nothing listens on the port any more (the workers are gone too)."""
         if self._process is None or self._process.returncode is not None:
             return
         for pid in [*children(self.pid), self.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await self._process.wait()
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    return  # refused
+                writer.close()
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """A clean stop (SIGTERM: hypercorn stops its workers)."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            await self._process.wait()
 
     async def __aenter__(self) -> Server:
         await self.start()
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.terminate()
-            await self._process.wait()
+        await self.stop()
 
 
 def children(pid: int) -> list[int]:
@@ -131,6 +144,11 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def total_cpu(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used (those gone count nothing)."""
+    return sum(c for c in map(cpu_seconds, pids) if c is not None)
 
 
 async def run_json(*args: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from quart_spotify_auth.serving import free_port
 from tests.servers import RedisServer
 
 from .load import percentile
-from .servers import Server, children, cpu_seconds, rss_mb, served
+from .servers import Server, children, rss_mb, served, total_cpu
 from .stores import redis_process
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -182,7 +182,7 @@ async def _sample(
         state = (await control.get(fake_url + "/_fake/state")).json()
         workers = children(app.pid)
         memory = [m for m in map(rss_mb, workers) if m is not None]
-        cpu = sum(c for c in map(cpu_seconds, workers) if c is not None)
+        cpu = total_cpu(workers)
         samples.append(
             {"at": time.time(), "requests": state["requests"], "rss_mb": memory, "cpu_s": cpu}
         )

@@ -61,8 +61,7 @@ async def store(kind: str) -> AsyncIterator[str]:
         try:
             yield pg.url
         finally:
-            pg.stop()
-            pg.remove()
+            pg.remove()  # stops it first
 
 
 async def hot_path(*, seconds: float, rounds: int) -> dict[str, Any]:

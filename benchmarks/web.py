@@ -23,7 +23,7 @@ import httpx
 
 from quart_spotify_auth.serving import free_port
 
-from .servers import children, cpu_seconds, hypercorn, run_json, served
+from .servers import children, hypercorn, run_json, served, total_cpu
 
 
 async def _session_cookie(app_url: str) -> str:
@@ -53,12 +53,12 @@ async def hot_path(
             for i in range(rounds):
                 order = ("constant", "token") if i % 2 == 0 else ("token", "constant")
                 for path in order:
-                    cpu = sum(c for c in map(cpu_seconds, workers) if c is not None)
+                    cpu = total_cpu(workers)
                     result = await run_json(
                         "benchmarks.load", f"{app_url}/{path}", "--seconds", str(seconds),
                         "--connections", str(connections), "--header", f"Cookie:{cookie}",
                     )  # fmt: skip
-                    used = sum(c for c in map(cpu_seconds, workers) if c is not None) - cpu
+                    used = total_cpu(workers) - cpu
                     assert set(result["statuses"]) == {"200"}, result
                     result["cpu_us_per_request"] = used / result["requests"] * 1e6
                     runs[path].append(result)
@@ -130,12 +130,12 @@ async def logins_beside_authlib(
             for i in range(rounds):
                 for name in names[i % len(names) :] + names[: i % len(names)]:
                     url, workers = apps[name]
-                    before = sum(c for c in map(cpu_seconds, workers) if c is not None)
+                    before = total_cpu(workers)
                     result = await run_json(
                         "benchmarks.logins", "login", url, fake_url,
                         "--seconds", str(seconds), "--concurrency", str(concurrency),
                     )  # fmt: skip
-                    used = sum(c for c in map(cpu_seconds, workers) if c is not None) - before
+                    used = total_cpu(workers) - before
                     assert result["failed"] == 0, (name, result)
                     rates[name].append(result["per_second"])
                     cpu[name].append(used / result["ok"] * 1e6)

@@ -5,6 +5,7 @@ import re
 import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -87,9 +88,10 @@ async def login_in_process(
 class Browser:
     """A cookie-keeping HTTP client that clicks through the fake's consent over real HTTP."""
 
-    def __init__(self, app_url: str, fake_url: str) -> None:
+    def __init__(self, app_url: str, fake_url: str, login_path: str = "/login") -> None:
         self.app_url = app_url
         self.fake_url = fake_url
+        self.login_path = login_path  # where a login starts (the ready routes: /spotify/login)
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=30)
 
     async def __aenter__(self) -> Browser:
@@ -99,8 +101,8 @@ class Browser:
         await self.http.aclose()
 
     async def start_login(self) -> dict[str, str]:
-        """GET /login; return the authorize query the app sent the browser to."""
-        response = await self.http.get(self.app_url + "/login")
+        """GET the login path; return the authorize query the app sent the browser to."""
+        response = await self.http.get(self.app_url + self.login_path)
         assert response.status_code == 302
         location = response.headers["location"]
         while location.startswith("/"):  # the app's own redirects first (demo: /spotify/login)
@@ -169,13 +171,17 @@ def _no_real_spotify(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-@pytest.fixture(name="redis_server", scope="session")
-def _redis_server() -> Iterator[RedisServer]:
-    require_redis()
-    server = RedisServer()
+def _running(server: Any) -> Iterator[Any]:
+    """A session's own server: started, then stopped and its files removed."""
     server.start()
     yield server
     server.remove()
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def _redis_server() -> Iterator[RedisServer]:
+    require_redis()
+    yield from _running(RedisServer())
 
 
 @pytest.fixture(name="redis_prefix")
@@ -195,11 +201,7 @@ def _signals() -> Iterator[SignalRecorder]:
 @pytest.fixture(name="pg_server", scope="session")
 def _pg_server() -> Iterator[PostgreSQLServer]:
     require_postgresql()
-    server = PostgreSQLServer()
-    server.start()
-    yield server
-    server.stop()
-    server.remove()
+    yield from _running(PostgreSQLServer())
 
 
 @pytest.fixture(name="sql_prefix")

@@ -134,4 +134,6 @@ class PostgreSQLServer:
         return time.perf_counter() - began
 
     def remove(self) -> None:
+        if not self.stopped():
+            self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,9 +19,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.servers import Server
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.__main__ import main
-from quart_spotify_auth.serving import free_port, serve, wait_for_port
+from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify, log_in
 
@@ -31,53 +31,19 @@ from .conftest import Browser
 from .servers import PostgreSQLServer
 
 
-class App:
-    """``hypercorn --workers N tests.served_app:app`` in a process group of its own."""
-
-    def __init__(self, fake_url: str, workers: int, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.env = {**os.environ, "TEST_FAKE_URL": fake_url, "TEST_PORT": str(self.port), **env}
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hypercorn", "--workers", str(self.workers),
-            "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "120", "tests.served_app:app",
-            env=self.env, start_new_session=True,
-        )  # fmt: skip
-        await wait_for_port("127.0.0.1", self.port, timeout=60)
-
-    async def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal every process of the server, and wait until none of them listens."""
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            # The server leads a session of its own: its group is its workers, never ours.
-            assert os.getpgid(self.process.pid) == self.process.pid != os.getpgid(0)
-            os.killpg(self.process.pid, sig)
-        await self.process.wait()
-        self.process = None
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    return  # refused: the workers are gone too
-                writer.close()
-                await asyncio.sleep(0.05)
+def _app(fake_url: str, workers: int, **env: str) -> Server:
+    """``hypercorn --workers N tests.served_app:app`` on a port of its own."""
+    port = free_port()
+    env = {"TEST_FAKE_URL": fake_url, "TEST_PORT": str(port), **env}
+    return Server("tests.served_app:app", env=env, workers=workers, port=port)
 
 
 @contextlib.asynccontextmanager
-async def served(fake: FakeSpotify, workers: int = 1, **env: str) -> AsyncIterator[tuple[App, str]]:
-    async with serve(fake) as fake_url:
-        app = App(fake_url, workers, **env)
-        await app.start()
-        try:
-            yield app, fake_url
-        finally:
-            if app.process is not None:
-                await app.kill(signal.SIGTERM)
+async def served(
+    fake: FakeSpotify, workers: int = 1, **env: str
+) -> AsyncIterator[tuple[Server, str]]:
+    async with serve(fake) as fake_url, _app(fake_url, workers, **env) as app:
+        yield app, fake_url
 
 
 async def _until(predicate: Any, timeout: float = 30.0) -> None:

@@ -51,17 +51,8 @@ async def _served(
         building = (DOCS / "building-on-it.md").read_text()
         first = re.search(r"```python\n(.*?)```", building, re.S)
         assert first is not None
+        # That block registers the ready routes: logins start at /spotify/login.
         exec(compile(first.group(1), "building-on-it.md", "exec"), namespace)
-        from quart import redirect, request
-
-        @app.route("/login")
-        async def login() -> Any:
-            return redirect(await spotify.get_user())
-
-        @app.route("/callback/")
-        async def callback() -> Any:
-            await spotify.get_user_token(request.args.get("code"))
-            return "ok"
 
         @app.route("/object-bearer")
         async def object_bearer() -> Any:  # what the page warns against: the object, not str
@@ -73,7 +64,10 @@ async def _served(
                 return {"status": error.http_status}
             return {"status": 200}
 
-        async with serve(app, port=port) as app_url, Browser(app_url, fake_url) as browser:
+        async with (
+            serve(app, port=port) as app_url,
+            Browser(app_url, fake_url, login_path="/spotify/login") as browser,
+        ):
             yield browser, spotify
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,8 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from quart_spotify_auth.serving import free_port, serve, wait_for_port
+from benchmarks.servers import Server
+from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify
 
@@ -35,41 +34,21 @@ class Workers:
     """N app processes (``tests.served_app:app``), each on its own port, one store."""
 
     def __init__(self, fake_url: str, store: Store, **env: str) -> None:
-        self.ports = [free_port() for _ in range(3)]
-        self.env = {
-            **os.environ,
-            "TEST_FAKE_URL": fake_url,
-            "TEST_STORE": store.url,
-            "TEST_PREFIX": store.prefix,
-            **env,
-        }
-        self.processes: list[asyncio.subprocess.Process] = []
+        base = {"TEST_FAKE_URL": fake_url, "TEST_STORE": store.url, "TEST_PREFIX": store.prefix}
+        self.servers = [
+            Server("tests.served_app:app", env={**base, **env, "TEST_PORT": str(port)}, port=port)
+            for port in (free_port() for _ in range(3))
+        ]
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self.ports]
+        return [server.url for server in self.servers]
 
     async def start(self) -> None:
-        for port in self.ports:
-            # --keep-alive: hypercorn's idle timer starts when a connection is accepted, so a
-            # worker starved of CPU for its 5 s default closes a connection whose request is
-            # already in its buffer ("Server disconnected without sending a response").
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-                "--keep-alive", "120", "tests.served_app:app",
-                env={**self.env, "TEST_PORT": str(port)},
-            )  # fmt: skip
-            self.processes.append(process)
-        for port in self.ports:
-            await wait_for_port("127.0.0.1", port, timeout=60)
+        await asyncio.gather(*(server.start() for server in self.servers))
 
     async def stop(self) -> None:
-        for process in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-        for process in self.processes:
-            await process.wait()
-        self.processes = []
+        await asyncio.gather(*(server.stop() for server in self.servers))
 
 
 class Store:
