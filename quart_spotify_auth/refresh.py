@@ -125,8 +125,15 @@ class Refresher:
         if not grant_for(key).renewable(record):
             return None
         margin = self.settings.refresh_margin
-        jitter = random.uniform(0, 0.1 * min(margin, record.lifetime))  # noqa: S311
+        jitter = random.uniform(0, self._max_jitter(record))  # noqa: S311
         return record.refresh_at(margin, jitter)
+
+    def earliest_due(self, record: TokenRecord) -> float:
+        """The earliest time :meth:`due` can give ``record`` (with the most jitter)."""
+        return record.refresh_at(self.settings.refresh_margin, self._max_jitter(record))
+
+    def _max_jitter(self, record: TokenRecord) -> float:
+        return 0.1 * min(self.settings.refresh_margin, record.lifetime)
 
     # -- logins -----------------------------------------------------------------------------
 
@@ -298,7 +305,8 @@ class Refresher:
             if stored is None:
                 raise LoginRequired()
             return stored
-        self.wake(self.due(key, stored))
+        if self.settings.auto_renew:  # the renewer looks early enough for the new due time
+            self.wake(self.earliest_due(stored))
         await signals.send(
             signals.token_renewed, self.sender, key=key, in_background=not on_request
         )

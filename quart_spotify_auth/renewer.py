@@ -140,10 +140,7 @@ class Renewer:
         if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):
             await store.reschedule(key, None)
             raise LoginRequired()
-        margin = settings.refresh_margin
-        if settings.auto_renew and now < record.refresh_at(
-            margin, 0.1 * min(margin, record.lifetime)
-        ):
+        if settings.auto_renew and now < self._refresher.earliest_due(record):
             # Not due even with the most jitter: another process renewed it already.
             await store.reschedule(key, self._refresher.due(key, record))
             await signals.send(signals.renewal_skipped, sender, key=key, reason="current")

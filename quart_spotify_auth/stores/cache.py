@@ -89,13 +89,8 @@ class ReadCache:
         if record is None:
             self._entries.pop(key, None)
             return
-        if not self.listening or self.ttl <= 0 or begun[0] != self.generation:
-            return
-        if record.version < self._floors.get(key, 0):
-            return
-        if len(self._entries) >= self.size and key not in self._entries:
-            del self._entries[next(iter(self._entries))]  # the oldest entry makes room
-        self._entries[key] = (time.monotonic() + self.ttl, record, begun[1])
+        if begun[0] == self.generation:
+            self._keep(key, record, begun[1])
 
     def wrote(self, key: str, version: int) -> None:
         """This process wrote ``key`` (or deleted it) at ``version``: drop any older copy,
@@ -112,13 +107,16 @@ class ReadCache:
     def heard(self, key: str, record: TokenRecord) -> None:
         """Keep ``record``, which the change feed just brought as ``key``'s new value (unless
         this process already wrote a newer one: messages and replies race)."""
-        if record.version < self._floors.get(key, 0):
+        self._keep(key, record, 0)
+
+    def _keep(self, key: str, record: TokenRecord, stamp: int) -> None:
+        """Keep a copy while writes are heard, never one older than this process wrote."""
+        if not self.listening or self.ttl <= 0 or record.version < self._floors.get(key, 0):
             return
-        if self.listening and self.ttl > 0:
-            self._entries.pop(key, None)
-            if len(self._entries) >= self.size:
-                del self._entries[next(iter(self._entries))]  # the oldest entry makes room
-            self._entries[key] = (time.monotonic() + self.ttl, record, 0)
+        self._entries.pop(key, None)  # kept last: the oldest entries make room first
+        if len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (time.monotonic() + self.ttl, record, stamp)
 
     def changed(self, key: str | None = None) -> None:
         """``key`` was written somewhere (``None``: anything may have changed)."""

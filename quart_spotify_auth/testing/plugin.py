@@ -30,14 +30,13 @@ pytest-asyncio's default strict mode, with anyio's plugin, and in sync tests of 
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from ..loopthread import LoopThread
 from ..serving import serve
 from . import log_in, make_fake
 from .fake import FakeSpotify
@@ -46,17 +45,14 @@ __all__ = ["FakeServer", "spotify_config", "spotify_fake", "spotify_log_in"]
 
 
 class FakeServer:
-    """One hypercorn server in a thread of its own, serving whichever fake is current (a
+    """One hypercorn server on a loop thread of its own, serving whichever fake is current (a
     fresh one per test costs nothing; a server per test would cost its start and stop)."""
 
     def __init__(self) -> None:
         self.current: FakeSpotify | None = None
         self.url = ""
-        self._ready = threading.Event()
-        self._failed: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="spotify-fake", daemon=True)
+        self._thread = LoopThread()
+        self._served = serve(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":  # the fakes need no start-up: say so and wait
@@ -68,30 +64,11 @@ class FakeServer:
         await self.current(scope, receive, send)
 
     def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the fake Spotify did not start within 30 s")
-        if self._failed is not None:
-            raise RuntimeError("the fake Spotify could not start") from self._failed
+        self.url = self._thread.run(self._served.__aenter__(), timeout=30)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to start()
-            self._failed = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with serve(self) as url:
-            self.url = url
-            self._ready.set()
-            await self._stop.wait()
+        self._thread.run(self._served.__aexit__(None, None, None), timeout=30)
+        self._thread.stop()
 
 
 @pytest.fixture(scope="session")
