@@ -25,6 +25,7 @@ class LoopThread:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._pid = 0
 
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -33,10 +34,10 @@ class LoopThread:
                 # New process (first use, or a fork: threads do not survive it): a new loop.
                 self._loop = asyncio.new_event_loop()
                 self._pid = os.getpid()
-                thread = threading.Thread(
-                    target=self._loop.run_forever, name="quart-spotify-auth", daemon=True
+                self._thread = threading.Thread(
+                    target=_serve, args=(self._loop,), name="quart-spotify-auth", daemon=True
                 )
-                thread.start()
+                self._thread.start()
             return self._loop
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -54,11 +55,55 @@ class LoopThread:
             )
         return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop and close it, as ``asyncio.run`` does at its end: tasks still
+        running are cancelled, async generators and the default executor shut down, its
+        sockets closed. Waits for that (at most ``timeout`` seconds) unless called from the
+        loop itself. The next use starts a new loop."""
         with self._lock:
-            if self._loop is not None and self._pid == os.getpid():
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+            loop, thread = self._loop, self._thread
+            ours = loop is not None and self._pid == os.getpid()
+            self._loop = self._thread = None
+        if not ours or loop is None or thread is None:
+            return  # never started, or the parent's (a forked child has not its thread)
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:  # closed already
+            return
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread: run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still running on ``loop`` and let them end (``asyncio.run`` does)."""
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task stopped with the loop thread",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
 
 
 _LOOP = LoopThread()
@@ -71,5 +116,5 @@ def run(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
 
 
 def stop() -> None:
-    """Stop this process's loop (at exit)."""
+    """Stop and close this process's loop (at exit); the next use starts a new one."""
     _LOOP.stop()

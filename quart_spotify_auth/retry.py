@@ -43,9 +43,24 @@ def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
 
 async def cancel(task: asyncio.Task[None], timeout: float = 5.0) -> None:
     """Cancel ``task`` and wait for it to end, at most ``timeout`` seconds: a task that will
-    not stop is left behind (and logged) rather than hang the app's shutdown."""
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=timeout)
+    not stop is left behind (and logged) rather than hang the app's shutdown.
+
+    A cancellation can be lost: on Python 3.11, ``asyncio.wait_for`` swallows one that arrives
+    as what it waits for completes (CPython gh-86296, fixed in 3.12), and drivers use it
+    (redis-py connecting); the task then carries on as if never cancelled, and would wait on
+    its next read for ever. So a task still running is cancelled again, after 0.2 s, then
+    after twice as long each time, until it ends or ``timeout`` passes (a task cleaning up
+    after its cancellation, closing a connection, finishes well within that first pause)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pause = 0.2
+    while True:
+        task.cancel()
+        left = deadline - loop.time()
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, min(pause, left)))
+        if done or left <= pause:
+            break
+        pause *= 2
     if not done:
         logging.getLogger("quart_spotify_auth").error("A background task would not stop")
     elif not task.cancelled():
@@ -55,7 +70,8 @@ async def cancel(task: asyncio.Task[None], timeout: float = 5.0) -> None:
 def stop_if_cancelled() -> None:
     """Raise :class:`asyncio.CancelledError` if this task is being cancelled: for retry loops
     that catch a store's errors, since a driver may turn a cancellation into one of them and
-    the loop would then never end (a shutdown that hangs)."""
+    the loop would then never end (a shutdown that hangs); and after a driver's call that may
+    have lost one (see :func:`cancel`), before waiting on anything else."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

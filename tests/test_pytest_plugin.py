@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,11 @@ def _samples() -> dict[str, str]:
     return found
 
 
-def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _pytest(
+    folder: Path, *args: str, python: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        [sys.executable, *python, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -44,6 +47,33 @@ def test_the_documented_test_files_pass_with_plain_pytest(heading: str, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     expected = len(re.findall(r"^(?:async )?def test_", sample, re.M))
     assert f"{expected} passed" in result.stdout, result.stdout
+
+
+# What a careful user's suite says: every warning is an error. (pytest-asyncio warns when its
+# fixture loop scope is left unset, so such a suite sets it.)
+STRICT = """\
+[pytest]
+asyncio_mode = strict
+asyncio_default_fixture_loop_scope = function
+filterwarnings =
+    error
+"""
+
+
+@pytest.mark.parametrize("heading", ["A Quart app", "A Flask app"])
+def test_the_documented_test_files_leave_nothing_open(heading: str, tmp_path: Path) -> None:
+    # Under filterwarnings = error, in Python's development mode (which shows every
+    # ResourceWarning: a loop or socket left open becomes an "unraisable" warning, an error
+    # here): the fake's server and its loop thread close their loop and sockets.
+    sample = _samples()[heading]
+    (tmp_path / "test_app.py").write_text(sample)
+    (tmp_path / "pytest.ini").write_text(STRICT)
+    result = _pytest(tmp_path, python=["-X", "dev"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    expected = len(re.findall(r"^(?:async )?def test_", sample, re.M))
+    assert f"{expected} passed" in result.stdout, output
+    assert "ResourceWarning" not in output and "unclosed" not in output, output
 
 
 def test_the_fixtures_fail_a_test_when_the_app_is_wrong(tmp_path: Path) -> None:

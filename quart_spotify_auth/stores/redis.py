@@ -23,12 +23,13 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -218,8 +219,12 @@ class RedisTokenStore(CachedStore):
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
+                # redis-py may have swallowed a cancellation while connecting (asyncio.wait_for
+                # on Python 3.11 does, see retry.cancel): stop here, not wait on a read for ever.
+                stop_if_cancelled()
                 failures = 0
                 async for message in pubsub.listen():
+                    stop_if_cancelled()
                     kind = message.get("type")
                     if kind == "message":
                         self._heard(_bytes(message["data"]))
@@ -230,7 +235,7 @@ class RedisTokenStore(CachedStore):
             finally:
                 self.cache.listen(False)
                 with suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    await _aclose(pubsub)
             failures += 1
             await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
@@ -341,6 +346,12 @@ class RedisTokenStore(CachedStore):
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
             await self.redis.eval(_RELEASE, 1, f"{self._prefix}lock:{key}", claim)
+
+
+async def _aclose(pubsub: PubSub) -> None:
+    """``pubsub.aclose()``, typed here: redis-py annotates it only from 8.2 on."""
+    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+    await aclose()
 
 
 def _score(value: float | None) -> float | str:
