@@ -11,8 +11,11 @@ environment variable of the same name, then :data:`DEFAULTS`.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
+import re
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ __all__ = [
     "load_settings",
     "unknown_keys",
     "validate_redirect_uri",
+    "warn_user",
 ]
 
 #: Every configuration key and its default. The README's table mirrors this.
@@ -164,17 +168,74 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] = {}) 
     )
 
 
-def unknown_keys(config: Mapping[str, Any]) -> list[str]:
-    """Warnings for ``SPOTIFY_*`` keys in ``config`` that look like a misspelt setting."""
+def unknown_keys(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for keys that look like a misspelt setting, in ``config`` and in the
+    environment (``environ``, by default ``os.environ``): a typo after the prefix
+    (``SPOTIFY_CLIENT_SECERT``), in the prefix (``SPOTFY_CLIENT_SECRET``) or in its case
+    (``spotify_scopes``); and environment variables naming a setting that is read only from
+    ``app.config`` (``SPOTIFY_SCOPES``), when ``config`` does not set it. Never a value."""
     found = []
     for key in config:
-        if isinstance(key, str) and key.startswith("SPOTIFY_") and key not in DEFAULTS:
-            close = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.85)
-            if close:
+        close = _near_miss(key) if isinstance(key, str) else None
+        if close:
+            found.append(f"{key} is not a setting of quart-spotify-auth; did you mean {close}?")
+    for key in os.environ if environ is None else environ:
+        if key in ENVIRONMENT_KEYS:
+            continue
+        if key in DEFAULTS:
+            if config.get(key) is None:
                 found.append(
-                    f"{key} is not a setting of quart-spotify-auth; did you mean {close[0]}?"
+                    f"The environment variable {key} is ignored: quart-spotify-auth reads only "
+                    f"{', '.join(ENVIRONMENT_KEYS)} from the environment. Set "
+                    f"app.config[{key!r}] instead."
                 )
+            continue
+        close = _near_miss(key)
+        if close:
+            read = "" if close in ENVIRONMENT_KEYS else " (which is read only from app.config)"
+            found.append(
+                f"The environment variable {key} is not a setting of quart-spotify-auth; "
+                f"did you mean {close}{read}?"
+            )
     return found
+
+
+#: Other libraries' environment variables, near our names but not misspellings of them.
+_FOREIGN_PREFIXES = ("SPOTIPY_",)  # spotipy's SPOTIPY_CLIENT_ID...
+_PREFIX = "SPOTIFY_"
+
+
+@functools.lru_cache(maxsize=1024)
+def _near_miss(key: str) -> str | None:
+    """The setting ``key`` looks like a misspelling of, or ``None``."""
+    if key in DEFAULTS:
+        return None
+    upper = key.upper()
+    if upper in DEFAULTS:
+        return upper
+    if upper.startswith(_FOREIGN_PREFIXES):
+        return None
+    if not upper.startswith(_PREFIX):
+        # Only a name whose start is close to the prefix (SPOTFY_, SPOITFY_, SPOTIFYCLIENT):
+        # an app's own MY_SPOTIFY_CLIENT_ID or POSTGRES_TOKEN_STORE is no typo of ours.
+        head = difflib.SequenceMatcher(None, upper[: len(_PREFIX)], _PREFIX).ratio()
+        if head < 0.75:
+            return None
+    close = difflib.get_close_matches(upper, DEFAULTS, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn at the first caller outside this package: the user's ``SpotifyAuth(app)`` or
+    ``init_app(app)`` line, however many of the adapters' frames lie between (Python 3.11
+    has no ``skip_file_prefixes``)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 _FLAGS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False,
@@ -263,13 +324,18 @@ class _Reader:
 
 
 def _shown(raw: Any) -> str:
-    """A value as an error may show it: a URL's password masked, at most 60 characters."""
-    text = repr(raw)
-    if isinstance(raw, str) and "@" in raw:
-        parts = urlsplit(raw)
-        if parts.password:
-            text = repr(raw.replace(f":{parts.password}@", ":***@", 1))
+    """A value as an error may show it: a URL's password masked (also in a URL too broken to
+    parse, such as ``redis//:pw@host``, and in a ``password=`` query), at most 60
+    characters."""
+    text = repr(mask_password(raw) if isinstance(raw, str) else raw)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def mask_password(url: str) -> str:
+    """``url`` with any password in it replaced by ``***``: the part between ``:`` and ``@``
+    of its authority, and the value of a ``password=`` query parameter."""
+    url = re.sub(r"(?<=:)[^:/@?#]*(?=@)", "***", url)
+    return re.sub(r"(?i)(?<=[?&]password=)[^&#]*", "***", url)
 
 
 #: What SPOTIFY_TOKEN_STORE may name, by how it starts.
@@ -287,12 +353,16 @@ STORE_SCHEMES = (
 def _store_url(raw: Any) -> str | None:
     if raw in (None, ""):
         return None  # the default: SQLite in the app's instance folder
-    url = str(raw)
-    if not url.startswith(STORE_SCHEMES):
+    url = str(raw).strip()
+    if url.startswith("postgres://"):  # Heroku's and Render's DATABASE_URL spelling
+        url = "postgresql://" + url[len("postgres://") :]
+    if not url.startswith(STORE_SCHEMES) or url in ("sqlite:///", "sqlite:////"):
         raise ConfigurationError(
             f"SPOTIFY_TOKEN_STORE {_shown(url)} is not a store this package knows. Use "
-            "sqlite:///path/to/file, postgresql://user:password@host/db, redis://host:port/db "
-            "or memory (or leave it unset: SQLite in the app's instance folder)."
+            "sqlite:///tokens.sqlite3 (a file in the app's instance folder), "
+            "sqlite:////absolute/path/tokens.sqlite3 (four slashes), "
+            "postgresql://user:password@host/db, redis://host:port/db or memory (or leave it "
+            "unset: SQLite in the app's instance folder)."
         )
     return url
 
@@ -304,29 +374,30 @@ def _keys(raw: Any) -> tuple[str, ...]:
     return tuple(k.decode() if isinstance(k, bytes) else str(k).strip() for k in items if k)
 
 
-def validate_redirect_uri(uri: str) -> str:
-    """Check ``uri`` against Spotify's redirect URI rules; return it unchanged."""
+def validate_redirect_uri(uri: str, *, name: str = "SPOTIFY_REDIRECT_URI") -> str:
+    """Check ``uri`` against Spotify's redirect URI rules; return it unchanged. Errors call
+    it ``name`` (the fake's command line: ``--redirect-uri``)."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
-            f"SPOTIFY_REDIRECT_URI {uri!r} is not an absolute http(s) URL. Use the callback "
+            f"{name} {uri!r} is not an absolute http(s) URL. Use the callback "
             "route's full URL, e.g. http://127.0.0.1:5000/callback/."
         )
     if parts.fragment or uri.endswith("#"):
         raise ConfigurationError(
-            f"SPOTIFY_REDIRECT_URI {uri!r} has a fragment (#...), which OAuth forbids. Remove it."
+            f"{name} {uri!r} has a fragment (#...), which OAuth forbids. Remove it."
         )
     host = parts.hostname.lower()
     if host == "localhost" or host.endswith(".localhost"):
         port = f":{parts.port}" if parts.port else ""
         raise ConfigurationError(
-            f"SPOTIFY_REDIRECT_URI {uri!r} uses localhost, which Spotify rejects "
+            f"{name} {uri!r} uses localhost, which Spotify rejects "
             f"('Insecure redirect URI'). Use http://127.0.0.1{port}{parts.path or '/'} instead, "
             "register that in the Spotify dashboard, and open the app on 127.0.0.1 too."
         )
     if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
         raise ConfigurationError(
-            f"SPOTIFY_REDIRECT_URI {uri!r} uses plain http on a host that is not loopback. "
+            f"{name} {uri!r} uses plain http on a host that is not loopback. "
             "Spotify allows http only for 127.0.0.1 and [::1]; use https for any other host."
         )
     return uri
@@ -342,10 +413,8 @@ def _check_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
         )
     unknown = [s for s in scopes if s not in KNOWN_SCOPES]
     if unknown:
-        warnings.warn(
+        warn_user(
             f"SPOTIFY_SCOPES has scopes Spotify does not document: {', '.join(unknown)}. "
-            "If Spotify does not know them, logins end on its 'Illegal scope' page.",
-            UserWarning,
-            stacklevel=5,
+            "If Spotify does not know them, logins end on its 'Illegal scope' page."
         )
     return scopes

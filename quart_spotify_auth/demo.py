@@ -8,6 +8,7 @@ credentials it talks to Spotify.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from typing import Any
@@ -17,7 +18,7 @@ from quart import Quart, ResponseReturnValue, redirect, render_template_string, 
 from .errors import SpotifyAuthError
 from .extension import SpotifyAuth
 from .routes import same_origin_only, spotify_blueprint
-from .serving import serve
+from .serving import PortInUse, serve
 from .testing import make_fake
 
 PAGE = """<!doctype html>
@@ -187,10 +188,12 @@ async def run(port: int = 5000, fake_port: int | None = None) -> None:
         redirect_uri=f"{app_url}/callback/",
         access_ttl=60,
     )
-    async with (
-        serve(fake, port=fake_port or port + 1) as fake_url,
-        serve(create_app(port=port, fake_url=fake_url), port=port),
-    ):
+    async with contextlib.AsyncExitStack() as served:
+        try:
+            fake_url = await served.enter_async_context(serve(fake, port=fake_port or port + 1))
+        except PortInUse as exc:  # the fake's port: --fake-port chooses it (default PORT + 1)
+            raise PortInUse(exc.host, exc.port, "--fake-port") from exc
+        await served.enter_async_context(serve(create_app(port=port, fake_url=fake_url), port=port))
         print(f"quart-spotify-auth demo: open {app_url}/", flush=True)
         print(
             f"Mode: fake Spotify at {fake_url} (set SPOTIFY_CLIENT_ID to use real Spotify, "

@@ -15,14 +15,15 @@ __all__ = ["PortInUse", "free_port", "serve", "wait_for_port"]
 
 
 class PortInUse(OSError):
-    """The port to serve on is taken (another program listens there)."""
+    """The port to serve on is taken (another program listens there); ``option`` is the
+    command-line option that chooses it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, option: str = "--port") -> None:
         super().__init__(
             f"{host}:{port} is already in use: another program listens there. Stop it, or "
-            "choose another port (--port)."
+            f"choose another port ({option})."
         )
-        self.host, self.port = host, port
+        self.host, self.port, self.option = host, port, option
 
 
 def _bound(host: str, port: int) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 from quart import Quart
 
 from quart_spotify_auth import DEFAULTS, ConfigurationError, SpotifyAuth
-from quart_spotify_auth.config import load_settings
+from quart_spotify_auth.config import load_settings, unknown_keys
 
 
 def _app(**config: Any) -> Quart:
@@ -258,3 +259,86 @@ async def test_what_would_fail_later_is_said_when_the_app_starts(
     async with app.test_app():
         pass
     assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("SPOTIFY_CLIENT_SECERT", "SPOTIFY_CLIENT_SECRET"),  # after the prefix
+        ("SPOTFY_CLIENT_SECRET", "SPOTIFY_CLIENT_SECRET"),  # in the prefix
+        ("SPOITFY_SCOPES", "SPOTIFY_SCOPES"),
+        ("SPOTIFYCLIENT_ID", "SPOTIFY_CLIENT_ID"),
+        ("spotify_scopes", "SPOTIFY_SCOPES"),  # in its case
+    ],
+)
+def test_misspellings_are_named_in_config_and_environment(key: str, meant: str) -> None:
+    assert unknown_keys({key: "x"}, {}) == [
+        f"{key} is not a setting of quart-spotify-auth; did you mean {meant}?"
+    ]
+    (said,) = unknown_keys({}, {key: "x"})
+    assert said.startswith(f"The environment variable {key} is not a setting")
+    assert f"did you mean {meant}" in said and "'x'" not in said
+
+
+def test_what_is_no_misspelling_is_left_alone() -> None:
+    others = {
+        "SPOTIPY_CLIENT_ID": "spotipy's own variable",
+        "MY_SPOTIFY_CLIENT_ID": "an app's own key",
+        "POSTGRES_TOKEN_STORE": "x",
+        "SPOTIFY_PLAYLIST": "x",
+        "SPOTIFY_CLIENT_ID": "read from the environment",
+        "SECRET_KEY": "x",
+    }
+    assert unknown_keys(others, others) == []
+
+
+def test_a_setting_the_environment_cannot_give_is_said_to_be_ignored() -> None:
+    (said,) = unknown_keys({}, {"SPOTIFY_SCOPES": "user-top-read"})
+    assert "SPOTIFY_SCOPES is ignored" in said and "app.config['SPOTIFY_SCOPES']" in said
+    assert unknown_keys({"SPOTIFY_SCOPES": "streaming"}, {"SPOTIFY_SCOPES": "x"}) == []
+    (said,) = unknown_keys({}, {"SPOTIFY_SCOPE": "x"})
+    assert "did you mean SPOTIFY_SCOPES (which is read only from app.config)?" in said
+
+
+def test_init_app_warns_about_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTFY_CLIENT_SECRET", "typo")
+    with pytest.warns(UserWarning, match="environment variable SPOTFY_CLIENT_SECRET"):
+        SpotifyAuth(_app())
+    monkeypatch.delenv("SPOTFY_CLIENT_SECRET")
+    monkeypatch.setenv("SPOTIFY_SCOPES", "user-top-read")
+    with pytest.warns(UserWarning, match="SPOTIFY_SCOPES is ignored"):
+        SpotifyAuth(_app())
+    SpotifyAuth(_app(), SPOTIFY_SCOPES="streaming")  # given as an argument: nothing ignored
+
+
+def _flask_app(**config: Any) -> Any:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.secret_key = "test-secret-key"
+    app.config.update({"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_TOKEN_STORE": "memory", **config})
+    return app
+
+
+def test_warnings_point_at_the_users_line() -> None:
+    from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
+
+    def constructed(cls: Any, app: Any) -> None:
+        cls(app)
+
+    def initialised(cls: Any, app: Any) -> None:
+        cls().init_app(app)
+
+    for cls, make in ((SpotifyAuth, _app), (FlaskSpotifyAuth, _flask_app)):
+        for setup in (constructed, initialised):
+            app = make(SPOTIFY_SCOPE="streaming", SPOTIFY_SCOPES="made-up-scope")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                setup(cls, app)
+            said = {str(w.message).split(" ", 1)[0]: w for w in caught}
+            assert set(said) == {"SPOTIFY_SCOPE", "SPOTIFY_SCOPES"}, caught
+            for warning in said.values():
+                assert (warning.filename, warning.lineno) == (
+                    __file__,
+                    setup.__code__.co_firstlineno + 1,
+                ), (cls, setup, warning)

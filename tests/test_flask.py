@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -14,6 +18,7 @@ from flask.testing import FlaskClient
 
 from quart_spotify_auth import ConfigurationError, LoginRequired
 from quart_spotify_auth.flask import SpotifyAuth, run
+from quart_spotify_auth.serving import free_port, wait_for_port
 from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
 from .apps import make_flask_app
@@ -261,3 +266,38 @@ def test_not_logged_in_is_login_required(flask_app: tuple[Flask, SpotifyAuth]) -
     with app.test_request_context("/"):
         assert not spotify.is_logged_in()
         assert spotify.token_record() is None
+
+
+def test_the_seed_names_are_said_to_be_deprecated_under_flask_run(tmp_path: Path) -> None:
+    # Python hides a DeprecationWarning raised outside __main__: under `flask run` nobody saw
+    # that getUser() is deprecated. The log line says it, once, at the caller's line.
+    (tmp_path / "seedapp.py").write_text(
+        "from flask import Flask, redirect\n"
+        "from quart_spotify_auth.flask import SpotifyAuth\n"
+        "app = Flask(__name__)\n"
+        "app.secret_key = 'k' * 32\n"
+        "app.config.update(SPOTIFY_CLIENT_ID='id', SPOTIFY_TOKEN_STORE='memory')\n"
+        "spotify = SpotifyAuth(app)\n"
+        "@app.route('/')\n"
+        "def index():\n"
+        "    return redirect(spotify.getUser())\n"
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS" and "SPOTIFY" not in k}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "seedapp", "run", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        asyncio.run(wait_for_port("127.0.0.1", port, timeout=30))
+        for _ in range(2):
+            reply = httpx.get(f"http://127.0.0.1:{port}/")
+            assert reply.status_code == 302
+            assert reply.headers["location"].startswith("https://accounts.spotify.com/authorize")
+    finally:
+        server.terminate()
+        _, said = server.communicate(timeout=30)
+    line = f"{tmp_path / 'seedapp.py'}:9: SpotifyAuth.getUser() is Flask-Spotify-Auth's name"
+    assert said.count(line) == 1, said  # once per process, however many calls
+    assert "use get_user()" in said

@@ -8,6 +8,7 @@ keys are configured) is in ``record``; the other columns are times and the store
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import (
@@ -24,17 +25,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-__all__ = ["SCHEMA_VERSION", "Schema", "create_statements"]
+__all__ = ["SCHEMA_VERSION", "Schema", "create_statements", "table_prefix"]
 
 #: The version of these tables; a store refuses tables of another version (and says what to do).
 SCHEMA_VERSION = 1
 
 
+def table_prefix(prefix: str) -> str:
+    """``prefix`` as the tables' names take it: each non-word character becomes ``_``, and a
+    prefix that does not end in ``_`` gets one (``myapp`` gives ``myapp_tokens``; the default
+    ``SPOTIFY_TOKEN_STORE_PREFIX``, ``quart_spotify_auth:``, gives ``quart_spotify_auth_``)."""
+    name = re.sub(r"\W", "_", prefix)
+    return name if not name or name.endswith("_") else name + "_"
+
+
 class Schema:
-    """The three tables, under a name prefix (several apps can share one database)."""
+    """The three tables, under a name prefix (several apps can share one database), made
+    fit for table names by :func:`table_prefix`."""
 
     def __init__(self, prefix: str = "quart_spotify_auth_") -> None:
-        self.prefix = prefix
+        self.prefix = prefix = table_prefix(prefix)
         self.metadata = MetaData()
         self.tokens = self._keyed(
             "tokens",
