@@ -19,15 +19,12 @@ the redirect URI. Logins are kept in ``instance/quart_spotify_auth.sqlite3``.
 
 from __future__ import annotations
 
-import os
-import secrets
-
 from quart import Quart, ResponseReturnValue, redirect, request
 
-from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth import SpotifyAuth, instance_secret_key
 
 app = Quart(__name__)
-app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
 # The seed asked for user-read-birthdate too; Spotify removed that scope.
 app.config["SPOTIFY_SCOPES"] = "streaming user-read-email user-read-private"
 spotify = SpotifyAuth(app)

@@ -18,16 +18,14 @@ examples.flask_app:app`` (each worker process runs its own renewal loop thread).
 
 from __future__ import annotations
 
-import os
-import secrets
-
 from flask import Flask, redirect, render_template_string, request
 from flask.typing import ResponseReturnValue
 
+from quart_spotify_auth import instance_secret_key
 from quart_spotify_auth.flask import SpotifyAuth
 
 app = Flask(__name__)
-app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
 app.config["SPOTIFY_SCOPES"] = "streaming user-read-email user-read-private"
 spotify = SpotifyAuth(app)
 

@@ -2,13 +2,13 @@
 once per period however many workers run.
 
 On one host nothing needs configuring: the default store is a SQLite file in the app's
-instance folder, shared by the workers and kept across restarts. Against the built-in fake
-Spotify (no account needed), in two terminals::
+instance folder, shared by the workers and kept across restarts, and so is the secret key
+that signs their session cookies (``instance/secret_key``, made by the first worker). Against
+the built-in fake Spotify (no account needed), in two terminals::
 
     python -m quart_spotify_auth fake --port 5001
     export SPOTIFY_ACCOUNTS_URL=http://127.0.0.1:5001 SPOTIFY_API_URL=http://127.0.0.1:5001/v1
     export SPOTIFY_CLIENT_ID=demo-client
-    export SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')
     hypercorn --workers 4 --bind 127.0.0.1:5000 examples.multiworker:app
 
 Against real Spotify, register http://127.0.0.1:5000/callback/ and set SPOTIFY_CLIENT_ID and
@@ -17,8 +17,10 @@ all at one PostgreSQL or Redis::
 
     pip install 'quart-spotify-auth[postgresql]'   # or [redis]
     export SPOTIFY_TOKEN_STORE=postgresql://user:password@db/app   # or redis://host:6379/0
+    export SECRET_KEY=...   # one long random string, the same on every host
 
-Every worker must have the same SECRET_KEY (the session cookie is signed with it). Open
+Every worker must sign with the same secret key: on one host the instance folder's file sees
+to it; across hosts, SECRET_KEY does. Open
 http://127.0.0.1:5000/ and reload /worker: it closes its connection after each answer, so the
 next reload may land on another worker, which answers for the same login.
 """
@@ -29,10 +31,10 @@ import os
 
 from quart import Quart, ResponseReturnValue, redirect, request
 
-from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth import SpotifyAuth, instance_secret_key
 
 app = Quart(__name__)
-app.secret_key = os.environ["SECRET_KEY"]
+app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
 app.config["SPOTIFY_SCOPES"] = "user-read-private"
 spotify = SpotifyAuth(app)
 

@@ -1,11 +1,9 @@
-import os
-
 from quart import Quart, ResponseReturnValue, redirect, request
 
-from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth import SpotifyAuth, instance_secret_key
 
 app = Quart(__name__)
-app.secret_key = os.environ["SECRET_KEY"]  # signs the session cookie: a long random string
+app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
 app.config["SPOTIFY_SCOPES"] = "user-read-private user-read-email"
 spotify = SpotifyAuth(app)  # SPOTIFY_CLIENT_ID (and _SECRET, if any) from the environment
 

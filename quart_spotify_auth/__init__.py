@@ -28,10 +28,11 @@ from .errors import (
     StoreUnavailable,
 )
 from .extension import SpotifyAuth
+from .secret_key import instance_secret_key
 from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, TokenRecord
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: pyproject.toml and the docs take it from here
 
 __all__ = [
     "DEFAULTS",
@@ -53,4 +54,5 @@ __all__ = [
     "StoreUnavailable",
     "TokenRecord",
     "TokenStore",
+    "instance_secret_key",
 ]

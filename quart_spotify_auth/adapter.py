@@ -7,30 +7,57 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from itsdangerous import BadSignature
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from . import signals
 from .config import DEFAULTS
-from .core import Core, build_core
+from .core import COOKIE_ABSENT, COOKIE_FOREIGN, COOKIE_UNKNOWN, COOKIE_VALID, Core, build_core
 from .refresh import Refresher
 from .stores import TokenStore
 
-__all__ = ["BaseSpotifyAuth", "Identity", "ReauthHook"]
+__all__ = ["BaseSpotifyAuth", "Identity", "ReauthHook", "session_cookie_status"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: The app's own user id for the current request, or ``None`` (then the browser is the key).
-Identity = Callable[[], Awaitable[str | None] | str | None]
+#: The Flask-Spotify-Auth names already logged as deprecated in this process.
+_SEED_NAMES_SAID: set[str] = set()
+
+#: The app's own user id for the current request (a ``str`` or ``int``), or ``None`` or another
+#: falsy value for a visitor the app does not know (then the browser is the key).
+Identity = Callable[[], Awaitable[str | int | None] | str | int | None]
 #: Called with the store key when Spotify stops accepting that user's refresh token.
 ReauthHook = Callable[[str], Awaitable[None] | None]
+
+
+def session_cookie_status(app: Any, cookies: Mapping[str, str]) -> str:
+    """Whether the request brought the app's session cookie, and whether the app's secret
+    key reads it: ``"absent"``, ``"valid"``, ``"foreign"`` (signed with another key), or
+    ``"?"`` for a session interface that does not sign cookies the framework's way. Asked only
+    when a login cannot be found, to name the cause."""
+    value = cookies.get(app.config.get("SESSION_COOKIE_NAME") or "session")
+    if not value:
+        return COOKIE_ABSENT
+    signing = getattr(app.session_interface, "get_signing_serializer", None)
+    serializer = signing(app) if callable(signing) else None
+    if serializer is None:
+        return COOKIE_UNKNOWN
+    try:
+        serializer.loads(value)  # no max_age: an expired cookie is still this app's
+    except BadSignature:
+        return COOKIE_FOREIGN
+    except Exception:  # a cookie the serializer cannot even parse: not ours to judge
+        return COOKIE_UNKNOWN
+    return COOKIE_VALID
 
 
 class BaseSpotifyAuth:
@@ -162,11 +189,22 @@ class BaseSpotifyAuth:
         return refresher
 
     def _seed(self, old: str, new: str) -> Callable[..., Any]:
-        warnings.warn(
-            f"SpotifyAuth.{old}() is Flask-Spotify-Auth's name; use {new}().",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+        """The method ``new`` that ``old`` became, saying so: a ``DeprecationWarning`` (for
+        test suites and ``-W error``), and once per name and process a log line at WARNING,
+        which ``flask run``, hypercorn and a plain ``python app.py`` all show (Python hides a
+        ``DeprecationWarning`` raised outside ``__main__`` by default)."""
+        message = f"SpotifyAuth.{old}() is Flask-Spotify-Auth's name; use {new}()."
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        if old not in _SEED_NAMES_SAID:
+            _SEED_NAMES_SAID.add(old)
+            caller = sys._getframe(2)
+            logger.warning(
+                "%s:%d: %s It goes in 0.3; the migration page of the docs maps "
+                "every Flask-Spotify-Auth name to its new one.",
+                caller.f_code.co_filename,
+                caller.f_lineno,
+                message,
+            )
         method: Callable[..., Any] = getattr(self, new)
         return method
 

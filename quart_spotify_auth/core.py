@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,14 @@ import httpx
 
 from . import signals
 from .accounts import AccountsClient, code_challenge
-from .config import DEFAULTS, Settings, load_settings, unknown_keys
-from .errors import AuthorizationDenied, ConfigurationError, InvalidCallback, LoginRequired
+from .config import DEFAULTS, Settings, load_settings, unknown_keys, warn_user
+from .errors import (
+    AuthorizationDenied,
+    ConfigurationError,
+    InvalidCallback,
+    LoginRequired,
+    StoreUnavailable,
+)
 from .refresh import APP_KEY, Refresher
 from .renewer import Renewer
 from .scopes import parse_scopes
@@ -35,11 +40,13 @@ from .webapi import SpotifyBearer, WebAPI
 
 __all__ = [
     "EXTENSION_KEY",
+    "FOREIGN_SESSION_COOKIE",
     "MAX_PENDING",
     "NO_PENDING_LOGIN",
     "Caller",
     "Core",
     "build_core",
+    "identity_of",
     "registered",
 ]
 
@@ -56,14 +63,50 @@ NO_PENDING_LOGIN = (
     "the redirect URI's host and start the login again."
 )
 
+FOREIGN_SESSION_COOKIE = (
+    "This browser sent a session cookie signed with a different secret key than this app's, "
+    "so its Spotify login cannot be read. The usual cause: the secret key is made at random "
+    "in each worker process or at each start (for example secrets.token_hex(32) in the app's "
+    "code), so workers and restarts disagree. Give every worker one fixed key: "
+    "app.secret_key = instance_secret_key(app) keeps one in the instance folder for all the "
+    "workers of a host, or set SECRET_KEY to the same long random string everywhere. Then "
+    "log in again."
+)
+
+#: What an adapter found of the browser's session cookie (asked only when a login fails).
+COOKIE_ABSENT, COOKIE_VALID, COOKIE_FOREIGN, COOKIE_UNKNOWN = "absent", "valid", "foreign", "?"
+
 
 @dataclass(slots=True)
 class Caller:
-    """Who is asking: this browser's session, and the app's own id for its user if it keys
-    tokens by one (``identity``), else ``None``."""
+    """Who is asking: this browser's session, the app's own id for its user if it keys
+    tokens by one (``identity``, else ``None``), and a way to tell, when a login cannot be
+    found, whether the browser's session cookie was absent or signed with another key."""
 
     session: MutableMapping[str, Any]
     identity: str | None = None
+    session_cookie: Callable[[], str] = lambda: COOKIE_UNKNOWN
+
+
+def identity_of(value: object) -> str | None:
+    """What an ``identity`` hook returned, as the key's user id: ``None`` for no user (any
+    falsy or blank value: ``None``, ``False``, ``0``, ``""``, ``"  "``, ``[]``, as idioms
+    such as ``current_user.is_authenticated and current_user.id`` return), else the text of
+    a ``str`` or ``int``. Anything else is a :class:`TypeError` that names the fix."""
+    if not value or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(
+            f"The identity hook returned {type(value).__name__} {_short(value)}; it must return "
+            "the user's id as a str or int, or None (or another falsy value) for a visitor "
+            "who is not logged in to the app."
+        )
+    return str(value)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class Core:
@@ -146,6 +189,8 @@ class Core:
     def _key_or_401(self, caller: Caller) -> str:
         key = self.key(caller)
         if key is None:
+            if caller.identity is None and caller.session_cookie() == COOKIE_FOREIGN:
+                raise LoginRequired(FOREIGN_SESSION_COOKIE)
             raise LoginRequired()
         return key
 
@@ -203,11 +248,14 @@ class Core:
                 "login again from this app."
             )
         if not known:
+            if data:
+                raise InvalidCallback(
+                    "This login callback was not started in this browser, or was already "
+                    "used. Start the login again here."
+                )
+            cookie = caller.session_cookie()
             raise InvalidCallback(
-                NO_PENDING_LOGIN
-                if not data
-                else "This login callback was not started in this browser, or was already used. "
-                "Start the login again here."
+                FOREIGN_SESSION_COOKIE if cookie == COOKIE_FOREIGN else NO_PENDING_LOGIN
             )
         pending = self.states.open(value)
         code = code if code is not None else args.get("code")
@@ -222,7 +270,13 @@ class Core:
         key = self._key_or_401(caller)
         if old_key is not None and old_key != key and old_key.startswith("browser:"):
             await self.refresher.logout(old_key)
-        stored = await self.refresher.login(key, record)
+        try:
+            stored = await self.refresher.login(key, record)
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(
+                "Your Spotify login could not be saved: the app's login store is unavailable "
+                "right now. Log in again in a moment."
+            ) from exc
         await signals.send(signals.logged_in, self.sender, key=key, scopes=stored.scopes)
         return stored.to_access_token(self.clock()), pending.next_url
 
@@ -323,15 +377,16 @@ def build_core(
             "SPOTIFY_* settings (see the configuration table) and store, identity, transport "
             "and clock."
         )
-    for warning in unknown_keys(config):
-        warnings.warn(warning, UserWarning, stacklevel=4)
+    for warning in unknown_keys({**config, **overrides}):
+        warn_user(warning)  # at the user's SpotifyAuth(app) / init_app(app) line
     settings = load_settings(config, overrides)
     if not secret_key or not isinstance(secret_key, str | bytes):
         raise ConfigurationError(
             "app.secret_key is not set. quart-spotify-auth signs each login's state with it, "
             "and keeps an opaque login id in the session cookie the framework signs with it: "
-            "set app.secret_key (or app.config['SECRET_KEY']) to a long random string, e.g. "
-            "secrets.token_hex(32), the same in every worker."
+            "set app.secret_key = instance_secret_key(app) (SECRET_KEY from the environment, "
+            "else a key kept in the app's instance folder for all its workers), or to a long "
+            "random string of your own, the same in every worker and across restarts."
         )
     if store is None:
         store = open_store(settings, clock, instance_path)

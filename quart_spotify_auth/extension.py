@@ -9,8 +9,8 @@ from typing import Any
 
 from quart import Quart, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth
-from .core import EXTENSION_KEY, Caller, Core, registered
+from .adapter import BaseSpotifyAuth, session_cookie_status
+from .core import EXTENSION_KEY, Caller, Core, identity_of, registered
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
 
@@ -66,10 +66,12 @@ class SpotifyAuth(BaseSpotifyAuth):
     ) -> str:
         """The Spotify authorize URL for this browser; redirect to it to log in.
 
-        A fresh ``state`` (and PKCE verifier) is remembered server-side for this browser,
-        single use, for ``SPOTIFY_LOGIN_TTL`` seconds; several logins may be pending at once.
-        ``scopes`` replaces the configured scopes for this login; ``next_url`` is kept with it
-        and given back by :meth:`complete_login`.
+        The ``state`` is fresh and signed with the app's secret key (nothing is stored
+        server-side per login): it carries its expiry (``SPOTIFY_LOGIN_TTL`` seconds) and
+        ``next_url``, and the PKCE verifier is derived from it with the same key. This
+        browser's session lists a digest of it, so only this browser can finish the login,
+        once; several logins may be pending at once. ``scopes`` replaces the configured
+        scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
         """
         caller = await current_caller()
         return await current_core().begin_login(
@@ -159,9 +161,8 @@ def current_core(app: Quart | None = None) -> Core:
 async def current_caller(core: Core | None = None) -> Caller:
     """The current request's session and identity."""
     hook = (core or current_core()).identity
-    if hook is None:
-        return Caller(session)
-    identity = hook()
+    identity = None if hook is None else hook()
     if inspect.isawaitable(identity):
         identity = await identity
-    return Caller(session, None if identity is None else str(identity))
+    app, cookies = current_app._get_current_object(), request.cookies  # type: ignore[attr-defined]
+    return Caller(session, identity_of(identity), lambda: session_cookie_status(app, cookies))

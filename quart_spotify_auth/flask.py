@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth
-from .core import EXTENSION_KEY, Caller, Core, registered
+from .adapter import BaseSpotifyAuth, session_cookie_status
+from .core import EXTENSION_KEY, Caller, Core, identity_of, registered
 from .loopthread import run
 from .loopthread import stop as stop_loop
 from .stores import TokenStore
@@ -121,7 +121,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser; redirect to it to log in."""
+        """The Spotify authorize URL for this browser; redirect to it to log in.
+
+        As :meth:`quart_spotify_auth.SpotifyAuth.get_user`: the ``state`` is signed with the
+        app's secret key, not stored server-side; this browser's session lists a digest of
+        it, so only this browser can finish the login, once."""
         core, caller = current_core(), current_caller()
         return run(
             core.begin_login(caller, scopes=scopes, show_dialog=show_dialog, next_url=next_url)
@@ -221,6 +225,7 @@ def current_caller(core: Core | None = None) -> Caller:
     """The current request's session and identity. The real session object, not the proxy:
     the core runs on the loop thread while this one waits, and the proxy only resolves here."""
     hook = (core or current_core()).identity
-    identity = None if hook is None else hook()
+    identity = identity_of(None if hook is None else hook())
     real = session._get_current_object()  # type: ignore[attr-defined]
-    return Caller(real, None if identity is None else str(identity))
+    app, cookies = current_app._get_current_object(), request.cookies  # type: ignore[attr-defined]
+    return Caller(real, identity, lambda: session_cookie_status(app, cookies))

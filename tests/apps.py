@@ -25,11 +25,12 @@ def app_config(
     public: bool = False,
     scopes: str = "user-read-private user-read-email",
     store: str | None = "memory",
+    secret_key: str = SECRET_KEY,
 ) -> dict[str, Any]:
     """The settings of a test app using the fake at ``accounts_url`` (``store=None``: the
     default store, SQLite in the instance folder)."""
     config = {
-        "SECRET_KEY": SECRET_KEY,
+        "SECRET_KEY": secret_key,
         "SPOTIFY_CLIENT_ID": CLIENT_ID,
         "SPOTIFY_CLIENT_SECRET": None if public else CLIENT_SECRET,
         "SPOTIFY_REDIRECT_URI": redirect_uri,
@@ -49,11 +50,13 @@ def make_app(
     public: bool = False,
     store_url: str | None = "memory",
     instance_path: str | None = None,
+    secret_key: str = SECRET_KEY,
     **options: Any,
 ) -> tuple[Quart, SpotifyAuth]:
     """A Quart app with /login, /callback/, /token, /me, /renew, /logout and /status."""
     app = Quart(__name__, instance_path=instance_path)
-    app.config.update(app_config(accounts_url, redirect_uri, public=public, store=store_url))
+    config = app_config(accounts_url, redirect_uri, public=public, store=store_url)
+    app.config.update(config, SECRET_KEY=secret_key)
     spotify = SpotifyAuth(app, transport=transport, **options)
 
     @app.route("/login")
@@ -103,12 +106,14 @@ def make_flask_app(
     accounts_url: str = "https://fake.invalid",
     redirect_uri: str = "http://127.0.0.1:5000/callback/",
     transport: httpx.AsyncBaseTransport | None = None,
+    store_url: str | None = "memory",
+    instance_path: str | None = None,
     **options: Any,
 ) -> tuple[flask.Flask, FlaskSpotifyAuth]:
     """The same app on Flask, through the shim, with the seed's names under /seed/."""
-    app = flask.Flask(__name__)
+    app = flask.Flask(__name__, instance_path=instance_path)
     scopes = "user-read-private user-read-email streaming"
-    app.config.update(app_config(accounts_url, redirect_uri, scopes=scopes))
+    app.config.update(app_config(accounts_url, redirect_uri, scopes=scopes, store=store_url))
     spotify = FlaskSpotifyAuth(app, transport=transport, **options)
 
     @app.route("/login")

@@ -1,7 +1,7 @@
 """The test app as a module for hypercorn worker processes (``tests.served_app:app``),
 configured by environment variables: ``TEST_FAKE_URL``, ``TEST_PORT``, ``TEST_STORE`` (unset:
 the default store, SQLite in ``TEST_INSTANCE``), ``TEST_AUTO_RENEW``, ``TEST_PREFIX``,
-``TEST_ENCRYPTION_KEYS``."""
+``TEST_ENCRYPTION_KEYS``, ``TEST_SECRET_KEY``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 
 from quart import ResponseReturnValue, jsonify
 
-from tests.apps import make_app
+from tests.apps import SECRET_KEY, make_app
 
 app, spotify = make_app(
     accounts_url=os.environ["TEST_FAKE_URL"],
@@ -19,6 +19,7 @@ app, spotify = make_app(
     SPOTIFY_AUTO_RENEW=os.environ.get("TEST_AUTO_RENEW", "1") == "1",
     SPOTIFY_TOKEN_STORE_PREFIX=os.environ.get("TEST_PREFIX", "quart_spotify_auth:"),
     SPOTIFY_TOKEN_ENCRYPTION_KEYS=os.environ.get("TEST_ENCRYPTION_KEYS") or None,
+    secret_key=os.environ.get("TEST_SECRET_KEY") or SECRET_KEY,
 )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -140,10 +141,13 @@ EXAMPLES = [
 
 
 @contextlib.asynccontextmanager
-async def _process(args: list[str], port: int, env: dict[str, str]) -> AsyncIterator[None]:
+async def _process(
+    args: list[str], port: int, env: dict[str, str], cwd: Path | None = None
+) -> AsyncIterator[None]:
+    environment = {k: v for k, v in {**os.environ, **env}.items() if v != ""}  # "": unset
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", *args, env=environment, cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
         waiting = asyncio.ensure_future(process.wait())
@@ -195,3 +199,76 @@ async def test_each_example_logs_in_against_the_fake_with_only_environment_varia
         assert logged_in.status_code == 200 and piece in logged_in.text
         if name == "multiworker":  # a reload opens a new connection, maybe to another worker
             assert logged_in.headers["connection"] == "close"
+
+
+#: Each example on three workers, with the server its docstring names for production.
+MANY_WORKERS = [
+    ("quickstart", ["hypercorn", "--workers", "3", "--bind", "127.0.0.1:PORT",
+                    "examples.quickstart:app"], "/login", "/", '"scopes"'),
+    ("basic", ["hypercorn", "--workers", "3", "--bind", "127.0.0.1:PORT", "examples.basic:app"],
+     "/", "/home", '"scopes"'),
+    ("flask_app", ["gunicorn", "-w", "3", "-b", "127.0.0.1:PORT", "examples.flask_app:app"],
+     "/", "/home", "const token = "),
+    ("multiworker", ["hypercorn", "--workers", "3", "--bind", "127.0.0.1:PORT",
+                     "examples.multiworker:app"], "/", "/worker", '"worker_pid"'),
+    ("playback", ["hypercorn", "--workers", "3", "--bind", "127.0.0.1:PORT",
+                  "examples.playback.app:app"], "/", "/", "getOAuthToken"),
+]  # fmt: skip
+
+
+async def _log_in(http: httpx.AsyncClient, app_url: str, fake_url: str, start: str) -> None:
+    location = app_url + start
+    while not location.startswith(fake_url):
+        reply = await http.get(location)
+        assert reply.status_code in (302, 303), (location, reply.status_code, reply.text[:300])
+        location = urljoin(location, reply.headers["Location"])
+    query = dict(parse_qsl(urlsplit(location).query))
+    consent = await http.post(
+        fake_url + "/authorize", data={**query, "user": "alice", "action": "approve"}
+    )
+    callback = await http.get(consent.headers["Location"])
+    assert callback.status_code in (302, 303), (callback.status_code, callback.text[:300])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "command", "start", "page", "piece"), MANY_WORKERS, ids=[e[0] for e in MANY_WORKERS]
+)
+async def test_each_example_as_shipped_on_three_workers_and_across_a_restart(
+    name: str, command: list[str], start: str, page: str, piece: str, tmp_path: Path
+) -> None:
+    """No SECRET_KEY and the default store, as a newcomer runs them: the examples folder as
+    shipped, in a folder of its own (its instance folder is made beside it). Ten logins, each
+    followed by reads on new connections, which land on any of the three workers; then a
+    restart, after which the first login still reads."""
+    shutil.copytree(Path(__file__).parent.parent / "examples", tmp_path / "examples")
+    fake_port, port = free_port(), free_port()
+    fake_url, app_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{port}"
+    env = {
+        "SPOTIFY_ACCOUNTS_URL": fake_url,
+        "SPOTIFY_API_URL": fake_url + "/v1",
+        "SPOTIFY_CLIENT_ID": "demo-client",
+        "SPOTIFY_REDIRECT_URI": app_url + "/callback/",
+        "SECRET_KEY": "",  # unset: as in a fresh terminal
+        "SPOTIFY_TOKEN_STORE": "",
+        "PYTHONPATH": str(tmp_path),
+    }
+    served = [part.replace("PORT", str(port)) for part in command]
+    browsers = [httpx.AsyncClient(timeout=30, headers={"Connection": "close"}) for _ in range(10)]
+    fake = ["quart_spotify_auth", "fake", "--port", str(fake_port)]
+    async with contextlib.AsyncExitStack() as stack:
+        for browser in browsers:
+            await stack.enter_async_context(browser)
+        await stack.enter_async_context(_process(fake, fake_port, {}, cwd=tmp_path))
+        async with _process(served, port, env, cwd=tmp_path):
+            for browser in browsers:
+                await _log_in(browser, app_url, fake_url, start)
+                for _ in range(3):  # Connection: close: each read is a new connection
+                    reply = await browser.get(app_url + page)
+                    assert reply.status_code == 200, (name, reply.text[:300])
+                    assert piece in reply.text
+        assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+        async with _process(served, port, env, cwd=tmp_path):  # started again
+            for browser in (browsers[0], browsers[-1]):
+                reply = await browser.get(app_url + page)
+                assert reply.status_code == 200 and piece in reply.text, (name, reply.text[:300])

@@ -18,12 +18,9 @@ Real Spotify (a Premium account; register http://127.0.0.1:5000/callback/)::
 
 from __future__ import annotations
 
-import os
-import secrets
-
 from quart import Quart, ResponseReturnValue, render_template_string
 
-from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth import SpotifyAuth, instance_secret_key
 from quart_spotify_auth.routes import login_required, spotify_blueprint
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -64,7 +61,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 </body></html>"""
 
 app = Quart(__name__)
-app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
 app.config["SPOTIFY_SCOPES"] = "streaming user-read-email user-read-private"
 spotify = SpotifyAuth(app)
 app.register_blueprint(spotify_blueprint(spotify))

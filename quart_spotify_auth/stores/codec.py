@@ -8,8 +8,10 @@ An encrypted record is bound to the store key it is written under: the key is in
 ciphertext and checked on reading. So someone who can write to the store but holds no
 encryption key can neither move a victim's record under their own key nor plant a record of
 their own (in clear) under the victim's: such records are refused (:class:`Unbound`), and
-the reader sees no login. Records written in clear or by 0.1 (unbound) are read only while
-``migrating`` (``SPOTIFY_TOKEN_ENCRYPTION_MIGRATING``), and rewritten bound when renewed.
+the reader sees no login. A record that names another key is refused always, while
+migrating too. Records written in clear (before keys) or encrypted by 0.1 (before binding)
+are read only while ``migrating`` (``SPOTIFY_TOKEN_ENCRYPTION_MIGRATING``), and rewritten
+bound when renewed.
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ class Codec:
 
     def load_record(self, key: str, blob: bytes, version: int) -> TokenRecord:
         data = self._load(blob)
-        bound = blob[:1] == b"f" and data.get("k") == key
-        if self._fernet is not None and not self._migrating and not bound:
+        if "k" in data and data["k"] != key:
+            raise Unbound(key)  # a record moved from another key: never, migrating or not
+        encrypted_and_bound = blob[:1] == b"f" and "k" in data
+        if self._fernet is not None and not encrypted_and_bound and not self._migrating:
             raise Unbound(key)
         return TokenRecord(
             access_token=data["a"],

@@ -1,0 +1,104 @@
+"""One secret key per host, shared by the app's workers and kept across restarts.
+
+The session cookie and every login's ``state`` are signed with the app's secret key, so every
+worker must hold the same one, and a restart must not change it (or everyone is logged out, and
+logins in flight fail). ``secrets.token_hex(32)`` at import time gives each worker a key of its
+own; a key typed into one terminal is gone in the next. :func:`instance_secret_key` gives an
+app ``SECRET_KEY`` from the environment when it is set (the way for several hosts), else a
+random key kept in a file of the app's instance folder, beside the default token store: made
+once, for its owner alone, by whichever worker comes first, and read by the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["SECRET_KEY_FILE", "instance_secret_key"]
+
+#: The file in the app's instance folder that keeps the generated key.
+SECRET_KEY_FILE = "secret_key"
+
+#: The shortest key accepted from the file (64 hex digits are written).
+_MIN_LENGTH = 32
+
+
+def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
+    """The secret key for ``app`` (a Quart or Flask app): the environment variable
+    ``variable`` when it is set, else the key kept in ``<app.instance_path>/secret_key``,
+    generated (64 hex digits, mode 0600) the first time.
+
+    .. code-block:: python
+
+        app = Quart(__name__)
+        app.secret_key = instance_secret_key(app)
+
+    Every worker of one host gets the same key, and so does the app after a restart. Apps on
+    several hosts set ``SECRET_KEY`` to one value everywhere. Raises
+    :class:`ConfigurationError`, naming the folder and the fix, when the key can neither be
+    read nor written there.
+    """
+    given = os.environ.get(variable, "").strip()
+    if given:
+        return given
+    path = Path(app.instance_path) / SECRET_KEY_FILE
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _cannot(path, variable, exc) from exc
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _create(path)
+        return _read(path)
+    except OSError as exc:
+        raise _cannot(path, variable, exc) from exc
+
+
+def _create(path: Path) -> None:
+    """Write a fresh key to ``path`` unless another process has: the key is written in full
+    to a file of this process's own, then linked into place, which fails if ``path`` exists,
+    so a worker never reads a half-written key nor replaces another's."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another worker was first: its key is it
+            os.link(draft, path)
+    finally:
+        os.unlink(draft)
+
+
+def _read(path: Path) -> str:
+    with path.open(encoding="utf-8") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        key = file.read().strip()
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        os.chmod(path, 0o600)  # readable by others: the key signs every session cookie
+    if len(key) < _MIN_LENGTH:
+        raise ConfigurationError(
+            f"The secret key file {path} holds {len(key)} characters, too few to sign sessions "
+            f"with. Delete it (a new key is made; everyone logs in again) or put a long random "
+            f"string in it."
+        )
+    return key
+
+
+def _cannot(path: Path, variable: str, exc: OSError) -> ConfigurationError:
+    reason = exc.strerror or type(exc).__name__
+    return ConfigurationError(
+        f"Cannot keep the app's secret key in {path} ({reason}). Make the instance folder "
+        f"{path.parent} writable by the app, or set the {variable} environment variable to a "
+        'long random string, the same in every worker: python -c "import secrets; '
+        'print(secrets.token_hex(32))"'
+    )
