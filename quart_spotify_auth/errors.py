@@ -173,11 +173,10 @@ class CrossSiteRequest(SpotifyAuthError):
 
 
 class StoreUnavailable(SpotifyAuthError):
-    """503: the token store cannot be reached; nothing was lost, try again shortly."""
+    """503: the token store cannot be reached; nothing stored was lost, try again shortly."""
 
     code = 503
     name = "Login store unavailable"
     description = (
-        "The login store is unavailable right now (the app cannot reach it). Try again "
-        "shortly; your login is kept."
+        "The login store is unavailable right now (the app cannot reach it). Try again shortly."
     )

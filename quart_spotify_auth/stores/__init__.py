@@ -30,6 +30,7 @@ __all__ = [
     "SQLTokenStore",
     "TokenStore",
     "open_store",
+    "sqlite_url",
 ]
 
 #: The default store's file, in the app's instance folder.
@@ -53,8 +54,10 @@ def open_store(
     settings: Settings, clock: Callable[[], float] = time.time, instance_path: str = "instance"
 ) -> TokenStore:
     """The store ``SPOTIFY_TOKEN_STORE`` names: by default a SQLite file in the app's instance
-    folder; ``memory``; a SQLite, PostgreSQL or Redis URL."""
-    url = settings.token_store or "sqlite:///" + os.path.join(instance_path, SQLITE_FILE)
+    folder; ``memory``; a SQLite, PostgreSQL or Redis URL. A relative SQLite path
+    (``sqlite:///tokens.sqlite3``) is in the instance folder, as Flask-SQLAlchemy has it: the
+    same file whatever folder each worker is started from."""
+    url = sqlite_url(settings.token_store or "sqlite:///" + SQLITE_FILE, instance_path)
     if url == "memory":
         return MemoryTokenStore()
     prefix, keys = settings.token_store_prefix, settings.token_encryption_keys
@@ -86,6 +89,15 @@ def open_store(
         timeout=min(settings.http_timeout, 5.0),
         clock=clock,
     )
+
+
+def sqlite_url(url: str, instance_path: str) -> str:
+    """``url`` with a relative SQLite path made absolute in ``instance_path`` (other URLs,
+    and ``sqlite:////absolute/path``, as they are)."""
+    scheme = "sqlite:///"
+    if not url.startswith(scheme) or os.path.isabs(url[len(scheme) :]):
+        return url
+    return scheme + os.path.join(os.path.abspath(instance_path), url[len(scheme) :])
 
 
 def _need(module: str, extra: str) -> None:

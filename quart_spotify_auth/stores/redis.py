@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..config import mask_password
 from ..errors import StoreUnavailable
 from ..retry import backoff, cancel, stop_if_cancelled
 from ..tokens import TokenRecord
@@ -166,11 +167,17 @@ class RedisTokenStore(CachedStore):
         self._channel = f"{prefix}written"
         self.cache = ReadCache(cache_ttl, cache_size)
         self._listener: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
-        where = "client" if self._url is None else self._url.split("@")[-1]
-        return f"RedisTokenStore({where!r}, prefix={self._prefix!r})"
+        return f"RedisTokenStore({self.where!r}, prefix={self._prefix!r})"
+
+    @property
+    def where(self) -> str:
+        """The server, as logs and errors may name it: the URL without its password (in the
+        authority or a ``password=`` query), or ``"client"`` for a client the app passed."""
+        return "client" if self._url is None else mask_password(self._url)
 
     @property
     def redis(self) -> Redis:
@@ -194,14 +201,33 @@ class RedisTokenStore(CachedStore):
     async def open(self) -> None:
         if self._pid != os.getpid():  # a forked child: the parent's sockets and tasks are not ours
             self._pid = os.getpid()
-            self._listener = None
+            self._listener = self._probe = None
             self.cache.listen(False)
             if self._owned:
                 self._client = None
         if self.cache.ttl > 0 and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(self._listen())
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._reachable())
+
+    async def _reachable(self) -> None:
+        """One PING as the app starts, beside it: a Redis that cannot be reached is said once,
+        in the log, with where (no password) and what follows. Nothing waits for it."""
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            logger.error(
+                "The token store, Redis at %s, cannot be reached (%s: %s). Requests that need "
+                "it get 503 until it is back; nothing has to be restarted.",
+                self.where,
+                type(exc).__name__,
+                mask_password(str(exc))[:200],
+            )
 
     async def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await cancel(probe)
         listener, self._listener = self._listener, None
         if listener is not None:
             await cancel(listener)
@@ -370,5 +396,5 @@ def _unavailable() -> Iterator[None]:
     except RedisError as exc:
         raise StoreUnavailable(
             f"The login store is unavailable right now (Redis: {type(exc).__name__}). Try "
-            "again shortly; your login is kept."
+            "again shortly."
         ) from exc

@@ -116,7 +116,11 @@ class SQLTokenStore(CachedStore):
         parsed = make_url(self._url)
         self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
         self._sql = Statements(self.schema, self.dialect)
-        self._where = parsed.database if self.dialect == "sqlite" else parsed.host
+        self._where = (
+            parsed.database
+            if self.dialect == "sqlite"
+            else f"{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}"
+        )
         if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
             raise ConfigurationError("SQLTokenStore needs a SQLite file, not :memory:.")
         sqlite = self.dialect == "sqlite"
@@ -165,7 +169,11 @@ class SQLTokenStore(CachedStore):
         try:
             await self._ensure()
         except StoreUnavailable as exc:
-            logger.error("The token store cannot be opened yet: %s", exc.description)
+            logger.error(
+                "The token store cannot be opened: %s Requests that need it get 503 until it "
+                "answers; nothing has to be restarted.",
+                exc.description,
+            )
         except ConfigurationError:
             await self.close()
             raise

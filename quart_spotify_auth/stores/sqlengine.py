@@ -67,16 +67,25 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
             ) from exc
         return create_async_engine(async_url(url), pool_pre_ping=True, pool_size=10)
     if parsed.database and parsed.database != ":memory:":
-        path = Path(parsed.database)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # -wal and -shm follow it
+        private_file(Path(parsed.database))
     engine = create_engine(
         parsed.set(drivername="sqlite"),
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
     )
     sqlite_setup(engine, busy_timeout)
     return engine
+
+
+def private_file(path: Path) -> None:
+    """Make the database file (and its folder) for its owner alone when missing. A folder or
+    file that cannot be made is left for the first connection to report: a clean 503 and one
+    log line that names the path, not a crash while the app starts."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # -wal and -shm follow it
+    except OSError as exc:
+        logger.debug("Cannot create %s yet: %s", path, exc)
 
 
 def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
@@ -152,5 +161,5 @@ def unavailable(dialect: str, where: str | None, exc: BaseException) -> StoreUna
         place = f"PostgreSQL at {where!r}"
     return StoreUnavailable(
         f"The login store is unavailable right now ({place}: {type(cause).__name__}: "
-        f"{detail}). Try again shortly; your login is kept."
+        f"{detail}). Try again shortly."
     )
