@@ -1,13 +1,20 @@
-"""Sessions: `nox` runs lint, typing, tests, lowest, docs (into docs/_build/html) and package
-(the sdist and wheel, checked as a package index would); `nox -s bench` the benchmarks;
-`nox -s demo` serves the demo on http://127.0.0.1:5000."""
+"""Sessions: `nox` runs lint, typing, tests (on every Python the classifiers claim: 3.11, 3.12
+and 3.13; one missing is skipped on your machine and an error in CI), peers (the recipes for
+tekore and spotipy), lowest (the lowest allowed versions), docs (into docs/_build/html) and
+package (the sdist and wheel, checked as a package index would); `nox -s bench` the
+benchmarks; `nox -s demo` serves the demo on http://127.0.0.1:5000."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests", "lowest", "docs", "package"]
+nox.options.sessions = ["lint", "typing", "tests", "peers", "lowest", "docs", "package"]
 nox.options.reuse_existing_virtualenvs = True
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+EXTRAS = "[redis,flask,postgresql]"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -30,13 +37,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    _install(session, "typing", "bench", extras="[redis,flask,postgresql]")
+    _install(session, "typing", "bench", extras=EXTRAS)
     session.run("mypy", "quart_spotify_auth", "tests", "benchmarks", "examples")
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    _install(session, "test", extras="[redis,flask,postgresql]")
+    """The suite, on the newest release of every dependency: what a plain install gets."""
+    _install(session, "test", extras=EXTRAS)
+    _same_as_a_plain_install(session)
     session.run(
         "pytest",
         "-n",
@@ -48,12 +57,54 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def peers(session: nox.Session) -> None:
+    """docs/recipes.md against the fake, with tekore and spotipy (tekore holds httpx below
+    0.29, so it is kept out of the suite's environment)."""
+    _install(session, "peers", extras=EXTRAS)
+    session.run("pytest", "-p", "no:cacheprovider", "tests/test_recipes.py", *session.posargs)
+
+
+def _same_as_a_plain_install(session: nox.Session) -> None:
+    """Fail when a test tool held one of the package's dependencies back: every distribution a
+    plain ``pip install`` of the package would bring must be installed at that version."""
+    report = Path(session.create_tmp()) / "plain-install.json"
+    session.run(
+        "python", "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+        "--report", str(report), f".{EXTRAS}",
+    )  # fmt: skip
+    session.run("python", "-c", _COMPARE, str(report))
+
+
+_COMPARE = """
+import json, sys
+from importlib.metadata import PackageNotFoundError, version
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+held = []
+for item in json.load(open(sys.argv[1]))["install"]:
+    name, wanted = item["metadata"]["name"], item["metadata"]["version"]
+    if canonicalize_name(name) == "quart-spotify-auth":
+        continue
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        have = "missing"
+    if have == "missing" or Version(have) < Version(wanted):
+        held.append(f"{name} {have} (a plain install gets {wanted})")
+if held:
+    sys.exit("The test environment differs from a plain install: " + "; ".join(held))
+print("The same versions as a plain install of the package.")
+"""
+
+
+@nox.session
 def lowest(session: nox.Session) -> None:
     """The tests against the lowest versions pyproject.toml allows (uv's lowest-direct)."""
     session.install("uv")
     requirements = nox.project.dependency_groups(PYPROJECT, "test")
     session.run(
-        "uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[redis,flask,postgresql]",
+        "uv", "pip", "install", "--resolution", "lowest-direct", "-e", f".{EXTRAS}",
         *requirements,
     )  # fmt: skip
     # The end-to-end runs (marked slow) are left to the tests session, to keep CI short.
@@ -62,7 +113,7 @@ def lowest(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    _install(session, "bench", extras="[redis,flask,postgresql]")
+    _install(session, "bench", "peers", extras=EXTRAS)
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
@@ -76,7 +127,7 @@ def demo(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """The documentation site into docs/_build/html (warnings are errors), then a look at two
     of its pages in headless Chromium (screenshots in docs/_build/screenshots)."""
-    _install(session, "docs", extras="[redis,flask,postgresql]")
+    _install(session, "docs", extras=EXTRAS)
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
     session.run("python", "docs/screenshots.py", "docs/_build/html", "docs/_build/screenshots")
 
