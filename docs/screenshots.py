@@ -1,10 +1,11 @@
 """Look at the built site in a real browser: `python docs/screenshots.py [HTML_DIR [OUT_DIR]]`.
 
 Serves the built HTML (default docs/_build/html) over http on a free loopback port, opens the
-front page and one API page in headless Chromium (Debian's, through Playwright: Playwright's
-own browser download is not used), saves a screenshot of each and of its first Python block
-(default docs/_build/screenshots), and exits non-zero unless every page has furo's sidebar
-navigation with links and at least one code block highlighted by Pygments.
+front page, one API page and the configuration page in headless Chromium (Debian's, through
+Playwright: Playwright's own browser download is not used), saves a screenshot of each and of
+its first Python block (default docs/_build/screenshots), and exits non-zero unless every page
+fits a 1,280 px window without side-scrolling and has furo's sidebar navigation with links,
+and the first two at least one code block highlighted by Pygments.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from playwright.sync_api import Page, sync_playwright
 
 DOCS = Path(__file__).resolve().parent
 
-#: The pages to look at: (screenshot name, path in the site).
+#: The pages to look at: (screenshot name, path in the site, whether it must show highlighted
+#: code). Each must fit a 1,280 px window: no side-scrolling (the configuration page's keys).
 PAGES = [
-    ("index", "index.html"),
-    ("api-quart_spotify_auth", "api/quart_spotify_auth.html"),
+    ("index", "index.html", True),
+    ("api-quart_spotify_auth", "api/quart_spotify_auth.html", True),
+    ("configuration", "configuration.html", False),
 ]
 
 #: Token classes Pygments gives highlighted code: keywords, names, strings, operators...
@@ -60,13 +63,20 @@ def chromium() -> str:
     raise SystemExit("No chromium on PATH: install it (apt-get install chromium).")
 
 
-def problems(page: Page) -> list[str]:
+def problems(page: Page, code: bool = True) -> list[str]:
     """What is missing from the page as the browser shows it."""
     found = []
+    if page.evaluate(
+        "document.documentElement.scrollWidth > window.innerWidth || Array.from("
+        "document.querySelectorAll('.table-wrapper')).some(e => e.scrollWidth > e.clientWidth + 1)"
+    ):
+        found.append("wider than the window: it (or one of its tables) scrolls sideways")
     links = page.locator(".sidebar-tree a.reference")
     if links.count() == 0 or not page.locator(".sidebar-tree").first.is_visible():
         found.append("no sidebar navigation (.sidebar-tree with links)")
     selector = ", ".join(f"div.highlight span.{name}" for name in PYGMENTS_CLASSES)
+    if not code:
+        return found
     if page.locator(selector).count() == 0:
         found.append("no highlighted code (div.highlight span with Pygments classes)")
     if page.locator("div.highlight").count() > 0 and page.locator(selector).count() < 5:
@@ -86,7 +96,7 @@ def main(argv: list[str]) -> int:
         browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            for name, path in PAGES:
+            for name, path, has_code in PAGES:
                 response = page.goto(f"{base}/{path}", wait_until="load")
                 if response is None or response.status != 200:
                     status = None if response is None else response.status
@@ -95,7 +105,7 @@ def main(argv: list[str]) -> int:
                     continue
                 shot = out / f"{name}.png"
                 page.screenshot(path=str(shot))
-                missing = problems(page)
+                missing = problems(page, has_code)
                 code = page.locator("div.highlight-python div.highlight").first
                 if code.count():  # the first Python block too, which may be below the fold
                     code.scroll_into_view_if_needed()
