@@ -15,6 +15,9 @@ beside the servers they load.
    its reply was read; requests go over up to ``--connections`` connections.
 3. Every ``200`` must name the browser's own user; one that names another is a mix-up.
 4. After the load, each browser calls ``/me`` once more: one that fails has lost its login.
+   With ``--sweep-when-told`` this waits for a line on stdin first: the runner's word that its
+   faults are over and the app answers again (an app restarted by a fault may still be starting
+   when the load ends, and a browser that cannot reach it has not lost its login).
 
 The last line printed is the JSON report, with every request as ``[due, latency_ms, kind,
 mixup]``.
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -310,6 +314,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report["outcomes"] = [
         [round(o.due, 3), round(o.latency * 1000, 2), o.kind, o.mixup] for o in outcomes
     ]
+    if args.sweep_when_told:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    report["sweep_started_at"] = time.time()
     report["sweep"] = await sweep(pool, logged_in)
     ended = time.time()
     report["load_started_at"] = started
@@ -329,6 +336,9 @@ def main() -> None:
         "--connections", type=int, default=512, help="enough that none waits for another's"
     )
     parser.add_argument("--login-seconds", type=float, default=20.0, help="logins spread over")
+    parser.add_argument(
+        "--sweep-when-told", action="store_true", help="sweep after a line on stdin, not at once"
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

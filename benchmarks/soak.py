@@ -189,6 +189,17 @@ async def _sample(
         await asyncio.sleep(1.0)
 
 
+async def _answering(control: httpx.AsyncClient, url: str, timeout: float = 60.0) -> None:
+    """Return once the app answers HTTP (any status: a worker has it loaded)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                await control.get(url + "/")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+
+
 @contextlib.asynccontextmanager
 async def _maybe_redis(wanted: bool) -> AsyncIterator[RedisServer | None]:
     if not wanted:
@@ -230,8 +241,8 @@ async def run_one(contender: Contender, options: Options, logs: Path) -> dict[st
                 sys.executable, "-m", "benchmarks.browsers", app_url,
                 "--browsers", str(options.browsers), "--seconds", str(options.seconds),
                 "--rate", str(options.rate), "--burst", str(options.burst),
-                "--login-seconds", str(options.lifetime),
-                stdout=asyncio.subprocess.PIPE,
+                "--login-seconds", str(options.lifetime), "--sweep-when-told",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
             assert browsers.stdout is not None
             start_line = await browsers.stdout.readline()
@@ -243,7 +254,12 @@ async def run_one(contender: Contender, options: Options, logs: Path) -> dict[st
             plan = faults(options.seconds)
             restart = contender.default_store
             injected = await _schedule(control, fake_url, plan, start, redis, app, restart)
-            out, _ = await browsers.communicate()
+            # The sweep checks every login once the faults are over and the app answers: on a
+            # loaded machine a restarted app may still be starting when the load ends, and the
+            # browsers would find nothing listening (logins_lost == every browser, each a
+            # refused connection), which says nothing of the logins.
+            await _answering(control, app.url)
+            out, _ = await browsers.communicate(b"sweep\n")
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
@@ -298,6 +314,14 @@ def windows(raw: dict[str, Any]) -> list[tuple[str, float, float]]:
     ]
 
 
+def during(outcome: list[Any], start: float, end: float) -> bool:
+    """Whether a request (``[due, latency_ms, ...]``) was in flight at some time in
+    ``[start, end)``: one due just before a fault may still fail in it (on a loaded machine a
+    request due 50 ms before the app was killed was still waiting for its reply then)."""
+    due, latency_ms = float(outcome[0]), float(outcome[1])
+    return due < end and due + latency_ms / 1000 >= start
+
+
 def buckets(raw: dict[str, Any], width: float = 1.0) -> list[dict[str, float]]:
     """Requests by when they were due: count, errors, p50 and p99 latency per ``width`` s."""
     grouped: dict[int, list[list[Any]]] = {}
@@ -321,10 +345,10 @@ def summarise(raw: dict[str, Any], options: Options) -> dict[str, Any]:
     latencies = [o[1] for o in outcomes]
     errors = dict(Counter(o[2] for o in outcomes if o[2] != "200"))
     spans = windows(raw)
-    quiet = [o[1] for o in outcomes if not any(a <= o[0] < b for _, a, b in spans)]
+    quiet = [o[1] for o in outcomes if not any(during(o, a, b) for _, a, b in spans)]
     by_fault: dict[str, dict[str, float]] = {}
     for label, a, b in spans:
-        inside = [o for o in outcomes if a <= o[0] < b]
+        inside = [o for o in outcomes if during(o, a, b)]
         entry = by_fault.setdefault(label, {"errors": 0, "p99_ms": 0.0})
         entry["errors"] += sum(o[2] != "200" for o in inside)
         entry["p99_ms"] = max(entry["p99_ms"], percentile([o[1] for o in inside], 0.99))

@@ -7,6 +7,11 @@ in flight, and sleeps until the next due time or until woken. With a shared stor
 schedule is shared, and the refresher's claims make each token renewed once however many
 processes run.
 
+A store that serves one process hands a due key out once (it leaves the schedule); one the
+loop finds still renewing (a user came back, or time moved, while it was being renewed) is
+looked at again as soon as that renewal ends, so it never falls off the schedule. A shared
+store hands a key out until it is rescheduled, so skipping it there loses nothing.
+
 The idle policy: a token not used within ``SPOTIFY_KEEP_WARM`` is not renewed (it is renewed
 on its next use instead), and a login not used within ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten.
 """
@@ -43,6 +48,9 @@ class Renewer:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()
+        #: Keys a store that hands them out once handed out again while they were renewing:
+        #: key -> when last used. Looked at again when that renewal ends.
+        self._again: dict[str, float | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
         self._next_look = float("inf")  # when the loop looks at the schedule next, unasked
@@ -97,6 +105,8 @@ class Renewer:
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.keys:
                     if key in self._renewing:
+                        if not self._store.shared:  # off the schedule now: ours to look at
+                            self._again[key] = used
                         continue  # a shared store hands it out until it is rescheduled
                     await self._slots.acquire()
                     self._renewing.add(key)
@@ -115,6 +125,33 @@ class Renewer:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _renew(self, key: str, used: float | None) -> None:
+        done = False
+        try:
+            while True:
+                retry_at = await self._attempt(key, used)
+                if key not in self._again:
+                    done = True
+                    return
+                # Handed out again while it was renewing: look at it again (a failure's
+                # backoff stands: it is put back on the schedule for then).
+                used = self._again.pop(key)
+                if retry_at is not None:
+                    with contextlib.suppress(SpotifyAuthError, OSError):
+                        await self._store.reschedule(key, retry_at)
+                    done = True
+                    return
+        finally:
+            self._renewing.discard(key)
+            self._again.pop(key, None)
+            self._slots.release()
+            if not done and not self._store.shared:
+                # Stopped (or broken) mid-renewal: a store that handed the key out once
+                # keeps it due, for the next start to look at.
+                with contextlib.suppress(Exception):
+                    await self._store.reschedule(key, self._clock())
+
+    async def _attempt(self, key: str, used: float | None) -> float | None:
+        """Look at ``key`` once; on a failure, the time it is retried at (rescheduled)."""
         sender = self._refresher.sender
         try:
             await self._renew_key(key, used)
@@ -125,13 +162,12 @@ class Renewer:
         except (SpotifyAuthError, OSError) as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             logger.warning("Background token renewal failed (%s); will retry", type(exc).__name__)
+            retry_at = self._clock() + backoff(failures, base=0.5, cap=60.0)
             with contextlib.suppress(SpotifyAuthError, OSError):
-                delay = backoff(failures, base=0.5, cap=60.0)
-                await self._store.reschedule(key, self._clock() + delay)
+                await self._store.reschedule(key, retry_at)
             await signals.send(signals.renewal_failed, sender, key=key, error=exc)
-        finally:
-            self._renewing.discard(key)
-            self._slots.release()
+            return retry_at
+        return None
 
     async def _renew_key(self, key: str, used: float | None) -> None:
         store, settings, sender = self._store, self._settings, self._refresher.sender

@@ -121,7 +121,8 @@ async def test_the_default_store_is_a_private_file_in_the_instance_folder(
     database = instance / "quart_spotify_auth.sqlite3"
     assert instance.stat().st_mode & 0o777 == 0o700
     assert database.stat().st_mode & 0o777 == 0o600
-    mode = sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
 
@@ -142,6 +143,32 @@ async def test_a_corrupt_file_is_a_clean_503_and_is_never_replaced(tmp_path: Pat
         await store.put("k", _record())
     await store.close()
     assert database.read_bytes() == before
+
+
+async def test_a_connection_to_a_corrupt_file_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setting up a connection to a file that is no database fails; the connection is closed,
+    not left to the garbage collector (SQLAlchemy before 2.1 leaves it: one per request)."""
+    database = tmp_path / "tokens.sqlite3"
+    database.write_bytes(b"this is not a database " * 200)
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.dbapi2.connect  # what SQLAlchemy's pysqlite dialect calls
+
+    def recorded(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", recorded)
+    store = SQLTokenStore(f"sqlite:///{database}")
+    await store.open()
+    with pytest.raises(StoreUnavailable):
+        await store.get("k")
+    await store.close()
+    assert opened
+    for connection in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            connection.execute("SELECT 1")
 
 
 async def test_a_file_locked_too_long_is_a_503_and_works_when_released(tmp_path: Path) -> None:
@@ -244,9 +271,9 @@ def test_the_schema_command_prints_the_tables(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "CREATE TABLE spotify_tokens" in out and "CREATE TABLE spotify_claims" in out
     assert "INSERT INTO spotify_meta (name, value) VALUES ('schema', 1);" in out
-    connection = sqlite3.connect(":memory:")
-    connection.executescript(out)  # it runs as printed
-    assert connection.execute("SELECT value FROM spotify_meta WHERE name = 'schema'").fetchone()
+    with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+        connection.executescript(out)  # it runs as printed
+        assert connection.execute("SELECT value FROM spotify_meta WHERE name = 'schema'").fetchone()
 
 
 #: A user's app on the default store, in a Python where greenlet cannot be imported (the

@@ -11,6 +11,7 @@ import pytest
 from quart import Quart
 
 from quart_spotify_auth import MemoryTokenStore, SpotifyAuth, StoreUnavailable, TokenRecord
+from quart_spotify_auth import signals as signal_set
 from quart_spotify_auth.core import Core, build_core
 from quart_spotify_auth.refresh import APP_KEY
 from quart_spotify_auth.stores.redis import RedisTokenStore
@@ -206,6 +207,160 @@ async def test_idle_users_are_not_kept_warm(fake: FakeSpotify, signals: SignalRe
         await signals.wait("login_forgotten")
         assert not core.store._records  # type: ignore[attr-defined]
         assert (await client.get("/token")).status_code == 401
+
+
+class _Watched(MemoryTokenStore):
+    """A memory store that tells each time its schedule hands a key out; with ``stall`` set,
+    a renewal's read of a record (``fresh``) hangs until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed_out: list[str] = []
+        self.stall = False
+        self.stalled = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    async def due(self, now: float, limit: int) -> Any:
+        found = await super().due(now, limit)
+        self.handed_out += [key for key, _ in found.keys]
+        self._changed.set()
+        return found
+
+    async def handed(self, count: int) -> None:
+        """Wait until keys were handed out ``count`` times in all."""
+        while len(self.handed_out) < count:
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def get(
+        self, key: str, *, touch: float | None = None, fresh: bool = False
+    ) -> TokenRecord | None:
+        if fresh and self.stall:
+            self.stalled.set()
+            await asyncio.Event().wait()
+        return await super().get(key, touch=touch, fresh=fresh)
+
+
+@pytest.mark.parametrize(
+    ("keep_warm", "held", "match"),
+    [
+        (600, "renewal_skipped", {"reason": "idle"}),  # idle: put back for when it would go
+        (7 * 86400, "token_renewed", {"in_background": True}),  # renewed: put back for later
+    ],
+)
+async def test_a_key_due_again_while_it_is_renewing_is_looked_at_again(
+    fake: FakeSpotify,
+    signals: SignalRecorder,
+    keep_warm: float,
+    held: str,
+    match: dict[str, Any],
+) -> None:
+    """The memory store hands a due key out once. A renewal has put the key back on the
+    schedule and is still running (held here in a signal receiver) when time moves past the
+    new due time: the loop finds the key renewing and skips it. Once the renewal ends the
+    renewer must look at the key again; else it is on no schedule, and the login is never
+    renewed nor forgotten (found by test_idle_users_are_not_kept_warm on Python 3.12)."""
+    clock = FakeClock()
+    fake.clock = clock
+    store = _Watched()
+    app, spotify = make_app(
+        transport=httpx.ASGITransport(app=fake),
+        clock=clock,
+        store=store,
+        SPOTIFY_KEEP_WARM=keep_warm,
+    )
+    holding, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold(sender: Any, **data: Any) -> None:
+        if not holding.is_set() and all(data.get(k) == v for k, v in match.items()):
+            holding.set()
+            await gate.wait()
+
+    signal = getattr(signal_set, held)
+    signal.connect(hold, sender=app, weak=False)
+    try:
+        async with app.test_app():
+            await login_in_process(app.test_client(), fake)
+            core = spotify.core(app)
+            clock.advance(3400)  # past the refresh point: renewed, or idle and skipped
+            core.renewer.wake()
+            await holding.wait()  # rescheduled, and still renewing
+            seen = len(store.handed_out)
+            clock.advance(31 * 86400)  # due again: unused past SPOTIFY_TOKEN_IDLE_TTL
+            core.renewer.wake()
+            await store.handed(seen + 1)  # handed out again, and skipped: it is renewing
+            assert not store._due  # off the schedule: only the renewer knows it is due
+            gate.set()
+            while core.renewer._tasks:
+                await asyncio.wait(set(core.renewer._tasks))
+            assert signals.count("login_forgotten") == 1
+            assert not store._records
+    finally:
+        signal.disconnect(hold, sender=app)
+
+
+async def test_a_failed_renewal_due_again_meanwhile_is_retried_after_its_backoff(
+    fake: FakeSpotify, signals: SignalRecorder
+) -> None:
+    """As above, for a renewal that failed: the key handed out (and skipped) while the failure
+    was being reported is put back on the schedule for the backoff's retry, not dropped."""
+    clock = FakeClock()
+    fake.clock = clock
+    store = _Watched()
+    app, spotify = make_app(
+        transport=httpx.ASGITransport(app=fake), clock=clock, store=store, SPOTIFY_RETRIES=0
+    )
+    holding, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold(sender: Any, **data: Any) -> None:
+        holding.set()
+        await gate.wait()
+
+    signal_set.renewal_failed.connect(hold, sender=app, weak=False)
+    try:
+        async with app.test_app():
+            await login_in_process(app.test_client(), fake)
+            core = spotify.core(app)
+            fake.fail_next(1)
+            clock.advance(3400)
+            core.renewer.wake()
+            await holding.wait()  # failed, rescheduled after a backoff, still reporting
+            seen = len(store.handed_out)
+            clock.advance(120)  # past the backoff (at most 60 s)
+            core.renewer.wake()
+            await store.handed(seen + 1)  # handed out again, and skipped
+            assert not store._due
+            gate.set()
+            while core.renewer._tasks:
+                await asyncio.wait(set(core.renewer._tasks))
+            assert list(store._due) == list(store._records)  # back on the schedule
+            assert fake.requests["token"] == 2  # the login's, the failed one: the backoff stood
+            core.renewer.wake()
+            await signals.wait("token_renewed", in_background=True)
+    finally:
+        signal_set.renewal_failed.disconnect(hold, sender=app)
+
+
+async def test_a_renewal_stopped_midway_leaves_the_key_due(
+    fake: FakeSpotify, signals: SignalRecorder
+) -> None:
+    """The app stops while a renewal is reading the record: a store that hands a key out
+    once keeps it due, and the next start renews it."""
+    clock = FakeClock()
+    fake.clock = clock
+    store = _Watched()
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake), clock=clock, store=store)
+    async with app.test_app():
+        await login_in_process(app.test_client(), fake)
+        store.stall = True
+        clock.advance(3400)
+        spotify.core(app).renewer.wake()
+        await store.stalled.wait()
+    assert list(store._due) == [next(iter(store._records))]
+    store.stall = False
+    async with app.test_app():
+        await signals.wait("token_renewed", in_background=True)
+    assert fake.requests["token:refresh_token"] == 1
 
 
 async def test_refreshes_in_flight_are_bounded(fake: FakeSpotify, signals: SignalRecorder) -> None:

@@ -95,10 +95,17 @@ def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
     def connected(dbapi_connection: Any, _: Any) -> None:
         # SQLAlchemy's recipe: let SQLAlchemy, not pysqlite, begin transactions.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in pragmas:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
+        try:
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+        except BaseException:
+            # A file that is no database, or cannot be written: SQLAlchemy before 2.1 drops a
+            # connection whose set-up failed without closing it (one per request while the
+            # file stays broken; Python 3.13 warns of each).
+            dbapi_connection.close()
+            raise
 
     event.listen(engine, "connect", connected)
     event.listen(engine, "begin", _sqlite_begin)
