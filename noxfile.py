@@ -6,6 +6,7 @@ benchmarks; `nox -s demo` serves the demo on http://127.0.0.1:5000."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import nox
@@ -67,7 +68,9 @@ def peers(session: nox.Session) -> None:
 def _same_as_a_plain_install(session: nox.Session) -> None:
     """Fail when a test tool held one of the package's dependencies back: every distribution a
     plain ``pip install`` of the package would bring must be installed at that version."""
-    report = Path(session.create_tmp()) / "plain-install.json"
+    # Not session.create_tmp(): it sets TMPDIR inside the virtualenv, and tests' tmp_path with
+    # it (a module there counts as installed, and its instance folder moves to the venv).
+    report = Path(tempfile.mkdtemp(prefix="plain-install-")) / "report.json"
     session.run(
         "python", "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
         "--report", str(report), f".{EXTRAS}",
