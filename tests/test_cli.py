@@ -98,8 +98,11 @@ async def test_a_taken_port_is_an_error_that_names_it(command: str) -> None:
     with socket.socket() as other:  # another program listens there
         other.bind(("127.0.0.1", port))
         other.listen()
+        # The demo's fake takes PORT + 1 unless told: give it a free port of its own, so only
+        # PORT can be the busy one.
+        fake = ["--fake-port", str(free_port())] if command == "demo" else []
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "quart_spotify_auth", command, "--port", str(port),
+            sys.executable, "-m", "quart_spotify_auth", command, "--port", str(port), *fake,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")},
         )  # fmt: skip
