@@ -79,9 +79,8 @@ class SQLTokenStore(CachedStore):
     Arguments:
         url: ``sqlite:///path/to/file`` or ``postgresql://user:password@host/db``; or pass
             ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (not disposed by the
-            store), to keep tokens in the app's own database. A SQLite engine of the app's
-            is best set up for several processes with
-            :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`.
+            store), to keep tokens in the app's own database (a SQLite one best set up for
+            several processes with :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`).
         prefix: the tables' name prefix (``SPOTIFY_TOKEN_STORE_PREFIX``; see :class:`.Schema`).
         idle_ttl: a login not written for this long (seconds) is forgotten.
         encryption_keys: Fernet keys; records are encrypted at rest, each bound to its key.
