@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import DEFAULTS, ENVIRONMENT_KEYS, Settings, load_settings, unknown_keys
+from .config import DEFAULTS, FIELDS, Settings, load_settings, mask_password, unknown_keys
 from .config import validate_redirect_uri as _valid_redirect_uri
 from .errors import ConfigurationError
 from .serving import PortInUse
@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     schema.add_argument(
         "--prefix",
-        default="quart_spotify_auth_",
+        default=DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"],
         help="the tables' name prefix: SPOTIFY_TOKEN_STORE_PREFIX, made fit for table names "
         "as the store does (non-word characters become _, and a final _ is added)",
     )
@@ -290,7 +290,7 @@ def _try_store(core: Any, settings: Settings, instance: str | None, timeout: flo
         try:
             store = open_store(settings, instance_path=instance or "instance")
         except (ConfigurationError, OSError) as error:
-            return f"the token store {_masked(url)} cannot be opened: {error}"
+            return f"the token store {mask_password(str(url))} cannot be opened: {error}"
     if url is None and instance is not None:
         url = "sqlite:///" + os.path.join(instance, SQLITE_FILE)
 
@@ -306,14 +306,14 @@ def _try_store(core: Any, settings: Settings, instance: str | None, timeout: flo
     try:
         asyncio.run(asyncio.wait_for(probe(), timeout))
     except TimeoutError:
-        return f"the token store {_masked(url)} did not answer within {timeout:g} s."
+        return f"the token store {mask_password(str(url))} did not answer within {timeout:g} s."
     except Exception as error:
         said = getattr(error, "description", None) or f"{type(error).__name__}: {error}"
         said = said.replace(" Try again shortly; your login is kept.", "")
         cause = error.__cause__
         if cause is not None and str(cause) and str(cause) not in said:
             said += f" {type(cause).__name__}: {str(cause).splitlines()[0][:200]}"
-        return f"the token store {_masked(url)} cannot be reached: {_scrub(said, url)}"
+        return f"the token store {mask_password(str(url))} cannot be reached: {_scrub(said, url)}"
     finally:
         quiet.disabled = was
     return None
@@ -330,8 +330,8 @@ def _listing(settings: Settings, config: Mapping[str, Any], instance: str | None
     """Every setting, its value as the app uses it (secrets masked), and where it came from."""
     arguments = _arguments(settings, config)
     rows = []
-    for key in DEFAULTS:
-        value = getattr(settings, _field(key))
+    for key, field in FIELDS.items():
+        value = getattr(settings, field.name)
         source = "SpotifyAuth(...) argument" if key in arguments else _source(key, config)
         rows.append((key, _shown(key, value, instance), source))
     width = max(len(key) for key, _, _ in rows)
@@ -348,14 +348,10 @@ def _shown(key: str, value: Any, instance: str | None) -> str:
         if value is None:
             where = instance or "the app's instance folder"
             return f"None (SQLite in {where})"
-        return repr(_masked(value))
+        return repr(mask_password(value))
     if key == "SPOTIFY_SCOPES":
         return repr(" ".join(value))
     return repr(value)
-
-
-def _field(key: str) -> str:
-    return key.removeprefix("SPOTIFY_").lower()
 
 
 def _arguments(settings: Settings, config: Mapping[str, Any]) -> set[str]:
@@ -367,7 +363,7 @@ def _arguments(settings: Settings, config: Mapping[str, Any]) -> set[str]:
             alone = load_settings({**config, "SPOTIFY_CLIENT_ID": settings.client_id})
         except ConfigurationError:
             return set()  # config alone cannot work: an argument fixed it, which one is unsaid
-    given = {k for k in DEFAULTS if getattr(alone, _field(k)) != getattr(settings, _field(k))}
+    given = {k for k, f in FIELDS.items() if getattr(alone, f.name) != getattr(settings, f.name)}
     if config.get("SPOTIFY_CLIENT_ID") is None and not os.environ.get("SPOTIFY_CLIENT_ID"):
         given.add("SPOTIFY_CLIENT_ID")
     return given
@@ -377,28 +373,8 @@ def _source(key: str, config: Mapping[str, Any]) -> str:
     if config.get(key) is not None:
         return "app.config"
     if os.environ.get(key):
-        return "environment" if key in ENVIRONMENT_KEYS else "default (environment ignored)"
+        return "environment" if FIELDS[key].metadata["env"] else "default (environment ignored)"
     return "default"
-
-
-def _masked(url: str | None) -> str:
-    """``url`` with any password (in its user part or its query) replaced by ``***``."""
-    if not url:
-        return str(url)
-    parts = urlsplit(url)
-    if parts.password:
-        url = url.replace(f":{parts.password}@", ":***@", 1)
-    if parts.query:
-        query = "&".join(
-            f"{item.partition('=')[0]}=***" if _secret_param(item) else item
-            for item in parts.query.split("&")
-        )
-        url = url.replace(f"?{parts.query}", f"?{query}", 1)
-    return url
-
-
-def _secret_param(item: str) -> bool:
-    return item.partition("=")[0].lower() in ("password", "passwd", "pass")
 
 
 def _scrub(text: str, url: str | None) -> str:

@@ -1,18 +1,14 @@
-"""Token stores: where each user's tokens live, server-side, and the schedule of their renewals.
-
-:class:`TokenStore` is the contract (:mod:`.base`). :func:`open_store` builds the store
-``SPOTIFY_TOKEN_STORE`` names: by default :class:`SQLTokenStore` on a SQLite file in the app's
-instance folder (every worker of one host shares it); ``memory`` (one process, nothing kept
-across a restart); a PostgreSQL or Redis URL (many hosts).
+"""Token stores, where each user's tokens live, server-side, with their renewals' schedule:
+:class:`TokenStore` is the contract (:mod:`.base`); :func:`open_store` opens the one configured.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from .base import TokenStore
@@ -25,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SQLITE_FILE",
+    "STORE_SCHEMES",
     "MemoryTokenStore",
     "RedisTokenStore",
     "SQLTokenStore",
@@ -36,58 +33,55 @@ __all__ = [
 #: The default store's file, in the app's instance folder.
 SQLITE_FILE = "quart_spotify_auth.sqlite3"
 
+#: What ``SPOTIFY_TOKEN_STORE`` may name, by how it starts, and the kind of store it opens.
+STORE_SCHEMES = {
+    "memory": "memory",
+    "sqlite:///": "sqlite",
+    "postgresql://": "postgresql",
+    "postgresql+asyncpg://": "postgresql",
+    "redis://": "redis",
+    "rediss://": "redis",
+    "unix://": "redis",
+}
+
 
 def __getattr__(name: str) -> object:
     # imported on demand: redis is an optional extra, SQLAlchemy is only loaded when used
-    if name == "RedisTokenStore":
-        from .redis import RedisTokenStore
-
-        return RedisTokenStore
-    if name == "SQLTokenStore":
-        from .sql import SQLTokenStore
-
-        return SQLTokenStore
-    raise AttributeError(name)
+    modules = {"RedisTokenStore": ".redis", "SQLTokenStore": ".sql"}
+    if name not in modules:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(modules[name], __name__), name)
 
 
 def open_store(
     settings: Settings, clock: Callable[[], float] = time.time, instance_path: str = "instance"
 ) -> TokenStore:
-    """The store ``SPOTIFY_TOKEN_STORE`` names: by default a SQLite file in the app's instance
-    folder; ``memory``; a SQLite, PostgreSQL or Redis URL. A relative SQLite path
-    (``sqlite:///tokens.sqlite3``) is in the instance folder, as Flask-SQLAlchemy has it: the
-    same file whatever folder each worker is started from."""
+    """The store ``SPOTIFY_TOKEN_STORE`` names (:data:`STORE_SCHEMES`), given the settings as
+    they are; by default a SQLite file in the instance folder, shared by one host's workers. A
+    relative SQLite path is in the instance folder too, as in Flask-SQLAlchemy."""
     url = sqlite_url(settings.token_store or "sqlite:///" + SQLITE_FILE, instance_path)
-    if url == "memory":
+    kind = next((kind for scheme, kind in STORE_SCHEMES.items() if url.startswith(scheme)), "")
+    if kind == "memory":
         return MemoryTokenStore()
-    prefix, keys = settings.token_store_prefix, settings.token_encryption_keys
-    migrating, idle = settings.token_encryption_migrating, settings.token_idle_ttl
-    if url.startswith(("sqlite", "postgresql")):
+    common: dict[str, Any] = {
+        "prefix": settings.token_store_prefix,
+        "idle_ttl": settings.token_idle_ttl,
+        "encryption_keys": settings.token_encryption_keys,
+        "migrating": settings.token_encryption_migrating,
+        "clock": clock,
+    }
+    if kind in ("sqlite", "postgresql"):
+        if kind == "postgresql":
+            _need("asyncpg", "postgresql")
         from .sql import SQLTokenStore
 
-        if url.startswith("postgresql"):
-            _need("asyncpg", "postgresql")
-        table_prefix = re.sub(r"\W", "_", prefix)
-        return SQLTokenStore(
-            url,
-            prefix=table_prefix,
-            idle_ttl=idle,
-            encryption_keys=keys,
-            migrating=migrating,
-            clock=clock,
-        )
+        return SQLTokenStore(url, **common)
     _need("redis", "redis")
     from .redis import RedisTokenStore
 
+    timeout = min(settings.http_timeout, 5.0)
     return RedisTokenStore(
-        url,
-        prefix=prefix,
-        idle_ttl=idle,
-        encryption_keys=keys,
-        migrating=migrating,
-        max_connections=settings.redis_max_connections,
-        timeout=min(settings.http_timeout, 5.0),
-        clock=clock,
+        url, max_connections=settings.redis_max_connections, timeout=timeout, **common
     )
 
 

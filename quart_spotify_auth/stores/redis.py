@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..config import mask_password
+from ..config import DEFAULTS, mask_password
 from ..errors import StoreUnavailable
 from ..retry import backoff, cancel, stop_if_cancelled
 from ..tokens import TokenRecord
@@ -123,7 +123,7 @@ class RedisTokenStore(CachedStore):
     Arguments:
         url: ``redis://host:port/db`` (or ``rediss://``); or pass ``client``.
         client: a ``redis.asyncio.Redis`` the app owns (not closed by the store).
-        prefix: the key prefix.
+        prefix: the key prefix (``SPOTIFY_TOKEN_STORE_PREFIX``).
         idle_ttl: a user's keys expire after this many seconds without a write.
         encryption_keys: Fernet keys; when given, records are encrypted at rest, each bound to
             its key.
@@ -141,11 +141,11 @@ class RedisTokenStore(CachedStore):
         url: str | None = None,
         *,
         client: Redis | None = None,
-        prefix: str = "quart_spotify_auth:",
-        idle_ttl: float = 30 * 86400,
+        prefix: str = DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"],
+        idle_ttl: float = DEFAULTS["SPOTIFY_TOKEN_IDLE_TTL"],
         encryption_keys: Sequence[str | bytes] = (),
-        migrating: bool = False,
-        max_connections: int = 20,
+        migrating: bool = DEFAULTS["SPOTIFY_TOKEN_ENCRYPTION_MIGRATING"],
+        max_connections: int = DEFAULTS["SPOTIFY_REDIS_MAX_CONNECTIONS"],
         timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 1.0,

@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
 from ..retry import cancel
 from ..tokens import TokenRecord
@@ -78,10 +79,9 @@ class SQLTokenStore(CachedStore):
     Arguments:
         url: ``sqlite:///path/to/file`` or ``postgresql://user:password@host/db``; or pass
             ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (not disposed by the
-            store), to keep tokens in the app's own database. A SQLite engine of the app's
-            is best set up for several processes with
-            :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`.
-        prefix: the tables' name prefix.
+            store), to keep tokens in the app's own database (a SQLite one best set up for
+            several processes with :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`).
+        prefix: the tables' name prefix (``SPOTIFY_TOKEN_STORE_PREFIX``; see :class:`.Schema`).
         idle_ttl: a login not written for this long (seconds) is forgotten.
         encryption_keys: Fernet keys; records are encrypted at rest, each bound to its key.
         migrating: with keys, still read records written in clear or unbound.
@@ -97,10 +97,10 @@ class SQLTokenStore(CachedStore):
         url: str | None = None,
         *,
         engine: Engine | AsyncEngine | None = None,
-        prefix: str = "quart_spotify_auth_",
-        idle_ttl: float = 30 * 86400,
+        prefix: str = DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"],
+        idle_ttl: float = DEFAULTS["SPOTIFY_TOKEN_IDLE_TTL"],
         encryption_keys: Sequence[str | bytes] = (),
-        migrating: bool = False,
+        migrating: bool = DEFAULTS["SPOTIFY_TOKEN_ENCRYPTION_MIGRATING"],
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 30.0,
         busy_timeout: float = 5.0,

@@ -1,9 +1,6 @@
-"""The SQL store's tables: yours to own. Created on first start when missing; printed by
-``python -m quart_spotify_auth schema`` for your own migrations.
-
-``<prefix>tokens``: one row per login, ``<prefix>claims``: who refreshes a key, until when;
-``<prefix>meta``: the schema version and the version counter. Only what is encrypted (when
-keys are configured) is in ``record``; the other columns are times and the store key.
+"""The SQL store's tables, yours to own: ``<prefix>tokens`` (one row per login; only its
+``record`` holds what keys would encrypt), ``<prefix>claims`` and ``<prefix>meta``. Created on
+first start when missing; printed by ``python -m quart_spotify_auth schema`` for migrations.
 """
 
 from __future__ import annotations
@@ -25,26 +22,22 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-__all__ = ["SCHEMA_VERSION", "Schema", "create_statements", "table_prefix"]
+from ..config import DEFAULTS
+
+__all__ = ["SCHEMA_VERSION", "Schema", "create_statements"]
 
 #: The version of these tables; a store refuses tables of another version (and says what to do).
 SCHEMA_VERSION = 1
 
 
-def table_prefix(prefix: str) -> str:
-    """``prefix`` as the tables' names take it: each non-word character becomes ``_``, and a
-    prefix that does not end in ``_`` gets one (``myapp`` gives ``myapp_tokens``; the default
-    ``SPOTIFY_TOKEN_STORE_PREFIX``, ``quart_spotify_auth:``, gives ``quart_spotify_auth_``)."""
-    name = re.sub(r"\W", "_", prefix)
-    return name if not name or name.endswith("_") else name + "_"
-
-
 class Schema:
-    """The three tables, under a name prefix (several apps can share one database), made
-    fit for table names by :func:`table_prefix`."""
+    """The three tables, under ``SPOTIFY_TOKEN_STORE_PREFIX`` (several apps can share one
+    database) made fit for table names: each non-word character becomes ``_``, and one ``_``
+    ends it (``myapp`` gives ``myapp_tokens``, the default ``quart_spotify_auth_tokens``)."""
 
-    def __init__(self, prefix: str = "quart_spotify_auth_") -> None:
-        self.prefix = prefix = table_prefix(prefix)
+    def __init__(self, prefix: str = DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"]) -> None:
+        name = re.sub(r"\W", "_", prefix)
+        self.prefix = prefix = name if not name or name.endswith("_") else name + "_"
         self.metadata = MetaData()
         self.tokens = self._keyed(
             "tokens",
@@ -91,7 +84,9 @@ class Schema:
         return f"{self.prefix}written"[:63]
 
 
-def create_statements(dialect: str = "postgresql", prefix: str = "quart_spotify_auth_") -> str:
+def create_statements(
+    dialect: str = "postgresql", prefix: str = DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"]
+) -> str:
     """The SQL that creates the tables for ``dialect`` (``postgresql`` or ``sqlite``), with the
     rows a new database starts with."""
     dialects: dict[str, Any] = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}
