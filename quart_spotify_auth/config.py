@@ -148,7 +148,12 @@ def _store_url(key: str, raw: Any) -> str | None:
     url = str(raw).strip()
     if url.startswith("postgres://"):  # Heroku's and Render's DATABASE_URL spelling
         url = "postgresql://" + url[len("postgres://") :]
-    if not url.startswith(tuple(STORE_SCHEMES)) or url in ("sqlite:///", "sqlite:////"):
+    memory_like = url.startswith("memory") and url != "memory"
+    if (
+        not url.startswith(tuple(STORE_SCHEMES))
+        or memory_like
+        or url in ("sqlite:///", "sqlite:////")
+    ):
         raise ConfigurationError(
             f"{key} {_shown(url)} is not a store this package knows. Use "
             "sqlite:///tokens.sqlite3 (a file in the app's instance folder), "

@@ -78,7 +78,15 @@ def test_an_absolute_sqlite_path_is_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite://", "sqlite:///", "sqlite:tokens", "redis//:hunter2@host:6379", "mysql://x"]
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:tokens",
+        "redis//:hunter2@host:6379",
+        "mysql://x",
+        "memoryx",
+    ],
 )
 def test_a_store_url_that_cannot_work_shows_both_sqlite_forms_and_no_password(url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
