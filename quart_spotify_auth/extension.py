@@ -1,20 +1,25 @@
-"""The Quart extension: find the app's core, the session, the request and the identity; the
-core (:mod:`.core`) does the rest."""
+"""The Quart extension: the four verbs as async methods, on the shared base (:mod:`.adapter`)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from quart import Quart, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, session_cookie_status
-from .core import EXTENSION_KEY, Caller, Core, identity_of, registered
+from .adapter import BaseSpotifyAuth, Context, registered
+from .core import EXTENSION_KEY, Caller, Core
+from .diagnostics import check_serving
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+QUART = Context(current_app, request, session, g, after_this_request)
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -48,7 +53,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         core = app.extensions[EXTENSION_KEY] = self._build(app)
 
         async def start() -> None:
-            self._check_serving(app, core)
+            check_serving(app, core)
             await core.start()
 
         app.before_serving(start)
@@ -66,16 +71,13 @@ class SpotifyAuth(BaseSpotifyAuth):
     ) -> str:
         """The Spotify authorize URL for this browser; redirect to it to log in.
 
-        The ``state`` is fresh and signed with the app's secret key (nothing is stored
-        server-side per login): it carries its expiry (``SPOTIFY_LOGIN_TTL`` seconds) and
-        ``next_url``, and the PKCE verifier is derived from it with the same key. This
-        browser's session lists a digest of it, so only this browser can finish the login,
-        once; several logins may be pending at once. ``scopes`` replaces the configured
-        scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
+        The ``state`` is signed with the app's secret key (nothing is stored server-side) and
+        carries its expiry and ``next_url``; the PKCE verifier is derived from it. Only this
+        browser can finish the login, once. ``scopes`` replaces the configured scopes for this
+        login; ``next_url`` is given back by :meth:`complete_login`.
         """
-        caller = await current_caller()
-        return await current_core().begin_login(
-            caller, scopes=scopes, show_dialog=show_dialog, next_url=next_url
+        return await self._call(
+            Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
@@ -97,13 +99,13 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
-        await current_core().force_renewal(await current_caller())
+        await self._call(Core.force_renewal)
 
     # -- the rest a login needs -----------------------------------------------------------
 
     async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
-        return await current_core().complete_login(await current_caller(), request.args, code)
+        return await self._call(Core.complete_login, request.args, code)
 
     async def is_logged_in(self) -> bool:
         """Whether this browser (or identity) has Spotify tokens."""
@@ -111,11 +113,11 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     async def logout(self) -> None:
         """Forget this user's tokens and this browser's login id."""
-        await current_core().logout(await current_caller())
+        await self._call(Core.logout)
 
     async def token_record(self) -> TokenRecord | None:
         """This user's stored record (consent time, expiry...), not refreshed."""
-        return await current_core().token_record(await current_caller())
+        return await self._call(Core.token_record)
 
     async def get_app_token(self) -> AccessToken:
         """The app-only token (client credentials) for catalogue calls that need no user:
@@ -141,15 +143,13 @@ class SpotifyAuth(BaseSpotifyAuth):
         when the app stops serving)."""
         await current_core(app).stop()
 
-    async def _template_token(self) -> str | None:
-        after_this_request(self._no_store)  # a page that renders a token is never cached
-        return await current_core().token_or_none(await current_caller())
+    async def _call(
+        self, job: Callable[Concatenate[Core, Caller, P], Awaitable[T]], *a: P.args, **k: P.kwargs
+    ) -> T:
+        core = current_core()
+        return await job(core, await current_caller(core), *a, **k)
 
-    async def _template_user(self) -> dict[str, Any] | None:
-        if "_spotify_user" not in g:
-            g._spotify_user = await current_core().profile(await current_caller())
-        user: dict[str, Any] | None = g._spotify_user
-        return user
+    _context = QUART
 
 
 def current_core(app: Quart | None = None) -> Core:
@@ -164,5 +164,4 @@ async def current_caller(core: Core | None = None) -> Caller:
     identity = None if hook is None else hook()
     if inspect.isawaitable(identity):
         identity = await identity
-    app, cookies = current_app._get_current_object(), request.cookies  # type: ignore[attr-defined]
-    return Caller(session, identity_of(identity), lambda: session_cookie_status(app, cookies))
+    return QUART.caller(identity)

@@ -1,0 +1,87 @@
+"""Naming the classic setup traps: a late setting, no callback route, a session cookie the app
+cannot read, a callback from another host. Used by both adapters and by :mod:`.core`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+
+from .config import DEFAULTS
+
+if TYPE_CHECKING:
+    from .core import Core
+
+__all__ = ["FOREIGN_SESSION_COOKIE", "NO_PENDING_LOGIN", "check_serving", "session_cookie_status"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+NO_PENDING_LOGIN = (
+    "No Spotify login is pending for this browser. This usually means the app was opened on a "
+    "different host than SPOTIFY_REDIRECT_URI (for example localhost instead of 127.0.0.1), so "
+    "the browser did not send its session cookie back, or cookies are blocked. Open the app on "
+    "the redirect URI's host and start the login again."
+)
+
+FOREIGN_SESSION_COOKIE = (
+    "This browser sent a session cookie signed with a different secret key than this app's, "
+    "so its Spotify login cannot be read. The usual cause: the secret key is made at random "
+    "in each worker process or at each start (for example secrets.token_hex(32) in the app's "
+    "code), so workers and restarts disagree. Give every worker one fixed key: "
+    "app.secret_key = instance_secret_key(app) keeps one in the instance folder for all the "
+    "workers of a host, or set SECRET_KEY to the same long random string everywhere. Then "
+    "log in again."
+)
+
+#: What an adapter found of the browser's session cookie (asked only when a login fails).
+COOKIE_ABSENT, COOKIE_VALID, COOKIE_FOREIGN, COOKIE_UNKNOWN = "absent", "valid", "foreign", "?"
+
+
+def session_cookie_status(app: Any, cookies: Mapping[str, str]) -> str:
+    """Whether the request brought the app's session cookie and the app's secret key reads
+    it: ``"absent"``, ``"valid"``, ``"foreign"`` (another key), or ``"?"`` for a session
+    interface that does not sign cookies the framework's way."""
+    value = cookies.get(app.config.get("SESSION_COOKIE_NAME") or "session")
+    if not value:
+        return COOKIE_ABSENT
+    signing = getattr(app.session_interface, "get_signing_serializer", None)
+    serializer = signing(app) if callable(signing) else None
+    if serializer is None:
+        return COOKIE_UNKNOWN
+    try:
+        serializer.loads(value)  # no max_age: an expired cookie is still this app's
+    except BadSignature:
+        return COOKIE_FOREIGN
+    except Exception:  # a cookie the serializer cannot even parse: not ours to judge
+        return COOKIE_UNKNOWN
+    return COOKIE_VALID
+
+
+def check_serving(app: Any, core: Core) -> None:
+    """When the app starts serving, log what would otherwise show only as a failure later:
+    settings changed after ``init_app`` (not used), and no route at the redirect URI's path
+    (users would land on a 404 after consent)."""
+    changed = [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]
+    if changed:
+        logger.warning(
+            "%s changed after SpotifyAuth(app) / init_app(app) read the configuration, and "
+            "is not used: set the configuration before init_app.",
+            ", ".join(changed),
+        )
+    path = urlsplit(core.settings.redirect_uri).path or "/"
+    try:
+        app.url_map.bind("127.0.0.1").match(path, method="GET")
+    except RequestRedirect:
+        pass  # e.g. a missing trailing slash: the browser follows it with the query
+    except HTTPException:
+        logger.warning(
+            "No route of this app answers GET %s, the path of SPOTIFY_REDIRECT_URI: after "
+            "consent Spotify sends users there, to a 404. Register spotify_blueprint(spotify) "
+            "or a route there that calls get_user_token().",
+            path,
+        )
