@@ -146,8 +146,14 @@ class BaseSpotifyAuth(SeedNames):
         identity = "custom" if self._options["identity"] else "browser"
         return f"{prefix}SpotifyAuth(identity={identity})"
 
-    def init_app(self, app: Any) -> None:  # pragma: no cover - each adapter has its own
-        raise NotImplementedError
+    def init_app(self, app: Any) -> None:
+        """Read and check the configuration (:class:`ConfigurationError` with the fix), start
+        and stop with the app, and give templates ``spotify_access_token()``,
+        ``spotify_logged_in()`` and ``spotify_user()``."""
+        app.extensions[EXTENSION_KEY] = self._register(app)
+        app.add_template_global(self._template_token, "spotify_access_token")
+        app.add_template_global(self.is_logged_in, "spotify_logged_in")
+        app.add_template_global(self._template_user, "spotify_user")
 
     def _build(self, app: Any, store: TokenStore | None = None) -> Core:
         """Build ``app``'s core and connect the reauthorization hooks."""
@@ -163,11 +169,6 @@ class BaseSpotifyAuth(SeedNames):
         signals.reauthorization_required.connect(self._reauthorized, sender=app, weak=False)
         core.seen_config = {key: app.config.get(key) for key in DEFAULTS}
         return core
-
-    def _install_template_globals(self, app: Any) -> None:
-        app.add_template_global(self._template_token, "spotify_access_token")
-        app.add_template_global(self.is_logged_in, "spotify_logged_in")
-        app.add_template_global(self._template_user, "spotify_user")
 
     def on_reauthorization_required(self, hook: ReauthHook) -> ReauthHook:
         """Register ``hook(key)`` (sync or async), called when Spotify stops accepting a
@@ -198,9 +199,10 @@ class BaseSpotifyAuth(SeedNames):
             g._spotify_user = asyncio.ensure_future(user) if inspect.iscoroutine(user) else user
         return g._spotify_user
 
-    # Each adapter sets these: its context locals, and (async in Quart, sync in Flask) how it
-    # runs ``job(core, caller, *args)``.
+    # Each adapter sets these: its context locals, what it keeps in ``app.extensions``, and
+    # (async in Quart, sync in Flask) how it runs ``job(core, caller, *args)``.
     _context: Context
+    _register: Callable[[Any], Any]
     _call: Callable[..., Any]
     core: Callable[[Any], Core]
     is_logged_in: Callable[[], Any]

@@ -44,13 +44,8 @@ class SpotifyAuth(BaseSpotifyAuth):
         config: ``SPOTIFY_*`` keys that take precedence over ``app.config``.
     """
 
-    def init_app(self, app: Quart) -> None:
-        """Read and check the configuration, hook the app's serving lifecycle, and give
-        templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``.
-
-        Raises :class:`ConfigurationError` with the fix when the configuration cannot work.
-        """
-        core = app.extensions[EXTENSION_KEY] = self._build(app)
+    def _register(self, app: Quart) -> Core:
+        core = self._build(app)
 
         async def start() -> None:
             check_serving(app, core)
@@ -58,7 +53,7 @@ class SpotifyAuth(BaseSpotifyAuth):
 
         app.before_serving(start)
         app.after_serving(core.stop)
-        self._install_template_globals(app)
+        return core
 
     # -- the four verbs -------------------------------------------------------------------
 
@@ -69,31 +64,24 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser; redirect to it to log in.
-
-        The ``state`` is signed with the app's secret key (nothing is stored server-side) and
-        carries its expiry and ``next_url``; the PKCE verifier is derived from it. Only this
-        browser can finish the login, once. ``scopes`` replaces the configured scopes for this
-        login; ``next_url`` is given back by :meth:`complete_login`.
+        """The Spotify authorize URL for this browser (a fresh signed ``state`` and PKCE, which
+        only this browser can use, once); redirect to it to log in. ``scopes`` replaces the
+        configured scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
         """
         return await self._call(
             Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
-        """Finish the login in the callback route and return this user's token.
-
-        Reads ``state`` and ``error`` from the current request itself: a denied consent raises
-        :class:`AuthorizationDenied`; a missing, forged, replayed or expired ``state``, or a
-        code Spotify rejects, raises :class:`InvalidCallback` (400) and stores nothing.
+        """Finish the login in the callback route and return this user's token. Reads
+        ``state`` and ``error`` from the request itself: a denied consent raises
+        :class:`AuthorizationDenied`; a bad ``state`` or code, :class:`InvalidCallback` (400).
         """
         return (await self.complete_login(code))[0]
 
     async def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired (one token
-        request however many callers wait). Raises :class:`LoginRequired` (401) when not
-        logged in and :class:`ReauthorizationRequired` (401) when Spotify no longer accepts
-        the login."""
+        request however many wait). :class:`LoginRequired` (401) when not logged in."""
         core = current_core()
         return await core.access_token(await current_caller(core))
 
@@ -120,14 +108,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         return await self._call(Core.token_record)
 
     async def get_app_token(self) -> AccessToken:
-        """The app-only token (client credentials) for catalogue calls that need no user:
-        cached and renewed like user tokens. Needs ``SPOTIFY_CLIENT_SECRET``."""
+        """The app-only (client credentials) token, cached and renewed; needs a secret."""
         return await current_core().app_token()
 
     async def web_api(self) -> WebAPI:
-        """A Web API client for this user (bearer set, one refresh on 401, bounded 429
-        waits, 5xx retries), through the app's pool:
-        ``await (await spotify.web_api()).get("/me")``."""
+        """A Web API client for this user: ``await (await spotify.web_api()).get("/me")``."""
         return current_core().web_api(await current_caller())
 
     def app_web_api(self) -> WebAPI:
@@ -139,8 +124,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         return current_core(app)
 
     async def close(self, app: Quart | None = None) -> None:
-        """Stop ``app``'s renewer and close its connections now (``after_serving`` does it
-        when the app stops serving)."""
+        """Stop ``app``'s renewer and close its connections now (``after_serving`` does it)."""
         await current_core(app).stop()
 
     async def _call(

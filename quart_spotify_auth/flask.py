@@ -29,7 +29,7 @@ import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 
 from .adapter import BaseSpotifyAuth, Context, registered
-from .core import EXTENSION_KEY, Caller, Core
+from .core import Caller, Core
 from .diagnostics import check_serving
 from .loopthread import block_on
 from .loopthread import stop as stop_loop
@@ -97,9 +97,7 @@ def _shutdown() -> None:
     stop_loop()
 
 
-# Before this process forks (gunicorn --preload forks its workers from a master that may have
-# used the shim at import time): the master keeps no renewer it would never use, and the
-# children inherit no task in flight. The parent starts again on its next use.
+# Before a fork (gunicorn --preload): no renewer kept in the master, no task in flight inherited.
 os.register_at_fork(before=_stop_all)
 
 
@@ -108,13 +106,8 @@ class SpotifyAuth(BaseSpotifyAuth):
     Quart extension, as plain sync methods. Arguments are those of
     :class:`quart_spotify_auth.SpotifyAuth`; ``identity`` is a plain function here."""
 
-    def init_app(self, app: Flask) -> None:
-        """Read and check the configuration (``ConfigurationError`` with the fix), and give
-        templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``."""
-        app.extensions[EXTENSION_KEY] = _AppState(
-            lambda store: self._build(app, store), lambda core: check_serving(app, core)
-        )
-        self._install_template_globals(app)
+    def _register(self, app: Flask) -> _AppState:
+        return _AppState(lambda store: self._build(app, store), lambda c: check_serving(app, c))
 
     # -- the four verbs -------------------------------------------------------------------
 
@@ -125,9 +118,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser; redirect to it to log in.
-
-        As :meth:`quart_spotify_auth.SpotifyAuth.get_user`."""
+        """The Spotify authorize URL for this browser; redirect to it to log in."""
         return self._call(
             Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
@@ -183,8 +174,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         return current_core(app)
 
     def close(self, app: Flask | None = None) -> None:
-        """Stop ``app``'s renewer and close its connections now (also done at exit); the
-        next use starts them again."""
+        """Stop ``app``'s renewer and close its connections now (also done at exit)."""
         _state(app).stop()
 
     def _call(
