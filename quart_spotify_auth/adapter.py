@@ -23,7 +23,7 @@ from .errors import ConfigurationError, LoginRequired
 from .seed import SeedNames
 from .stores import TokenStore, open_store
 
-__all__ = ["BaseSpotifyAuth", "Context", "Identity", "ReauthHook", "build_core", "identity_of"]
+__all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
@@ -83,9 +83,8 @@ def registered(app: Any) -> Any:
 
 
 def identity_of(value: object) -> str | None:
-    """What an ``identity`` hook returned, as the key's user id: ``None`` for no user (any
-    falsy or blank value, as ``current_user.is_authenticated and current_user.id`` gives),
-    else the text of a ``str`` or ``int``; anything else is a :class:`TypeError`."""
+    """What an ``identity`` hook returned, as the user id: ``None`` for any falsy or blank
+    value, the text of a ``str`` or ``int``, else a :class:`TypeError` that names the fix."""
     if not value or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -171,9 +170,8 @@ class BaseSpotifyAuth(SeedNames):
         return core
 
     def on_reauthorization_required(self, hook: ReauthHook) -> ReauthHook:
-        """Register ``hook(key)`` (sync or async), called when Spotify stops accepting a
-        user's refresh token (the tokens were dropped; the user must log in again). Usable as
-        a decorator; the same as connecting to :data:`.signals.reauthorization_required`."""
+        """Register ``hook(key)`` (sync or async, usable as a decorator), called when Spotify
+        stops accepting a user's refresh token: :data:`.signals.reauthorization_required`."""
         self._reauth_hooks.append(hook)
         return hook
 
@@ -187,7 +185,7 @@ class BaseSpotifyAuth(SeedNames):
                 logger.exception("A reauthorization hook failed")
 
     def _template_token(self) -> Any:
-        self._context.after_this_request(_no_store)  # a page that renders a token: not cached
+        self._context.after_this_request(no_store)  # a page that renders a token: not cached
         return self._call(_token_or_none)
 
     def _template_user(self) -> Any:
@@ -224,7 +222,7 @@ async def _profile(core: Core, caller: Caller) -> dict[str, Any] | None:
     return profile
 
 
-def _no_store(response: Any) -> Any:
+def no_store(response: Any) -> Any:
     """For a response that carries a token: never cached."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

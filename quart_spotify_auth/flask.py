@@ -175,7 +175,7 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     def close(self, app: Flask | None = None) -> None:
         """Stop ``app``'s renewer and close its connections now (also done at exit)."""
-        _state(app).stop()
+        registered(app or current_app).stop()
 
     def _call(
         self,
@@ -202,14 +202,10 @@ class SyncWebAPI(Verbs[httpx.Response]):
         return block_on(self.api.request(method, path, **kwargs))
 
 
-def _state(app: Flask | None = None) -> _AppState:
-    state: _AppState = registered(app if app is not None else current_app)
-    return state
-
-
 def current_core(app: Flask | None = None) -> Core:
     """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    return _state(app).core()
+    state: _AppState = registered(app or current_app)
+    return state.core()
 
 
 def current_caller(core: Core | None = None) -> Caller:

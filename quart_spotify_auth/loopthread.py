@@ -73,7 +73,7 @@ class LoopThread:
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The thread: run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
+    """Run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
     try:
         loop.run_forever()
     finally:

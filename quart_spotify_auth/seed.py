@@ -1,19 +1,14 @@
-"""Flask-Spotify-Auth's API, deprecated: the seed's camelCase names, each mapped to its new one.
+"""Flask-Spotify-Auth's API (the seed's ``startup.py``), deprecated: each camelCase name calls
+its new one on both adapters' ``SpotifyAuth`` until 0.3, and says so.
 
-=========================== ===========================
-the seed (``startup.py``)   this package
-=========================== ===========================
-``getUser()``               ``get_user()``
-``getUserToken(code)``      ``get_user_token(code)``
-``getAccessToken()``        ``get_access_token()``
-``forceRenewal()``          ``force_renewal()``
-=========================== ===========================
+- ``getUser()``: ``get_user()``
+- ``getUserToken(code)``: ``get_user_token(code)``
+- ``getAccessToken()``: ``get_access_token()``
+- ``forceRenewal()``: ``force_renewal()``
 
-Each still works on both adapters' ``SpotifyAuth`` until 0.3, and says so: a
-``DeprecationWarning`` (for test suites and ``-W error``) and, once per name and process, a log
-line at WARNING naming the caller's line, which ``flask run`` and hypercorn show (Python hides
-a ``DeprecationWarning`` raised outside ``__main__``). ``manager()``, this package's own early
-name for the refresher, goes with them.
+Each gives a ``DeprecationWarning`` and, once per name and process, a WARNING log line at the
+caller's line (Python hides the warning under ``flask run`` and hypercorn). ``manager()``, an
+early name of this package's own, goes with them.
 """
 
 from __future__ import annotations
