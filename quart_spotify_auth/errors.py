@@ -39,16 +39,13 @@ class SpotifyAuthError(HTTPException):
     name = "Spotify login failed"
     description = "Spotify login failed."
 
-    def __init__(self, description: str | None = None) -> None:
-        super().__init__(description)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.description!r})"
 
 
 class InvalidCallback(SpotifyAuthError):
     """400: the callback's ``state`` is missing, forged, replayed or expired, or Spotify
-    rejected the code."""
+    rejected the authorization code (``invalid_grant``)."""
 
     code = 400
     name = "Login could not be completed"

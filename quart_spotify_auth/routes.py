@@ -1,4 +1,4 @@
-"""Ready routes, guards and template globals for Quart apps (all opt-in).
+"""Ready routes and guards for Quart apps (all opt-in).
 
 .. code-block:: python
 
