@@ -31,8 +31,7 @@ __all__ = ["AccountsClient", "code_challenge"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: Each token request must be answered within this many times ``SPOTIFY_HTTP_TIMEOUT`` in all
-#: (the timeout itself bounds each read, and a reply may trickle in one byte at a time).
+#: Each token request must be answered within this many ``SPOTIFY_HTTP_TIMEOUT``s in all.
 DEADLINE_FACTOR = 3
 
 

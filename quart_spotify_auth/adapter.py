@@ -27,8 +27,7 @@ __all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store"
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: The app's own user id for the current request (a ``str`` or ``int``), or ``None`` or another
-#: falsy value for a visitor the app does not know (then the browser is the key).
+#: The app's own user id for the current request, or a falsy value (then the browser is the key).
 Identity = Callable[[], Awaitable[str | int | None] | str | int | None]
 #: Called with the store key when Spotify stops accepting that user's refresh token.
 ReauthHook = Callable[[str], Awaitable[None] | None]

@@ -108,8 +108,6 @@ class Core:
         self.accounts.http = self.http
         await http.aclose()
 
-    # -- whose tokens -----------------------------------------------------------------------
-
     def key(self, caller: Caller) -> str | None:
         """Where this user's tokens are stored: the app's identity, else the browser's login
         id, else ``None`` (not logged in)."""
@@ -131,8 +129,6 @@ class Core:
                 raise LoginRequired(FOREIGN_SESSION_COOKIE)
             raise LoginRequired()
         return key
-
-    # -- the login ----------------------------------------------------------------------------
 
     async def begin_login(
         self,
@@ -166,9 +162,7 @@ class Core:
         and the ``next_url`` the login was started with."""
         settings = self.settings
         value, error = args.get("state"), args.get("error")
-        # The state must be one this browser started (its session lists it), signed by this
-        # app and not expired. A known state is used up at once, whatever happens next: a
-        # callback is single use.
+        # A state this browser started (its session lists it) is used up at once: single use.
         data = self._data(caller.session)
         known = value is not None and _digest(value) in _pending(data)
         if known and value is not None:
@@ -225,8 +219,6 @@ class Core:
         caller.session.pop(self.settings.session_key, None)
         if forgotten:
             await signals.send(signals.logged_out, self.sender, key=key)
-
-    # -- tokens ---------------------------------------------------------------------------------
 
     def held_token(self, caller: Caller) -> AccessToken | None:
         """This user's token if this process holds a current copy; never waits."""

@@ -63,9 +63,8 @@ def session_cookie_status(app: Any, cookies: Mapping[str, str]) -> str:
 
 
 def check_serving(app: Any, core: Core) -> None:
-    """When the app starts serving, log what would otherwise show only as a failure later:
-    settings changed after ``init_app`` (not used), and no route at the redirect URI's path
-    (users would land on a 404 after consent)."""
+    """At the app's first serving, log settings changed after ``init_app`` (not used) and a
+    missing route at the redirect URI's path (users would land on a 404 after consent)."""
     changed = [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]
     if changed:
         logger.warning(

@@ -33,7 +33,6 @@ from .core import Caller, Core
 from .diagnostics import check_serving
 from .loopthread import block_on
 from .loopthread import stop as stop_loop
-from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
 from .webapi import Verbs, WebAPI
 
@@ -52,12 +51,10 @@ class _AppState:
     """One Flask app's core, started on the loop thread; built again in a forked child (the
     parent's is bound to the parent's loop), keeping the store."""
 
-    def __init__(
-        self, build: Callable[[TokenStore | None], Core], check: Callable[[Core], None]
-    ) -> None:
-        self._build = build
-        self._check = check
-        self._core = build(None)
+    def __init__(self, spotify: SpotifyAuth, app: Flask) -> None:
+        self._spotify = spotify
+        self._app = app
+        self._core = spotify._build(app)
         self._pid = os.getpid()
         self._started = False
         self._lock = threading.Lock()
@@ -68,11 +65,11 @@ class _AppState:
             return self._core
         with self._lock:
             if self._pid != os.getpid():
-                self._core = self._build(self._core.store)
+                self._core = self._spotify._build(self._app, self._core.store)
                 self._pid = os.getpid()
                 self._started = False
             if not self._started:
-                self._check(self._core)
+                check_serving(self._app, self._core)
                 block_on(self._core.start())
                 self._started = True
             return self._core
@@ -107,7 +104,7 @@ class SpotifyAuth(BaseSpotifyAuth):
     :class:`quart_spotify_auth.SpotifyAuth`; ``identity`` is a plain function here."""
 
     def _register(self, app: Flask) -> _AppState:
-        return _AppState(lambda store: self._build(app, store), lambda c: check_serving(app, c))
+        return _AppState(self, app)
 
     # -- the four verbs -------------------------------------------------------------------
 
