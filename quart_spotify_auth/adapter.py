@@ -18,7 +18,7 @@ import httpx
 from . import signals
 from .config import DEFAULTS, load_settings, unknown_keys, warn_user
 from .core import EXTENSION_KEY, Caller, Core
-from .diagnostics import session_cookie_status
+from .diagnostics import foreign_session_cookie
 from .errors import ConfigurationError, LoginRequired
 from .seed import SeedNames
 from .stores import TokenStore, open_store
@@ -111,8 +111,8 @@ class Context:
         """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
         the real session, not the proxy: the Flask shim's core runs on another thread."""
         app, cookies = self.app._get_current_object(), self.request.cookies
-        status = lambda: session_cookie_status(app, cookies)  # noqa: E731
-        return Caller(self.session._get_current_object(), identity_of(identity), status)
+        foreign = lambda: foreign_session_cookie(app, cookies)  # noqa: E731
+        return Caller(self.session._get_current_object(), identity_of(identity), foreign)
 
 
 class BaseSpotifyAuth(SeedNames):

@@ -18,7 +18,7 @@ import httpx
 from . import signals
 from .accounts import AccountsClient, code_challenge
 from .config import Settings
-from .diagnostics import COOKIE_FOREIGN, COOKIE_UNKNOWN, FOREIGN_SESSION_COOKIE, NO_PENDING_LOGIN
+from .diagnostics import FOREIGN_SESSION_COOKIE, NO_PENDING_LOGIN
 from .errors import AuthorizationDenied, InvalidCallback, LoginRequired, StoreUnavailable
 from .refresh import APP_KEY, Refresher
 from .renewer import Renewer
@@ -40,11 +40,11 @@ MAX_PENDING = 5
 @dataclass(slots=True)
 class Caller:
     """Who is asking: this browser's session, the app's id for its user (if it keys tokens by
-    one), and, asked only when a login cannot be found, what became of the session cookie."""
+    one), and whether the browser's session cookie was signed with another key."""
 
     session: MutableMapping[str, Any]
     identity: str | None = None
-    session_cookie: Callable[[], str] = lambda: COOKIE_UNKNOWN
+    foreign_cookie: Callable[[], bool] = lambda: False
 
 
 class Core:
@@ -125,7 +125,7 @@ class Core:
     def _key_or_401(self, caller: Caller) -> str:
         key = self.key(caller)
         if key is None:
-            if caller.identity is None and caller.session_cookie() == COOKIE_FOREIGN:
+            if caller.identity is None and caller.foreign_cookie():
                 raise LoginRequired(FOREIGN_SESSION_COOKIE)
             raise LoginRequired()
         return key
@@ -185,9 +185,8 @@ class Core:
                     "This login callback was not started in this browser, or was already "
                     "used. Start the login again here."
                 )
-            cookie = caller.session_cookie()
             raise InvalidCallback(
-                FOREIGN_SESSION_COOKIE if cookie == COOKIE_FOREIGN else NO_PENDING_LOGIN
+                FOREIGN_SESSION_COOKIE if caller.foreign_cookie() else NO_PENDING_LOGIN
             )
         pending = self.states.open(value)
         code = code if code is not None else args.get("code")

@@ -17,7 +17,7 @@ from .config import DEFAULTS
 if TYPE_CHECKING:
     from .core import Core
 
-__all__ = ["FOREIGN_SESSION_COOKIE", "NO_PENDING_LOGIN", "check_serving", "session_cookie_status"]
+__all__ = ["FOREIGN_SESSION_COOKIE", "NO_PENDING_LOGIN", "check_serving", "foreign_session_cookie"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
@@ -38,28 +38,23 @@ FOREIGN_SESSION_COOKIE = (
     "log in again."
 )
 
-#: What an adapter found of the browser's session cookie (asked only when a login fails).
-COOKIE_ABSENT, COOKIE_VALID, COOKIE_FOREIGN, COOKIE_UNKNOWN = "absent", "valid", "foreign", "?"
 
-
-def session_cookie_status(app: Any, cookies: Mapping[str, str]) -> str:
-    """Whether the request brought the app's session cookie and the app's secret key reads
-    it: ``"absent"``, ``"valid"``, ``"foreign"`` (another key), or ``"?"`` for a session
-    interface that does not sign cookies the framework's way."""
+def foreign_session_cookie(app: Any, cookies: Mapping[str, str]) -> bool:
+    """Whether the request brought a session cookie signed with another key than the app's
+    (asked only when a login cannot be found); ``False`` when the session interface does not
+    sign cookies the framework's way."""
     value = cookies.get(app.config.get("SESSION_COOKIE_NAME") or "session")
-    if not value:
-        return COOKIE_ABSENT
     signing = getattr(app.session_interface, "get_signing_serializer", None)
-    serializer = signing(app) if callable(signing) else None
+    serializer = signing(app) if value and callable(signing) else None
     if serializer is None:
-        return COOKIE_UNKNOWN
+        return False
     try:
         serializer.loads(value)  # no max_age: an expired cookie is still this app's
     except BadSignature:
-        return COOKIE_FOREIGN
+        return True
     except Exception:  # a cookie the serializer cannot even parse: not ours to judge
-        return COOKIE_UNKNOWN
-    return COOKIE_VALID
+        return False
+    return False
 
 
 def check_serving(app: Any, core: Core) -> None:
