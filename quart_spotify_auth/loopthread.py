@@ -41,11 +41,7 @@ class LoopThread:
     def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``work`` on the loop; block this thread until its result."""
         loop = self.loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if threading.current_thread() is self._thread:  # it would wait for itself forever
             work.close()
             raise RuntimeError(
                 "quart_spotify_auth.flask methods are synchronous and cannot be called from "
