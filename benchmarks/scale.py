@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 
 from quart_spotify_auth import MemoryTokenStore, TokenRecord
-from quart_spotify_auth.core import Core, build_core
+from quart_spotify_auth.adapter import build_core
+from quart_spotify_auth.core import Core
 from quart_spotify_auth.stores.sql import SQLTokenStore
 
 

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from quart_spotify_auth.accounts import AccountsClient
+from quart_spotify_auth.adapter import build_core
 from quart_spotify_auth.config import Settings, load_settings
-from quart_spotify_auth.core import build_core
 from quart_spotify_auth.tokens import TokenRecord
 from tests.apps import CLIENT_ID, CLIENT_SECRET
 

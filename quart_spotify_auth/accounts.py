@@ -1,10 +1,5 @@
-"""Spotify's accounts protocol, with no web framework in it.
-
-Plain async code taking plain values: the authorize URL, PKCE, the code exchange, the refresh
-and the client-credentials grant, with Spotify's error replies mapped to the exception family
-and transient faults retried (:mod:`.retry`). The Quart extension and the Flask shim sit on
-top of it, through :mod:`.core`.
-"""
+"""Spotify's accounts protocol, framework-free: the authorize URL, PKCE, the code exchange,
+refresh and client credentials, Spotify's errors mapped to the exception family."""
 
 from __future__ import annotations
 
@@ -36,8 +31,7 @@ __all__ = ["AccountsClient", "code_challenge"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: Each token request must be answered within this many times ``SPOTIFY_HTTP_TIMEOUT`` in all
-#: (the timeout itself bounds each read, and a reply may trickle in one byte at a time).
+#: Each token request must be answered within this many ``SPOTIFY_HTTP_TIMEOUT``s in all.
 DEADLINE_FACTOR = 3
 
 
@@ -48,12 +42,8 @@ def code_challenge(verifier: str) -> str:
 
 
 class AccountsClient:
-    """Talks to ``/authorize`` and ``/api/token`` for one app.
-
-    ``http`` is the app's pooled client, shared; this class never closes it. A confidential
-    client (``settings.client_secret`` set) authenticates with HTTP Basic; a public one sends
-    its ``client_id`` in the body, and proves itself with PKCE.
-    """
+    """Talks to ``/authorize`` and ``/api/token`` for one app, through its pooled ``http``
+    client (never closed here)."""
 
     def __init__(
         self,
@@ -114,10 +104,9 @@ class AccountsClient:
         return _record(body, now=now, authorized_at=now)
 
     async def refresh(self, record: TokenRecord, *, max_wait: float | None = None) -> TokenRecord:
-        """Renew ``record``: the next record (the old refresh token kept when Spotify sends
-        none). ``invalid_grant`` raises :class:`ReauthorizationRequired` and is never retried.
-        ``max_wait`` is the longest ``Retry-After`` to wait out (default: the configured cap;
-        background renewal passes the time left on the token)."""
+        """Renew ``record`` (keeping its refresh token when Spotify sends none);
+        ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried. ``max_wait`` is
+        the longest ``Retry-After`` to wait out (default: the configured cap)."""
         if record.refresh_token is None:
             raise ReauthorizationRequired()
         data = {"grant_type": "refresh_token", "refresh_token": record.refresh_token}
@@ -145,9 +134,8 @@ class AccountsClient:
         resend: bool = True,
     ) -> dict[str, Any]:
         """POST a grant to ``/api/token`` and return its JSON reply, retrying transient
-        faults. A request that may have reached Spotify (its reply lost, a 5xx, a 429) is sent
-        again only when ``resend``: never an authorization code, which Spotify accepts once.
-        Each attempt has a deadline of its own, however slowly a reply trickles in."""
+        faults; one that may have reached Spotify is sent again only when ``resend`` (never a
+        code, which Spotify accepts once). Each attempt has a deadline of its own."""
         if self.settings.client_secret is None:
             data = {**data, "client_id": self.settings.client_id}
         attempts = self.retry.attempts(max_wait)

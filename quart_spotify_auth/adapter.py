@@ -1,66 +1,121 @@
-"""What the Quart extension and the Flask shim share: the constructor and its options, the
-reauthorization hooks, template globals and the seed's names. Each adapter adds only how it
-finds the current session, request and identity, and how it runs the core's coroutines.
+"""The base both adapters share (Authlib's integration shape): building an app's core, finding
+the request's :class:`~.core.Caller` (identity lookup), template globals and hooks. The Quart
+extension and the Flask shim add only their context locals and how they run coroutines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-import sys
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-from itsdangerous import BadSignature
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from . import signals
-from .config import DEFAULTS
-from .core import COOKIE_ABSENT, COOKIE_FOREIGN, COOKIE_UNKNOWN, COOKIE_VALID, Core, build_core
-from .refresh import Refresher
-from .stores import TokenStore
+from .config import DEFAULTS, load_settings, unknown_keys, warn_user
+from .core import EXTENSION_KEY, Caller, Core
+from .diagnostics import foreign_session_cookie
+from .errors import ConfigurationError, LoginRequired
+from .seed import SeedNames
+from .stores import TokenStore, open_store
 
-__all__ = ["BaseSpotifyAuth", "Identity", "ReauthHook", "session_cookie_status"]
+__all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: The Flask-Spotify-Auth names already logged as deprecated in this process.
-_SEED_NAMES_SAID: set[str] = set()
-
-#: The app's own user id for the current request (a ``str`` or ``int``), or ``None`` or another
-#: falsy value for a visitor the app does not know (then the browser is the key).
+#: The app's own user id for the current request, or a falsy value (then the browser is the key).
 Identity = Callable[[], Awaitable[str | int | None] | str | int | None]
 #: Called with the store key when Spotify stops accepting that user's refresh token.
 ReauthHook = Callable[[str], Awaitable[None] | None]
 
 
-def session_cookie_status(app: Any, cookies: Mapping[str, str]) -> str:
-    """Whether the request brought the app's session cookie, and whether the app's secret
-    key reads it: ``"absent"``, ``"valid"``, ``"foreign"`` (signed with another key), or
-    ``"?"`` for a session interface that does not sign cookies the framework's way. Asked only
-    when a login cannot be found, to name the cause."""
-    value = cookies.get(app.config.get("SESSION_COOKIE_NAME") or "session")
-    if not value:
-        return COOKIE_ABSENT
-    signing = getattr(app.session_interface, "get_signing_serializer", None)
-    serializer = signing(app) if callable(signing) else None
-    if serializer is None:
-        return COOKIE_UNKNOWN
+def build_core(
+    config: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    secret_key: object,
+    store: TokenStore | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    identity: Callable[[], Any] | None = None,
+    sender: Any = None,
+    instance_path: str = "instance",
+) -> Core:
+    """Check the configuration (raising :class:`ConfigurationError` with the fix) and build
+    one app's :class:`Core`."""
+    unknown = [k for k in overrides if k not in DEFAULTS]
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown SpotifyAuth options: {', '.join(unknown)}. The options are the "
+            "SPOTIFY_* settings (see the configuration table) and store, identity, transport "
+            "and clock."
+        )
+    for warning in unknown_keys({**config, **overrides}):
+        warn_user(warning)  # at the user's SpotifyAuth(app) / init_app(app) line
+    settings = load_settings(config, overrides)
+    if not secret_key or not isinstance(secret_key, str | bytes):
+        raise ConfigurationError(
+            "app.secret_key is not set. quart-spotify-auth signs each login's state with it, "
+            "and keeps an opaque login id in the session cookie the framework signs with it: "
+            "set app.secret_key = instance_secret_key(app) (SECRET_KEY from the environment, "
+            "else a key kept in the app's instance folder for all its workers), or to a long "
+            "random string of your own, the same in every worker and across restarts."
+        )
+    if store is None:
+        store = open_store(settings, clock, instance_path)
+    options = {"transport": transport, "clock": clock, "identity": identity, "sender": sender}
+    return Core(settings, store, secret_key, **options)
+
+
+def registered(app: Any) -> Any:
+    """What the adapter put in ``app.extensions`` (the Quart core, the Flask shim's state)."""
     try:
-        serializer.loads(value)  # no max_age: an expired cookie is still this app's
-    except BadSignature:
-        return COOKIE_FOREIGN
-    except Exception:  # a cookie the serializer cannot even parse: not ours to judge
-        return COOKIE_UNKNOWN
-    return COOKIE_VALID
+        return app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "SpotifyAuth is not set up on this app: call SpotifyAuth(app) or init_app(app)."
+        ) from None
 
 
-class BaseSpotifyAuth:
+def identity_of(value: object) -> str | None:
+    """What an ``identity`` hook returned, as the user id: ``None`` for any falsy or blank
+    value, the text of a ``str`` or ``int``, else a :class:`TypeError` that names the fix."""
+    if not value or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        text = repr(value)
+        raise TypeError(
+            f"The identity hook returned {type(value).__name__} "
+            f"{text if len(text) <= 40 else text[:37] + '...'}; it must return "
+            "the user's id as a str or int, or None (or another falsy value) for a visitor "
+            "who is not logged in to the app."
+        )
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """One framework's context locals, through which its adapter reads the current request."""
+
+    app: Any
+    request: Any
+    session: Any
+    g: Any
+    after_this_request: Callable[[Any], Any]
+
+    def caller(self, identity: object) -> Caller:
+        """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
+        the real session, not the proxy: the Flask shim's core runs on another thread."""
+        app, cookies = self.app._get_current_object(), self.request.cookies
+        foreign = lambda: foreign_session_cookie(app, cookies)  # noqa: E731
+        return Caller(self.session._get_current_object(), identity_of(identity), foreign)
+
+
+class BaseSpotifyAuth(SeedNames):
     """The options both adapters take; see :class:`quart_spotify_auth.SpotifyAuth`."""
 
     def __init__(
@@ -85,17 +140,21 @@ class BaseSpotifyAuth:
             self.init_app(app)
 
     def __repr__(self) -> str:
-        name = type(self).__module__.rsplit(".", 1)[-1]
-        prefix = "flask." if name == "flask" else ""
+        prefix = "flask." if type(self).__module__.endswith(".flask") else ""
         identity = "custom" if self._options["identity"] else "browser"
         return f"{prefix}SpotifyAuth(identity={identity})"
 
-    def init_app(self, app: Any) -> None:  # pragma: no cover - each adapter has its own
-        raise NotImplementedError
+    def init_app(self, app: Any) -> None:
+        """Read and check the configuration (:class:`ConfigurationError` with the fix), start
+        and stop with the app, and give templates ``spotify_access_token()``,
+        ``spotify_logged_in()`` and ``spotify_user()``."""
+        app.extensions[EXTENSION_KEY] = self._register(app)
+        app.add_template_global(self._template_token, "spotify_access_token")
+        app.add_template_global(self.is_logged_in, "spotify_logged_in")
+        app.add_template_global(self._template_user, "spotify_user")
 
     def _build(self, app: Any, store: TokenStore | None = None) -> Core:
-        """Check the configuration and build ``app``'s core; connect the hooks and install
-        the template globals."""
+        """Build ``app``'s core and connect the reauthorization hooks."""
         core = build_core(
             app.config,
             self._config,
@@ -109,43 +168,9 @@ class BaseSpotifyAuth:
         core.seen_config = {key: app.config.get(key) for key in DEFAULTS}
         return core
 
-    @staticmethod
-    def _check_serving(app: Any, core: Core) -> None:
-        """When the app starts serving, say what would otherwise show only as a failure later:
-        settings changed after ``init_app`` (they are not used), and no route at the redirect
-        URI's path (users would land on a 404 after consent)."""
-        changed = [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]
-        if changed:
-            logger.warning(
-                "%s changed after SpotifyAuth(app) / init_app(app) read the configuration, and "
-                "is not used: set the configuration before init_app.",
-                ", ".join(changed),
-            )
-        path = urlsplit(core.settings.redirect_uri).path or "/"
-        try:
-            app.url_map.bind("127.0.0.1").match(path, method="GET")
-        except RequestRedirect:
-            pass  # e.g. a missing trailing slash: the browser follows it with the query
-        except HTTPException:
-            logger.warning(
-                "No route of this app answers GET %s, the path of SPOTIFY_REDIRECT_URI: after "
-                "consent Spotify sends users there, to a 404. Register spotify_blueprint(spotify) "
-                "or a route there that calls get_user_token().",
-                path,
-            )
-
-    def _install_template_globals(self, app: Any) -> None:
-        """``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``; a page
-        that renders the token is sent with ``Cache-Control: no-store``."""
-        app.add_template_global(self._template_token, "spotify_access_token")
-        app.add_template_global(self.is_logged_in, "spotify_logged_in")
-        app.add_template_global(self._template_user, "spotify_user")
-
     def on_reauthorization_required(self, hook: ReauthHook) -> ReauthHook:
-        """Register ``hook(key)`` (sync or async), called when Spotify stops accepting a
-        user's refresh token (the tokens were dropped; the user must log in again). Usable as
-        a decorator. The same as connecting to
-        :data:`quart_spotify_auth.signals.reauthorization_required`."""
+        """Register ``hook(key)`` (sync or async, usable as a decorator), called when Spotify
+        stops accepting a user's refresh token: :data:`.signals.reauthorization_required`."""
         self._reauth_hooks.append(hook)
         return hook
 
@@ -158,65 +183,46 @@ class BaseSpotifyAuth:
             except Exception:
                 logger.exception("A reauthorization hook failed")
 
-    # -- Flask-Spotify-Auth's names, deprecated ---------------------------------------------
+    def _template_token(self) -> Any:
+        self._context.after_this_request(no_store)  # a page that renders a token: not cached
+        return self._call(_token_or_none)
 
-    def getUser(self) -> Any:  # noqa: N802 - the seed's name
-        """Deprecated: use ``get_user()``."""
-        return self._seed("getUser", "get_user")()
+    def _template_user(self) -> Any:
+        """This user's ``/v1/me`` profile, fetched once per request."""
+        g = self._context.g
+        if "_spotify_user" not in g:
+            user = self._call(_profile)
+            # Quart's is a coroutine: kept as a task, which each call in a template can await.
+            g._spotify_user = asyncio.ensure_future(user) if inspect.iscoroutine(user) else user
+        return g._spotify_user
 
-    def getUserToken(self, code: str | None = None) -> Any:  # noqa: N802
-        """Deprecated: use ``get_user_token(code)``."""
-        return self._seed("getUserToken", "get_user_token")(code)
-
-    def getAccessToken(self) -> Any:  # noqa: N802
-        """Deprecated: use ``get_access_token()``."""
-        return self._seed("getAccessToken", "get_access_token")()
-
-    def forceRenewal(self) -> Any:  # noqa: N802
-        """Deprecated: use ``force_renewal()``."""
-        return self._seed("forceRenewal", "force_renewal")()
-
-    def manager(self, app: Any = None) -> Refresher:
-        """Deprecated: ``core(app).refresher`` (reading and refreshing tokens) and
-        ``core(app).renewer``; for what happened, the signals of :mod:`.signals`."""
-        warnings.warn(
-            "SpotifyAuth.manager() is deprecated: use core(app).refresher, and the signals in "
-            "quart_spotify_auth.signals instead of its stats.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        refresher: Refresher = self.core(app).refresher
-        return refresher
-
-    def _seed(self, old: str, new: str) -> Callable[..., Any]:
-        """The method ``new`` that ``old`` became, saying so: a ``DeprecationWarning`` (for
-        test suites and ``-W error``), and once per name and process a log line at WARNING,
-        which ``flask run``, hypercorn and a plain ``python app.py`` all show (Python hides a
-        ``DeprecationWarning`` raised outside ``__main__`` by default)."""
-        message = f"SpotifyAuth.{old}() is Flask-Spotify-Auth's name; use {new}()."
-        warnings.warn(message, DeprecationWarning, stacklevel=3)
-        if old not in _SEED_NAMES_SAID:
-            _SEED_NAMES_SAID.add(old)
-            caller = sys._getframe(2)
-            logger.warning(
-                "%s:%d: %s It goes in 0.3; the migration page of the docs maps "
-                "every Flask-Spotify-Auth name to its new one.",
-                caller.f_code.co_filename,
-                caller.f_lineno,
-                message,
-            )
-        method: Callable[..., Any] = getattr(self, new)
-        return method
-
-    @staticmethod
-    def _no_store(response: Any) -> Any:
-        """For a response that carries a token: never cached."""
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Pragma"] = "no-cache"
-        return response
-
-    # Each adapter defines these (async in Quart, sync in Flask).
+    # Each adapter sets these: its context locals, what it keeps in ``app.extensions``, and
+    # (async in Quart, sync in Flask) how it runs ``job(core, caller, *args)``.
+    _context: Context
+    _register: Callable[[Any], Any]
+    _call: Callable[..., Any]
     core: Callable[[Any], Core]
     is_logged_in: Callable[[], Any]
-    _template_token: Callable[[], Any]
-    _template_user: Callable[[], Any]
+
+
+async def _token_or_none(core: Core, caller: Caller) -> str | None:
+    try:
+        return (await core.access_token(caller)).access_token
+    except LoginRequired:
+        return None
+
+
+async def _profile(core: Core, caller: Caller) -> dict[str, Any] | None:
+    try:
+        reply = await core.web_api(caller).get("/me")
+    except LoginRequired:
+        return None
+    profile: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
+    return profile
+
+
+def no_store(response: Any) -> Any:
+    """For a response that carries a token: never cached."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response

@@ -1,9 +1,4 @@
-"""One app's Spotify login, framework-free: what the Quart extension and the Flask shim share.
-
-:class:`Core` holds one app's settings, store, pooled HTTP client, refresher and renewer, and
-runs the flow for a :class:`Caller`: the browser's session (any mutable mapping: Quart's or
-Flask's session object) and, when the app keys tokens by its own user id, that id. The
-adapters only find the current session, request and identity, and call in.
+"""One app's Spotify login, framework-free: the flow both adapters call for a :class:`Caller`.
 
 The session holds an opaque login id and short digests of this browser's pending ``state``
 values, never a token, code or verifier: ``{"login": "...", "pending": ["...", ...]}``.
@@ -22,33 +17,18 @@ import httpx
 
 from . import signals
 from .accounts import AccountsClient, code_challenge
-from .config import DEFAULTS, Settings, load_settings, unknown_keys, warn_user
-from .errors import (
-    AuthorizationDenied,
-    ConfigurationError,
-    InvalidCallback,
-    LoginRequired,
-    StoreUnavailable,
-)
+from .config import Settings
+from .diagnostics import FOREIGN_SESSION_COOKIE, NO_PENDING_LOGIN
+from .errors import AuthorizationDenied, InvalidCallback, LoginRequired, StoreUnavailable
 from .refresh import APP_KEY, Refresher
 from .renewer import Renewer
 from .scopes import parse_scopes
 from .states import LoginStates
-from .stores import TokenStore, open_store
+from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
 
-__all__ = [
-    "EXTENSION_KEY",
-    "FOREIGN_SESSION_COOKIE",
-    "MAX_PENDING",
-    "NO_PENDING_LOGIN",
-    "Caller",
-    "Core",
-    "build_core",
-    "identity_of",
-    "registered",
-]
+__all__ = ["EXTENSION_KEY", "MAX_PENDING", "Caller", "Core"]
 
 #: Where each adapter keeps an app's :class:`Core`: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
@@ -56,57 +36,15 @@ EXTENSION_KEY = "QUART_SPOTIFY_AUTH"
 #: Logins a browser may have started and not finished at once (oldest dropped first).
 MAX_PENDING = 5
 
-NO_PENDING_LOGIN = (
-    "No Spotify login is pending for this browser. This usually means the app was opened on a "
-    "different host than SPOTIFY_REDIRECT_URI (for example localhost instead of 127.0.0.1), so "
-    "the browser did not send its session cookie back, or cookies are blocked. Open the app on "
-    "the redirect URI's host and start the login again."
-)
-
-FOREIGN_SESSION_COOKIE = (
-    "This browser sent a session cookie signed with a different secret key than this app's, "
-    "so its Spotify login cannot be read. The usual cause: the secret key is made at random "
-    "in each worker process or at each start (for example secrets.token_hex(32) in the app's "
-    "code), so workers and restarts disagree. Give every worker one fixed key: "
-    "app.secret_key = instance_secret_key(app) keeps one in the instance folder for all the "
-    "workers of a host, or set SECRET_KEY to the same long random string everywhere. Then "
-    "log in again."
-)
-
-#: What an adapter found of the browser's session cookie (asked only when a login fails).
-COOKIE_ABSENT, COOKIE_VALID, COOKIE_FOREIGN, COOKIE_UNKNOWN = "absent", "valid", "foreign", "?"
-
 
 @dataclass(slots=True)
 class Caller:
-    """Who is asking: this browser's session, the app's own id for its user if it keys
-    tokens by one (``identity``, else ``None``), and a way to tell, when a login cannot be
-    found, whether the browser's session cookie was absent or signed with another key."""
+    """Who is asking: this browser's session, the app's id for its user (if it keys tokens by
+    one), and whether the browser's session cookie was signed with another key."""
 
     session: MutableMapping[str, Any]
     identity: str | None = None
-    session_cookie: Callable[[], str] = lambda: COOKIE_UNKNOWN
-
-
-def identity_of(value: object) -> str | None:
-    """What an ``identity`` hook returned, as the key's user id: ``None`` for no user (any
-    falsy or blank value: ``None``, ``False``, ``0``, ``""``, ``"  "``, ``[]``, as idioms
-    such as ``current_user.is_authenticated and current_user.id`` return), else the text of
-    a ``str`` or ``int``. Anything else is a :class:`TypeError` that names the fix."""
-    if not value or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TypeError(
-            f"The identity hook returned {type(value).__name__} {_short(value)}; it must return "
-            "the user's id as a str or int, or None (or another falsy value) for a visitor "
-            "who is not logged in to the app."
-        )
-    return str(value)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    foreign_cookie: Callable[[], bool] = lambda: False
 
 
 class Core:
@@ -170,8 +108,6 @@ class Core:
         self.accounts.http = self.http
         await http.aclose()
 
-    # -- whose tokens -----------------------------------------------------------------------
-
     def key(self, caller: Caller) -> str | None:
         """Where this user's tokens are stored: the app's identity, else the browser's login
         id, else ``None`` (not logged in)."""
@@ -189,12 +125,10 @@ class Core:
     def _key_or_401(self, caller: Caller) -> str:
         key = self.key(caller)
         if key is None:
-            if caller.identity is None and caller.session_cookie() == COOKIE_FOREIGN:
+            if caller.identity is None and caller.foreign_cookie():
                 raise LoginRequired(FOREIGN_SESSION_COOKIE)
             raise LoginRequired()
         return key
-
-    # -- the login ----------------------------------------------------------------------------
 
     async def begin_login(
         self,
@@ -228,9 +162,7 @@ class Core:
         and the ``next_url`` the login was started with."""
         settings = self.settings
         value, error = args.get("state"), args.get("error")
-        # The state must be one this browser started (its session lists it), signed by this
-        # app and not expired. A known state is used up at once, whatever happens next: a
-        # callback is single use.
+        # A state this browser started (its session lists it) is used up at once: single use.
         data = self._data(caller.session)
         known = value is not None and _digest(value) in _pending(data)
         if known and value is not None:
@@ -253,9 +185,8 @@ class Core:
                     "This login callback was not started in this browser, or was already "
                     "used. Start the login again here."
                 )
-            cookie = caller.session_cookie()
             raise InvalidCallback(
-                FOREIGN_SESSION_COOKIE if cookie == COOKIE_FOREIGN else NO_PENDING_LOGIN
+                FOREIGN_SESSION_COOKIE if caller.foreign_cookie() else NO_PENDING_LOGIN
             )
         pending = self.states.open(value)
         code = code if code is not None else args.get("code")
@@ -288,8 +219,6 @@ class Core:
         if forgotten:
             await signals.send(signals.logged_out, self.sender, key=key)
 
-    # -- tokens ---------------------------------------------------------------------------------
-
     def held_token(self, caller: Caller) -> AccessToken | None:
         """This user's token if this process holds a current copy; never waits."""
         key = self.key(caller)
@@ -305,22 +234,6 @@ class Core:
 
     async def force_renewal(self, caller: Caller) -> None:
         await self.refresher.refresh(self._key_or_401(caller))
-
-    async def token_or_none(self, caller: Caller) -> str | None:
-        """This user's access token, or ``None`` when not logged in (for templates)."""
-        try:
-            return (await self.access_token(caller)).access_token
-        except LoginRequired:
-            return None
-
-    async def profile(self, caller: Caller) -> dict[str, Any] | None:
-        """This user's profile from ``/v1/me``, or ``None`` when not logged in or refused."""
-        try:
-            reply = await self.web_api(caller).get("/me")
-        except LoginRequired:
-            return None
-        profile: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
-        return profile
 
     async def token_record(self, caller: Caller) -> TokenRecord | None:
         key = self.key(caller)
@@ -344,54 +257,6 @@ class Core:
     def _data(self, session: MutableMapping[str, Any]) -> dict[str, Any]:
         data = session.get(self.settings.session_key)
         return dict(data) if isinstance(data, dict) else {}
-
-
-def registered(app: Any) -> Any:
-    """What the adapter put in ``app.extensions`` (the Quart core, the Flask shim's state)."""
-    try:
-        return app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "SpotifyAuth is not set up on this app: call SpotifyAuth(app) or init_app(app)."
-        ) from None
-
-
-def build_core(
-    config: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    *,
-    secret_key: object,
-    store: TokenStore | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    clock: Callable[[], float] = time.time,
-    identity: Callable[[], Any] | None = None,
-    sender: Any = None,
-    instance_path: str = "instance",
-) -> Core:
-    """Check the configuration (raising :class:`ConfigurationError` with the fix) and build
-    one app's :class:`Core`."""
-    unknown = [k for k in overrides if k not in DEFAULTS]
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown SpotifyAuth options: {', '.join(unknown)}. The options are the "
-            "SPOTIFY_* settings (see the configuration table) and store, identity, transport "
-            "and clock."
-        )
-    for warning in unknown_keys({**config, **overrides}):
-        warn_user(warning)  # at the user's SpotifyAuth(app) / init_app(app) line
-    settings = load_settings(config, overrides)
-    if not secret_key or not isinstance(secret_key, str | bytes):
-        raise ConfigurationError(
-            "app.secret_key is not set. quart-spotify-auth signs each login's state with it, "
-            "and keeps an opaque login id in the session cookie the framework signs with it: "
-            "set app.secret_key = instance_secret_key(app) (SECRET_KEY from the environment, "
-            "else a key kept in the app's instance folder for all its workers), or to a long "
-            "random string of your own, the same in every worker and across restarts."
-        )
-    if store is None:
-        store = open_store(settings, clock, instance_path)
-    options = {"transport": transport, "clock": clock, "identity": identity, "sender": sender}
-    return Core(settings, store, secret_key, **options)
 
 
 def _pending(data: dict[str, Any]) -> list[str]:

@@ -1,13 +1,6 @@
-"""The exception family.
-
-Every error a request can meet is a :class:`werkzeug.exceptions.HTTPException` under
-:class:`SpotifyAuthError`, so an unhandled one becomes a response with the right status and a
-description that says what happened and what to do. Descriptions never carry a token, a refresh
-token, a code or the client secret.
-
-Configuration problems are not HTTP errors: :class:`ConfigurationError` is raised by
-``init_app`` (and by the Flask shim's ``init_app``) before the app serves anything.
-"""
+"""The exception family: every error a request can meet is an ``HTTPException`` under
+:class:`SpotifyAuthError`, whose description says what to do (and never carries a secret);
+:class:`ConfigurationError` is raised by ``init_app``, before the app serves anything."""
 
 from __future__ import annotations
 
@@ -38,20 +31,13 @@ class ConfigurationError(ValueError):
 
 
 class SpotifyAuthError(HTTPException):
-    """Base of every HTTP-facing error this package raises.
-
-    It has no status of its own (each subclass has one), so that
-    ``@app.errorhandler(SpotifyAuthError)`` catches all of them.
-    """
+    """Base of every HTTP-facing error here; no status of its own, so that
+    ``@app.errorhandler(SpotifyAuthError)`` catches all of them."""
 
     code: int | None = None
-    #: The heading of its error page (werkzeug's default page, and the demo's): what went
-    #: wrong in words, rather than the status line's "Forbidden" or "Bad Request".
+    #: The heading of its error page: what went wrong, rather than "Bad Request".
     name = "Spotify login failed"
     description = "Spotify login failed."
-
-    def __init__(self, description: str | None = None) -> None:
-        super().__init__(description)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.description!r})"
@@ -86,12 +72,9 @@ class LoginRequired(SpotifyAuthError):
 
 
 class ReauthorizationRequired(LoginRequired):
-    """401: Spotify no longer accepts this user's refresh token (revoked access, or the
-    six-month limit since consent); the stored tokens were dropped and the user must log in
-    again."""
+    """401: Spotify no longer accepts this user's refresh token; the tokens were dropped."""
 
     name = "Please log in again"
-
     description = (
         "Spotify no longer accepts this login (access was revoked or the login is older than "
         "Spotify allows). Log in with Spotify again."
@@ -102,7 +85,6 @@ class InvalidClient(SpotifyAuthError):
     """502: Spotify rejected the app's own credentials (``invalid_client``)."""
 
     name = "The app's Spotify credentials were refused"
-
     code = 502
     description = (
         "Spotify rejected this app's client credentials (invalid_client). Check "
@@ -119,8 +101,8 @@ class SpotifyBadResponse(SpotifyAuthError):
 
 
 class SpotifyUnavailable(SpotifyAuthError):
-    """503: Spotify could not be reached, kept failing, or asked us to slow down; stored
-    tokens are kept. ``retry_after`` (seconds), when known, is sent as ``Retry-After``."""
+    """503: Spotify could not be reached, kept failing, or asked us to slow down; tokens are
+    kept. ``retry_after`` (seconds), when known, is sent as ``Retry-After``."""
 
     code = 503
     name = "Spotify is unavailable"
@@ -154,8 +136,7 @@ class ScopesNotGranted(SpotifyAuthError):
 
 
 class ScopesNotAllowed(SpotifyAuthError):
-    """400: a login link asked for scopes this app does not use (not in ``SPOTIFY_SCOPES``
-    nor asked for by a ``scopes_required`` guard)."""
+    """400: a login link asked for scopes the app uses nowhere (config or guards)."""
 
     code = 400
     name = "Permissions not used by this app"

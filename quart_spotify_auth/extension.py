@@ -1,20 +1,25 @@
-"""The Quart extension: find the app's core, the session, the request and the identity; the
-core (:mod:`.core`) does the rest."""
+"""The Quart extension: the four verbs as async methods, on the shared base (:mod:`.adapter`)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from quart import Quart, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, session_cookie_status
-from .core import EXTENSION_KEY, Caller, Core, identity_of, registered
+from .adapter import BaseSpotifyAuth, Context, registered
+from .core import EXTENSION_KEY, Caller, Core
+from .diagnostics import check_serving
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+QUART = Context(current_app, request, session, g, after_this_request)
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -39,21 +44,16 @@ class SpotifyAuth(BaseSpotifyAuth):
         config: ``SPOTIFY_*`` keys that take precedence over ``app.config``.
     """
 
-    def init_app(self, app: Quart) -> None:
-        """Read and check the configuration, hook the app's serving lifecycle, and give
-        templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``.
-
-        Raises :class:`ConfigurationError` with the fix when the configuration cannot work.
-        """
-        core = app.extensions[EXTENSION_KEY] = self._build(app)
+    def _register(self, app: Quart) -> Core:
+        core = self._build(app)
 
         async def start() -> None:
-            self._check_serving(app, core)
+            check_serving(app, core)
             await core.start()
 
         app.before_serving(start)
         app.after_serving(core.stop)
-        self._install_template_globals(app)
+        return core
 
     # -- the four verbs -------------------------------------------------------------------
 
@@ -64,46 +64,36 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser; redirect to it to log in.
-
-        The ``state`` is fresh and signed with the app's secret key (nothing is stored
-        server-side per login): it carries its expiry (``SPOTIFY_LOGIN_TTL`` seconds) and
-        ``next_url``, and the PKCE verifier is derived from it with the same key. This
-        browser's session lists a digest of it, so only this browser can finish the login,
-        once; several logins may be pending at once. ``scopes`` replaces the configured
-        scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
+        """The Spotify authorize URL for this browser (a fresh signed ``state`` and PKCE, which
+        only this browser can use, once); redirect to it to log in. ``scopes`` replaces the
+        configured scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
         """
-        caller = await current_caller()
-        return await current_core().begin_login(
-            caller, scopes=scopes, show_dialog=show_dialog, next_url=next_url
+        return await self._call(
+            Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
-        """Finish the login in the callback route and return this user's token.
-
-        Reads ``state`` and ``error`` from the current request itself: a denied consent raises
-        :class:`AuthorizationDenied`; a missing, forged, replayed or expired ``state``, or a
-        code Spotify rejects, raises :class:`InvalidCallback` (400) and stores nothing.
+        """Finish the login in the callback route and return this user's token. Reads
+        ``state`` and ``error`` from the request itself: a denied consent raises
+        :class:`AuthorizationDenied`; a bad ``state`` or code, :class:`InvalidCallback` (400).
         """
         return (await self.complete_login(code))[0]
 
     async def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired (one token
-        request however many callers wait). Raises :class:`LoginRequired` (401) when not
-        logged in and :class:`ReauthorizationRequired` (401) when Spotify no longer accepts
-        the login."""
+        request however many wait). :class:`LoginRequired` (401) when not logged in."""
         core = current_core()
         return await core.access_token(await current_caller(core))
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
-        await current_core().force_renewal(await current_caller())
+        await self._call(Core.force_renewal)
 
     # -- the rest a login needs -----------------------------------------------------------
 
     async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
-        return await current_core().complete_login(await current_caller(), request.args, code)
+        return await self._call(Core.complete_login, request.args, code)
 
     async def is_logged_in(self) -> bool:
         """Whether this browser (or identity) has Spotify tokens."""
@@ -111,21 +101,18 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     async def logout(self) -> None:
         """Forget this user's tokens and this browser's login id."""
-        await current_core().logout(await current_caller())
+        await self._call(Core.logout)
 
     async def token_record(self) -> TokenRecord | None:
         """This user's stored record (consent time, expiry...), not refreshed."""
-        return await current_core().token_record(await current_caller())
+        return await self._call(Core.token_record)
 
     async def get_app_token(self) -> AccessToken:
-        """The app-only token (client credentials) for catalogue calls that need no user:
-        cached and renewed like user tokens. Needs ``SPOTIFY_CLIENT_SECRET``."""
+        """The app-only (client credentials) token, cached and renewed; needs a secret."""
         return await current_core().app_token()
 
     async def web_api(self) -> WebAPI:
-        """A Web API client for this user (bearer set, one refresh on 401, bounded 429
-        waits, 5xx retries), through the app's pool:
-        ``await (await spotify.web_api()).get("/me")``."""
+        """A Web API client for this user: ``await (await spotify.web_api()).get("/me")``."""
         return current_core().web_api(await current_caller())
 
     def app_web_api(self) -> WebAPI:
@@ -137,19 +124,16 @@ class SpotifyAuth(BaseSpotifyAuth):
         return current_core(app)
 
     async def close(self, app: Quart | None = None) -> None:
-        """Stop ``app``'s renewer and close its connections now (``after_serving`` does it
-        when the app stops serving)."""
+        """Stop ``app``'s renewer and close its connections now (``after_serving`` does it)."""
         await current_core(app).stop()
 
-    async def _template_token(self) -> str | None:
-        after_this_request(self._no_store)  # a page that renders a token is never cached
-        return await current_core().token_or_none(await current_caller())
+    async def _call(
+        self, job: Callable[Concatenate[Core, Caller, P], Awaitable[T]], *a: P.args, **k: P.kwargs
+    ) -> T:
+        core = current_core()
+        return await job(core, await current_caller(core), *a, **k)
 
-    async def _template_user(self) -> dict[str, Any] | None:
-        if "_spotify_user" not in g:
-            g._spotify_user = await current_core().profile(await current_caller())
-        user: dict[str, Any] | None = g._spotify_user
-        return user
+    _context = QUART
 
 
 def current_core(app: Quart | None = None) -> Core:
@@ -164,5 +148,4 @@ async def current_caller(core: Core | None = None) -> Caller:
     identity = None if hook is None else hook()
     if inspect.isawaitable(identity):
         identity = await identity
-    app, cookies = current_app._get_current_object(), request.cookies  # type: ignore[attr-defined]
-    return Caller(session, identity_of(identity), lambda: session_cookie_status(app, cookies))
+    return QUART.caller(identity)

@@ -9,12 +9,10 @@
     token = spotify.get_user_token(request.args.get("code"))
     token = spotify.get_access_token()
 
-The async core runs on one long-lived event loop in a daemon thread per process, started on
-first use and started again in a forked child (gunicorn ``--preload``); the pooled HTTP client,
-the single-flight refreshes and the background renewer live on it. Each method hands its work
-to that loop and waits, so threaded servers (werkzeug, gunicorn gthread) share one refresh per
-token; a token this process already holds, still valid, is returned without that hop. Never an
-event loop per request. The methods also work inside Flask ``async def`` views.
+The async core runs on one event loop in a daemon thread per process (:mod:`.loopthread`):
+each method hands its work there and waits, so threaded servers share one refresh per token;
+a valid token this process holds is returned without that hop. The methods also work in
+Flask ``async def`` views.
 """
 
 from __future__ import annotations
@@ -24,21 +22,26 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, session_cookie_status
-from .core import EXTENSION_KEY, Caller, Core, identity_of, registered
-from .loopthread import run
+from .adapter import BaseSpotifyAuth, Context, registered
+from .core import Caller, Core
+from .diagnostics import check_serving
+from .loopthread import block_on
 from .loopthread import stop as stop_loop
-from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
 from .webapi import Verbs, WebAPI
 
-__all__ = ["SpotifyAuth", "SyncWebAPI", "run"]
+__all__ = ["SpotifyAuth", "SyncWebAPI", "block_on"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+FLASK = Context(current_app, request, session, g, after_this_request)
 
 
 _STATES: weakref.WeakSet[_AppState] = weakref.WeakSet()
@@ -48,12 +51,10 @@ class _AppState:
     """One Flask app's core, started on the loop thread; built again in a forked child (the
     parent's is bound to the parent's loop), keeping the store."""
 
-    def __init__(
-        self, build: Callable[[TokenStore | None], Core], check: Callable[[Core], None]
-    ) -> None:
-        self._build = build
-        self._check = check
-        self._core = build(None)
+    def __init__(self, spotify: SpotifyAuth, app: Flask) -> None:
+        self._spotify = spotify
+        self._app = app
+        self._core = spotify._build(app)
         self._pid = os.getpid()
         self._started = False
         self._lock = threading.Lock()
@@ -64,12 +65,12 @@ class _AppState:
             return self._core
         with self._lock:
             if self._pid != os.getpid():
-                self._core = self._build(self._core.store)
+                self._core = self._spotify._build(self._app, self._core.store)
                 self._pid = os.getpid()
                 self._started = False
             if not self._started:
-                self._check(self._core)
-                run(self._core.start())
+                check_serving(self._app, self._core)
+                block_on(self._core.start())
                 self._started = True
             return self._core
 
@@ -77,7 +78,7 @@ class _AppState:
         with self._lock:
             if self._started and self._pid == os.getpid():
                 self._started = False
-                run(self._core.stop(), timeout=30)
+                block_on(self._core.stop(), timeout=30)
 
 
 def _stop_all() -> None:
@@ -93,9 +94,7 @@ def _shutdown() -> None:
     stop_loop()
 
 
-# Before this process forks (gunicorn --preload forks its workers from a master that may have
-# used the shim at import time): the master keeps no renewer it would never use, and the
-# children inherit no task in flight. The parent starts again on its next use.
+# Before a fork (gunicorn --preload): no renewer kept in the master, no task in flight inherited.
 os.register_at_fork(before=_stop_all)
 
 
@@ -104,13 +103,8 @@ class SpotifyAuth(BaseSpotifyAuth):
     Quart extension, as plain sync methods. Arguments are those of
     :class:`quart_spotify_auth.SpotifyAuth`; ``identity`` is a plain function here."""
 
-    def init_app(self, app: Flask) -> None:
-        """Read and check the configuration (``ConfigurationError`` with the fix), and give
-        templates ``spotify_access_token()``, ``spotify_logged_in()`` and ``spotify_user()``."""
-        app.extensions[EXTENSION_KEY] = _AppState(
-            lambda store: self._build(app, store), lambda core: self._check_serving(app, core)
-        )
-        self._install_template_globals(app)
+    def _register(self, app: Flask) -> _AppState:
+        return _AppState(self, app)
 
     # -- the four verbs -------------------------------------------------------------------
 
@@ -121,14 +115,9 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser; redirect to it to log in.
-
-        As :meth:`quart_spotify_auth.SpotifyAuth.get_user`: the ``state`` is signed with the
-        app's secret key, not stored server-side; this browser's session lists a digest of
-        it, so only this browser can finish the login, once."""
-        core, caller = current_core(), current_caller()
-        return run(
-            core.begin_login(caller, scopes=scopes, show_dialog=show_dialog, next_url=next_url)
+        """The Spotify authorize URL for this browser; redirect to it to log in."""
+        return self._call(
+            Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     def get_user_token(self, code: str | None = None) -> AccessToken:
@@ -141,18 +130,17 @@ class SpotifyAuth(BaseSpotifyAuth):
         core = current_core()
         caller = current_caller(core)
         token = core.held_token(caller)
-        return token if token is not None else run(core.access_token(caller))
+        return token if token is not None else block_on(core.access_token(caller))
 
     def force_renewal(self) -> None:
         """Refresh this user's token now."""
-        run(current_core().force_renewal(current_caller()))
+        self._call(Core.force_renewal)
 
     # -- the rest a login needs -----------------------------------------------------------
 
     def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""
-        args = request.args.to_dict()
-        return run(current_core().complete_login(current_caller(), args, code))
+        return self._call(Core.complete_login, request.args.to_dict(), code)
 
     def is_logged_in(self) -> bool:
         """Whether this browser (or identity) has Spotify tokens."""
@@ -160,15 +148,15 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     def logout(self) -> None:
         """Forget this user's tokens and this browser's login id."""
-        run(current_core().logout(current_caller()))
+        self._call(Core.logout)
 
     def token_record(self) -> TokenRecord | None:
         """This user's stored record, not refreshed."""
-        return run(current_core().token_record(current_caller()))
+        return self._call(Core.token_record)
 
     def get_app_token(self) -> AccessToken:
         """The app-only (client credentials) token, cached and renewed."""
-        return run(current_core().app_token())
+        return block_on(current_core().app_token())
 
     def web_api(self) -> SyncWebAPI:
         """A Web API client for this user, its calls run on the shim's loop."""
@@ -183,19 +171,19 @@ class SpotifyAuth(BaseSpotifyAuth):
         return current_core(app)
 
     def close(self, app: Flask | None = None) -> None:
-        """Stop ``app``'s renewer and close its connections now (also done at exit); the
-        next use starts them again."""
-        _state(app).stop()
+        """Stop ``app``'s renewer and close its connections now (also done at exit)."""
+        registered(app or current_app).stop()
 
-    def _template_token(self) -> str | None:
-        after_this_request(self._no_store)  # a page that renders a token is never cached
-        return run(current_core().token_or_none(current_caller()))
+    def _call(
+        self,
+        job: Callable[Concatenate[Core, Caller, P], Coroutine[Any, Any, T]],
+        *a: P.args,
+        **k: P.kwargs,
+    ) -> T:
+        core = current_core()
+        return block_on(job(core, current_caller(core), *a, **k))
 
-    def _template_user(self) -> dict[str, Any] | None:
-        if "_spotify_user" not in g:
-            g._spotify_user = run(current_core().profile(current_caller()))
-        user: dict[str, Any] | None = g._spotify_user
-        return user
+    _context = FLASK
 
 
 class SyncWebAPI(Verbs[httpx.Response]):
@@ -208,24 +196,16 @@ class SyncWebAPI(Verbs[httpx.Response]):
         return f"Sync{self.api!r}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return run(self.api.request(method, path, **kwargs))
-
-
-def _state(app: Flask | None = None) -> _AppState:
-    state: _AppState = registered(app if app is not None else current_app)
-    return state
+        return block_on(self.api.request(method, path, **kwargs))
 
 
 def current_core(app: Flask | None = None) -> Core:
     """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    return _state(app).core()
+    state: _AppState = registered(app or current_app)
+    return state.core()
 
 
 def current_caller(core: Core | None = None) -> Caller:
-    """The current request's session and identity. The real session object, not the proxy:
-    the core runs on the loop thread while this one waits, and the proxy only resolves here."""
+    """The current request's session and identity."""
     hook = (core or current_core()).identity
-    identity = identity_of(None if hook is None else hook())
-    real = session._get_current_object()  # type: ignore[attr-defined]
-    app, cookies = current_app._get_current_object(), request.cookies  # type: ignore[attr-defined]
-    return Caller(real, identity, lambda: session_cookie_status(app, cookies))
+    return FLASK.caller(None if hook is None else hook())

@@ -1,9 +1,7 @@
-"""One event loop in a daemon thread per process, for running the async core from sync code
-(the Flask shim).
+"""Where the Flask shim runs coroutines: one event loop in a daemon thread per process.
 
-Started on first use and started again after a fork (threads do not survive one: gunicorn
-``--preload``); never a loop per call, so the pooled HTTP client, the locks and the renewer
-built on it stay usable across requests (``reference/style.md`` section 4).
+Started on first use and again after a fork (gunicorn ``--preload``); never a loop per call,
+so the pooled HTTP client, the locks and the renewer built on it outlive each request.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread", "run", "stop"]
+__all__ = ["LoopThread", "block_on", "stop"]
 
 T = TypeVar("T")
 
@@ -40,13 +38,10 @@ class LoopThread:
                 self._thread.start()
             return self._loop
 
-    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``work`` on the loop; block this thread until its result."""
         loop = self.loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if threading.current_thread() is self._thread:  # it would wait for itself forever
             work.close()
             raise RuntimeError(
                 "quart_spotify_auth.flask methods are synchronous and cannot be called from "
@@ -56,10 +51,9 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the loop and close it, as ``asyncio.run`` does at its end: tasks still
-        running are cancelled, async generators and the default executor shut down, its
-        sockets closed. Waits for that (at most ``timeout`` seconds) unless called from the
-        loop itself. The next use starts a new loop."""
+        """Stop and close the loop as ``asyncio.run`` ends its own (tasks cancelled, async
+        generators and executor shut down), waiting up to ``timeout`` seconds unless called
+        from the loop itself. The next use starts a new loop."""
         with self._lock:
             loop, thread = self._loop, self._thread
             ours = loop is not None and self._pid == os.getpid()
@@ -75,7 +69,7 @@ class LoopThread:
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The thread: run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
+    """Run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
     try:
         loop.run_forever()
     finally:
@@ -109,10 +103,10 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
 _LOOP = LoopThread()
 
 
-def run(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run a coroutine on the shim's loop thread and wait for its result (for tests and
-    advanced use: the core's coroutines must run there)."""
-    return _LOOP.run(work, timeout)
+def block_on(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run a coroutine on this process's loop thread and block until its result (the Flask
+    shim's core lives there: tests and sync code reach it this way)."""
+    return _LOOP.block_on(work, timeout)
 
 
 def stop() -> None:

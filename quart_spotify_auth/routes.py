@@ -1,4 +1,4 @@
-"""Ready routes, guards and template globals for Quart apps (all opt-in).
+"""Ready routes and guards for Quart apps (all opt-in).
 
 .. code-block:: python
 
@@ -37,6 +37,7 @@ from quart import (
     url_for,
 )
 
+from .adapter import no_store
 from .errors import CrossSiteRequest, ScopesNotAllowed, ScopesNotGranted
 from .extension import SpotifyAuth, current_caller, current_core
 from .scopes import parse_scopes
@@ -63,9 +64,8 @@ _GUARDED: set[str] = set()
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
-    """``value`` if it is a same-site path (``/...``), else ``default``. Refuses absolute
-    URLs, scheme-relative ``//host``, backslashes and control characters, also when
-    percent-encoded (browsers and servers decode in different places)."""
+    """``value`` if it is a same-site path (``/...``), else ``default``: no absolute or
+    scheme-relative URL, backslash or control character, also when percent-encoded."""
     if not value or len(value) > MAX_NEXT:
         return default
     decoded = value
@@ -83,10 +83,9 @@ def safe_next(value: str | None, default: str = "/") -> str:
 
 
 def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> Blueprint:
-    """Routes for the whole login: ``login`` (``?next=/path`` and ``?scope=...``), the
-    callback (at the path of ``SPOTIFY_REDIRECT_URI``, outside the prefix), ``logout``
-    (POST) and ``token``: ``{"access_token", "expires_in"}`` for the Web Playback SDK's
-    ``getOAuthToken``, never the refresh token, with ``Cache-Control: no-store``."""
+    """Routes for the whole login: ``login`` (``?next=/path``, ``?scope=...``), the callback
+    (at ``SPOTIFY_REDIRECT_URI``'s path), ``logout`` (POST) and ``token`` (for the Web
+    Playback SDK: ``{"access_token", "expires_in"}``, never cached)."""
     blueprint = Blueprint(BLUEPRINT, __name__, url_prefix=url_prefix)
 
     @blueprint.route("/login")
@@ -110,10 +109,7 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
     @blueprint.route("/token")
     async def token() -> Any:
         access = await spotify.get_access_token()
-        response: Response = jsonify(access_token=access.access_token, expires_in=access.expires_in)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Pragma"] = "no-cache"
-        return response
+        return no_store(jsonify(access_token=access.access_token, expires_in=access.expires_in))
 
     @blueprint.record_once
     def register_callback(state: Any) -> None:
@@ -136,8 +132,7 @@ def login_required(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
 @overload
 def login_required(func: Callable[P, T]) -> Callable[P, Awaitable[T]]: ...
 def login_required(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
-    """Send a browser that is not logged in to the blueprint's login, and back here after.
-    Works on sync and async views."""
+    """Send a browser that is not logged in to the blueprint's login, and back here after."""
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -149,10 +144,8 @@ def login_required(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
 
 
 def scopes_required(*scopes: str) -> _Guard:
-    """Like :func:`login_required`, and when the user granted fewer scopes than ``scopes``,
-    ask Spotify for the missing ones (keeping those already granted) and come back. Asked
-    once: if they are still missing when the browser is back, :class:`ScopesNotGranted`
-    (403) rather than another round trip to Spotify."""
+    """Like :func:`login_required`, and ask Spotify once for the ``scopes`` the user has not
+    granted (keeping the others); still missing after that: :class:`ScopesNotGranted` (403)."""
     needed = frozenset(scopes)
     _GUARDED.update(needed)
 
@@ -195,8 +188,7 @@ def install_template_globals(app: Quart, spotify: SpotifyAuth) -> None:
 
 def same_origin_only(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Refuse the request (:class:`CrossSiteRequest`, 403) when a browser says it comes from
-    another site (``Sec-Fetch-Site``, else ``Origin``): for views that change state on a POST,
-    such as logging out, which a form on another site could otherwise submit."""
+    another site (``Sec-Fetch-Site``, else ``Origin``): for POST views that change state."""
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -214,8 +206,7 @@ def same_origin_only(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T
 
 
 async def _check_scopes(asked: tuple[str, ...]) -> None:
-    """A login link may ask for the configured scopes, those a guard asks for, and those
-    already granted; anything else is somebody else's idea (400)."""
+    """A login link may ask for configured, guarded or granted scopes; nothing else (400)."""
     core = current_core()
     allowed = set(core.settings.scopes) | _GUARDED
     extra = set(asked) - allowed

@@ -1,13 +1,5 @@
-"""One secret key per host, shared by the app's workers and kept across restarts.
-
-The session cookie and every login's ``state`` are signed with the app's secret key, so every
-worker must hold the same one, and a restart must not change it (or everyone is logged out, and
-logins in flight fail). ``secrets.token_hex(32)`` at import time gives each worker a key of its
-own; a key typed into one terminal is gone in the next. :func:`instance_secret_key` gives an
-app ``SECRET_KEY`` from the environment when it is set (the way for several hosts), else a
-random key kept in a file of the app's instance folder, beside the default token store: made
-once, for its owner alone, by whichever worker comes first, and read by the others.
-"""
+"""One secret key per host, shared by the app's workers and kept across restarts (a key made
+at import gives each worker its own, and logs everyone out at each restart)."""
 
 from __future__ import annotations
 
@@ -39,10 +31,9 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
         app = Quart(__name__)
         app.secret_key = instance_secret_key(app)
 
-    Every worker of one host gets the same key, and so does the app after a restart. Apps on
-    several hosts set ``SECRET_KEY`` to one value everywhere. Raises
-    :class:`ConfigurationError`, naming the folder and the fix, when the key can neither be
-    read nor written there.
+    Every worker of one host gets the same key, also after a restart; apps on several hosts
+    set ``SECRET_KEY`` everywhere. :class:`ConfigurationError` names the fix when the key can
+    be neither read nor written.
     """
     given = os.environ.get(variable, "").strip()
     if given:
@@ -63,9 +54,8 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
 
 
 def _create(path: Path) -> None:
-    """Write a fresh key to ``path`` unless another process has: the key is written in full
-    to a file of this process's own, then linked into place, which fails if ``path`` exists,
-    so a worker never reads a half-written key nor replaces another's."""
+    """Write a fresh key to ``path`` unless another process has: written in full to a file of
+    its own, then linked into place (which fails if ``path`` exists)."""
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -1,8 +1,6 @@
-"""Signals: what happened to a login, for your own code, metrics and tests (blinker, as Flask
-and Quart use).
-
-Each is sent with the app as sender and the store key of the login (``"browser:..."``,
-``"user:<identity>"``, or ``"app"`` for the app-only token) as ``key``:
+"""Signals (blinker): what happened to a login, for your code, metrics and tests. Each is
+sent with the app as sender and the login's store key (``"browser:..."``, ``"user:<id>"`` or
+``"app"``) as ``key``:
 
 .. code-block:: python
 
@@ -12,9 +10,8 @@ Each is sent with the app as sender and the store key of the login (``"browser:.
     def count(sender, key, in_background, **extra):
         RENEWALS.labels(in_background=in_background).inc()
 
-Receivers may be plain functions or coroutine functions; one that raises is logged and the
-others still run. They run on the event loop that serves the app (for the Flask shim: its loop
-thread), so they must not block.
+Receivers may be sync or async; one that raises is logged. They run on the app's event loop
+(the Flask shim's loop thread), so they must not block.
 """
 
 from __future__ import annotations
@@ -60,8 +57,7 @@ login_forgotten = _signals.signal("login-forgotten")
 
 
 async def send(signal: NamedSignal, sender: Any, **data: Any) -> None:
-    """Send ``signal`` to its receivers for ``sender``, awaiting async ones; a receiver that
-    raises is logged, never raised into the flow that sent it."""
+    """Send ``signal`` for ``sender``, awaiting async receivers; one that raises is logged."""
     if not signal.receivers:
         return
     for receiver in signal.receivers_for(sender):

@@ -1,16 +1,7 @@
-"""Logins in flight, kept nowhere: the ``state`` sent to Spotify is a signed token.
-
-A login that was started and not finished must remember three things until the callback:
-that this app issued it, when it expires, and where to go next; and the PKCE verifier must be
-known to the server alone. So the ``state`` is ``{nonce, expiry, next}`` signed with the app's
-secret key (itsdangerous, as the session cookie is), and the verifier is derived from the
-nonce with an HMAC under that key: the callback recomputes it, and nobody without the key
-can. The browser's session lists digests of the states it started, which binds each state to
-one browser and makes it single use.
-
-Nothing is stored server-side per login, so a flood of ``/login`` requests fills nothing and
-evicts nobody's login in flight, and every worker process can finish a login any other
-started.
+"""Logins in flight, kept nowhere: the ``state`` is ``{nonce, expiry, next}`` signed with the
+app's secret key, and the PKCE verifier an HMAC of the nonce under that key. A flood of
+``/login`` fills nothing, and any worker can finish a login another started. (The browser's
+session lists digests of its states, which makes each single use: :mod:`.core`.)
 """
 
 from __future__ import annotations

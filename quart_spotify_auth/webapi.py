@@ -1,11 +1,4 @@
-"""Calling the Spotify Web API as the user (or as the app), through the app's HTTP pool.
-
-:class:`SpotifyBearer` is an ``httpx.Auth`` flow: it sets the bearer; on a 401 it refreshes
-once (single-flight, through the refresher) and retries once; on a 429 it waits out
-``Retry-After`` up to the cap and then raises :class:`~.errors.RateLimited`; on a 5xx it
-retries idempotent requests with backoff. Request bodies are kept, so a retry re-sends them
-intact.
-"""
+"""Calling the Spotify Web API as the user (or as the app), through the app's HTTP pool."""
 
 from __future__ import annotations
 
@@ -32,11 +25,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 class SpotifyBearer(httpx.Auth):
-    """Bearer auth with one refresh on 401, bounded waits on 429 and retries on 5xx.
-
-    ``token()`` gives the record to send; ``refresh(sent)`` renews it unless somebody already
-    did since ``sent`` was read.
-    """
+    """An ``httpx.Auth`` flow: the bearer; one refresh (single-flight) and retry on 401;
+    ``Retry-After`` waited out up to the cap on 429, then :class:`~.errors.RateLimited`;
+    idempotent requests retried with backoff on 5xx. ``token()`` gives the record to send;
+    ``refresh(sent)`` renews it unless somebody did since ``sent`` was read."""
 
     requires_request_body = True  # so retries re-send the body intact
 
@@ -125,16 +117,13 @@ class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
     def __repr__(self) -> str:
         return f"WebAPI({self._base!r})"
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Coroutine[Any, Any, httpx.Response]:
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send ``method path`` (relative to ``SPOTIFY_API_URL``) with the user's bearer.
 
-        A request that never reached Spotify (connection refused) is retried for any method;
-        one whose reply was lost only for idempotent methods (a POST may have been done).
-        Absolute URLs (Spotify's paging links) must be on the API's own origin: the bearer
-        goes nowhere else. Network failures end as :class:`SpotifyUnavailable`."""
-        return self._request(method, path, **kwargs)
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        A request that never reached Spotify is retried for any method; one whose reply was
+        lost, only for idempotent methods. Absolute URLs (Spotify's paging links) must be on
+        the API's origin: the bearer goes nowhere else. Network failures end as
+        :class:`SpotifyUnavailable`."""
         if path.startswith(("http://", "https://")):
             if _origin(path) != _origin(self._base):
                 raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")

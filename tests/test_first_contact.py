@@ -18,7 +18,7 @@ from quart import Quart, request
 
 from benchmarks.servers import Server
 from quart_spotify_auth import ConfigurationError, SpotifyAuth, instance_secret_key
-from quart_spotify_auth.core import identity_of
+from quart_spotify_auth.adapter import identity_of
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeSpotify

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from quart_spotify_auth import ConfigurationError, LoginRequired
-from quart_spotify_auth.flask import SpotifyAuth, run
+from quart_spotify_auth.flask import SpotifyAuth, block_on
 from quart_spotify_auth.serving import free_port, wait_for_port
 from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
@@ -135,7 +135,7 @@ def test_calling_from_the_shims_own_loop_says_what_to_do(
             spotify.get_access_token()
 
     with pytest.raises(RuntimeError, match="cannot be called from the shim's own event loop"):
-        run(inside())
+        block_on(inside())
 
 
 def _fork_child(app: Flask, cookie: str, out: multiprocessing.Queue[object]) -> None:
@@ -225,7 +225,7 @@ async def test_fifty_threads_on_one_expired_token_make_one_request(
     browser, spotify, app = flask_stack
     fake.access_ttl = 1
     await browser.login("alice")
-    record = run(spotify.core(app).store.get(next(iter(_keys(spotify, app)))))
+    record = block_on(spotify.core(app).store.get(next(iter(_keys(spotify, app)))))
     assert record is not None
     loop = asyncio.get_running_loop()
     while (left := record.expires_at - spotify.core(app).clock()) > 0:

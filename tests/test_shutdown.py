@@ -94,7 +94,7 @@ def check():
 atexit.register(check)
 
 from flask import Flask
-from quart_spotify_auth.flask import SpotifyAuth, run
+from quart_spotify_auth.flask import SpotifyAuth, block_on
 
 app = Flask(__name__)
 app.config.update(
@@ -120,7 +120,7 @@ assert app.test_client().get("/").get_json() == {"logged_in": False}
 async def where():
     return asyncio.get_running_loop(), threading.current_thread()
 
-seen["loop"], seen["thread"] = run(where())
+seen["loop"], seen["thread"] = block_on(where())
 """
 
 
@@ -287,14 +287,14 @@ def test_a_stopped_loop_thread_closes_its_loop_as_asyncio_run_does() -> None:
         await running.wait()
         return loop, threading.current_thread(), task
 
-    loop, runner, task = thread.run(work(), timeout=30)
+    loop, runner, task = thread.block_on(work(), timeout=30)
     thread.stop()
     assert not runner.is_alive()
     assert loop.is_closed()
     assert task.cancelled()
     assert finalized.is_set()
     # Used again: a new loop, stopped and closed in its turn.
-    again, runner, _ = thread.run(work(), timeout=30)
+    again, runner, _ = thread.block_on(work(), timeout=30)
     assert again is not loop and not again.is_closed()
     thread.stop()
     assert again.is_closed() and not runner.is_alive()

@@ -105,11 +105,11 @@ def log_in(
         log_in(client, fake, "alice")           # Flask
     """
     if hasattr(client, "application"):  # Flask's test client
-        from ..flask import current_core, run
+        from ..flask import block_on, current_core
 
         with client.session_transaction() as session:
             core = current_core(client.application)
-            return run(_log_in(core, session, fake, user, scopes, identity))
+            return block_on(_log_in(core, session, fake, user, scopes, identity))
 
     async def quart() -> AccessToken:
         from ..extension import current_core

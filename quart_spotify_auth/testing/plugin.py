@@ -65,7 +65,7 @@ class FakeServer:
 
     def start(self) -> None:
         try:
-            self.url = self._thread.run(self._served.__aenter__(), timeout=30)
+            self.url = self._thread.block_on(self._served.__aenter__(), timeout=30)
         except BaseException:
             self._thread.stop()
             raise
@@ -74,7 +74,7 @@ class FakeServer:
         """Stop serving, then stop and close the loop thread (its loop and sockets): nothing
         is left for a ``ResourceWarning`` under ``filterwarnings = error``."""
         try:
-            self._thread.run(self._served.__aexit__(None, None, None), timeout=30)
+            self._thread.block_on(self._served.__aexit__(None, None, None), timeout=30)
         finally:
             self._thread.stop()
 
