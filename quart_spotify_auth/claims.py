@@ -17,8 +17,8 @@ import secrets
 from collections.abc import AsyncIterator
 
 from .errors import SpotifyAuthError
-from .retry import stop_if_cancelled
 from .stores import TokenStore
+from .tasks import stop_if_cancelled
 
 __all__ = ["Claims"]
 

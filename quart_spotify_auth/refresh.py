@@ -30,8 +30,9 @@ from .errors import (
     SpotifyUnavailable,
     StoreUnavailable,
 )
-from .retry import backoff, stop_if_cancelled
+from .retry import backoff
 from .stores import TokenStore
+from .tasks import stop_if_cancelled
 from .tokens import TokenRecord
 
 __all__ = ["APP_KEY", "Grant", "Refresher", "grant_for"]

@@ -25,7 +25,8 @@ import logging
 from . import signals
 from .errors import LoginRequired, SpotifyAuthError
 from .refresh import Refresher, grant_for
-from .retry import backoff, cancel, stop_if_cancelled
+from .retry import backoff
+from .tasks import cancel, stop_if_cancelled
 
 __all__ = ["Renewer"]
 

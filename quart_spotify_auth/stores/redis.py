@@ -38,7 +38,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import mask_password
 from ..errors import StoreUnavailable
-from ..retry import backoff, cancel, stop_if_cancelled
+from ..retry import backoff
+from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Due, url_or
 from .cache import CachedStore, ReadCache
@@ -246,7 +247,7 @@ class RedisTokenStore(CachedStore):
             try:
                 await pubsub.subscribe(self._channel)
                 # redis-py may have swallowed a cancellation while connecting (asyncio.wait_for
-                # on Python 3.11 does, see retry.cancel): stop here, not wait on a read for ever.
+                # on Python 3.11 does, see tasks.cancel): stop here, not wait on a read for ever.
                 stop_if_cancelled()
                 failures = 0
                 async for message in pubsub.listen():

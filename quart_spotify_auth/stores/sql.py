@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..retry import cancel
+from ..tasks import cancel
 from ..tokens import TokenRecord
 from .base import Due, url_or
 from .cache import CachedStore, ReadCache

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # SQLAlchemy 2.1 imports its asyncio part only with greenlet 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..retry import backoff, stop_if_cancelled
+from ..retry import backoff
+from ..tasks import stop_if_cancelled
 
 __all__ = ["async_url", "is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
