@@ -32,6 +32,7 @@ from .errors import (
 )
 from .retry import backoff
 from .stores import TokenStore
+from .stores.cache import CachedStore
 from .tasks import stop_if_cancelled
 from .tokens import TokenRecord
 
@@ -98,7 +99,7 @@ class Refresher:
 
     def __init__(self, accounts: AccountsClient, store: TokenStore, *, sender: Any = None) -> None:
         self.accounts = accounts
-        self.store = store
+        self.store = CachedStore(store)
         self.settings = accounts.settings
         self.clock = accounts.clock
         #: The sender of this app's signals (the app).
@@ -109,7 +110,7 @@ class Refresher:
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._touched: dict[str, float] = {}  # key -> when this process last recorded use
         self._revoked: OrderedDict[str, None] = OrderedDict()
-        self.claims = Claims(store)
+        self.claims = Claims(self.store)
         #: Renewed records the store could not take yet: key -> (the record renewed, the
         #: new one). Served from here, and saved by the renewer once the store is back.
         self.unsaved: OrderedDict[str, tuple[TokenRecord, TokenRecord]] = OrderedDict()
@@ -180,7 +181,7 @@ class Refresher:
         """``key``'s record if this process holds a current copy that needs nothing done
         (not stale, no use to record); never waits."""
         unsaved = self.unsaved.get(key) if self.unsaved else None
-        record = unsaved[1] if unsaved is not None else self.store.peek(key)
+        record = unsaved[1] if unsaved is not None else self.store.cached(key)
         if record is None:
             return None
         now = self.clock()
@@ -193,17 +194,19 @@ class Refresher:
         unsaved = self.unsaved.get(key)
         if unsaved is not None:  # renewed while the store was away: newer than what it holds
             return unsaved[1] if not unsaved[1].stale(now) else await self.refresh(key)
-        touch = now if self._touch(key, now) else None
+        touch = self._touch(key, now)
         try:
-            record = await self.store.get(key, touch=touch)
+            record = await self.store.get(key)
+            if touch and record is not None:
+                await self.store.mark_used(key, now)
         except StoreUnavailable:
             # Served through a store restart: the copy this process holds, if still valid
             # and no write to it was heard (a logout needs the store, so none is confirmed
             # meanwhile); use is recorded by a later read.
-            kept = self.store.kept(key)
-            if kept is None or kept.stale(now):
+            known = self.store.last_known(key)
+            if known is None or known.stale(now):
                 raise
-            return kept
+            return known
         if record is None:
             self._touched.pop(key, None)
             if key in self._revoked:
@@ -211,8 +214,8 @@ class Refresher:
             if key != APP_KEY:
                 raise LoginRequired()
             return await self.refresh(key)
-        if touch is not None:
-            self._touched_at(key, touch)
+        if touch:
+            self._touched_at(key, now)
             if not self.store.shared:
                 self.wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
@@ -282,7 +285,7 @@ class Refresher:
     async def _latest(self, key: str) -> TokenRecord | None:
         """The newest record of ``key``: one renewed here and not saved yet, or the store's."""
         unsaved = self.unsaved.get(key)
-        return unsaved[1] if unsaved is not None else await self.store.get(key, fresh=True)
+        return unsaved[1] if unsaved is not None else await self.store.uncached.get(key)
 
     async def _renew(
         self, key: str, current: TokenRecord | None, max_wait: float | None, on_request: bool
@@ -293,7 +296,7 @@ class Refresher:
             if current is None or await self._drop(key, current):
                 raise
             # Not the stored login any more (renewed or replaced meanwhile): use that one.
-            latest = await self.store.get(key, fresh=True)
+            latest = await self.store.uncached.get(key)
             if latest is None:
                 raise
             return latest
@@ -302,7 +305,7 @@ class Refresher:
         else:
             stored = await self._save(key, current, new)
         if stored is None:
-            stored = await self.store.get(key, fresh=True)  # a login or logout won the race
+            stored = await self.store.uncached.get(key)  # a login or logout won the race
             if stored is None:
                 raise LoginRequired()
             return stored
@@ -366,7 +369,7 @@ class Refresher:
         while loop.time() < deadline:
             attempt += 1
             await asyncio.sleep(min(0.01 * 2**attempt, 0.2))
-            current = await self.store.get(key, fresh=True)
+            current = await self.store.uncached.get(key)
             if current is None:
                 if key in self._revoked or key == APP_KEY:
                     break

@@ -42,7 +42,7 @@ class Renewer:
 
     def __init__(self, refresher: Refresher) -> None:
         self._refresher = refresher
-        self._store = refresher.store
+        self._store = refresher.store.uncached
         self._settings = settings = refresher.settings
         self._clock = refresher.clock
         self._runner: asyncio.Task[None] | None = None
@@ -104,7 +104,7 @@ class Renewer:
                 if refresher.unsaved:
                     await refresher.save_unsaved()
                 due = await self._store.due(self._clock(), limit)
-                for key, used in due.keys:
+                for key, used in due.entries:
                     if key in self._renewing:
                         if not self._store.shared:  # off the schedule now: ours to look at
                             self._again[key] = used
@@ -172,7 +172,7 @@ class Renewer:
 
     async def _renew_key(self, key: str, used: float | None) -> None:
         store, settings, sender = self._store, self._settings, self._refresher.sender
-        record = await store.get(key, fresh=True)
+        record = await store.get(key)
         now = self._clock()
         if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):
             await store.reschedule(key, None)

@@ -117,7 +117,7 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
             redis.start()
             refresher = spotify.core(app).refresher
             await _until(lambda: not refresher.unsaved)  # the renewer saved it
-            saved = await store.get("user:u", fresh=True)
+            saved = await store.get("user:u")
             assert saved is not None and saved.access_token == during
             assert (await http.post(url + "/renew")).status_code == 200
             assert (await http.get(url + "/token")).status_code == 200

@@ -1,14 +1,19 @@
-"""The store contract, in two parts a store implements together as a :class:`TokenStore`."""
+"""The store contract: :class:`Records`, :class:`Schedule` (with claims) and a lifecycle, which
+a store implements together as a :class:`TokenStore`. Reading through this process's cache is
+not the store's job: :class:`~.cache.CachedStore` wraps any store."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigurationError
 from ..tokens import TokenRecord
 
-__all__ = ["Due", "Records", "Schedule", "TokenStore"]
+if TYPE_CHECKING:
+    from .cache import ReadCache
+
+__all__ = ["Due", "DueKey", "Records", "Schedule", "TokenStore"]
 
 
 class Records(ABC):
@@ -21,13 +26,8 @@ class Records(ABC):
     """
 
     @abstractmethod
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        """The record under ``key``, or ``None``. With ``touch``, also record use at that time
-        and move the key's renewal forward to it if it was later (or absent), so the renewer
-        looks at a returning user at once. ``fresh`` skips any copy held in this process (a
-        refresh must start from the newest refresh token)."""
+    async def get(self, key: str) -> TokenRecord | None:
+        """The stored record under ``key``, or ``None``."""
 
     @abstractmethod
     async def put(
@@ -47,33 +47,29 @@ class Records(ABC):
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         """Remove ``key`` and its schedule (only if still at ``old.version`` when given)."""
 
-    def peek(self, key: str) -> TokenRecord | None:
-        """The record under ``key`` if this process holds a copy it knows to be current, else
-        ``None``; never waits (the Flask shim calls it from request threads)."""
-        return None
 
-    def kept(self, key: str) -> TokenRecord | None:
-        """After this store failed to answer (a
-        :class:`~quart_spotify_auth.StoreUnavailable`): the copy of ``key`` this process may
-        still serve until the store is back, else ``None`` (the default)."""
-        return None
+class DueKey(NamedTuple):
+    """A key due for renewal, and when it was last used (if known)."""
+
+    key: str
+    used: float | None
 
 
 class Due(NamedTuple):
     """What :meth:`Schedule.due` hands out."""
 
-    #: Keys due now, earliest first, each with when it was last used (if known).
-    keys: list[tuple[str, float | None]]
+    #: The keys due now, earliest first.
+    entries: list[DueKey]
     #: The earliest due time left on the schedule, if any.
     next: float | None
 
 
 class Schedule(ABC):
-    """When each key is renewed, and who renews it.
+    """When each key is renewed, when it was last used, and who renews it.
 
     A store that serves one process claims trivially (the refresher's single flight is the
-    claim); a store shared by several processes keeps the schedule shared and overrides
-    :meth:`claim` and :meth:`release` so that one process refreshes a key at a time.
+    claim); a store shared by several processes overrides :meth:`claim` and :meth:`release` so
+    that one process refreshes a key at a time.
     """
 
     @abstractmethod
@@ -85,6 +81,12 @@ class Schedule(ABC):
     @abstractmethod
     async def reschedule(self, key: str, due: float | None) -> None:
         """Renew ``key`` at ``due``; ``None`` takes it off the schedule."""
+
+    @abstractmethod
+    async def mark_used(self, key: str, at: float) -> None:
+        """Record that ``key`` was used at ``at``, and bring its renewal forward to ``at`` if
+        it was later or unscheduled (the renewer looks at a returning user at once). Nothing
+        for a key not stored."""
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it.
@@ -104,6 +106,10 @@ class TokenStore(Records, Schedule):
 
     #: Whether several processes share this store (and so the schedule and the claims).
     shared: bool = False
+
+    #: Where this store reports its changes (a feed of writes, or change slots) for reads
+    #: through :class:`~.cache.CachedStore`; ``None``: it reports none, nothing is cached.
+    cache: ReadCache | None = None
 
     async def open(self) -> None:
         """Called when the app starts serving (in each process, on its event loop)."""

@@ -1,17 +1,17 @@
-"""A read cache for stores shared by several processes.
+"""This process's read cache of a store, and the wrapper that reads through it.
 
-Reading a token is what every request does, so a shared store keeps what this process read,
-and stops using a copy as soon as any process writes that key. How it learns of writes
-depends on the store: Redis and PostgreSQL tell every process (pub/sub, ``LISTEN``), and
-nothing is kept while that feed is down; SQLite processes compare a key's slot in a shared
-change file (:mod:`.changes`) before using a copy. Measured on the hot path with Redis: 0.79
-of a constant handler without the cache, 0.94 with it (``python -m benchmarks
-redis-hotpath``; ``docs/benchmarks.md``).
+Reading a token is what every request does, so :class:`CachedStore` keeps what this process
+read of any store and stops using a copy as soon as any process writes that key. The store
+only reports its changes, into its :attr:`~.base.TokenStore.cache`: Redis and PostgreSQL hear
+every write (pub/sub, ``LISTEN``), and nothing is kept while that feed is down; SQLite
+processes compare a key's slot in a shared change file (:mod:`.changes`); the memory store's
+slot is the record's version. Measured on the hot path with Redis: 0.79 of a constant handler
+without the cache, 0.94 with it (``python -m benchmarks redis-hotpath``).
 
-When the store cannot be reached, :meth:`ReadCache.kept` still gives what this process last
-read of a key and heard no write to since, so a request whose token is held here and still
-valid is answered through a store restart: for a feed (Redis, PostgreSQL) only for
-``kept_for`` seconds after it was lost, since writes made meanwhile go unheard.
+When the store cannot be reached, :meth:`CachedStore.last_known` still gives what this process
+last read of a key and heard no write to since, so a request whose token is still valid is
+answered through a store restart (with a feed, for ``last_known_for`` seconds after it was
+lost, since writes made meanwhile go unheard).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from ..tokens import TokenRecord
-from .base import TokenStore
+from .base import Due, TokenStore
 
 __all__ = ["CachedStore", "ReadCache"]
 
@@ -38,11 +38,11 @@ class ReadCache:
         ttl: float = 1.0,
         size: int = 10_000,
         stamp: Callable[[str], int] | None = None,
-        kept_for: float = 30.0,
+        last_known_for: float = 30.0,
     ) -> None:
         self.ttl = ttl
         self.size = size
-        self.kept_for = kept_for
+        self.last_known_for = last_known_for
         self._stamp = stamp
         self._lost_at: float | None = None  # when the change feed was lost
         #: Whether writes are heard now; nothing is served or kept while they are not.
@@ -65,10 +65,9 @@ class ReadCache:
             return None
         return entry[1]
 
-    def kept(self, key: str) -> TokenRecord | None:
-        """For when the store cannot be reached: what this process last read of ``key`` (of
-        any age) if no write to it was heard since; with a change feed, only while it is up or
-        for ``kept_for`` seconds after it was lost (a store restart drops it too)."""
+    def last_known(self, key: str) -> TokenRecord | None:
+        """What this process last read of ``key`` (of any age) if no write to it was heard
+        since; with a feed, only while it is up or ``last_known_for`` seconds after."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -76,7 +75,7 @@ class ReadCache:
             return entry[1] if self._stamp(key) == entry[2] else None
         if not self.listening:
             lost = self._lost_at
-            if lost is None or time.monotonic() - lost > self.kept_for:
+            if lost is None or time.monotonic() - lost > self.last_known_for:
                 return None
         return entry[1]
 
@@ -128,7 +127,7 @@ class ReadCache:
 
     def listen(self, listening: bool) -> None:
         """The change feed is (re)connected: start afresh; or lost: nothing is current any
-        more, but what was current when it was lost stays :meth:`kept` for a while."""
+        more, but what was current when it was lost stays :meth:`last_known` for a while."""
         was = self.listening
         self.listening = listening or self._stamp is not None
         if self.listening:
@@ -140,12 +139,79 @@ class ReadCache:
 
 
 class CachedStore(TokenStore):
-    """A store shared by several processes that keeps what this one read in :attr:`cache`."""
+    """``store``, read through this process's cache of it (its :attr:`~.base.TokenStore.cache`;
+    none: every read goes to the store). Writes go through too, so no older copy outlives
+    them; :attr:`uncached` reads the store itself (a refresh starts from the newest record)."""
 
     cache: ReadCache
 
-    def peek(self, key: str) -> TokenRecord | None:
+    def __init__(self, store: TokenStore) -> None:
+        self.uncached = store
+        self.cache = store.cache or ReadCache(ttl=0)
+        self.shared = store.shared
+
+    def __repr__(self) -> str:
+        return f"CachedStore({self.uncached!r})"
+
+    def cached(self, key: str) -> TokenRecord | None:
+        """``key``'s record if this process holds a copy known to be current; never waits
+        (the Flask shim calls it from request threads)."""
         return self.cache.get(key)
 
-    def kept(self, key: str) -> TokenRecord | None:
-        return self.cache.kept(key)
+    def last_known(self, key: str) -> TokenRecord | None:
+        """After the store failed to answer: the copy of ``key`` this process may serve until
+        it is back, else ``None``."""
+        return self.cache.last_known(key)
+
+    async def get(self, key: str) -> TokenRecord | None:
+        record = self.cache.get(key)
+        if record is None:
+            begun = self.cache.begin(key)
+            record = await self.uncached.get(key)
+            self.cache.remember(key, record, begun)
+        return record
+
+    async def put(
+        self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
+    ) -> TokenRecord:
+        self.cache.changed(key)  # reads in flight keep nothing; a feed brings the new copy
+        stored = await self.uncached.put(key, record, due=due, used=used)
+        self.cache.wrote(key, stored.version)
+        return stored
+
+    async def replace(
+        self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
+    ) -> TokenRecord | None:
+        self.cache.changed(key)
+        stored = await self.uncached.replace(key, old, new, due=due)
+        if stored is not None:
+            self.cache.wrote(key, stored.version)
+        return stored
+
+    async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
+        self.cache.changed(key)
+        try:
+            return await self.uncached.delete(key, old)
+        finally:
+            self.cache.changed(key)  # nor a read that began before the delete landed
+
+    async def due(self, now: float, limit: int) -> Due:
+        return await self.uncached.due(now, limit)
+
+    async def reschedule(self, key: str, due: float | None) -> None:
+        await self.uncached.reschedule(key, due)
+
+    async def mark_used(self, key: str, at: float) -> None:
+        await self.uncached.mark_used(key, at)
+
+    async def claim(self, key: str, ttl: float, owner: str) -> str | None:
+        return await self.uncached.claim(key, ttl, owner)
+
+    async def release(self, key: str, claim: str) -> None:
+        await self.uncached.release(key, claim)
+
+    async def open(self) -> None:
+        await self.uncached.open()
+
+    async def close(self) -> None:
+        await self.uncached.close()

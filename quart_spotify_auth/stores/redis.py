@@ -7,13 +7,12 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P due``: the renewal schedule, a sorted set of keys by due time;
 - ``P used``: when each key was last used (for the idle policy);
 - ``P versions``: one counter, so versions are never reused;
-- ``P lock:<key>``: the claim of the process refreshing that key, with an expiry.
+- ``P claim:<key>``: the claim of the process refreshing that key, with an expiry.
 
 Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
 scripts comparing the version, atomic in Redis, and each publishes what it did on
-``P written``, which every process hears to keep its :class:`~.cache.ReadCache` honest: the
-key of a deletion, or a write's key, version and stored record, which every process then
-holds (read by no one yet, it is still served while Redis restarts).
+``P written``, which every process hears and reports to its :attr:`cache`: the key of a
+deletion, or a write's key, version and stored record, which every process then holds.
 """
 
 from __future__ import annotations
@@ -41,8 +40,8 @@ from ..errors import StoreUnavailable
 from ..retry import backoff
 from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
-from .base import Due, url_or
-from .cache import CachedStore, ReadCache
+from .base import Due, DueKey, TokenStore, url_or
+from .cache import ReadCache
 from .codec import Codec, Unbound
 
 __all__ = ["RedisTokenStore"]
@@ -78,17 +77,14 @@ if ARGV[1] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[1])) then return 0 e
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('PUBLISH', KEYS[4], ARGV[2])
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-return redis.call('INCR', KEYS[5])
+return redis.call('DEL', KEYS[1])
 """
 
-_GET_TOUCH = """
-local r = redis.call('HMGET', KEYS[1], 'v', 'd')
-if r[1] then
+_MARK_USED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], 'LT', ARGV[1], ARGV[2])
 end
-return r
 """
 
 # Due keys with when each was last used, and the earliest due time; usage stamps of keys
@@ -104,7 +100,7 @@ end
 return {out, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')}
 """
 
-# Take the lock if free, or if held by the same owner (ARGV[3], a prefix of its claims).
+# Take the claim if free, or if held by the same owner (ARGV[3], a prefix of its claims).
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held and string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
@@ -118,7 +114,7 @@ return 0
 """
 
 
-class RedisTokenStore(CachedStore):
+class RedisTokenStore(TokenStore):
     """Tokens, their schedule and claims in Redis, shared by every worker.
 
     Arguments:
@@ -136,6 +132,7 @@ class RedisTokenStore(CachedStore):
     """
 
     shared = True
+    cache: ReadCache
 
     def __init__(
         self,
@@ -285,28 +282,16 @@ class RedisTokenStore(CachedStore):
         left = record.reauthorize_by - self._clock()
         return max(1000, int(min(self._idle, left) * 1000))
 
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        if touch is None and not fresh:
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
-        begun = self.cache.begin(key)
+    async def get(self, key: str) -> TokenRecord | None:
         with _unavailable():
-            if touch is None:
-                version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
-            else:
-                keys = [self._tkey(key), self._due, self._used]
-                version, blob = await self.redis.eval(_GET_TOUCH, 3, *keys, touch, key)
-        record = None
-        if version is not None and blob is not None:
-            try:
-                record = self._codec.load_record(key, _bytes(blob), int(version))
-            except Unbound:
-                logger.warning("A stored record is not bound to its key; it was refused")
-        self.cache.remember(key, record, begun)
-        return record
+            version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
+        if version is None or blob is None:
+            return None
+        try:
+            return self._codec.load_record(key, _bytes(blob), int(version))
+        except Unbound:
+            logger.warning("A stored record is not bound to its key; it was refused")
+            return None
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
@@ -314,10 +299,8 @@ class RedisTokenStore(CachedStore):
         blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         args: list[bytes | float | str] = [blob, ttl, _score(due), key, _score(used)]
-        self.cache.changed(key)  # the write's own message brings the new copy
         with _unavailable():
             version = await self.redis.eval(_PUT, 5, *keys, *args)
-        self.cache.wrote(key, int(version))
         return replace(record, version=int(version))
 
     async def replace(
@@ -325,24 +308,17 @@ class RedisTokenStore(CachedStore):
     ) -> TokenRecord | None:
         blob, ttl = self._codec.record(key, new), self._ttl_ms(new)
         keys = [self._tkey(key), self._due, self._versions, self._channel]
-        self.cache.changed(key)  # the write's own message brings the new copy
         with _unavailable():
             version = await self.redis.eval(
                 _REPLACE, 4, *keys, old.version, blob, ttl, _score(due), key
             )
-        if version:
-            self.cache.wrote(key, int(version))
         return replace(new, version=int(version)) if version else None
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
-        keys = [self._tkey(key), self._due, self._used, self._channel, self._versions]
-        self.cache.changed(key)
+        keys = [self._tkey(key), self._due, self._used, self._channel]
         with _unavailable():
-            version = int(await self.redis.eval(_DELETE, 5, *keys, expected, key))
-        if version:
-            self.cache.wrote(key, version)
-        return bool(version)
+            return bool(await self.redis.eval(_DELETE, 4, *keys, expected, key))
 
     async def reschedule(self, key: str, due: float | None) -> None:
         with _unavailable():
@@ -351,13 +327,17 @@ class RedisTokenStore(CachedStore):
             else:
                 await self.redis.zadd(self._due, {key: due})
 
+    async def mark_used(self, key: str, at: float) -> None:
+        with _unavailable():
+            await self.redis.eval(_MARK_USED, 3, self._tkey(key), self._due, self._used, at, key)
+
     async def due(self, now: float, limit: int) -> Due:
         with _unavailable():
             found, first = await self.redis.eval(
                 _DUE, 2, self._due, self._used, now, limit, now - self._idle
             )
         pairs = zip(found[::2], found[1::2], strict=True)
-        keys = [(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]
+        keys = [DueKey(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]
         return Due(keys, float(first[1]) if first else None)
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
@@ -366,13 +346,13 @@ class RedisTokenStore(CachedStore):
         ttl_ms = max(1, int(ttl * 1000))
         with _unavailable():
             taken = await self.redis.eval(
-                _CLAIM, 1, f"{self._prefix}lock:{key}", claim, ttl_ms, prefix
+                _CLAIM, 1, f"{self._prefix}claim:{key}", claim, ttl_ms, prefix
             )
         return claim if taken else None
 
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
-            await self.redis.eval(_RELEASE, 1, f"{self._prefix}lock:{key}", claim)
+            await self.redis.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", claim)
 
 
 async def _aclose(pubsub: PubSub) -> None:

@@ -12,9 +12,9 @@ the schedule is an indexed ``due`` column; a claim is a row with an expiry, so a
 crashed cannot keep it (no lock is held across a Spotify round trip, and nothing depends on a
 database session staying up). Records are encrypted at rest with the same keys as Redis.
 
-Reads go through a per-process :class:`~.cache.ReadCache`. PostgreSQL tells every process
-about writes (``LISTEN``/``NOTIFY``); SQLite processes compare the key's slot in a change file
-beside the database (:mod:`.changes`).
+Its changes are reported for reads through :class:`~.cache.CachedStore`: PostgreSQL tells
+every process about writes (``LISTEN``/``NOTIFY``); SQLite writers move the key's slot in a
+change file beside the database (:mod:`.changes`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -37,8 +37,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel
 from ..tokens import TokenRecord
-from .base import Due, url_or
-from .cache import CachedStore, ReadCache
+from .base import Due, DueKey, TokenStore, url_or
+from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec, Unbound
 from .sqlengine import is_async, listen, make_engine, unavailable
@@ -71,7 +71,7 @@ class _Stale(Exception):
     """A compare-and-set found another version: roll the transaction back."""
 
 
-class SQLTokenStore(CachedStore):
+class SQLTokenStore(TokenStore):
     """Tokens, their schedule and claims in SQL tables, shared by every process that opens the
     same database.
 
@@ -91,6 +91,7 @@ class SQLTokenStore(CachedStore):
     """
 
     shared = True
+    cache: ReadCache
 
     def __init__(
         self,
@@ -223,7 +224,7 @@ class SQLTokenStore(CachedStore):
             found: dict[str, int] = {}
             for attempt in (1, 2):  # two processes creating the tables at once: one loses
                 try:
-                    found = await self._transaction(create, write=True)
+                    found = await self._in_transaction(create, write=True)
                     break
                 except _FAILURES as exc:
                     if attempt == 2:
@@ -240,24 +241,18 @@ class SQLTokenStore(CachedStore):
 
     # -- records -----------------------------------------------------------------------------
 
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        sql, now = self._sql, self._clock()
-        if touch is None:
-            if not fresh and (cached := self.cache.get(key)) is not None:
-                return cached
-            begun = self.cache.begin(key)
-            row = await self.run(
-                lambda c: c.execute(sql.read, bind(key=key, now=now)).first(), write=False
-            )
-            record = self._load(key, row)
-            self.cache.remember(key, record, begun)
-            return record
-        row = await self.run(
-            lambda c: c.execute(sql.touch, bind(key=key, now=now, touch=touch)).first()
+    async def get(self, key: str) -> TokenRecord | None:
+        read, now = self._sql.read, self._clock()
+        row = await self.transaction(
+            lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False
         )
-        return self._load(key, row)
+        if not row:
+            return None
+        try:
+            return self._codec.load_record(key, bytes(row[1]), int(row[0]))
+        except Unbound:
+            logger.warning("A stored record is not bound to its key; it was refused")
+            return None
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
@@ -272,7 +267,7 @@ class SQLTokenStore(CachedStore):
             return version
 
         try:
-            version = await self.run(write)
+            version = await self.transaction(write)
         finally:
             self._changed(key)
         return replace(record, version=version)
@@ -291,7 +286,7 @@ class SQLTokenStore(CachedStore):
             return version
 
         try:
-            version = await self.run(write)
+            version = await self.transaction(write)
         except _Stale:
             return None
         finally:
@@ -310,14 +305,18 @@ class SQLTokenStore(CachedStore):
             return bool(deleted.rowcount)
 
         try:
-            return await self.run(write)
+            return await self.transaction(write)
         finally:
             self._changed(key)
 
     # -- schedule and claims -----------------------------------------------------------------
 
     async def reschedule(self, key: str, due: float | None) -> None:
-        await self.run(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
+        await self.transaction(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
+
+    async def mark_used(self, key: str, at: float) -> None:
+        used = bind(key=key, now=self._clock(), at=at)
+        await self.transaction(lambda c: c.execute(self._sql.mark_used, used))
 
     async def due(self, now: float, limit: int) -> Due:
         sql, sweep = self._sql, self._swept + SWEEP_EVERY <= now
@@ -328,9 +327,9 @@ class SQLTokenStore(CachedStore):
             if sweep:  # rows past their expiry, and claims long ended, go
                 connection.execute(sql.sweep_tokens, bind(now=now))
                 connection.execute(sql.sweep_claims, bind(ended=now - 3600))
-            return Due([(str(k), used) for k, used in keys], first)
+            return Due([DueKey(str(k), used) for k, used in keys], first)
 
-        found = await self.run(read, write=sweep)
+        found = await self.transaction(read, write=sweep)
         if sweep:
             self._swept = now
         return found
@@ -339,26 +338,16 @@ class SQLTokenStore(CachedStore):
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
         taken = {"key": key, "holder": holder, "until": now + ttl, "now": now}
         taken["mine"] = like_prefix(f"{owner}/")
-        row = await self.run(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
+        row = await self.transaction(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
         return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
-        await self.run(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
+        await self.transaction(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _load(self, key: str, row: Any) -> TokenRecord | None:
-        if not row:
-            return None
-        try:
-            return self._codec.load_record(key, bytes(row[1]), int(row[0]))
-        except Unbound:
-            logger.warning("A stored record is not bound to its key; it was refused")
-            return None
-
     def _changed(self, key: str) -> None:
         """After a write (committed or not: a copy may be stale either way)."""
-        self.cache.changed(key)
         if self._slots is not None:
             self._slots.changed(key)
 
@@ -369,18 +358,18 @@ class SQLTokenStore(CachedStore):
         if self.dialect == "postgresql":
             connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
 
-    async def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
+    async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """Run ``work(connection)`` (a sync SQLAlchemy ``Connection``) in one of the store's
         transactions, as the store runs its own reads and writes; the database's failures
         become a clean 503 (:class:`~quart_spotify_auth.StoreUnavailable`)."""
         try:
             if not self._ready:
                 await self._ensure()
-            return await self._transaction(work, write=write)
+            return await self._in_transaction(work, write=write)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
-    async def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
