@@ -21,14 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections.abc import Callable
+from typing import Any
 
 from . import signals
+from .accounts import AccountsClient
+from .config import Settings
+from .deferred import Deferred
 from .errors import LoginRequired, SpotifyAuthError
-from .refresh import Refresher, grant_for
+from .grants import grant_for
+from .refresh import Refresher
 from .retry import backoff
+from .stores import TokenStore
+from .stores.cache import CachedStore
 from .tasks import cancel, stop_if_cancelled
+from .tokens import RenewalPolicy
 
-__all__ = ["Renewer"]
+__all__ = ["Alarm", "Renewer", "renewal"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
@@ -37,16 +47,81 @@ logger = logging.getLogger("quart_spotify_auth")
 POLL = 1.0
 
 
-class Renewer:
-    """Renews one app's tokens in the background (a no-op when ``SPOTIFY_AUTO_RENEW`` is off)."""
+def renewal(
+    accounts: AccountsClient,
+    store: TokenStore,
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    sender: Any = None,
+) -> tuple[Refresher, Renewer]:
+    """One app's refresher and renewer on ``store`` (read through this process's cache)."""
+    cached, alarm = CachedStore(store), Alarm()
+    deferred = Deferred(cached)
+    policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
+    refresher = Refresher(
+        accounts,
+        cached,
+        settings,
+        policy=policy,
+        deferred=deferred,
+        wake=alarm.ring,
+        clock=clock,
+        sender=sender,
+    )
+    renewer = Renewer(
+        refresher,
+        store,
+        settings,
+        policy=policy,
+        deferred=deferred,
+        alarm=alarm,
+        clock=clock,
+        sender=sender,
+    )
+    return refresher, renewer
 
-    def __init__(self, refresher: Refresher) -> None:
+
+class Alarm:
+    """Wakes the renewer: at once (``at`` is ``None``: after a test moved the clock, say), or
+    for a new due time only if it comes before the next look anyway (with a shared store
+    each look is a query: a login or a refresh due in an hour need not cause one)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        #: When the renewer looks at the schedule next, unasked.
+        self.next_look = math.inf
+
+    def ring(self, at: float | None = None) -> None:
+        if at is None or at < self.next_look:
+            self.event.set()
+
+
+class Renewer:
+    """Renews one app's tokens in the background (a no-op when ``SPOTIFY_AUTO_RENEW`` is off),
+    through ``refresher``; owed writes are flushed from ``deferred``; ``alarm`` wakes it."""
+
+    def __init__(
+        self,
+        refresher: Refresher,
+        store: TokenStore,
+        settings: Settings,
+        *,
+        policy: RenewalPolicy,
+        deferred: Deferred,
+        alarm: Alarm,
+        clock: Callable[[], float],
+        sender: Any = None,
+    ) -> None:
         self._refresher = refresher
-        self._store = refresher.store.uncached
-        self._settings = settings = refresher.settings
-        self._clock = refresher.clock
+        self._store = store
+        self._settings = settings
+        self._policy = policy
+        self._sender = sender
+        self._deferred = deferred
+        self._alarm = alarm
+        self._clock = clock
         self._runner: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()
         #: Keys a store that hands them out once handed out again while they were renewing:
@@ -54,8 +129,6 @@ class Renewer:
         self._again: dict[str, float | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
-        self._next_look = float("inf")  # when the loop looks at the schedule next, unasked
-        refresher.wake = self.wake
 
     def __repr__(self) -> str:
         return f"Renewer({len(self._renewing)} renewing, running={self._runner is not None})"
@@ -65,19 +138,16 @@ class Renewer:
         return self._runner is not None
 
     def wake(self, at: float | None = None) -> None:
-        """Look at the schedule now (after a test moved the clock, say); given ``at``, a new
-        due time, only if it comes before the next look anyway (with a shared store each look
-        is a query: a login or a refresh due in an hour need not cause one)."""
-        if at is None or at < self._next_look:
-            self._wake.set()
+        """Look at the schedule now; given ``at``, only if it comes before the next look."""
+        self._alarm.ring(at)
 
     def start(self) -> None:
         """Start on the running loop. With ``SPOTIFY_AUTO_RENEW`` off it renews nothing, and
         only forgets logins unused for ``SPOTIFY_TOKEN_IDLE_TTL``."""
         if self._runner is None:
-            self._wake = asyncio.Event()
+            self._alarm.event = asyncio.Event()
             self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
-            self._runner = asyncio.get_running_loop().create_task(self._run())
+            self._runner = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop; refreshes already talking to Spotify may finish (up to ``grace`` seconds) so
@@ -91,18 +161,15 @@ class Renewer:
         if self._tasks:
             await asyncio.wait(self._tasks)
 
-    async def _run(self) -> None:
-        limit = self._settings.renew_concurrency * 4
+    async def _loop(self) -> None:
+        limit, alarm = self._settings.renew_concurrency * 4, self._alarm
         while True:
-            self._wake.clear()
-            self._next_look = float("inf")  # a wake while looking: look again at once
+            alarm.event.clear()
+            alarm.next_look = math.inf  # rung while looking: look again at once
             timeout = POLL
             try:
-                refresher = self._refresher
-                if refresher.claims.orphans:
-                    await refresher.claims.release_orphans()
-                if refresher.unsaved:
-                    await refresher.save_unsaved()
+                if self._deferred:
+                    await self._deferred.flush()
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.entries:
                     if key in self._renewing:
@@ -121,9 +188,9 @@ class Renewer:
             except SpotifyAuthError as exc:  # the store is away: back off, try again
                 stop_if_cancelled()
                 logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
-            self._next_look = self._clock() + timeout
+            alarm.next_look = self._clock() + timeout
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(alarm.event.wait(), timeout)
 
     async def _renew(self, key: str, used: float | None) -> None:
         done = False
@@ -153,7 +220,7 @@ class Renewer:
 
     async def _attempt(self, key: str, used: float | None) -> float | None:
         """Look at ``key`` once; on a failure, the time it is retried at (rescheduled)."""
-        sender = self._refresher.sender
+        sender = self._sender
         try:
             await self._renew_key(key, used)
             self._failures.pop(key, None)
@@ -171,13 +238,13 @@ class Renewer:
         return None
 
     async def _renew_key(self, key: str, used: float | None) -> None:
-        store, settings, sender = self._store, self._settings, self._refresher.sender
+        store, settings, sender = self._store, self._settings, self._sender
         record = await store.get(key)
         now = self._clock()
         if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):
             await store.reschedule(key, None)
             raise LoginRequired()
-        if settings.auto_renew and now < self._refresher.earliest_due(record):
+        if settings.auto_renew and now < self._policy.earliest_due(record):
             # Not due even with the most jitter: another process renewed it already.
             await store.reschedule(key, self._refresher.due(key, record))
             await signals.send(signals.renewal_skipped, sender, key=key, reason="current")

@@ -1,15 +1,15 @@
-"""Token values: the stored record and the :class:`AccessToken` handed to callers.
-
-The record is where "when to renew" and "too late to hand out" are defined, once.
+"""Token values: the stored record and the :class:`AccessToken` handed to callers, and
+:class:`RenewalPolicy`: "when to renew" and "too late to hand out" are defined here, once.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "TokenRecord"]
+__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "RenewalPolicy", "TokenRecord"]
 
 #: Spotify refresh tokens die this long after the user's original consent (2026 rule).
 CONSENT_LIFETIME = 182 * 86400
@@ -104,3 +104,29 @@ class TokenRecord:
             self.scopes,
             max(0, math.floor(self.expires_at - now)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalPolicy:
+    """When the renewer looks at a record: ``margin`` seconds (``SPOTIFY_REFRESH_MARGIN``)
+    before expiry with up to 10% jitter, never before the lifetime's midpoint; with background
+    renewal off, when it would be forgotten unused (``SPOTIFY_TOKEN_IDLE_TTL``)."""
+
+    margin: float
+    auto_renew: bool
+    idle_ttl: float
+
+    def due(self, record: TokenRecord, renewable: bool, now: float) -> float | None:
+        """When to look at ``record`` (one its grant can renew, or not); ``None``: never."""
+        if not self.auto_renew:
+            return now + self.idle_ttl
+        if not renewable:
+            return None
+        return record.refresh_at(self.margin, random.uniform(0, self._max_jitter(record)))  # noqa: S311
+
+    def earliest_due(self, record: TokenRecord) -> float:
+        """The earliest time :meth:`due` can give ``record`` (with the most jitter)."""
+        return record.refresh_at(self.margin, self._max_jitter(record))
+
+    def _max_jitter(self, record: TokenRecord) -> float:
+        return 0.1 * min(self.margin, record.lifetime)

@@ -13,7 +13,7 @@ from quart import Quart
 from quart_spotify_auth import MemoryTokenStore, SpotifyAuth, StoreUnavailable, TokenRecord
 from quart_spotify_auth import signals as signal_set
 from quart_spotify_auth.core import Core, build_core
-from quart_spotify_auth.refresh import APP_KEY
+from quart_spotify_auth.grants import APP_KEY
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder
 
