@@ -133,9 +133,7 @@ class Core:
         self._transport = transport
         self.http = self._pool()
         self.accounts = AccountsClient(settings, self.http, clock=clock)
-        self.refresher, self.renewer = renewal(
-            self.accounts, store, settings, clock=clock, sender=sender
-        )
+        self.refresher, self.renewer = renewal(self.accounts, store, settings, clock, sender)
         #: The ``SPOTIFY_*`` part of the app's configuration when it was read.
         self.seen_config: dict[str, Any] = {}
         self.states = LoginStates(

@@ -1,11 +1,10 @@
 """Single-flight refresh: one token request per key, however many callers and processes ask.
 
-:class:`Refresher` reads a user's valid token (refreshing it first when it is stale), records
-logins and logouts, and refreshes: in this process one task per key that every caller joins;
-across processes (a shared store) a claim (:mod:`.claims`) that one process holds while the
-others wait for its result. Writes are versioned (:meth:`.TokenStore.replace`), so a refresh
-never overwrites a newer login or a rotated refresh token, and never resurrects a logout; a
-renewed record the store cannot take yet is deferred (:mod:`.deferred`), never dropped.
+:class:`Refresher` reads a user's valid token (refreshing a stale one first), records logins
+and logouts, and refreshes: in this process one task per key that every caller joins; across
+processes a claim (:mod:`.claims`) that one holds while the others wait for its result.
+Versioned writes never overwrite a newer login or a rotated refresh token, nor resurrect a
+logout; a renewed record the store cannot take yet is deferred (:mod:`.deferred`).
 """
 
 from __future__ import annotations
@@ -31,9 +30,10 @@ from .errors import (
 )
 from .grants import APP_KEY, grant_for
 from .retry import backoff
-from .stores.cache import CachedStore
+from .stores import TokenStore
+from .stores.cache import CachedRecords
 from .tasks import stop_if_cancelled
-from .tokens import RenewalPolicy, TokenRecord
+from .tokens import Clock, RenewalPolicy, TokenRecord
 
 __all__ = ["Refresher"]
 
@@ -42,8 +42,7 @@ logger = logging.getLogger("quart_spotify_auth")
 #: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
 REVOKED_MEMORY = 10_000
 
-#: How long a claim lasts unless its holder keeps it alive (a third of it at a time): the time
-#: other processes wait for a holder that crashed.
+#: How long a claim lasts unless its holder keeps it alive: how long others wait for a crash.
 CLAIM_TTL = 10.0
 
 #: Longest a renewed record's save is retried before it is deferred (seconds).
@@ -58,24 +57,25 @@ _TOO_LONG = "Renewing the Spotify token is taking too long. Try again shortly."
 class Refresher:
     """Tokens for one app in one process: read them valid, record logins, refresh once.
 
-    ``wake`` is called when the schedule changed: with ``None`` the renewer looks at it now,
-    with a due time only if that comes before its next look anyway.
+    Records are read and written through this process's copies (:attr:`records`); a refresh
+    reads the newest from :attr:`store`. ``wake(at)`` tells the renewer the schedule changed.
     """
 
     def __init__(
         self,
         accounts: AccountsClient,
-        store: CachedStore,
+        store: TokenStore,
         settings: Settings,
         *,
+        wake: Callable[[float | None], None],
         policy: RenewalPolicy,
         deferred: Deferred,
-        wake: Callable[[float | None], None],
-        clock: Callable[[], float],
-        sender: Any = None,
+        clock: Clock,
+        sender: Any,
     ) -> None:
         self.accounts = accounts
         self.store = store
+        self.records = CachedRecords(store)
         self.settings = settings
         self.policy = policy
         self.clock = clock
@@ -92,7 +92,7 @@ class Refresher:
         return f"Refresher({len(self._inflight)} in flight)"
 
     def due(self, key: str, record: TokenRecord) -> float | None:
-        """When the renewer should look at ``key``'s ``record`` (:class:`.RenewalPolicy`)."""
+        """When the renewer looks at ``key``'s ``record`` (:class:`.RenewalPolicy`)."""
         return self.policy.due(record, grant_for(key).renewable(record), self.clock())
 
     # -- logins -----------------------------------------------------------------------------
@@ -101,7 +101,7 @@ class Refresher:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
         now = self.clock()
         due = self.due(key, record)
-        stored = await self.store.put(key, record, due=due, used=now)
+        stored = await self.records.put(key, record, due=due, used=now)
         self._revoked.pop(key, None)
         self._deferred.saved(key)
         self._stamp_use(key, now)
@@ -114,52 +114,48 @@ class Refresher:
         whether there were any."""
         self._use_stamps.pop(key, None)
         self._deferred.saved(key)
-        return await self.store.delete(key, old)
+        return await self.records.delete(key, old)
 
     # -- reading a valid token --------------------------------------------------------------
 
     def _use_to_mark(self, key: str, now: float) -> bool:
-        """Whether this read should mark use: every tenth of the period after which an unused
-        login is left alone (``SPOTIFY_KEEP_WARM``), or forgotten when background renewal is
-        off (``SPOTIFY_TOKEN_IDLE_TTL``)."""
+        """Whether this read marks use: every tenth of ``SPOTIFY_KEEP_WARM`` (with background
+        renewal off, of ``SPOTIFY_TOKEN_IDLE_TTL``)."""
         settings = self.settings
         period = settings.keep_warm if settings.auto_renew else settings.token_idle_ttl
         last = self._use_stamps.get(key)
         return period > 0 and (last is None or now - last > period / 10)
 
     def _stamp_use(self, key: str, now: float) -> None:
-        """Remember when this process last marked ``key``'s use (bounded: the stamps of users
-        long gone make room)."""
+        """Remember when this process marked ``key``'s use (bounded: users long gone go)."""
         self._use_stamps.pop(key, None)
         self._use_stamps[key] = now
         if len(self._use_stamps) > MAX_USE_STAMPS:
             del self._use_stamps[next(iter(self._use_stamps))]
 
     def cached(self, key: str) -> TokenRecord | None:
-        """``key``'s record if this process holds a current copy that needs nothing done
-        (not stale, no use to mark); never waits."""
-        record = self._deferred.renewed(key) or self.store.cached(key)
+        """``key``'s record if this process holds a current copy needing nothing (not stale,
+        no use to mark); never waits."""
+        record = self._deferred.renewed(key) or self.records.cached(key)
         if record is None:
             return None
         now = self.clock()
         return None if record.stale(now) or self._use_to_mark(key, now) else record
 
     async def current(self, key: str) -> TokenRecord:
-        """``key``'s valid record, refreshed first if it is stale (the app token: fetched
-        when there is none)."""
+        """``key``'s valid record, refreshed first if stale (the app token: fetched if none)."""
         now = self.clock()
         renewed = self._deferred.renewed(key)  # newer than what the store holds
         if renewed is not None:
             return renewed if not renewed.stale(now) else await self.refresh(key)
         mark = self._use_to_mark(key, now)
         try:
-            record = await self.store.get(key)
+            record = await self.records.get(key)
             if mark and record is not None:
                 await self.store.mark_used(key, now)
         except StoreUnavailable:
-            # Served through a store restart: the copy this process holds, if still valid
-            # and no write to it was heard; use is marked by a later read.
-            known = self.store.last_known(key)
+            # Through a store restart: the copy held here, if still valid and not written.
+            known = self.records.last_known(key)
             if known is None or known.stale(now):
                 raise
             return known
@@ -205,8 +201,8 @@ class Refresher:
             raise SpotifyUnavailable(_TOO_LONG) from None
 
     async def wait_for_inflight(self, timeout: float) -> None:
-        """Let refreshes already talking to Spotify land (up to ``timeout`` seconds), so a
-        rotated refresh token is not lost at shutdown."""
+        """Let refreshes in flight land (up to ``timeout`` seconds): no rotated refresh token
+        is lost at shutdown."""
         pending = set(self._inflight.values())
         if pending:
             await asyncio.wait(pending, timeout=timeout)
@@ -237,7 +233,7 @@ class Refresher:
 
     async def _latest(self, key: str) -> TokenRecord | None:
         """The newest record of ``key``: one renewed here and not saved yet, or the store's."""
-        return self._deferred.renewed(key) or await self.store.uncached.get(key)
+        return self._deferred.renewed(key) or await self.store.get(key)
 
     async def _renew(
         self, key: str, current: TokenRecord | None, max_wait: float | None, on_request: bool
@@ -248,7 +244,7 @@ class Refresher:
             if current is None or await self._drop(key, current):
                 raise
             # Not the stored login any more (renewed or replaced meanwhile): use that one.
-            latest = await self.store.uncached.get(key)
+            latest = await self.store.get(key)
             if latest is None:
                 raise
             return latest
@@ -257,7 +253,7 @@ class Refresher:
         else:
             stored = await self._save(key, current, new)
         if stored is None:
-            stored = await self.store.uncached.get(key)  # a login or logout won the race
+            stored = await self.store.get(key)  # a login or logout won the race
             if stored is None:
                 raise LoginRequired()
             return stored
@@ -269,9 +265,8 @@ class Refresher:
         return stored
 
     async def _save(self, key: str, current: TokenRecord, new: TokenRecord) -> TokenRecord | None:
-        """Write a refreshed record. Spotify may already have retired the old refresh token
-        (rotation), so while the store is away the write is retried for a moment, and then
-        deferred: a rotated refresh token is never thrown away."""
+        """Write a refreshed record: Spotify may have retired the old refresh token, so while
+        the store is away the write is retried for a moment, then deferred, never dropped."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(SAVE_WINDOW, self.settings.join_timeout / 4)
         attempt = 0
@@ -279,7 +274,7 @@ class Refresher:
         while True:
             try:  # a store that is away may also be slow to say so: each try is bounded
                 async with asyncio.timeout(max(deadline - loop.time(), 0.05)):
-                    stored = await self.store.replace(key, old, new, due=due)
+                    stored = await self.records.replace(key, old, new, due=due)
             except (SpotifyAuthError, TimeoutError):
                 stop_if_cancelled()
                 attempt += 1
@@ -294,16 +289,15 @@ class Refresher:
             return stored
 
     async def _refreshed_elsewhere(self, key: str, seen: TokenRecord | None) -> TokenRecord | str:
-        """Wait (polling, with backoff) until another process's refresh of ``key`` lands, and
-        return the new record; or, if that process lets go of its claim without one (its
-        refresh failed, or it died), take the claim and return it."""
+        """Wait (polling) for another process's refresh of ``key``: its new record; or, if it
+        lets go of the claim without one (failed, or died), the claim, taken."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.join_timeout
         attempt = 0
         while loop.time() < deadline:
             attempt += 1
             await asyncio.sleep(min(0.01 * 2**attempt, 0.2))
-            current = await self.store.uncached.get(key)
+            current = await self.store.get(key)
             if current is None:
                 if key in self._revoked or key == APP_KEY:
                     break
@@ -317,7 +311,7 @@ class Refresher:
 
     async def _drop(self, key: str, current: TokenRecord) -> bool:
         """Forget a login Spotify refused; ``False`` if the store holds another by now."""
-        if not await self.store.delete(key, current):
+        if not await self.records.delete(key, current):
             return False
         self._use_stamps.pop(key, None)
         self._revoked[key] = None

@@ -1,19 +1,14 @@
 """The background renewer: tokens renewed ahead of expiry, off the request path.
 
-One task per app process reads the renewal schedule from the store (a heap in memory, a
-sorted set in Redis: O(log n) per token, never a scan of every token), renews what is due
-through the :class:`~.refresh.Refresher` with at most ``SPOTIFY_RENEW_CONCURRENCY`` refreshes
-in flight, and sleeps until the next due time or until woken. With a shared store the
-schedule is shared, and the refresher's claims make each token renewed once however many
-processes run.
+One task per app process reads the renewal schedule from the store (never a scan of every
+token), renews what is due through the :class:`~.refresh.Refresher`, at most
+``SPOTIFY_RENEW_CONCURRENCY`` at a time, flushes the writes deferred while the store was away,
+and sleeps until the next due time or its :class:`Alarm`. A store that serves one process
+hands a due key out once, so one still renewing is looked at again when that renewal ends; a
+shared store hands it out until it is rescheduled.
 
-A store that serves one process hands a due key out once (it leaves the schedule); one the
-loop finds still renewing (a user came back, or time moved, while it was being renewed) is
-looked at again as soon as that renewal ends, so it never falls off the schedule. A shared
-store hands a key out until it is rescheduled, so skipping it there loses nothing.
-
-The idle policy: a token not used within ``SPOTIFY_KEEP_WARM`` is not renewed (it is renewed
-on its next use instead), and a login not used within ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten.
+The idle policy: a token not used within ``SPOTIFY_KEEP_WARM`` is renewed on its next use
+instead, and a login not used within ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
 from . import signals
@@ -34,58 +28,31 @@ from .grants import grant_for
 from .refresh import Refresher
 from .retry import backoff
 from .stores import TokenStore
-from .stores.cache import CachedStore
 from .tasks import cancel, stop_if_cancelled
-from .tokens import RenewalPolicy
+from .tokens import Clock, RenewalPolicy
 
 __all__ = ["Alarm", "Renewer", "renewal"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: Longest the renewer sleeps before looking at the schedule again (other processes may have
-#: added to a shared one).
+#: Longest the renewer sleeps between looks (other processes may add to a shared schedule).
 POLL = 1.0
 
 
 def renewal(
-    accounts: AccountsClient,
-    store: TokenStore,
-    settings: Settings,
-    *,
-    clock: Callable[[], float],
-    sender: Any = None,
+    accounts: AccountsClient, store: TokenStore, settings: Settings, clock: Clock, sender: Any
 ) -> tuple[Refresher, Renewer]:
-    """One app's refresher and renewer on ``store`` (read through this process's cache)."""
-    cached, alarm = CachedStore(store), Alarm()
-    deferred = Deferred(cached)
+    """One app's refresher and renewer on ``store``, wired together."""
+    alarm, deferred = Alarm(), Deferred(store)
     policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
-    refresher = Refresher(
-        accounts,
-        cached,
-        settings,
-        policy=policy,
-        deferred=deferred,
-        wake=alarm.ring,
-        clock=clock,
-        sender=sender,
-    )
-    renewer = Renewer(
-        refresher,
-        store,
-        settings,
-        policy=policy,
-        deferred=deferred,
-        alarm=alarm,
-        clock=clock,
-        sender=sender,
-    )
-    return refresher, renewer
+    parts = {"policy": policy, "deferred": deferred, "clock": clock, "sender": sender}
+    refresher = Refresher(accounts, store, settings, wake=alarm.ring, **parts)
+    return refresher, Renewer(refresher, store, settings, alarm=alarm, **parts)
 
 
 class Alarm:
-    """Wakes the renewer: at once (``at`` is ``None``: after a test moved the clock, say), or
-    for a new due time only if it comes before the next look anyway (with a shared store
-    each look is a query: a login or a refresh due in an hour need not cause one)."""
+    """Wakes the renewer: at once (``at`` is ``None``), or for a new due time only if it comes
+    before the next look anyway (with a shared store each look is a query)."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
@@ -107,11 +74,11 @@ class Renewer:
         store: TokenStore,
         settings: Settings,
         *,
+        alarm: Alarm,
         policy: RenewalPolicy,
         deferred: Deferred,
-        alarm: Alarm,
-        clock: Callable[[], float],
-        sender: Any = None,
+        clock: Clock,
+        sender: Any,
     ) -> None:
         self._refresher = refresher
         self._store = store
@@ -142,16 +109,15 @@ class Renewer:
         self._alarm.ring(at)
 
     def start(self) -> None:
-        """Start on the running loop. With ``SPOTIFY_AUTO_RENEW`` off it renews nothing, and
-        only forgets logins unused for ``SPOTIFY_TOKEN_IDLE_TTL``."""
+        """Start on the running loop (with ``SPOTIFY_AUTO_RENEW`` off, only to forget idle
+        logins)."""
         if self._runner is None:
             self._alarm.event = asyncio.Event()
             self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
             self._runner = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop; refreshes already talking to Spotify may finish (up to ``grace`` seconds) so
-        that a rotated refresh token is not lost."""
+        """Stop; refreshes in flight may land (up to ``grace`` seconds)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await cancel(runner)

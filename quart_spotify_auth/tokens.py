@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "RenewalPolicy", "TokenRecord"]
+__all__ = [
+    "ACCESS_MARGIN",
+    "CONSENT_LIFETIME",
+    "AccessToken",
+    "Clock",
+    "RenewalPolicy",
+    "TokenRecord",
+]
+
+#: A source of the time, in Unix epoch seconds (``time.time``; a fake one in tests).
+Clock = Callable[[], float]
 
 #: Spotify refresh tokens die this long after the user's original consent (2026 rule).
 CONSENT_LIFETIME = 182 * 86400

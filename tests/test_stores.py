@@ -11,7 +11,7 @@ import pytest
 
 from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
 from quart_spotify_auth.stores.base import Due
-from quart_spotify_auth.stores.cache import CachedStore, ReadCache
+from quart_spotify_auth.stores.cache import CachedRecords, ReadCache
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
 
@@ -208,17 +208,13 @@ def test_record_repr_hides_tokens() -> None:
 
 def _two_processes(
     kind: str, request: pytest.FixtureRequest, redis_prefix: str, sql_prefix: str, tmp: Path
-) -> tuple[CachedStore, CachedStore, Any]:
-    """Two stores on one shared backend (as two processes would have), each read through its
-    cache, and a way to delete the row behind their back."""
+) -> tuple[TokenStore, TokenStore, Any]:
+    """Two stores on one shared backend (as two processes would have), and a way to delete
+    the row behind their back."""
     if kind == "redis":
         url = request.getfixturevalue("redis_server").url
         reader, writer = (RedisTokenStore(url, prefix=redis_prefix, cache_ttl=60) for _ in "rw")
-        return (
-            CachedStore(reader),
-            CachedStore(writer),
-            lambda: reader.redis.delete(f"{redis_prefix}t:k"),
-        )
+        return reader, writer, lambda: reader.redis.delete(f"{redis_prefix}t:k")
     url = (
         request.getfixturevalue("pg_server").url
         if kind == "postgresql"
@@ -230,7 +226,7 @@ def _two_processes(
     async def behind() -> None:
         await sql_reader.transaction(lambda c: c.execute(sql_reader.schema.tokens.delete()))
 
-    return CachedStore(sql_reader), CachedStore(sql_writer), behind
+    return sql_reader, sql_writer, behind
 
 
 @pytest.mark.parametrize("kind", ["redis", "postgresql", "sqlite"])
@@ -239,9 +235,10 @@ async def test_a_read_cache_follows_writes_from_other_processes(
 ) -> None:
     import asyncio
 
-    reader, writer, behind = _two_processes(kind, request, redis_prefix, sql_prefix, tmp_path)
-    await reader.open()
-    await writer.open()
+    stores = _two_processes(kind, request, redis_prefix, sql_prefix, tmp_path)
+    reader, writer, behind = CachedRecords(stores[0]), CachedRecords(stores[1]), stores[2]
+    await stores[0].open()
+    await stores[1].open()
     try:
         while not reader.cache.listening:
             await asyncio.sleep(0.01)
@@ -264,8 +261,8 @@ async def test_a_read_cache_follows_writes_from_other_processes(
             assert asyncio.get_running_loop().time() < deadline, "no invalidation arrived"
             await asyncio.sleep(0.01)
     finally:
-        await reader.close()
-        await writer.close()
+        await stores[0].close()
+        await stores[1].close()
 
 
 async def test_redis_wrong_encryption_key_is_a_clean_503(

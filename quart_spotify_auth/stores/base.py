@@ -1,6 +1,6 @@
 """The store contract: :class:`Records`, :class:`Schedule` (with claims) and a lifecycle, which
 a store implements together as a :class:`TokenStore`. Reading through this process's cache is
-not the store's job: :class:`~.cache.CachedStore` wraps any store."""
+not the store's job: :class:`~.cache.CachedRecords` wraps any store."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class TokenStore(Records, Schedule):
     shared: bool = False
 
     #: Where this store reports its changes (a feed of writes, or change slots) for reads
-    #: through :class:`~.cache.CachedStore`; ``None``: it reports none, nothing is cached.
+    #: through :class:`~.cache.CachedRecords`; ``None``: it reports none, nothing is cached.
     cache: ReadCache | None = None
 
     async def open(self) -> None:

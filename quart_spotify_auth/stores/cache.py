@@ -1,17 +1,14 @@
-"""This process's read cache of a store, and the wrapper that reads through it.
+"""This process's copies of a store's records (:class:`ReadCache`), and the wrapper that reads
+and writes through them (:class:`CachedRecords`).
 
-Reading a token is what every request does, so :class:`CachedStore` keeps what this process
-read of any store and stops using a copy as soon as any process writes that key. The store
-only reports its changes, into its :attr:`~.base.TokenStore.cache`: Redis and PostgreSQL hear
-every write (pub/sub, ``LISTEN``), and nothing is kept while that feed is down; SQLite
-processes compare a key's slot in a shared change file (:mod:`.changes`); the memory store's
-slot is the record's version. Measured on the hot path with Redis: 0.79 of a constant handler
-without the cache, 0.94 with it (``python -m benchmarks redis-hotpath``).
-
-When the store cannot be reached, :meth:`CachedStore.last_known` still gives what this process
-last read of a key and heard no write to since, so a request whose token is still valid is
-answered through a store restart (with a feed, for ``last_known_for`` seconds after it was
-lost, since writes made meanwhile go unheard).
+Reading a token is what every request does, so this process keeps what it read and stops using
+a copy as soon as any process writes that key. A store only reports its changes into its
+:attr:`~.base.TokenStore.cache`: Redis and PostgreSQL hear every write (pub/sub, ``LISTEN``),
+and nothing is kept while that feed is down; SQLite processes compare a key's slot in a change
+file (:mod:`.changes`); the memory store's slot is the record's version. With Redis the hot
+path goes from 0.79 of a constant handler to 0.94 (``python -m benchmarks redis-hotpath``).
+When the store cannot be reached, the last known copy of a key is still served if no write to
+it was heard (with a feed, for ``last_known_for`` seconds after it was lost).
 """
 
 from __future__ import annotations
@@ -20,18 +17,15 @@ import time
 from collections.abc import Callable
 
 from ..tokens import TokenRecord
-from .base import Due, TokenStore
+from .base import Records, TokenStore
 
-__all__ = ["CachedStore", "ReadCache"]
+__all__ = ["CachedRecords", "ReadCache"]
 
 
 class ReadCache:
-    """Records by key, each good while no write to its key was heard (or its change slot is
-    unchanged), and for at most ``ttl`` seconds.
-
-    A read that starts before a change and ends after it must not keep what it read: call
-    :meth:`begin` before reading and hand its result to :meth:`remember`.
-    """
+    """Records by key, each good for ``ttl`` seconds while no write to its key was heard (or
+    its change slot, ``stamp(key)``, is unchanged). A read that spans a change keeps nothing:
+    call :meth:`begin` before reading and hand its result to :meth:`remember`."""
 
     def __init__(
         self,
@@ -44,14 +38,14 @@ class ReadCache:
         self.size = size
         self.last_known_for = last_known_for
         self._stamp = stamp
-        self._lost_at: float | None = None  # when the change feed was lost
+        self._lost_at: float | None = None  # when the feed was lost
         #: Whether writes are heard now; nothing is served or kept while they are not.
         self.listening = stamp is not None
         #: Moves on with every change heard, so reads in flight across one are not kept.
         self.generation = 0
         self._entries: dict[str, tuple[float, TokenRecord, int]] = {}
-        #: The newest version of each key this process knows was written (a bounded map): an
-        #: older copy, a late message or a slow read, is never kept.
+        #: The newest version of each key this process wrote (bounded): no older copy, from a
+        #: late message or a slow read, is kept.
         self._floors: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -92,8 +86,7 @@ class ReadCache:
             self._keep(key, record, begun[1])
 
     def wrote(self, key: str, version: int) -> None:
-        """This process wrote ``key`` (or deleted it) at ``version``: drop any older copy,
-        and keep none that arrives later."""
+        """This process wrote ``key`` at ``version``: drop older copies, keep none later."""
         if version > self._floors.get(key, 0):
             self._floors.pop(key, None)
             self._floors[key] = version
@@ -104,12 +97,11 @@ class ReadCache:
             del self._entries[key]
 
     def heard(self, key: str, record: TokenRecord) -> None:
-        """Keep ``record``, which the change feed just brought as ``key``'s new value (unless
-        this process already wrote a newer one: messages and replies race)."""
+        """Keep ``record``, the feed's news of ``key`` (unless this process wrote a newer one:
+        messages and replies race)."""
         self._keep(key, record, 0)
 
     def _keep(self, key: str, record: TokenRecord, stamp: int) -> None:
-        """Keep a copy while writes are heard, never one older than this process wrote."""
         if not self.listening or self.ttl <= 0 or record.version < self._floors.get(key, 0):
             return
         self._entries.pop(key, None)  # kept last: the oldest entries make room first
@@ -126,8 +118,8 @@ class ReadCache:
             self._entries.pop(key, None)
 
     def listen(self, listening: bool) -> None:
-        """The change feed is (re)connected: start afresh; or lost: nothing is current any
-        more, but what was current when it was lost stays :meth:`last_known` for a while."""
+        """The feed is (re)connected: start afresh; or lost: nothing is current any more, but
+        what was stays :meth:`last_known` for a while."""
         was = self.listening
         self.listening = listening or self._stamp is not None
         if self.listening:
@@ -138,20 +130,14 @@ class ReadCache:
             self.generation += 1  # reads in flight across the loss are not kept
 
 
-class CachedStore(TokenStore):
-    """``store``, read through this process's cache of it (its :attr:`~.base.TokenStore.cache`;
-    none: every read goes to the store). Writes go through too, so no older copy outlives
-    them; :attr:`uncached` reads the store itself (a refresh starts from the newest record)."""
-
-    cache: ReadCache
+class CachedRecords(Records):
+    """``store``'s records, read through this process's copies (the store's ``cache``; none:
+    every read goes to the store). Writes go through here too, so that no older copy outlives
+    them; a read that must see the newest record reads ``store`` itself."""
 
     def __init__(self, store: TokenStore) -> None:
-        self.uncached = store
+        self.store = store
         self.cache = store.cache or ReadCache(ttl=0)
-        self.shared = store.shared
-
-    def __repr__(self) -> str:
-        return f"CachedStore({self.uncached!r})"
 
     def cached(self, key: str) -> TokenRecord | None:
         """``key``'s record if this process holds a copy known to be current; never waits
@@ -159,15 +145,14 @@ class CachedStore(TokenStore):
         return self.cache.get(key)
 
     def last_known(self, key: str) -> TokenRecord | None:
-        """After the store failed to answer: the copy of ``key`` this process may serve until
-        it is back, else ``None``."""
+        """After the store failed to answer: the copy of ``key`` to serve until it is back."""
         return self.cache.last_known(key)
 
     async def get(self, key: str) -> TokenRecord | None:
         record = self.cache.get(key)
         if record is None:
             begun = self.cache.begin(key)
-            record = await self.uncached.get(key)
+            record = await self.store.get(key)
             self.cache.remember(key, record, begun)
         return record
 
@@ -175,7 +160,7 @@ class CachedStore(TokenStore):
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
         self.cache.changed(key)  # reads in flight keep nothing; a feed brings the new copy
-        stored = await self.uncached.put(key, record, due=due, used=used)
+        stored = await self.store.put(key, record, due=due, used=used)
         self.cache.wrote(key, stored.version)
         return stored
 
@@ -183,7 +168,7 @@ class CachedStore(TokenStore):
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
         self.cache.changed(key)
-        stored = await self.uncached.replace(key, old, new, due=due)
+        stored = await self.store.replace(key, old, new, due=due)
         if stored is not None:
             self.cache.wrote(key, stored.version)
         return stored
@@ -191,27 +176,6 @@ class CachedStore(TokenStore):
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         self.cache.changed(key)
         try:
-            return await self.uncached.delete(key, old)
+            return await self.store.delete(key, old)
         finally:
             self.cache.changed(key)  # nor a read that began before the delete landed
-
-    async def due(self, now: float, limit: int) -> Due:
-        return await self.uncached.due(now, limit)
-
-    async def reschedule(self, key: str, due: float | None) -> None:
-        await self.uncached.reschedule(key, due)
-
-    async def mark_used(self, key: str, at: float) -> None:
-        await self.uncached.mark_used(key, at)
-
-    async def claim(self, key: str, ttl: float, owner: str) -> str | None:
-        return await self.uncached.claim(key, ttl, owner)
-
-    async def release(self, key: str, claim: str) -> None:
-        await self.uncached.release(key, claim)
-
-    async def open(self) -> None:
-        await self.uncached.open()
-
-    async def close(self) -> None:
-        await self.uncached.close()

@@ -9,10 +9,9 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P versions``: one counter, so versions are never reused;
 - ``P claim:<key>``: the claim of the process refreshing that key, with an expiry.
 
-Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
-scripts comparing the version, atomic in Redis, and each publishes what it did on
-``P written``, which every process hears and reports to its :attr:`cache`: the key of a
-deletion, or a write's key, version and stored record, which every process then holds.
+Versioned writes are Lua scripts comparing the version, atomic in Redis; each publishes on
+``P written`` the key of a deletion, or a write's key, version and record, which every process
+hears and reports to its :attr:`cache`.
 """
 
 from __future__ import annotations
@@ -22,13 +21,12 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -48,26 +46,18 @@ __all__ = ["RedisTokenStore"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-_PUT = """
-local v = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'v', v, 'd', ARGV[1])
+# A login (ARGV[6] empty) or a refresh over version ARGV[6]: a new version, its due time and
+# use, and the news published.
+_WRITE = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if ARGV[6] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[6])) then return 0 end
+local n = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 else redis.call('ZREM', KEYS[2], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
-redis.call('PUBLISH', KEYS[5], '\0' .. v .. ':' .. #ARGV[4] .. ':' .. ARGV[4] .. ARGV[1])
-return v
-"""
-
-_REPLACE = """
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v or tonumber(v) ~= tonumber(ARGV[1]) then return 0 end
-local n = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-else redis.call('ZREM', KEYS[2], ARGV[5]) end
-redis.call('PUBLISH', KEYS[4], '\0' .. n .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[2])
+redis.call('PUBLISH', KEYS[5], '\0' .. n .. ':' .. #ARGV[4] .. ':' .. ARGV[4] .. ARGV[1])
 return n
 """
 
@@ -173,8 +163,7 @@ class RedisTokenStore(TokenStore):
 
     @property
     def where(self) -> str:
-        """The server, as logs and errors may name it: the URL without its password (in the
-        authority or a ``password=`` query), or ``"client"`` for a client the app passed."""
+        """The server as logs may name it: the URL without its password, or ``"client"``."""
         return "client" if self._url is None else mask_password(self._url)
 
     @property
@@ -188,8 +177,7 @@ class RedisTokenStore(TokenStore):
                 timeout=self._timeout,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
-                # A pooled connection that died with a Redis restart is retried once on a
-                # fresh one, so the first requests after Redis comes back succeed.
+                # A connection that died with a Redis restart is retried on a fresh one.
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 4),
                 retry_on_error=[RedisConnectionError, RedisTimeoutError],
             )
@@ -209,8 +197,7 @@ class RedisTokenStore(TokenStore):
             self._probe = asyncio.get_running_loop().create_task(self._reachable())
 
     async def _reachable(self) -> None:
-        """One PING as the app starts, beside it: a Redis that cannot be reached is said once,
-        in the log, with where (no password) and what follows. Nothing waits for it."""
+        """One PING as the app starts, beside it: a Redis out of reach is logged once."""
         try:
             await self.redis.ping()
         except RedisError as exc:
@@ -236,16 +223,13 @@ class RedisTokenStore(TokenStore):
             await client.connection_pool.disconnect()
 
     async def _listen(self) -> None:
-        """Hear every write on the channel and drop it from the cache (nothing is cached
-        while not subscribed)."""
+        """Report every write heard on the channel to the cache, reconnecting until cancelled."""
         failures = 0
         while True:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
-                # redis-py may have swallowed a cancellation while connecting (asyncio.wait_for
-                # on Python 3.11 does, see tasks.cancel): stop here, not wait on a read for ever.
-                stop_if_cancelled()
+                stop_if_cancelled()  # redis-py may have lost one connecting (tasks.cancel)
                 failures = 0
                 async for message in pubsub.listen():
                     stop_if_cancelled()
@@ -259,20 +243,20 @@ class RedisTokenStore(TokenStore):
             finally:
                 self.cache.listen(False)
                 with suppress(Exception):
-                    await _aclose(pubsub)
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             failures += 1
             await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
     def _heard(self, data: bytes) -> None:
-        """A write somewhere: a deletion names its key; a write (``\\0version:length:key``
-        then the stored blob) carries the new record, kept as this process's copy."""
+        """A deletion names its key; a write (``\\0version:length:key`` then the stored blob)
+        carries the new record."""
         if not data.startswith(b"\0"):
             self.cache.changed(data.decode())
             return
         version, length, rest = data[1:].split(b":", 2)
         key, blob = rest[: int(length)].decode(), rest[int(length) :]
         self.cache.changed(key)
-        with suppress(Unbound):  # a record not bound to its key: refused when read, too
+        with suppress(Unbound):  # refused when read, too
             self.cache.heard(key, self._codec.load_record(key, blob, int(version)))
 
     def _tkey(self, key: str) -> str:
@@ -287,32 +271,29 @@ class RedisTokenStore(TokenStore):
             version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
         if version is None or blob is None:
             return None
-        try:
-            return self._codec.load_record(key, _bytes(blob), int(version))
-        except Unbound:
-            logger.warning("A stored record is not bound to its key; it was refused")
-            return None
+        return self._codec.read(key, _bytes(blob), int(version))
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
-        keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
-        args: list[bytes | float | str] = [blob, ttl, _score(due), key, _score(used)]
-        with _unavailable():
-            version = await self.redis.eval(_PUT, 5, *keys, *args)
-        return replace(record, version=int(version))
+        return replace(record, version=await self._write(key, record, due, used, ""))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        blob, ttl = self._codec.record(key, new), self._ttl_ms(new)
-        keys = [self._tkey(key), self._due, self._versions, self._channel]
+        version = await self._write(key, new, due, None, old.version)
+        return replace(new, version=version) if version else None
+
+    async def _write(
+        self, key: str, record: TokenRecord, due: float | None, used: float | None, over: int | str
+    ) -> int:
+        blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
+        keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         with _unavailable():
             version = await self.redis.eval(
-                _REPLACE, 4, *keys, old.version, blob, ttl, _score(due), key
+                _WRITE, 5, *keys, blob, ttl, _score(due), key, _score(used), over
             )
-        return replace(new, version=int(version)) if version else None
+        return int(version)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
@@ -353,12 +334,6 @@ class RedisTokenStore(TokenStore):
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
             await self.redis.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", claim)
-
-
-async def _aclose(pubsub: PubSub) -> None:
-    """``pubsub.aclose()``, typed here: redis-py annotates it only from 8.2 on."""
-    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-    await aclose()
 
 
 def _score(value: float | None) -> float | str:

@@ -1,20 +1,13 @@
 """The SQL store: SQLite (the default: a file in the app's instance folder, shared by the
 workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy Core.
 
-Every read and write is one function of a SQLAlchemy ``Connection``, run in one transaction:
-for SQLite on a small pool of threads with the standard ``sqlite3`` driver (one thread hop per
-transaction, about 0.1 ms; an async driver hops for every cursor call, about 2 ms), for
-PostgreSQL on asyncpg through ``AsyncConnection.run_sync``. An app that passes its own engine
-picks which: a sync ``Engine`` runs on the threads, an ``AsyncEngine`` on the loop.
-
+Each read or write is one function of a ``Connection`` run in one transaction: for SQLite on a
+few threads with the ``sqlite3`` driver (one thread hop per transaction, about 0.1 ms; an async
+driver hops for every cursor call, about 2 ms), for PostgreSQL on asyncpg through ``run_sync``.
 Versioned writes are compare-and-set updates with a version counter in the same transaction;
-the schedule is an indexed ``due`` column; a claim is a row with an expiry, so a holder that
-crashed cannot keep it (no lock is held across a Spotify round trip, and nothing depends on a
-database session staying up). Records are encrypted at rest with the same keys as Redis.
-
-Its changes are reported for reads through :class:`~.cache.CachedStore`: PostgreSQL tells
-every process about writes (``LISTEN``/``NOTIFY``); SQLite writers move the key's slot in a
-change file beside the database (:mod:`.changes`).
+the schedule is an indexed ``due`` column; a claim is a row with an expiry (no lock is held
+across a Spotify round trip). Writes are reported to other processes' caches by PostgreSQL's
+``NOTIFY``, or by SQLite's change slots (:mod:`.changes`).
 """
 
 from __future__ import annotations
@@ -40,7 +33,7 @@ from ..tokens import TokenRecord
 from .base import Due, DueKey, TokenStore, url_or
 from .cache import ReadCache
 from .changes import ChangeSlots
-from .codec import Codec, Unbound
+from .codec import Codec
 from .sqlengine import is_async, listen, make_engine, unavailable
 
 if TYPE_CHECKING:
@@ -62,8 +55,7 @@ THREADS = 4
 
 _NOTHING: AbstractAsyncContextManager[None] = nullcontext()
 
-#: What a database that is away, locked or damaged raises (SQLite's own for the BEGIN that
-#: goes straight to the driver).
+#: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
 
 
@@ -136,30 +128,26 @@ class SQLTokenStore(TokenStore):
     def __repr__(self) -> str:
         return f"SQLTokenStore({self.dialect}, {self._where!r}, prefix={self.schema.prefix!r})"
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
     @property
     def engine(self) -> Engine | AsyncEngine:
-        """The engine: made from the URL on first use (SQLite: a sync engine, run on this
-        store's threads; PostgreSQL: an asyncpg engine), or the app's."""
+        """The app's engine, or one made from the URL on first use."""
         if self._engine is None:
             self._engine = make_engine(self._url, self._busy_timeout)
         return self._engine
 
     def _forked(self) -> None:
-        """Start afresh in this process (a forked child shares none of the parent's locks,
+        """Start afresh in this process (a forked child has none of the parent's locks,
         threads or listener)."""
         self._pid, self._listener, self._ready = os.getpid(), None, False
         self._ready_lock = asyncio.Lock()
-        # SQLite takes one writer at a time: this process's writers queue here, in order and
-        # at no cost, not in SQLite's busy handler, which sleeps and retries. Other processes'
-        # writers still meet the busy timeout. PostgreSQL's writers run side by side.
+        # SQLite takes one writer at a time: this process's queue here, in order, not in
+        # SQLite's busy handler, which sleeps and retries.
         self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._threads: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
-        """Create the tables when missing (an unreachable database is logged, and requests
-        get 503 until it answers); refuse tables of another schema version."""
+        """Create the tables when missing (an unreachable database is logged; requests get
+        503 until it answers); refuse tables of another schema version."""
         if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
             self._forked()
             self.cache.listen(False)
@@ -178,8 +166,7 @@ class SQLTokenStore(TokenStore):
         except ConfigurationError:
             await self.close()
             raise
-        engine = self.engine
-        # PostgreSQL's feed of writes needs asyncpg; without one nothing is cached.
+        engine = self.engine  # PostgreSQL's feed of writes needs asyncpg
         feed = is_async(engine) and self.dialect == "postgresql"
         if feed and self.cache.ttl > 0 and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(
@@ -239,20 +226,12 @@ class SQLTokenStore(TokenStore):
                 )
             self._ready = True
 
-    # -- records -----------------------------------------------------------------------------
-
     async def get(self, key: str) -> TokenRecord | None:
         read, now = self._sql.read, self._clock()
         row = await self.transaction(
             lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False
         )
-        if not row:
-            return None
-        try:
-            return self._codec.load_record(key, bytes(row[1]), int(row[0]))
-        except Unbound:
-            logger.warning("A stored record is not bound to its key; it was refused")
-            return None
+        return self._codec.read(key, bytes(row[1]), int(row[0])) if row else None
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
@@ -263,14 +242,9 @@ class SQLTokenStore(TokenStore):
         def write(connection: Connection) -> int:
             version = self._next_version(connection)
             connection.execute(self._sql.upsert, bind(**row, version=version))
-            self._notify(connection, key)
             return version
 
-        try:
-            version = await self.transaction(write)
-        finally:
-            self._changed(key)
-        return replace(record, version=version)
+        return replace(record, version=await self._write(key, write))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
@@ -282,34 +256,19 @@ class SQLTokenStore(TokenStore):
             version = self._next_version(connection)
             if connection.execute(self._sql.swap, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
-            self._notify(connection, key)
             return version
 
         try:
-            version = await self.transaction(write)
+            return replace(new, version=await self._write(key, write))
         except _Stale:
             return None
-        finally:
-            self._changed(key)
-        return replace(new, version=version)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        sql = self._sql
-
-        def write(connection: Connection) -> bool:
-            if old is None:
-                deleted = connection.execute(sql.delete, bind(key=key))
-            else:
-                deleted = connection.execute(sql.delete_version, bind(key=key, old=old.version))
-            self._notify(connection, key)
-            return bool(deleted.rowcount)
-
-        try:
-            return await self.transaction(write)
-        finally:
-            self._changed(key)
-
-    # -- schedule and claims -----------------------------------------------------------------
+        if old is None:
+            statement, which = self._sql.delete, bind(key=key)
+        else:
+            statement, which = self._sql.delete_version, bind(key=key, old=old.version)
+        return await self._write(key, lambda c: bool(c.execute(statement, which).rowcount))
 
     async def reschedule(self, key: str, due: float | None) -> None:
         await self.transaction(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
@@ -344,24 +303,28 @@ class SQLTokenStore(TokenStore):
     async def release(self, key: str, claim: str) -> None:
         await self.transaction(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
 
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _changed(self, key: str) -> None:
-        """After a write (committed or not: a copy may be stale either way)."""
-        if self._slots is not None:
-            self._slots.changed(key)
-
     def _next_version(self, connection: Connection) -> int:
         return int(connection.execute(self._sql.next_version).scalar_one())
 
-    def _notify(self, connection: Connection, key: str) -> None:
-        if self.dialect == "postgresql":
-            connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
+    async def _write(self, key: str, work: Callable[[Connection], T]) -> T:
+        """Run a write of ``key`` and report it: PostgreSQL notifies in its transaction,
+        SQLite moves the key's change slot after it (committed or not)."""
+
+        def reported(connection: Connection) -> T:
+            done = work(connection)
+            if self.dialect == "postgresql":
+                connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
+            return done
+
+        try:
+            return await self.transaction(reported)
+        finally:
+            if self._slots is not None:
+                self._slots.changed(key)
 
     async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        """Run ``work(connection)`` (a sync SQLAlchemy ``Connection``) in one of the store's
-        transactions, as the store runs its own reads and writes; the database's failures
-        become a clean 503 (:class:`~quart_spotify_auth.StoreUnavailable`)."""
+        """Run ``work(connection)`` (a sync ``Connection``) in one of the store's transactions;
+        the database's failures become a clean 503 (``StoreUnavailable``)."""
         try:
             if not self._ready:
                 await self._ensure()
@@ -379,9 +342,7 @@ class SQLTokenStore(TokenStore):
                     return await connection.run_sync(work)
         if self._threads is None:
             self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-        loop = asyncio.get_running_loop()
-
-        sync_engine = cast(Engine, engine)
+        loop, sync_engine = asyncio.get_running_loop(), cast(Engine, engine)
 
         def transaction() -> T:
             with sync_engine.execution_options(**options).begin() as connection:
