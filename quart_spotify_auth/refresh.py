@@ -66,24 +66,23 @@ class Refresher:
         accounts: AccountsClient,
         store: TokenStore,
         settings: Settings,
-        *,
-        wake: Callable[[float | None], None],
         policy: RenewalPolicy,
         deferred: Deferred,
+        *,
+        wake: Callable[[float | None], None],
         clock: Clock,
         sender: Any,
     ) -> None:
         self.accounts = accounts
+        self.settings = settings
         self.store = store
         self.records = CachedRecords(store)
-        self.settings = settings
         self.policy = policy
         self.clock = clock
-        #: The sender of this app's signals (the app).
-        self.sender = sender
+        self.sender = sender  # of this app's signals (the app)
+        self._claims = Claims(store, deferred)
         self._deferred = deferred
         self._wake = wake
-        self._claims = Claims(store, deferred)
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
         self._revoked: OrderedDict[str, None] = OrderedDict()

@@ -45,9 +45,10 @@ def renewal(
     """One app's refresher and renewer on ``store``, wired together."""
     alarm, deferred = Alarm(), Deferred(store)
     policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
-    parts = {"policy": policy, "deferred": deferred, "clock": clock, "sender": sender}
-    refresher = Refresher(accounts, store, settings, wake=alarm.ring, **parts)
-    return refresher, Renewer(refresher, store, settings, alarm=alarm, **parts)
+    refresher = Refresher(
+        accounts, store, settings, policy, deferred, wake=alarm.ring, clock=clock, sender=sender
+    )
+    return refresher, Renewer(refresher, deferred, alarm)
 
 
 class Alarm:
@@ -65,29 +66,18 @@ class Alarm:
 
 
 class Renewer:
-    """Renews one app's tokens in the background (a no-op when ``SPOTIFY_AUTO_RENEW`` is off),
-    through ``refresher``; owed writes are flushed from ``deferred``; ``alarm`` wakes it."""
+    """Renews the tokens of ``refresher``'s store in the background, with its settings, policy
+    and clock; flushes ``deferred`` writes; sleeps until the next due time or ``alarm``."""
 
-    def __init__(
-        self,
-        refresher: Refresher,
-        store: TokenStore,
-        settings: Settings,
-        *,
-        alarm: Alarm,
-        policy: RenewalPolicy,
-        deferred: Deferred,
-        clock: Clock,
-        sender: Any,
-    ) -> None:
+    def __init__(self, refresher: Refresher, deferred: Deferred, alarm: Alarm) -> None:
         self._refresher = refresher
-        self._store = store
-        self._settings = settings
-        self._policy = policy
-        self._sender = sender
+        self._store = refresher.store
+        self._settings = settings = refresher.settings
+        self._policy = refresher.policy
+        self._clock = refresher.clock
+        self._sender = refresher.sender
         self._deferred = deferred
         self._alarm = alarm
-        self._clock = clock
         self._runner: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()

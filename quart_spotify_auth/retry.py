@@ -12,14 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = [
-    "MAX_SECONDS",
-    "Attempts",
-    "Retry",
-    "Sleep",
-    "backoff",
-    "retry_after",
-]
+__all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -28,8 +21,8 @@ MAX_SECONDS = 86400.0
 
 
 def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
-    """Seconds to wait before retry number ``attempt`` (1, 2, ...): between half and all of
-    ``base * 2**attempt`` (at most ``cap``), jittered so that many waiters spread out."""
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): between half and all of
+    ``base * 2**attempt`` (at most ``cap``), so that many waiters spread out."""
     delay = min(cap, base * 2.0 ** min(attempt, 32))
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
 
@@ -91,8 +84,7 @@ class Attempts:
 
     async def retry_after(self, response: httpx.Response) -> bool:
         """After a 429: wait out its ``Retry-After`` while all the waits together stay within
-        the cap (a budget of time, not of attempts: a rate limit lifts after a while, and a
-        request that waits it out is answered instead of failing early)."""
+        the cap (a budget of time, not of attempts: a rate limit lifts after a while)."""
         self.wait = max(retry_after(response), MIN_RETRY_AFTER)
         if self.waited + self.wait > self._max_wait:
             return False

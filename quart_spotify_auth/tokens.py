@@ -26,8 +26,7 @@ Clock = Callable[[], float]
 CONSENT_LIFETIME = 182 * 86400
 
 #: A token with less than this many seconds left (at most a tenth of its lifetime) is stale:
-#: refreshed before it is handed out. Well inside the renewer's window, so with background
-#: renewal on, the renewer gets there first and requests do not wait on Spotify.
+#: refreshed before it is handed out (the renewer gets there first).
 ACCESS_MARGIN = 5.0
 
 
@@ -59,12 +58,8 @@ class AccessToken(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
-    """What is stored for one user. Times are Unix epoch seconds.
-
-    ``version`` is given by the store on every write, never reused for the same key, so a
-    store can refuse a write that would go backwards (a stale refresh overwriting a rotated
-    refresh token).
-    """
+    """What is stored for one user. Times are Unix epoch seconds. ``version`` is given by the
+    store on every write, never reused for a key, so no write goes backwards."""
 
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
@@ -86,9 +81,8 @@ class TokenRecord:
         return self.authorized_at + CONSENT_LIFETIME
 
     def refresh_at(self, margin: float, jitter: float = 0.0) -> float:
-        """When to renew ahead of expiry: ``margin`` plus ``jitter`` seconds before it, never
-        before the midpoint of the token's lifetime (so tokens of a few seconds, as in tests,
-        are not renewed the moment they are issued)."""
+        """``margin`` plus ``jitter`` seconds before expiry, never before the midpoint of the
+        lifetime (tokens of a few seconds, as in tests, are not renewed as they are issued)."""
         return max(self.issued_at + self.lifetime / 2, self.expires_at - margin - jitter)
 
     def stale(self, now: float) -> bool:
@@ -97,8 +91,8 @@ class TokenRecord:
         return now >= self.expires_at - min(ACCESS_MARGIN, self.lifetime / 10)
 
     def renewed(self, new: TokenRecord) -> TokenRecord:
-        """The record after a refresh answered ``new``: keeps the refresh token when Spotify
-        sent none, the granted scopes when it sent none, and the consent time."""
+        """The record after a refresh answered ``new``: the refresh token and scopes kept when
+        Spotify sent none, and the consent time."""
         return replace(
             new,
             refresh_token=new.refresh_token or self.refresh_token,

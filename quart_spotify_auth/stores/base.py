@@ -1,6 +1,6 @@
 """The store contract: :class:`Records`, :class:`Schedule` (with claims) and a lifecycle, which
-a store implements together as a :class:`TokenStore`. Reading through this process's cache is
-not the store's job: :class:`~.cache.CachedRecords` wraps any store."""
+a store implements together as a :class:`TokenStore`. Reading through this process's copies is
+not a store's job: :class:`~.cache.CachedRecords` wraps any store."""
 
 from __future__ import annotations
 
@@ -17,13 +17,9 @@ __all__ = ["Due", "DueKey", "Records", "Schedule", "TokenStore"]
 
 
 class Records(ABC):
-    """Token records by key, versioned.
-
-    A store never hands out the same version twice for a key, not even for a key deleted and
-    written again: :meth:`put` (a login) always wins; :meth:`replace` (a refresh) lands only if
-    the stored version is still the one the refresh started from, so a refresh racing a logout
-    and a new login never overwrites or resurrects anything.
-    """
+    """Token records by key, versioned: a version is never handed out twice for a key (not
+    even after a delete). :meth:`put` (a login) always wins; :meth:`replace` (a refresh) lands
+    only over the version it started from, so it never overwrites nor resurrects anything."""
 
     @abstractmethod
     async def get(self, key: str) -> TokenRecord | None:
@@ -65,18 +61,14 @@ class Due(NamedTuple):
 
 
 class Schedule(ABC):
-    """When each key is renewed, when it was last used, and who renews it.
-
-    A store that serves one process claims trivially (the refresher's single flight is the
-    claim); a store shared by several processes overrides :meth:`claim` and :meth:`release` so
-    that one process refreshes a key at a time.
-    """
+    """When each key is renewed, when it was last used, and who renews it: a store shared by
+    several processes overrides :meth:`claim` and :meth:`release` so that one refreshes a key
+    at a time (in one process, the refresher's single flight is the claim)."""
 
     @abstractmethod
     async def due(self, now: float, limit: int) -> Due:
-        """Up to ``limit`` keys due at ``now``, and the next due time. A shared store may hand
-        a key out again until it is rescheduled; one that serves one process hands it out
-        once."""
+        """Up to ``limit`` keys due at ``now``, and the next due time. A shared store hands a
+        key out until it is rescheduled; one that serves one process, once."""
 
     @abstractmethod
     async def reschedule(self, key: str, due: float | None) -> None:
@@ -84,16 +76,13 @@ class Schedule(ABC):
 
     @abstractmethod
     async def mark_used(self, key: str, at: float) -> None:
-        """Record that ``key`` was used at ``at``, and bring its renewal forward to ``at`` if
-        it was later or unscheduled (the renewer looks at a returning user at once). Nothing
-        for a key not stored."""
+        """Record ``key``'s use at ``at``, and bring its renewal forward to ``at`` if later or
+        unscheduled (a returning user is looked at at once); nothing for a key not stored."""
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it.
-
-        ``owner`` names the caller (one refresher in one process). A claim the same owner
-        already holds, left behind when its release could not reach the store, is taken again
-        (for a new ``ttl``) rather than waited out."""
+        ``owner`` names the caller: a claim it already holds (its release was lost) is taken
+        again rather than waited out."""
         return owner
 
     async def release(self, key: str, claim: str) -> None:  # noqa: B027 - trivial default
@@ -107,8 +96,8 @@ class TokenStore(Records, Schedule):
     #: Whether several processes share this store (and so the schedule and the claims).
     shared: bool = False
 
-    #: Where this store reports its changes (a feed of writes, or change slots) for reads
-    #: through :class:`~.cache.CachedRecords`; ``None``: it reports none, nothing is cached.
+    #: Where this store reports its changes (a feed of writes, change slots) for reads through
+    #: :class:`~.cache.CachedRecords`; ``None``: it reports none, and nothing is cached.
     cache: ReadCache | None = None
 
     async def open(self) -> None:
