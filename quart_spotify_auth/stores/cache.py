@@ -13,9 +13,12 @@ it was heard (with a feed, for ``last_known_for`` seconds after it was lost).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from ..retry import backoff
+from ..tasks import stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Records, TokenStore
 
@@ -128,6 +131,19 @@ class ReadCache:
         elif was:
             self._lost_at = time.monotonic()
             self.generation += 1  # reads in flight across the loss are not kept
+
+    async def follow(self, feed: Callable[[], Awaitable[None]]) -> None:
+        """Run a store's ``feed`` of writes (it reports them here, and calls ``listen(True)``
+        once it hears them) again, with backoff, whenever it ends, until cancelled."""
+        failures = 0
+        while True:
+            try:
+                await feed()
+            except Exception:  # the store is away: try again
+                stop_if_cancelled()
+            failures = 1 if self.listening and self._stamp is None else failures + 1
+            self.listen(False)
+            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
 
 class CachedRecords(Records):

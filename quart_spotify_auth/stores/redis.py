@@ -35,7 +35,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import mask_password
 from ..errors import StoreUnavailable
-from ..retry import backoff
 from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Due, DueKey, TokenStore, url_or
@@ -192,7 +191,7 @@ class RedisTokenStore(TokenStore):
             if self._owned:
                 self._client = None
         if self.cache.ttl > 0 and self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
+            self._listener = asyncio.get_running_loop().create_task(self.cache.follow(self._listen))
         if self._probe is None:
             self._probe = asyncio.get_running_loop().create_task(self._reachable())
 
@@ -223,29 +222,21 @@ class RedisTokenStore(TokenStore):
             await client.connection_pool.disconnect()
 
     async def _listen(self) -> None:
-        """Report every write heard on the channel to the cache, reconnecting until cancelled."""
-        failures = 0
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                stop_if_cancelled()  # redis-py may have lost one connecting (tasks.cancel)
-                failures = 0
-                async for message in pubsub.listen():
-                    stop_if_cancelled()
-                    kind = message.get("type")
-                    if kind == "message":
-                        self._heard(_bytes(message["data"]))
-                    elif kind == "subscribe":  # also after redis-py reconnected by itself
-                        self.cache.listen(True)  # heard from now on: start afresh
-            except (RedisError, OSError):
+        """Report every write heard on the channel to the cache, until the connection ends."""
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            stop_if_cancelled()  # redis-py may have lost one connecting (tasks.cancel)
+            async for message in pubsub.listen():
                 stop_if_cancelled()
-            finally:
-                self.cache.listen(False)
-                with suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
-            failures += 1
-            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
+                kind = message.get("type")
+                if kind == "message":
+                    self._heard(_bytes(message["data"]))
+                elif kind == "subscribe":  # also after redis-py reconnected by itself
+                    self.cache.listen(True)  # heard from now on: start afresh
+        finally:
+            with suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _heard(self, data: bytes) -> None:
         """A deletion names its key; a write (``\\0version:length:key`` then the stored blob)

@@ -13,6 +13,7 @@ across a Spotify round trip). Writes are reported to other processes' caches by 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -167,11 +168,9 @@ class SQLTokenStore(TokenStore):
             await self.close()
             raise
         engine = self.engine  # PostgreSQL's feed of writes needs asyncpg
-        feed = is_async(engine) and self.dialect == "postgresql"
-        if feed and self.cache.ttl > 0 and self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(
-                listen(engine, self.schema.channel, self.cache.changed, self.cache.listen)  # type: ignore[arg-type]
-            )
+        if is_async(engine) and self._slots is None and self.cache.ttl > 0 and not self._listener:
+            feed = functools.partial(listen, engine, self.schema.channel, self.cache)
+            self._listener = asyncio.get_running_loop().create_task(self.cache.follow(feed))
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
