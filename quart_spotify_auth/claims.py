@@ -1,11 +1,7 @@
-"""Claims: which process refreshes a key, when several share a store.
-
-A refresher takes a key's claim before it refreshes (``Schedule.claim``), keeps it alive while
-its refresh runs (taken again every third of its lifetime, so a slow reply from Spotify never
-outlives it while the process is alive), and releases it after. A release that cannot reach
-the store is deferred (:mod:`.deferred`), and the claim is taken back by its owner meanwhile;
-a claim whose holder died expires on its own.
-"""
+"""Claims: which process refreshes a key, when several share a store. A refresher takes the
+key's claim, keeps it alive while its refresh runs (taken again every third of its lifetime),
+and releases it after; a release the store did not take is deferred (:mod:`.deferred`), and
+the owner may take its claim back meanwhile. A claim whose holder died expires."""
 
 from __future__ import annotations
 

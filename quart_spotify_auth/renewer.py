@@ -1,15 +1,8 @@
-"""The background renewer: tokens renewed ahead of expiry, off the request path.
-
-One task per app process reads the renewal schedule from the store (never a scan of every
-token), renews what is due through the :class:`~.refresh.Refresher`, at most
-``SPOTIFY_RENEW_CONCURRENCY`` at a time, flushes the writes deferred while the store was away,
-and sleeps until the next due time or its :class:`Alarm`. A store that serves one process
-hands a due key out once, so one still renewing is looked at again when that renewal ends; a
-shared store hands it out until it is rescheduled.
-
-The idle policy: a token not used within ``SPOTIFY_KEEP_WARM`` is renewed on its next use
-instead, and a login not used within ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten.
-"""
+"""The background renewer: one task per app process renews what the store's schedule says is
+due (never a scan of every token) through the :class:`~.refresh.Refresher`, at most
+``SPOTIFY_RENEW_CONCURRENCY`` at a time, flushes deferred writes, and sleeps until the next due
+time or until woken. Idle policy: a token unused for ``SPOTIFY_KEEP_WARM`` is renewed
+on its next use instead; a login unused for ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten."""
 
 from __future__ import annotations
 
@@ -31,7 +24,7 @@ from .stores import TokenStore
 from .tasks import cancel, stop_if_cancelled
 from .tokens import Clock, RenewalPolicy
 
-__all__ = ["Alarm", "Renewer", "renewal"]
+__all__ = ["Renewer", "renewal"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
@@ -43,33 +36,24 @@ def renewal(
     accounts: AccountsClient, store: TokenStore, settings: Settings, clock: Clock, sender: Any
 ) -> tuple[Refresher, Renewer]:
     """One app's refresher and renewer on ``store``, wired together."""
-    alarm, deferred = Alarm(), Deferred(store)
+
+    def wake(at: float | None) -> None:  # the refresher's news for the renewer, made below
+        renewer.wake(at)
+
+    deferred = Deferred(store)
     policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
     refresher = Refresher(
-        accounts, store, settings, policy, deferred, wake=alarm.ring, clock=clock, sender=sender
+        accounts, store, settings, policy, deferred, wake=wake, clock=clock, sender=sender
     )
-    return refresher, Renewer(refresher, deferred, alarm)
-
-
-class Alarm:
-    """Wakes the renewer: at once (``at`` is ``None``), or for a new due time only if it comes
-    before the next look anyway (with a shared store each look is a query)."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        #: When the renewer looks at the schedule next, unasked.
-        self.next_look = math.inf
-
-    def ring(self, at: float | None = None) -> None:
-        if at is None or at < self.next_look:
-            self.event.set()
+    renewer = Renewer(refresher, deferred)
+    return refresher, renewer
 
 
 class Renewer:
     """Renews the tokens of ``refresher``'s store in the background, with its settings, policy
-    and clock; flushes ``deferred`` writes; sleeps until the next due time or ``alarm``."""
+    and clock; flushes ``deferred`` writes; sleeps until the next due time or a :meth:`wake`."""
 
-    def __init__(self, refresher: Refresher, deferred: Deferred, alarm: Alarm) -> None:
+    def __init__(self, refresher: Refresher, deferred: Deferred) -> None:
         self._refresher = refresher
         self._store = refresher.store
         self._settings = settings = refresher.settings
@@ -77,7 +61,8 @@ class Renewer:
         self._clock = refresher.clock
         self._sender = refresher.sender
         self._deferred = deferred
-        self._alarm = alarm
+        self._wake = asyncio.Event()
+        self._next_look = math.inf  # when the loop looks at the schedule next, unasked
         self._runner: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()
@@ -95,14 +80,16 @@ class Renewer:
         return self._runner is not None
 
     def wake(self, at: float | None = None) -> None:
-        """Look at the schedule now; given ``at``, only if it comes before the next look."""
-        self._alarm.ring(at)
+        """Look at the schedule now; given ``at``, a new due time, only if it comes before the
+        next look anyway (with a shared store each look is a query)."""
+        if at is None or at < self._next_look:
+            self._wake.set()
 
     def start(self) -> None:
         """Start on the running loop (with ``SPOTIFY_AUTO_RENEW`` off, only to forget idle
         logins)."""
         if self._runner is None:
-            self._alarm.event = asyncio.Event()
+            self._wake = asyncio.Event()
             self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
             self._runner = asyncio.get_running_loop().create_task(self._loop())
 
@@ -118,10 +105,10 @@ class Renewer:
             await asyncio.wait(self._tasks)
 
     async def _loop(self) -> None:
-        limit, alarm = self._settings.renew_concurrency * 4, self._alarm
+        limit = self._settings.renew_concurrency * 4
         while True:
-            alarm.event.clear()
-            alarm.next_look = math.inf  # rung while looking: look again at once
+            self._wake.clear()
+            self._next_look = math.inf  # woken while looking: look again at once
             timeout = POLL
             try:
                 if self._deferred:
@@ -144,9 +131,9 @@ class Renewer:
             except SpotifyAuthError as exc:  # the store is away: back off, try again
                 stop_if_cancelled()
                 logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
-            alarm.next_look = self._clock() + timeout
+            self._next_look = self._clock() + timeout
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(alarm.event.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _renew(self, key: str, used: float | None) -> None:
         done = False

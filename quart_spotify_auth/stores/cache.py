@@ -1,15 +1,8 @@
 """This process's copies of a store's records (:class:`ReadCache`), and the wrapper that reads
-and writes through them (:class:`CachedRecords`).
-
-Reading a token is what every request does, so this process keeps what it read and stops using
-a copy as soon as any process writes that key. A store only reports its changes into its
-:attr:`~.base.TokenStore.cache`: Redis and PostgreSQL hear every write (pub/sub, ``LISTEN``),
-and nothing is kept while that feed is down; SQLite processes compare a key's slot in a change
-file (:mod:`.changes`); the memory store's slot is the record's version. With Redis the hot
-path goes from 0.79 of a constant handler to 0.94 (``python -m benchmarks redis-hotpath``).
-When the store cannot be reached, the last known copy of a key is still served if no write to
-it was heard (with a feed, for ``last_known_for`` seconds after it was lost).
-"""
+and writes through them (:class:`CachedRecords`), for any store. A store only reports its
+changes into its :attr:`~.base.TokenStore.cache`: Redis and PostgreSQL a feed of writes (and
+nothing is kept while it is down), SQLite change slots (:mod:`.changes`), the memory store its
+versions. With Redis the hot path goes from 0.79 of a constant handler to 0.94."""
 
 from __future__ import annotations
 

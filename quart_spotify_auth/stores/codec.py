@@ -1,12 +1,8 @@
-"""Token records as bytes, encrypted at rest with Fernet keys (``SPOTIFY_TOKEN_ENCRYPTION_KEYS``:
-the first encrypts, every one decrypts, so a new key goes first), for the stores that keep
-data outside the process.
-
-An encrypted record is bound to its store key: the key is inside the ciphertext and checked
-on reading, so someone who can write to the store but holds no key can neither move a victim's
-record under their own key nor plant one of their own in clear: such records are refused
-(:class:`Unbound`). Records in clear or unbound (0.1) are read only while ``migrating``.
-"""
+"""Token records as bytes, encrypted at rest with Fernet keys (the first encrypts, all of them
+decrypt). An encrypted record is bound to its store key, checked on reading: someone who can
+write to the store without a key can neither move a victim's record under their own key nor
+plant one in clear (:class:`Unbound`). Records in clear or unbound (0.1) are read only while
+``migrating``."""
 
 from __future__ import annotations
 

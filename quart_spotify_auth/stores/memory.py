@@ -15,11 +15,8 @@ __all__ = ["MemoryTokenStore"]
 
 
 class MemoryTokenStore(TokenStore):
-    """Keeps records in a dict and the schedule in a heap. Safe for concurrent tasks on one
-    event loop: no method awaits between reading and writing, so each is atomic there.
-
-    Scheduling a key is O(log n); superseded heap entries are skipped when they surface.
-    """
+    """Records in a dict, the schedule in a heap (O(log n); superseded entries are skipped as
+    they surface). No method awaits between reading and writing: each is atomic on its loop."""
 
     def __init__(self) -> None:
         self._records: dict[str, TokenRecord] = {}

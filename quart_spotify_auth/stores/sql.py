@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -235,32 +235,30 @@ class SQLTokenStore(TokenStore):
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        row = {"key": key, "record": self._codec.record(key, record), "due": due, "used": used}
-        row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
-
-        def write(connection: Connection) -> int:
-            version = self._next_version(connection)
-            connection.execute(self._sql.upsert, bind(**row, version=version))
-            return version
-
-        return replace(record, version=await self._write(key, write))
+        return replace(record, version=await self._save(key, record, due, used=used))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        row = {"key": key, "old": old.version, "record": self._codec.record(key, new), "due": due}
-        row["expires"] = min(self._clock() + self._idle, new.reauthorize_by)
+        try:
+            return replace(new, version=await self._save(key, new, due, old=old.version))
+        except _Stale:
+            return None
+
+    async def _save(self, key: str, record: TokenRecord, due: float | None, **more: Any) -> int:
+        """A login (``used=``: an upsert), or a refresh over version ``old=`` (else
+        :class:`_Stale`). Returns the new version."""
+        row = {"key": key, "record": self._codec.record(key, record), "due": due, **more}
+        row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
+        statement = self._sql.swap if "old" in more else self._sql.upsert
 
         def write(connection: Connection) -> int:
             version = self._next_version(connection)
-            if connection.execute(self._sql.swap, bind(**row, version=version)).rowcount != 1:
+            if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
             return version
 
-        try:
-            return replace(new, version=await self._write(key, write))
-        except _Stale:
-            return None
+        return await self._write(key, write)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         if old is None:
