@@ -20,17 +20,9 @@ if TYPE_CHECKING:  # SQLAlchemy 2.1 imports its asyncio part only with greenlet 
 from ..errors import ConfigurationError, StoreUnavailable
 from .cache import ReadCache
 
-__all__ = ["async_url", "is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
+__all__ = ["is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
 logger = logging.getLogger("quart_spotify_auth")
-
-
-def async_url(url: str) -> str:
-    """The async driver's URL: ``postgresql://`` → asyncpg."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    return parsed.render_as_string(hide_password=False)
 
 
 @functools.cache
@@ -62,7 +54,10 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
                 "A PostgreSQL token store needs its extra: pip install "
                 "'quart-spotify-auth[postgresql]' (asyncpg and SQLAlchemy's asyncio support)."
             ) from exc
-        return create_async_engine(async_url(url), pool_pre_ping=True, pool_size=10)
+        if parsed.drivername == "postgresql":  # the async driver
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        async_url = parsed.render_as_string(hide_password=False)
+        return create_async_engine(async_url, pool_pre_ping=True, pool_size=10)
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
