@@ -183,7 +183,9 @@ async def run_sqlite(
                 "due": due, "used": record.issued_at,
                 "expires": min(record.issued_at + store._idle, record.reauthorize_by),
             })  # fmt: skip
-        await store.run(lambda connection: connection.execute(store.schema.tokens.insert(), rows))
+        await store.transaction(
+            lambda connection: connection.execute(store.schema.tokens.insert(), rows)
+        )
         seeded = time.perf_counter() - seeding
         await store.close()  # checkpointed: the file alone holds the tokens
         size = os.path.getsize(path)
@@ -208,7 +210,7 @@ async def _scheduler_cost(tokens: int) -> float:
         await store.reschedule(key, due)
     handed = 0
     while handed < tokens:
-        handed += len((await store.due(3600.0, 64)).keys)
+        handed += len((await store.due(3600.0, 64)).entries)
     return round((time.process_time() - start) / tokens * 1e6, 2)
 
 

@@ -297,7 +297,7 @@ def _try_store(core: Any, settings: Settings, instance: str | None, timeout: flo
     async def probe() -> None:
         await store.open()
         try:
-            await store.get("check:quart-spotify-auth", fresh=True)
+            await store.get("check:quart-spotify-auth")
         finally:
             await store.close()
 

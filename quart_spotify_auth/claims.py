@@ -1,11 +1,7 @@
-"""Claims: which process refreshes a key, when several share a store.
-
-A refresher takes a key's claim before it refreshes (``Schedule.claim``), keeps it alive for
-as long as its refresh runs (taken again every third of its lifetime, so a slow reply from
-Spotify never outlives it while the process is alive), and releases it after. A release that
-cannot reach the store is remembered and retried by the renewer, and the claim is taken back
-by its owner meanwhile; a claim whose holder died expires on its own.
-"""
+"""Claims: which process refreshes a key, when several share a store. A refresher takes the
+key's claim, keeps it alive while its refresh runs (taken again every third of its lifetime),
+and releases it after; a release the store did not take is deferred (:mod:`.deferred`), and
+the owner may take its claim back meanwhile. A claim whose holder died expires."""
 
 from __future__ import annotations
 
@@ -16,9 +12,10 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 
+from .deferred import Deferred
 from .errors import SpotifyAuthError
-from .retry import stop_if_cancelled
 from .stores import TokenStore
+from .tasks import stop_if_cancelled
 
 __all__ = ["Claims"]
 
@@ -29,17 +26,16 @@ class Claims:
     """One refresher's claims on the keys of one store."""
 
     #: Longest a refresh waits for its claim's release (a store that is away may be slow to
-    #: say so); after that the release is left to the renewer.
+    #: say so); after that the release is deferred.
     RELEASE_TIMEOUT = 0.2
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: TokenStore, deferred: Deferred) -> None:
         self._store = store
+        self._deferred = deferred
         self._nonce = secrets.token_hex(6)
-        #: Claims whose release could not reach the store: key -> claim.
-        self.orphans: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"Claims({len(self.orphans)} to release)"
+        return f"Claims({self.owner!r})"
 
     @property
     def owner(self) -> str:
@@ -51,17 +47,17 @@ class Claims:
         """Claim ``key`` for ``ttl`` seconds; ``None`` if another process holds it."""
         claim = await self._store.claim(key, ttl, self.owner)
         if claim is not None:
-            self.orphans.pop(key, None)
+            self._deferred.released(key)
         return claim
 
     @contextlib.asynccontextmanager
-    async def held(self, key: str, claim: str, ttl: float) -> AsyncIterator[None]:
+    async def holding(self, key: str, claim: str, ttl: float) -> AsyncIterator[None]:
         """Keep ``claim`` alive while the block runs, then release it."""
-        held = [claim]
+        current = [claim]
         done = asyncio.Event()
         keeper = None
         if self._store.shared:
-            keeper = asyncio.ensure_future(self._keep(key, held, ttl, done))
+            keeper = asyncio.ensure_future(self._keep(key, current, ttl, done))
         try:
             yield
         finally:
@@ -72,12 +68,12 @@ class Claims:
                     keeper.cancel()
             try:
                 async with asyncio.timeout(self.RELEASE_TIMEOUT):
-                    await self._store.release(key, held[0])
+                    await self._store.release(key, current[0])
             except (SpotifyAuthError, TimeoutError):
                 # The store is away: the claim would block other processes until it expires.
-                self.orphans[key] = held[0]
+                self._deferred.release(key, current[0])
 
-    async def _keep(self, key: str, held: list[str], ttl: float, done: asyncio.Event) -> None:
+    async def _keep(self, key: str, current: list[str], ttl: float, done: asyncio.Event) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), ttl / 3)
@@ -91,14 +87,4 @@ class Claims:
             if again is None:
                 logger.warning("A refresh claim expired while its refresh was still running")
                 return
-            held[0] = again
-
-    async def release_orphans(self) -> None:
-        """Release claims left behind while the store was away (kept if it still is)."""
-        for key, claim in list(self.orphans.items()):
-            try:
-                await self._store.release(key, claim)
-            except SpotifyAuthError:
-                return
-            if self.orphans.get(key) == claim:
-                del self.orphans[key]
+            current[0] = again

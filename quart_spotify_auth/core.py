@@ -20,8 +20,8 @@ from .accounts import AccountsClient, code_challenge
 from .config import Settings
 from .diagnostics import FOREIGN_SESSION_COOKIE, NO_PENDING_LOGIN
 from .errors import AuthorizationDenied, InvalidCallback, LoginRequired, StoreUnavailable
-from .refresh import APP_KEY, Refresher
-from .renewer import Renewer
+from .grants import APP_KEY
+from .renewer import renewal
 from .scopes import parse_scopes
 from .states import LoginStates
 from .stores import TokenStore
@@ -71,8 +71,7 @@ class Core:
         self._transport = transport
         self.http = self._pool()
         self.accounts = AccountsClient(settings, self.http, clock=clock)
-        self.refresher = Refresher(self.accounts, store, sender=sender)
-        self.renewer = Renewer(self.refresher)
+        self.refresher, self.renewer = renewal(self.accounts, store, settings, clock, sender)
         #: The ``SPOTIFY_*`` part of the app's configuration when it was read.
         self.seen_config: dict[str, Any] = {}
         self.states = LoginStates(
@@ -222,7 +221,7 @@ class Core:
     def held_token(self, caller: Caller) -> AccessToken | None:
         """This user's token if this process holds a current copy; never waits."""
         key = self.key(caller)
-        record = None if key is None else self.refresher.held(key)
+        record = None if key is None else self.refresher.cached(key)
         return None if record is None else record.to_access_token(self.clock())
 
     async def access_token(self, caller: Caller) -> AccessToken:

@@ -1,51 +1,69 @@
-"""The background renewer: tokens renewed ahead of expiry, off the request path.
-
-One task per app process reads the renewal schedule from the store (a heap in memory, a
-sorted set in Redis: O(log n) per token, never a scan of every token), renews what is due
-through the :class:`~.refresh.Refresher` with at most ``SPOTIFY_RENEW_CONCURRENCY`` refreshes
-in flight, and sleeps until the next due time or until woken. With a shared store the
-schedule is shared, and the refresher's claims make each token renewed once however many
-processes run.
-
-A store that serves one process hands a due key out once (it leaves the schedule); one the
-loop finds still renewing (a user came back, or time moved, while it was being renewed) is
-looked at again as soon as that renewal ends, so it never falls off the schedule. A shared
-store hands a key out until it is rescheduled, so skipping it there loses nothing.
-
-The idle policy: a token not used within ``SPOTIFY_KEEP_WARM`` is not renewed (it is renewed
-on its next use instead), and a login not used within ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten.
-"""
+"""The background renewer: one task per app process renews what the store's schedule says is
+due (never a scan of every token) through the :class:`~.refresh.Refresher`, at most
+``SPOTIFY_RENEW_CONCURRENCY`` at a time, flushes deferred writes, and sleeps until the next due
+time or until woken. Idle policy: a token unused for ``SPOTIFY_KEEP_WARM`` is renewed
+on its next use instead; a login unused for ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
+from typing import Any
 
 from . import signals
+from .accounts import AccountsClient
+from .config import Settings
+from .deferred import Deferred
 from .errors import LoginRequired, SpotifyAuthError
-from .refresh import Refresher, grant_for
-from .retry import backoff, cancel, stop_if_cancelled
+from .grants import grant_for
+from .refresh import Refresher
+from .retry import backoff
+from .stores import TokenStore
+from .tasks import cancel, stop_if_cancelled
+from .tokens import Clock, RenewalPolicy
 
-__all__ = ["Renewer"]
+__all__ = ["Renewer", "renewal"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-#: Longest the renewer sleeps before looking at the schedule again (other processes may have
-#: added to a shared one).
+#: Longest the renewer sleeps between looks (other processes may add to a shared schedule).
 POLL = 1.0
 
 
-class Renewer:
-    """Renews one app's tokens in the background (a no-op when ``SPOTIFY_AUTO_RENEW`` is off)."""
+def renewal(
+    accounts: AccountsClient, store: TokenStore, settings: Settings, clock: Clock, sender: Any
+) -> tuple[Refresher, Renewer]:
+    """One app's refresher and renewer on ``store``, wired together."""
 
-    def __init__(self, refresher: Refresher) -> None:
+    def wake(at: float | None) -> None:  # the refresher's news for the renewer, made below
+        renewer.wake(at)
+
+    deferred = Deferred(store)
+    policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
+    refresher = Refresher(
+        accounts, store, settings, policy, deferred, wake=wake, clock=clock, sender=sender
+    )
+    renewer = Renewer(refresher, deferred)
+    return refresher, renewer
+
+
+class Renewer:
+    """Renews the tokens of ``refresher``'s store in the background, with its settings, policy
+    and clock; flushes ``deferred`` writes; sleeps until the next due time or a :meth:`wake`."""
+
+    def __init__(self, refresher: Refresher, deferred: Deferred) -> None:
         self._refresher = refresher
         self._store = refresher.store
         self._settings = settings = refresher.settings
+        self._policy = refresher.policy
         self._clock = refresher.clock
-        self._runner: asyncio.Task[None] | None = None
+        self._sender = refresher.sender
+        self._deferred = deferred
         self._wake = asyncio.Event()
+        self._next_look = math.inf  # when the loop looks at the schedule next, unasked
+        self._runner: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()
         #: Keys a store that hands them out once handed out again while they were renewing:
@@ -53,8 +71,6 @@ class Renewer:
         self._again: dict[str, float | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
-        self._next_look = float("inf")  # when the loop looks at the schedule next, unasked
-        refresher.wake = self.wake
 
     def __repr__(self) -> str:
         return f"Renewer({len(self._renewing)} renewing, running={self._runner is not None})"
@@ -64,23 +80,21 @@ class Renewer:
         return self._runner is not None
 
     def wake(self, at: float | None = None) -> None:
-        """Look at the schedule now (after a test moved the clock, say); given ``at``, a new
-        due time, only if it comes before the next look anyway (with a shared store each look
-        is a query: a login or a refresh due in an hour need not cause one)."""
+        """Look at the schedule now; given ``at``, a new due time, only if it comes before the
+        next look anyway (with a shared store each look is a query)."""
         if at is None or at < self._next_look:
             self._wake.set()
 
     def start(self) -> None:
-        """Start on the running loop. With ``SPOTIFY_AUTO_RENEW`` off it renews nothing, and
-        only forgets logins unused for ``SPOTIFY_TOKEN_IDLE_TTL``."""
+        """Start on the running loop (with ``SPOTIFY_AUTO_RENEW`` off, only to forget idle
+        logins)."""
         if self._runner is None:
             self._wake = asyncio.Event()
             self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
-            self._runner = asyncio.get_running_loop().create_task(self._run())
+            self._runner = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop; refreshes already talking to Spotify may finish (up to ``grace`` seconds) so
-        that a rotated refresh token is not lost."""
+        """Stop; refreshes in flight may land (up to ``grace`` seconds)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await cancel(runner)
@@ -90,20 +104,17 @@ class Renewer:
         if self._tasks:
             await asyncio.wait(self._tasks)
 
-    async def _run(self) -> None:
+    async def _loop(self) -> None:
         limit = self._settings.renew_concurrency * 4
         while True:
             self._wake.clear()
-            self._next_look = float("inf")  # a wake while looking: look again at once
+            self._next_look = math.inf  # woken while looking: look again at once
             timeout = POLL
             try:
-                refresher = self._refresher
-                if refresher.claims.orphans:
-                    await refresher.claims.release_orphans()
-                if refresher.unsaved:
-                    await refresher.save_unsaved()
+                if self._deferred:
+                    await self._deferred.flush()
                 due = await self._store.due(self._clock(), limit)
-                for key, used in due.keys:
+                for key, used in due.entries:
                     if key in self._renewing:
                         if not self._store.shared:  # off the schedule now: ours to look at
                             self._again[key] = used
@@ -152,7 +163,7 @@ class Renewer:
 
     async def _attempt(self, key: str, used: float | None) -> float | None:
         """Look at ``key`` once; on a failure, the time it is retried at (rescheduled)."""
-        sender = self._refresher.sender
+        sender = self._sender
         try:
             await self._renew_key(key, used)
             self._failures.pop(key, None)
@@ -170,13 +181,13 @@ class Renewer:
         return None
 
     async def _renew_key(self, key: str, used: float | None) -> None:
-        store, settings, sender = self._store, self._settings, self._refresher.sender
-        record = await store.get(key, fresh=True)
+        store, settings, sender = self._store, self._settings, self._sender
+        record = await store.get(key)
         now = self._clock()
         if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):
             await store.reschedule(key, None)
             raise LoginRequired()
-        if settings.auto_renew and now < self._refresher.earliest_due(record):
+        if settings.auto_renew and now < self._policy.earliest_due(record):
             # Not due even with the most jitter: another process renewed it already.
             await store.reschedule(key, self._refresher.due(key, record))
             await signals.send(signals.renewal_skipped, sender, key=key, reason="current")

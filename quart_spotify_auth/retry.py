@@ -1,15 +1,10 @@
-"""Retrying, in one place: exponential backoff with jitter, Spotify's ``Retry-After``, a
-budget of attempts and waiting per request; and stopping the loops that retry.
-
-Used by the accounts client (token requests), the Web API client (its bearer flow and lost
-connections), the renewer (failed renewals, saves while the store is away) and the Redis
-store's change listener.
-"""
+"""Retrying, in one place: exponential backoff with jitter, Spotify's ``Retry-After``, and a
+budget of attempts and waiting per request (token requests, Web API calls, renewals, the
+stores' change listeners)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -17,16 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = [
-    "MAX_SECONDS",
-    "Attempts",
-    "Retry",
-    "Sleep",
-    "backoff",
-    "cancel",
-    "retry_after",
-    "stop_if_cancelled",
-]
+__all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -35,46 +21,10 @@ MAX_SECONDS = 86400.0
 
 
 def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
-    """Seconds to wait before retry number ``attempt`` (1, 2, ...): between half and all of
-    ``base * 2**attempt`` (at most ``cap``), jittered so that many waiters spread out."""
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): between half and all of
+    ``base * 2**attempt`` (at most ``cap``), so that many waiters spread out."""
     delay = min(cap, base * 2.0 ** min(attempt, 32))
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
-
-
-async def cancel(task: asyncio.Task[None], timeout: float = 5.0) -> None:
-    """Cancel ``task`` and wait for it to end, at most ``timeout`` seconds: a task that will
-    not stop is left behind (and logged) rather than hang the app's shutdown.
-
-    A cancellation can be lost: on Python 3.11, ``asyncio.wait_for`` swallows one that arrives
-    as what it waits for completes (CPython gh-86296, fixed in 3.12), and drivers use it
-    (redis-py connecting); the task then carries on as if never cancelled, and would wait on
-    its next read for ever. So a task still running is cancelled again, after 0.2 s, then
-    after twice as long each time, until it ends or ``timeout`` passes (a task cleaning up
-    after its cancellation, closing a connection, finishes well within that first pause)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    pause = 0.2
-    while True:
-        task.cancel()
-        left = deadline - loop.time()
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, min(pause, left)))
-        if done or left <= pause:
-            break
-        pause *= 2
-    if not done:
-        logging.getLogger("quart_spotify_auth").error("A background task would not stop")
-    elif not task.cancelled():
-        task.exception()  # retrieved: it ended on its own error, already logged by it
-
-
-def stop_if_cancelled() -> None:
-    """Raise :class:`asyncio.CancelledError` if this task is being cancelled: for retry loops
-    that catch a store's errors, since a driver may turn a cancellation into one of them and
-    the loop would then never end (a shutdown that hangs); and after a driver's call that may
-    have lost one (see :func:`cancel`), before waiting on anything else."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 #: The shortest wait after a 429, whatever its ``Retry-After`` (``0`` would be a busy loop).
@@ -134,8 +84,7 @@ class Attempts:
 
     async def retry_after(self, response: httpx.Response) -> bool:
         """After a 429: wait out its ``Retry-After`` while all the waits together stay within
-        the cap (a budget of time, not of attempts: a rate limit lifts after a while, and a
-        request that waits it out is answered instead of failing early)."""
+        the cap (a budget of time, not of attempts: a rate limit lifts after a while)."""
         self.wait = max(retry_after(response), MIN_RETRY_AFTER)
         if self.waited + self.wait > self._max_wait:
             return False

@@ -1,22 +1,32 @@
-"""Token values: the stored record and the :class:`AccessToken` handed to callers.
-
-The record is where "when to renew" and "too late to hand out" are defined, once.
+"""Token values: the stored record and the :class:`AccessToken` handed to callers, and
+:class:`RenewalPolicy`: "when to renew" and "too late to hand out" are defined here, once.
 """
 
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-__all__ = ["ACCESS_MARGIN", "CONSENT_LIFETIME", "AccessToken", "TokenRecord"]
+__all__ = [
+    "ACCESS_MARGIN",
+    "CONSENT_LIFETIME",
+    "AccessToken",
+    "Clock",
+    "RenewalPolicy",
+    "TokenRecord",
+]
+
+#: A source of the time, in Unix epoch seconds (``time.time``; a fake one in tests).
+Clock = Callable[[], float]
 
 #: Spotify refresh tokens die this long after the user's original consent (2026 rule).
 CONSENT_LIFETIME = 182 * 86400
 
 #: A token with less than this many seconds left (at most a tenth of its lifetime) is stale:
-#: refreshed before it is handed out. Well inside the renewer's window, so with background
-#: renewal on, the renewer gets there first and requests do not wait on Spotify.
+#: refreshed before it is handed out (the renewer gets there first).
 ACCESS_MARGIN = 5.0
 
 
@@ -48,12 +58,8 @@ class AccessToken(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
-    """What is stored for one user. Times are Unix epoch seconds.
-
-    ``version`` is given by the store on every write, never reused for the same key, so a
-    store can refuse a write that would go backwards (a stale refresh overwriting a rotated
-    refresh token).
-    """
+    """What is stored for one user. Times are Unix epoch seconds. ``version`` is given by the
+    store on every write, never reused for a key, so no write goes backwards."""
 
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
@@ -75,9 +81,8 @@ class TokenRecord:
         return self.authorized_at + CONSENT_LIFETIME
 
     def refresh_at(self, margin: float, jitter: float = 0.0) -> float:
-        """When to renew ahead of expiry: ``margin`` plus ``jitter`` seconds before it, never
-        before the midpoint of the token's lifetime (so tokens of a few seconds, as in tests,
-        are not renewed the moment they are issued)."""
+        """``margin`` plus ``jitter`` seconds before expiry, never before the midpoint of the
+        lifetime (tokens of a few seconds, as in tests, are not renewed as they are issued)."""
         return max(self.issued_at + self.lifetime / 2, self.expires_at - margin - jitter)
 
     def stale(self, now: float) -> bool:
@@ -86,8 +91,8 @@ class TokenRecord:
         return now >= self.expires_at - min(ACCESS_MARGIN, self.lifetime / 10)
 
     def renewed(self, new: TokenRecord) -> TokenRecord:
-        """The record after a refresh answered ``new``: keeps the refresh token when Spotify
-        sent none, the granted scopes when it sent none, and the consent time."""
+        """The record after a refresh answered ``new``: the refresh token and scopes kept when
+        Spotify sent none, and the consent time."""
         return replace(
             new,
             refresh_token=new.refresh_token or self.refresh_token,
@@ -104,3 +109,29 @@ class TokenRecord:
             self.scopes,
             max(0, math.floor(self.expires_at - now)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalPolicy:
+    """When the renewer looks at a record: ``margin`` seconds (``SPOTIFY_REFRESH_MARGIN``)
+    before expiry with up to 10% jitter, never before the lifetime's midpoint; with background
+    renewal off, when it would be forgotten unused (``SPOTIFY_TOKEN_IDLE_TTL``)."""
+
+    margin: float
+    auto_renew: bool
+    idle_ttl: float
+
+    def due(self, record: TokenRecord, renewable: bool, now: float) -> float | None:
+        """When to look at ``record`` (one its grant can renew, or not); ``None``: never."""
+        if not self.auto_renew:
+            return now + self.idle_ttl
+        if not renewable:
+            return None
+        return record.refresh_at(self.margin, random.uniform(0, self._max_jitter(record)))  # noqa: S311
+
+    def earliest_due(self, record: TokenRecord) -> float:
+        """The earliest time :meth:`due` can give ``record`` (with the most jitter)."""
+        return record.refresh_at(self.margin, self._max_jitter(record))
+
+    def _max_jitter(self, record: TokenRecord) -> float:
+        return 0.1 * min(self.margin, record.lifetime)

@@ -228,7 +228,7 @@ async def test_tables_of_another_schema_version_say_what_to_run(tmp_path: Path) 
     store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
     await store.open()
     meta = store.schema.meta
-    await store.run(
+    await store.transaction(
         lambda c: c.execute(meta.update().where(meta.c.name == "schema").values(value=0))
     )
     await store.close()

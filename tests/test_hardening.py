@@ -87,7 +87,7 @@ async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_toke
         assert len(tokens) == 1 and first not in tokens
         assert (await http.post(b + "/renew")).status_code == 200  # the rotated token lives
     assert fake.requests["refused:invalid_grant"] == 0
-    assert spotify_a.core(app_a).refresher.claims.orphans == {}
+    assert spotify_a.core(app_a).refresher._deferred._releases == {}
 
 
 # -- 2. A store outage longer than the save window, during a rotating refresh ----------------
@@ -116,8 +116,8 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
             assert during != first  # served from the process while Redis is away
             redis.start()
             refresher = spotify.core(app).refresher
-            await _until(lambda: not refresher.unsaved)  # the renewer saved it
-            saved = await store.get("user:u", fresh=True)
+            await _until(lambda: not refresher._deferred.renewed("user:u"))  # the renewer saved it
+            saved = await store.get("user:u")
             assert saved is not None and saved.access_token == during
             assert (await http.post(url + "/renew")).status_code == 200
             assert (await http.get(url + "/token")).status_code == 200
@@ -215,14 +215,14 @@ async def test_the_last_use_stamps_of_a_process_are_bounded(fake: FakeSpotify) -
 
     app, spotify = make_app(transport=httpx.ASGITransport(app=fake))
     refresher = spotify.core(app).refresher
-    original, refresh.MAX_TOUCHED = refresh.MAX_TOUCHED, 10
+    original, refresh.MAX_USE_STAMPS = refresh.MAX_USE_STAMPS, 10
     try:
         async with app.test_app():
             for _ in range(30):
                 await log_in(app.test_client(), fake)
-        assert len(refresher._touched) <= 10
+        assert len(refresher._use_stamps) <= 10
     finally:
-        refresh.MAX_TOUCHED = original
+        refresh.MAX_USE_STAMPS = original
 
 
 # -- 11. A shutdown that a driver's swallowed cancellation cannot hang --------------------------

@@ -14,7 +14,7 @@ from quart_spotify_auth import MemoryTokenStore, SpotifyAuth, StoreUnavailable, 
 from quart_spotify_auth import signals as signal_set
 from quart_spotify_auth.adapter import build_core
 from quart_spotify_auth.core import Core
-from quart_spotify_auth.refresh import APP_KEY
+from quart_spotify_auth.grants import APP_KEY
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder
 
@@ -212,7 +212,7 @@ async def test_idle_users_are_not_kept_warm(fake: FakeSpotify, signals: SignalRe
 
 class _Watched(MemoryTokenStore):
     """A memory store that tells each time its schedule hands a key out; with ``stall`` set,
-    a renewal's read of a record (``fresh``) hangs until cancelled."""
+    a renewal's read of a record (the store's own) hangs until cancelled."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -223,7 +223,7 @@ class _Watched(MemoryTokenStore):
 
     async def due(self, now: float, limit: int) -> Any:
         found = await super().due(now, limit)
-        self.handed_out += [key for key, _ in found.keys]
+        self.handed_out += [key for key, _ in found.entries]
         self._changed.set()
         return found
 
@@ -233,13 +233,11 @@ class _Watched(MemoryTokenStore):
             self._changed.clear()
             await self._changed.wait()
 
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        if fresh and self.stall:
+    async def get(self, key: str) -> TokenRecord | None:
+        if self.stall:
             self.stalled.set()
             await asyncio.Event().wait()
-        return await super().get(key, touch=touch, fresh=fresh)
+        return await super().get(key)
 
 
 @pytest.mark.parametrize(
@@ -510,12 +508,12 @@ async def test_a_claim_whose_release_was_lost_is_taken_back_by_its_owner(
         await login_in_process(client, fake)
         store.lose = 1
         assert (await client.post("/renew")).status_code == 200
-        assert await store.redis.keys(f"{redis_prefix}lock:*")  # left behind in Redis
+        assert await store.redis.keys(f"{redis_prefix}claim:*")  # left behind in Redis
         # Without taking its own claim back, this would wait for a refresh nobody is making
         # and answer 503 after the join timeout.
         assert (await client.post("/renew")).status_code == 200
         assert fake.requests["token:refresh_token"] == 2
-        assert not await store.redis.keys(f"{redis_prefix}lock:*")
+        assert not await store.redis.keys(f"{redis_prefix}claim:*")
 
 
 async def test_a_claim_whose_release_was_lost_does_not_block_other_workers(

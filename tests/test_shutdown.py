@@ -4,7 +4,7 @@
   app's shutdown returns within 2 s at any moment after its startup, and ``asyncio.run``
   returns (every task ended, the loop closed). Each store's cycles run in a process of their
   own, under a timeout that catches a hang.
-- ``retry.cancel`` stops a task whose cancellation was lost (``asyncio.wait_for`` on Python
+- ``tasks.cancel`` stops a task whose cancellation was lost (``asyncio.wait_for`` on Python
   3.11 loses one, and redis-py and the renewer wait through it).
 - The loop thread (the Flask shim's, the pytest plugin's fake server's) closes its loop when
   stopped, and the shim's is stopped and closed at exit.
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from quart_spotify_auth.loopthread import LoopThread
-from quart_spotify_auth.retry import cancel
 from quart_spotify_auth.stores.redis import RedisTokenStore
+from quart_spotify_auth.tasks import cancel
 
 from .servers import PostgreSQLServer, RedisServer
 

@@ -11,6 +11,7 @@ import pytest
 
 from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
 from quart_spotify_auth.stores.base import Due
+from quart_spotify_auth.stores.cache import CachedRecords, ReadCache
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
 
@@ -99,7 +100,7 @@ async def test_schedule_hands_out_due_keys_in_order(store: TokenStore) -> None:
     await store.put("early", _record(), due=100.0, used=42.0)
     await store.put("never", _record())  # no due: not scheduled
     assert await store.due(50.0, 10) == Due([], 100.0)
-    assert (await store.due(1000.0, 10)).keys == [("early", 42.0), ("late", None)]
+    assert (await store.due(1000.0, 10)).entries == [("early", 42.0), ("late", None)]
     await store.reschedule("early", 2000.0)
     await store.reschedule("late", None)
     assert await store.due(1000.0, 10) == Due([], 2000.0)
@@ -111,7 +112,7 @@ async def test_schedule_hands_out_at_most_the_limit(store: TokenStore) -> None:
     for i in range(5):
         await store.put(f"k{i}", _record(), due=float(i))
     due = await store.due(100.0, 2)
-    assert due.keys == [("k0", None), ("k1", None)]
+    assert due.entries == [("k0", None), ("k1", None)]
     assert due.next is not None and due.next <= 2.0
 
 
@@ -121,18 +122,19 @@ async def test_replace_moves_the_schedule(store: TokenStore) -> None:
     assert await store.due(0.0, 10) == Due([], 500.0)
 
 
-async def test_touch_records_use_and_reschedules(store: TokenStore) -> None:
+async def test_mark_used_records_use_and_reschedules(store: TokenStore) -> None:
     await store.put("k", _record(), due=5000.0)
-    record = await store.get("k", touch=42.0)
-    assert record is not None
+    await store.mark_used("k", 42.0)
+    assert await store.get("k") is not None
     # Brought forward, looked at now, with its use recorded.
-    assert (await store.due(42.0, 10)).keys == [("k", 42.0)]
+    assert (await store.due(42.0, 10)).entries == [("k", 42.0)]
     await store.reschedule("k", None)
     await store.put("j", _record(), due=7000.0, used=99.0)  # a login is a use
     assert await store.due(100.0, 10) == Due([], 7000.0)
-    assert (await store.due(7000.0, 10)).keys == [("j", 99.0)]
+    assert (await store.due(7000.0, 10)).entries == [("j", 99.0)]
     await store.reschedule("j", None)  # a shared store hands it out until rescheduled
-    assert await store.get("missing", touch=43.0) is None
+    await store.mark_used("missing", 43.0)
+    assert await store.get("missing") is None
     assert await store.due(8000.0, 10) == Due([], None)  # nothing scheduled for it
 
 
@@ -222,7 +224,7 @@ def _two_processes(
     sql_reader, sql_writer = (SQLTokenStore(url, prefix=prefix) for _ in "rw")
 
     async def behind() -> None:
-        await sql_reader.run(lambda c: c.execute(sql_reader.schema.tokens.delete()))
+        await sql_reader.transaction(lambda c: c.execute(sql_reader.schema.tokens.delete()))
 
     return sql_reader, sql_writer, behind
 
@@ -233,15 +235,16 @@ async def test_a_read_cache_follows_writes_from_other_processes(
 ) -> None:
     import asyncio
 
-    reader, writer, behind = _two_processes(kind, request, redis_prefix, sql_prefix, tmp_path)
-    await reader.open()
-    await writer.open()
+    stores = _two_processes(kind, request, redis_prefix, sql_prefix, tmp_path)
+    reader, writer, behind = CachedRecords(stores[0]), CachedRecords(stores[1]), stores[2]
+    await stores[0].open()
+    await stores[1].open()
     try:
-        while not reader.cache.listening:  # type: ignore[attr-defined]
+        while not reader.cache.listening:
             await asyncio.sleep(0.01)
         first = await writer.put("k", _record("a1"))
         assert await reader.get("k") == first
-        while reader.peek("k") is None:
+        while reader.cached("k") is None:
             await asyncio.sleep(0.01)
             assert await reader.get("k") == first
         # Served from memory now: not even a row deleted behind the stores' back changes it...
@@ -258,8 +261,8 @@ async def test_a_read_cache_follows_writes_from_other_processes(
             assert asyncio.get_running_loop().time() < deadline, "no invalidation arrived"
             await asyncio.sleep(0.01)
     finally:
-        await reader.close()
-        await writer.close()
+        await stores[0].close()
+        await stores[1].close()
 
 
 async def test_redis_wrong_encryption_key_is_a_clean_503(
@@ -283,7 +286,7 @@ async def test_redis_wrong_encryption_key_is_a_clean_503(
     await reader.close()
 
 
-# -- the read cache's kept copies (served while the store cannot be reached) ----------------
+# -- the read cache's last known copies (served while the store cannot be reached) ---------
 
 
 def _kept_record(token: str = "a") -> TokenRecord:
@@ -291,45 +294,39 @@ def _kept_record(token: str = "a") -> TokenRecord:
 
 
 def test_a_kept_copy_outlives_the_cache_but_not_a_write_heard() -> None:
-    from quart_spotify_auth.stores.cache import ReadCache
-
     cache = ReadCache(ttl=1e-9)  # each copy is out of date as soon as it is kept
     cache.listen(True)
     cache.remember("k", _kept_record(), (cache.generation, 0))
     cache.remember("gone", _kept_record("b"), (cache.generation, 0))
     cache.ttl = 1.0  # remember() skips a zero ttl; the entry's own deadline has passed
-    assert cache.get("k") is None and cache.kept("k") == _kept_record()
+    assert cache.get("k") is None and cache.last_known("k") == _kept_record()
     cache.changed("gone")  # another process wrote it (a logout): never served from here
-    assert cache.kept("gone") is None
-    cache.listen(False)  # the feed is lost with the store: kept for kept_for seconds
+    assert cache.last_known("gone") is None
+    cache.listen(False)  # the feed is lost with the store: known for last_known_for seconds
     cache.listen(False)  # and the listener's retries do not forget it
-    assert cache.kept("k") == _kept_record() and cache.get("k") is None
-    cache.kept_for = 0.0
-    assert cache.kept("k") is None  # the feed has been away too long to vouch for it
-    cache.kept_for = 30.0
+    assert cache.last_known("k") == _kept_record() and cache.get("k") is None
+    cache.last_known_for = 0.0
+    assert cache.last_known("k") is None  # the feed has been away too long to vouch for it
+    cache.last_known_for = 30.0
     cache.listen(True)  # back: start afresh
-    assert cache.kept("k") is None
+    assert cache.last_known("k") is None
 
 
 def test_without_a_feed_ever_heard_nothing_is_kept() -> None:
-    from quart_spotify_auth.stores.cache import ReadCache
-
     cache = ReadCache()
     cache.remember("k", _kept_record(), (cache.generation, 0))  # not listening: not kept
     cache.listen(False)
-    assert cache.kept("k") is None
+    assert cache.last_known("k") is None
 
 
 def test_a_late_message_never_brings_back_an_older_copy() -> None:
     # This process wrote version 5 (or deleted the key at 5); the feed's message about
     # version 4 arrives after the reply: it is not kept, nor is a slow read of version 4.
-    from quart_spotify_auth.stores.cache import ReadCache
-
     cache = ReadCache()
     cache.listen(True)
     cache.heard("k", replace(_kept_record(), version=4))
     cache.wrote("k", 5)
-    assert cache.get("k") is None and cache.kept("k") is None
+    assert cache.get("k") is None and cache.last_known("k") is None
     cache.heard("k", replace(_kept_record(), version=4))
     cache.remember("k", replace(_kept_record(), version=4), cache.begin("k"))
     assert cache.get("k") is None

@@ -70,7 +70,7 @@ class Store:
             await redis.aclose()
             return raw
         store = SQLTokenStore(self.url, prefix=self.prefix)
-        rows = await store.run(lambda c: c.execute(select(store.schema.tokens)).all())
+        rows = await store.transaction(lambda c: c.execute(select(store.schema.tokens)).all())
         raw = b"".join(repr(tuple(row)).encode() for row in rows)
         await store.close()
         return raw

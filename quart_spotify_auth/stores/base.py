@@ -1,33 +1,29 @@
-"""The store contract, in two parts a store implements together as a :class:`TokenStore`."""
+"""The store contract: :class:`Records`, :class:`Schedule` (with claims) and a lifecycle, which
+a store implements together as a :class:`TokenStore`. Reading through this process's copies is
+not a store's job: :class:`~.cache.CachedRecords` wraps any store."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigurationError
 from ..tokens import TokenRecord
 
-__all__ = ["Due", "Records", "Schedule", "TokenStore"]
+if TYPE_CHECKING:
+    from .cache import ReadCache
+
+__all__ = ["Due", "DueKey", "Records", "Schedule", "TokenStore"]
 
 
 class Records(ABC):
-    """Token records by key, versioned.
-
-    A store never hands out the same version twice for a key, not even for a key deleted and
-    written again: :meth:`put` (a login) always wins; :meth:`replace` (a refresh) lands only if
-    the stored version is still the one the refresh started from, so a refresh racing a logout
-    and a new login never overwrites or resurrects anything.
-    """
+    """Token records by key, versioned: a version is never handed out twice for a key (not
+    even after a delete). :meth:`put` (a login) always wins; :meth:`replace` (a refresh) lands
+    only over the version it started from, so it never overwrites nor resurrects anything."""
 
     @abstractmethod
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        """The record under ``key``, or ``None``. With ``touch``, also record use at that time
-        and move the key's renewal forward to it if it was later (or absent), so the renewer
-        looks at a returning user at once. ``fresh`` skips any copy held in this process (a
-        refresh must start from the newest refresh token)."""
+    async def get(self, key: str) -> TokenRecord | None:
+        """The stored record under ``key``, or ``None``."""
 
     @abstractmethod
     async def put(
@@ -47,51 +43,46 @@ class Records(ABC):
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         """Remove ``key`` and its schedule (only if still at ``old.version`` when given)."""
 
-    def peek(self, key: str) -> TokenRecord | None:
-        """The record under ``key`` if this process holds a copy it knows to be current, else
-        ``None``; never waits (the Flask shim calls it from request threads)."""
-        return None
 
-    def kept(self, key: str) -> TokenRecord | None:
-        """After this store failed to answer (a
-        :class:`~quart_spotify_auth.StoreUnavailable`): the copy of ``key`` this process may
-        still serve until the store is back, else ``None`` (the default)."""
-        return None
+class DueKey(NamedTuple):
+    """A key due for renewal, and when it was last used (if known)."""
+
+    key: str
+    used: float | None
 
 
 class Due(NamedTuple):
     """What :meth:`Schedule.due` hands out."""
 
-    #: Keys due now, earliest first, each with when it was last used (if known).
-    keys: list[tuple[str, float | None]]
+    #: The keys due now, earliest first.
+    entries: list[DueKey]
     #: The earliest due time left on the schedule, if any.
     next: float | None
 
 
 class Schedule(ABC):
-    """When each key is renewed, and who renews it.
-
-    A store that serves one process claims trivially (the refresher's single flight is the
-    claim); a store shared by several processes keeps the schedule shared and overrides
-    :meth:`claim` and :meth:`release` so that one process refreshes a key at a time.
-    """
+    """When each key is renewed, when it was last used, and who renews it: a store shared by
+    several processes overrides :meth:`claim` and :meth:`release` so that one refreshes a key
+    at a time (in one process, the refresher's single flight is the claim)."""
 
     @abstractmethod
     async def due(self, now: float, limit: int) -> Due:
-        """Up to ``limit`` keys due at ``now``, and the next due time. A shared store may hand
-        a key out again until it is rescheduled; one that serves one process hands it out
-        once."""
+        """Up to ``limit`` keys due at ``now``, and the next due time. A shared store hands a
+        key out until it is rescheduled; one that serves one process, once."""
 
     @abstractmethod
     async def reschedule(self, key: str, due: float | None) -> None:
         """Renew ``key`` at ``due``; ``None`` takes it off the schedule."""
 
+    @abstractmethod
+    async def mark_used(self, key: str, at: float) -> None:
+        """Record ``key``'s use at ``at``, and bring its renewal forward to ``at`` if later or
+        unscheduled (a returning user is looked at at once); nothing for a key not stored."""
+
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         """Take the right to refresh ``key`` for ``ttl`` seconds; ``None`` if another holds it.
-
-        ``owner`` names the caller (one refresher in one process). A claim the same owner
-        already holds, left behind when its release could not reach the store, is taken again
-        (for a new ``ttl``) rather than waited out."""
+        ``owner`` names the caller: a claim it already holds (its release was lost) is taken
+        again rather than waited out."""
         return owner
 
     async def release(self, key: str, claim: str) -> None:  # noqa: B027 - trivial default
@@ -104,6 +95,10 @@ class TokenStore(Records, Schedule):
 
     #: Whether several processes share this store (and so the schedule and the claims).
     shared: bool = False
+
+    #: Where this store reports its changes (a feed of writes, change slots) for reads through
+    #: :class:`~.cache.CachedRecords`; ``None``: it reports none, and nothing is cached.
+    cache: ReadCache | None = None
 
     async def open(self) -> None:
         """Called when the app starts serving (in each process, on its event loop)."""

@@ -1,57 +1,47 @@
-"""A read cache for stores shared by several processes.
-
-Reading a token is what every request does, so a shared store keeps what this process read,
-and stops using a copy as soon as any process writes that key. How it learns of writes
-depends on the store: Redis and PostgreSQL tell every process (pub/sub, ``LISTEN``), and
-nothing is kept while that feed is down; SQLite processes compare a key's slot in a shared
-change file (:mod:`.changes`) before using a copy. Measured on the hot path with Redis: 0.79
-of a constant handler without the cache, 0.94 with it (``python -m benchmarks
-redis-hotpath``; ``docs/benchmarks.md``).
-
-When the store cannot be reached, :meth:`ReadCache.kept` still gives what this process last
-read of a key and heard no write to since, so a request whose token is held here and still
-valid is answered through a store restart: for a feed (Redis, PostgreSQL) only for
-``kept_for`` seconds after it was lost, since writes made meanwhile go unheard.
-"""
+"""This process's copies of a store's records (:class:`ReadCache`), and the wrapper that reads
+and writes through them (:class:`CachedRecords`), for any store. A store only reports its
+changes into its :attr:`~.base.TokenStore.cache`: Redis and PostgreSQL a feed of writes (and
+nothing is kept while it is down), SQLite change slots (:mod:`.changes`), the memory store its
+versions. With Redis the hot path goes from 0.79 of a constant handler to 0.94."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from ..retry import backoff
+from ..tasks import stop_if_cancelled
 from ..tokens import TokenRecord
-from .base import TokenStore
+from .base import Records, TokenStore
 
-__all__ = ["CachedStore", "ReadCache"]
+__all__ = ["CachedRecords", "ReadCache"]
 
 
 class ReadCache:
-    """Records by key, each good while no write to its key was heard (or its change slot is
-    unchanged), and for at most ``ttl`` seconds.
-
-    A read that starts before a change and ends after it must not keep what it read: call
-    :meth:`begin` before reading and hand its result to :meth:`remember`.
-    """
+    """Records by key, each good for ``ttl`` seconds while no write to its key was heard (or
+    its change slot, ``stamp(key)``, is unchanged). A read that spans a change keeps nothing:
+    call :meth:`begin` before reading and hand its result to :meth:`remember`."""
 
     def __init__(
         self,
         ttl: float = 1.0,
         size: int = 10_000,
         stamp: Callable[[str], int] | None = None,
-        kept_for: float = 30.0,
+        last_known_for: float = 30.0,
     ) -> None:
         self.ttl = ttl
         self.size = size
-        self.kept_for = kept_for
+        self.last_known_for = last_known_for
         self._stamp = stamp
-        self._lost_at: float | None = None  # when the change feed was lost
+        self._lost_at: float | None = None  # when the feed was lost
         #: Whether writes are heard now; nothing is served or kept while they are not.
         self.listening = stamp is not None
         #: Moves on with every change heard, so reads in flight across one are not kept.
         self.generation = 0
         self._entries: dict[str, tuple[float, TokenRecord, int]] = {}
-        #: The newest version of each key this process knows was written (a bounded map): an
-        #: older copy, a late message or a slow read, is never kept.
+        #: The newest version of each key this process wrote (bounded): no older copy, from a
+        #: late message or a slow read, is kept.
         self._floors: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -65,10 +55,9 @@ class ReadCache:
             return None
         return entry[1]
 
-    def kept(self, key: str) -> TokenRecord | None:
-        """For when the store cannot be reached: what this process last read of ``key`` (of
-        any age) if no write to it was heard since; with a change feed, only while it is up or
-        for ``kept_for`` seconds after it was lost (a store restart drops it too)."""
+    def last_known(self, key: str) -> TokenRecord | None:
+        """What this process last read of ``key`` (of any age) if no write to it was heard
+        since; with a feed, only while it is up or ``last_known_for`` seconds after."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -76,7 +65,7 @@ class ReadCache:
             return entry[1] if self._stamp(key) == entry[2] else None
         if not self.listening:
             lost = self._lost_at
-            if lost is None or time.monotonic() - lost > self.kept_for:
+            if lost is None or time.monotonic() - lost > self.last_known_for:
                 return None
         return entry[1]
 
@@ -93,8 +82,7 @@ class ReadCache:
             self._keep(key, record, begun[1])
 
     def wrote(self, key: str, version: int) -> None:
-        """This process wrote ``key`` (or deleted it) at ``version``: drop any older copy,
-        and keep none that arrives later."""
+        """This process wrote ``key`` at ``version``: drop older copies, keep none later."""
         if version > self._floors.get(key, 0):
             self._floors.pop(key, None)
             self._floors[key] = version
@@ -105,12 +93,11 @@ class ReadCache:
             del self._entries[key]
 
     def heard(self, key: str, record: TokenRecord) -> None:
-        """Keep ``record``, which the change feed just brought as ``key``'s new value (unless
-        this process already wrote a newer one: messages and replies race)."""
+        """Keep ``record``, the feed's news of ``key`` (unless this process wrote a newer one:
+        messages and replies race)."""
         self._keep(key, record, 0)
 
     def _keep(self, key: str, record: TokenRecord, stamp: int) -> None:
-        """Keep a copy while writes are heard, never one older than this process wrote."""
         if not self.listening or self.ttl <= 0 or record.version < self._floors.get(key, 0):
             return
         self._entries.pop(key, None)  # kept last: the oldest entries make room first
@@ -127,8 +114,8 @@ class ReadCache:
             self._entries.pop(key, None)
 
     def listen(self, listening: bool) -> None:
-        """The change feed is (re)connected: start afresh; or lost: nothing is current any
-        more, but what was current when it was lost stays :meth:`kept` for a while."""
+        """The feed is (re)connected: start afresh; or lost: nothing is current any more, but
+        what was stays :meth:`last_known` for a while."""
         was = self.listening
         self.listening = listening or self._stamp is not None
         if self.listening:
@@ -138,14 +125,66 @@ class ReadCache:
             self._lost_at = time.monotonic()
             self.generation += 1  # reads in flight across the loss are not kept
 
+    async def follow(self, feed: Callable[[], Awaitable[None]]) -> None:
+        """Run a store's ``feed`` of writes (it reports them here, and calls ``listen(True)``
+        once it hears them) again, with backoff, whenever it ends, until cancelled."""
+        failures = 0
+        while True:
+            try:
+                await feed()
+            except Exception:  # the store is away: try again
+                stop_if_cancelled()
+            failures = 1 if self.listening and self._stamp is None else failures + 1
+            self.listen(False)
+            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
-class CachedStore(TokenStore):
-    """A store shared by several processes that keeps what this one read in :attr:`cache`."""
 
-    cache: ReadCache
+class CachedRecords(Records):
+    """``store``'s records, read through this process's copies (the store's ``cache``; none:
+    every read goes to the store). Writes go through here too, so that no older copy outlives
+    them; a read that must see the newest record reads ``store`` itself."""
 
-    def peek(self, key: str) -> TokenRecord | None:
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+        self.cache = store.cache or ReadCache(ttl=0)
+
+    def cached(self, key: str) -> TokenRecord | None:
+        """``key``'s record if this process holds a copy known to be current; never waits
+        (the Flask shim calls it from request threads)."""
         return self.cache.get(key)
 
-    def kept(self, key: str) -> TokenRecord | None:
-        return self.cache.kept(key)
+    def last_known(self, key: str) -> TokenRecord | None:
+        """After the store failed to answer: the copy of ``key`` to serve until it is back."""
+        return self.cache.last_known(key)
+
+    async def get(self, key: str) -> TokenRecord | None:
+        record = self.cache.get(key)
+        if record is None:
+            begun = self.cache.begin(key)
+            record = await self.store.get(key)
+            self.cache.remember(key, record, begun)
+        return record
+
+    async def put(
+        self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
+    ) -> TokenRecord:
+        self.cache.changed(key)  # reads in flight keep nothing; a feed brings the new copy
+        stored = await self.store.put(key, record, due=due, used=used)
+        self.cache.wrote(key, stored.version)
+        return stored
+
+    async def replace(
+        self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
+    ) -> TokenRecord | None:
+        self.cache.changed(key)
+        stored = await self.store.replace(key, old, new, due=due)
+        if stored is not None:
+            self.cache.wrote(key, stored.version)
+        return stored
+
+    async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
+        self.cache.changed(key)
+        try:
+            return await self.store.delete(key, old)
+        finally:
+            self.cache.changed(key)  # nor a read that began before the delete landed

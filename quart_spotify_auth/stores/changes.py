@@ -1,12 +1,10 @@
 """Which keys changed, for the processes of one host that share a SQLite file.
 
-SQLite tells no one about a write. So beside the database lives a small file,
-``<database>.changes``, mapped into every process's memory: an array of slots, each key
-hashing to one. A writer puts a fresh random number into the key's slot once its transaction
-has committed; a reader notes the slot before it reads the row, and a copy it keeps is good for
-as long as the slot still holds that number. Random numbers, not counters, so that two
-processes writing at once cannot leave a slot looking unchanged. Reading a slot costs about
-a microsecond; a read through the database, hundreds.
+SQLite tells no one about a write, so beside the database a small file, ``<database>.changes``,
+is mapped into every process: an array of slots, each key hashing to one. A writer puts a new
+random number (never a counter: two writers could cancel out) into the key's slot after its
+commit; a copy read after noting the slot is good while the slot holds that number. Reading a
+slot costs a microsecond; a read through the database, hundreds.
 """
 
 from __future__ import annotations

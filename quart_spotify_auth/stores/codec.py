@@ -1,22 +1,13 @@
-"""Token records as bytes, encrypted at rest when keys are configured.
-
-Shared by the stores that keep data outside the process. With Fernet keys
-(``SPOTIFY_TOKEN_ENCRYPTION_KEYS``, from ``cryptography``) the first key encrypts and every
-key decrypts, so keys can be rotated by putting a new one first.
-
-An encrypted record is bound to the store key it is written under: the key is inside the
-ciphertext and checked on reading. So someone who can write to the store but holds no
-encryption key can neither move a victim's record under their own key nor plant a record of
-their own (in clear) under the victim's: such records are refused (:class:`Unbound`), and
-the reader sees no login. A record that names another key is refused always, while
-migrating too. Records written in clear (before keys) or encrypted by 0.1 (before binding)
-are read only while ``migrating`` (``SPOTIFY_TOKEN_ENCRYPTION_MIGRATING``), and rewritten
-bound when renewed.
-"""
+"""Token records as bytes, encrypted at rest with Fernet keys (the first encrypts, all of them
+decrypt). An encrypted record is bound to its store key, checked on reading: someone who can
+write to the store without a key can neither move a victim's record under their own key nor
+plant one in clear (:class:`Unbound`). Records in clear or unbound (0.1) are read only while
+``migrating``."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +15,8 @@ from ..errors import ConfigurationError, StoreUnavailable
 from ..tokens import TokenRecord
 
 __all__ = ["Codec", "Unbound"]
+
+logger = logging.getLogger("quart_spotify_auth")
 
 
 class Unbound(Exception):
@@ -64,6 +57,14 @@ class Codec:
                 "c": record.authorized_at,
             }
         )
+
+    def read(self, key: str, blob: bytes, version: int) -> TokenRecord | None:
+        """:meth:`load_record`, or ``None`` (logged) for a record refused as :class:`Unbound`."""
+        try:
+            return self.load_record(key, blob, version)
+        except Unbound:
+            logger.warning("A stored record is not bound to its key; it was refused")
+            return None
 
     def load_record(self, key: str, blob: bytes, version: int) -> TokenRecord:
         data = self._load(blob)

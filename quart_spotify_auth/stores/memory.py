@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from dataclasses import replace
 
 from ..tokens import TokenRecord
-from .base import Due, TokenStore
+from .base import Due, DueKey, TokenStore
+from .cache import ReadCache
 
 __all__ = ["MemoryTokenStore"]
 
 
 class MemoryTokenStore(TokenStore):
-    """Keeps records in a dict and the schedule in a heap. Safe for concurrent tasks on one
-    event loop: no method awaits between reading and writing, so each is atomic there.
-
-    Scheduling a key is O(log n); superseded heap entries are skipped when they surface.
-    """
+    """Records in a dict, the schedule in a heap (O(log n); superseded entries are skipped as
+    they surface). No method awaits between reading and writing: each is atomic on its loop."""
 
     def __init__(self) -> None:
         self._records: dict[str, TokenRecord] = {}
@@ -26,22 +25,18 @@ class MemoryTokenStore(TokenStore):
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._versions = itertools.count(1)  # never reused, not even after a delete
+        # Its change slots are the versions: a copy is current while its version is stored.
+        self.cache = ReadCache(math.inf, stamp=self._version)
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore({len(self._records)} records, {len(self._due)} scheduled)"
 
-    def peek(self, key: str) -> TokenRecord | None:
-        return self._records.get(key)
-
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
+    def _version(self, key: str) -> int:
         record = self._records.get(key)
-        if touch is not None and record is not None:
-            self._used[key] = touch
-            if self._due.get(key, touch + 1) > touch:
-                self._schedule(key, touch)
-        return record
+        return 0 if record is None else record.version
+
+    async def get(self, key: str) -> TokenRecord | None:
+        return self._records.get(key)
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
@@ -74,6 +69,12 @@ class MemoryTokenStore(TokenStore):
     async def reschedule(self, key: str, due: float | None) -> None:
         self._schedule(key, due)
 
+    async def mark_used(self, key: str, at: float) -> None:
+        if key in self._records:
+            self._used[key] = at
+            if self._due.get(key, math.inf) > at:
+                self._schedule(key, at)
+
     def _schedule(self, key: str, due: float | None) -> None:
         if due is None:
             self._due.pop(key, None)
@@ -82,7 +83,7 @@ class MemoryTokenStore(TokenStore):
         heapq.heappush(self._heap, (due, next(self._seq), key))
 
     async def due(self, now: float, limit: int) -> Due:
-        keys: list[tuple[str, float | None]] = []
+        keys: list[DueKey] = []
         heap = self._heap
         while heap and (len(keys) < limit or self._due.get(heap[0][2]) != heap[0][0]):
             due, _, key = heap[0]
@@ -91,7 +92,7 @@ class MemoryTokenStore(TokenStore):
             elif due <= now:
                 heapq.heappop(heap)
                 del self._due[key]
-                keys.append((key, self._used.get(key)))
+                keys.append(DueKey(key, self._used.get(key)))
             else:
                 break
         return Due(keys, heap[0][0] if heap else None)

@@ -7,13 +7,11 @@ Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P due``: the renewal schedule, a sorted set of keys by due time;
 - ``P used``: when each key was last used (for the idle policy);
 - ``P versions``: one counter, so versions are never reused;
-- ``P lock:<key>``: the claim of the process refreshing that key, with an expiry.
+- ``P claim:<key>``: the claim of the process refreshing that key, with an expiry.
 
-Writes that must not go backwards (a refresh racing a login, two workers refreshing) are Lua
-scripts comparing the version, atomic in Redis, and each publishes what it did on
-``P written``, which every process hears to keep its :class:`~.cache.ReadCache` honest: the
-key of a deletion, or a write's key, version and stored record, which every process then
-holds (read by no one yet, it is still served while Redis restarts).
+Versioned writes are Lua scripts comparing the version, atomic in Redis; each publishes on
+``P written`` the key of a deletion, or a write's key, version and record, which every process
+hears and reports to its :attr:`cache`.
 """
 
 from __future__ import annotations
@@ -23,13 +21,12 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,36 +35,28 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import DEFAULTS, mask_password
 from ..errors import StoreUnavailable
-from ..retry import backoff, cancel, stop_if_cancelled
+from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
-from .base import Due, url_or
-from .cache import CachedStore, ReadCache
+from .base import Due, DueKey, TokenStore, url_or
+from .cache import ReadCache
 from .codec import Codec, Unbound
 
 __all__ = ["RedisTokenStore"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-_PUT = """
-local v = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'v', v, 'd', ARGV[1])
+# A login (ARGV[6] empty) or a refresh over version ARGV[6]: a new version, its due time and
+# use, and the news published.
+_WRITE = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if ARGV[6] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[6])) then return 0 end
+local n = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 else redis.call('ZREM', KEYS[2], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
-redis.call('PUBLISH', KEYS[5], '\0' .. v .. ':' .. #ARGV[4] .. ':' .. ARGV[4] .. ARGV[1])
-return v
-"""
-
-_REPLACE = """
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v or tonumber(v) ~= tonumber(ARGV[1]) then return 0 end
-local n = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-else redis.call('ZREM', KEYS[2], ARGV[5]) end
-redis.call('PUBLISH', KEYS[4], '\0' .. n .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[2])
+redis.call('PUBLISH', KEYS[5], '\0' .. n .. ':' .. #ARGV[4] .. ':' .. ARGV[4] .. ARGV[1])
 return n
 """
 
@@ -77,17 +66,14 @@ if ARGV[1] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[1])) then return 0 e
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('PUBLISH', KEYS[4], ARGV[2])
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-return redis.call('INCR', KEYS[5])
+return redis.call('DEL', KEYS[1])
 """
 
-_GET_TOUCH = """
-local r = redis.call('HMGET', KEYS[1], 'v', 'd')
-if r[1] then
+_MARK_USED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], 'LT', ARGV[1], ARGV[2])
 end
-return r
 """
 
 # Due keys with when each was last used, and the earliest due time; usage stamps of keys
@@ -103,7 +89,7 @@ end
 return {out, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')}
 """
 
-# Take the lock if free, or if held by the same owner (ARGV[3], a prefix of its claims).
+# Take the claim if free, or if held by the same owner (ARGV[3], a prefix of its claims).
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held and string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
@@ -117,7 +103,7 @@ return 0
 """
 
 
-class RedisTokenStore(CachedStore):
+class RedisTokenStore(TokenStore):
     """Tokens, their schedule and claims in Redis, shared by every worker.
 
     Arguments:
@@ -135,6 +121,7 @@ class RedisTokenStore(CachedStore):
     """
 
     shared = True
+    cache: ReadCache
 
     def __init__(
         self,
@@ -175,8 +162,7 @@ class RedisTokenStore(CachedStore):
 
     @property
     def where(self) -> str:
-        """The server, as logs and errors may name it: the URL without its password (in the
-        authority or a ``password=`` query), or ``"client"`` for a client the app passed."""
+        """The server as logs may name it: the URL without its password, or ``"client"``."""
         return "client" if self._url is None else mask_password(self._url)
 
     @property
@@ -190,8 +176,7 @@ class RedisTokenStore(CachedStore):
                 timeout=self._timeout,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
-                # A pooled connection that died with a Redis restart is retried once on a
-                # fresh one, so the first requests after Redis comes back succeed.
+                # A connection that died with a Redis restart is retried on a fresh one.
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 4),
                 retry_on_error=[RedisConnectionError, RedisTimeoutError],
             )
@@ -206,13 +191,12 @@ class RedisTokenStore(CachedStore):
             if self._owned:
                 self._client = None
         if self.cache.ttl > 0 and self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
+            self._listener = asyncio.get_running_loop().create_task(self.cache.follow(self._listen))
         if self._probe is None:
             self._probe = asyncio.get_running_loop().create_task(self._reachable())
 
     async def _reachable(self) -> None:
-        """One PING as the app starts, beside it: a Redis that cannot be reached is said once,
-        in the log, with where (no password) and what follows. Nothing waits for it."""
+        """One PING as the app starts, beside it: a Redis out of reach is logged once."""
         try:
             await self.redis.ping()
         except RedisError as exc:
@@ -238,43 +222,32 @@ class RedisTokenStore(CachedStore):
             await client.connection_pool.disconnect()
 
     async def _listen(self) -> None:
-        """Hear every write on the channel and drop it from the cache (nothing is cached
-        while not subscribed)."""
-        failures = 0
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                # redis-py may have swallowed a cancellation while connecting (asyncio.wait_for
-                # on Python 3.11 does, see retry.cancel): stop here, not wait on a read for ever.
+        """Report every write heard on the channel to the cache, until the connection ends."""
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            stop_if_cancelled()  # redis-py may have lost one connecting (tasks.cancel)
+            async for message in pubsub.listen():
                 stop_if_cancelled()
-                failures = 0
-                async for message in pubsub.listen():
-                    stop_if_cancelled()
-                    kind = message.get("type")
-                    if kind == "message":
-                        self._heard(_bytes(message["data"]))
-                    elif kind == "subscribe":  # also after redis-py reconnected by itself
-                        self.cache.listen(True)  # heard from now on: start afresh
-            except (RedisError, OSError):
-                stop_if_cancelled()
-            finally:
-                self.cache.listen(False)
-                with suppress(Exception):
-                    await _aclose(pubsub)
-            failures += 1
-            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
+                kind = message.get("type")
+                if kind == "message":
+                    self._heard(_bytes(message["data"]))
+                elif kind == "subscribe":  # also after redis-py reconnected by itself
+                    self.cache.listen(True)  # heard from now on: start afresh
+        finally:
+            with suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _heard(self, data: bytes) -> None:
-        """A write somewhere: a deletion names its key; a write (``\\0version:length:key``
-        then the stored blob) carries the new record, kept as this process's copy."""
+        """A deletion names its key; a write (``\\0version:length:key`` then the stored blob)
+        carries the new record."""
         if not data.startswith(b"\0"):
             self.cache.changed(data.decode())
             return
         version, length, rest = data[1:].split(b":", 2)
         key, blob = rest[: int(length)].decode(), rest[int(length) :]
         self.cache.changed(key)
-        with suppress(Unbound):  # a record not bound to its key: refused when read, too
+        with suppress(Unbound):  # refused when read, too
             self.cache.heard(key, self._codec.load_record(key, blob, int(version)))
 
     def _tkey(self, key: str) -> str:
@@ -284,64 +257,40 @@ class RedisTokenStore(CachedStore):
         left = record.reauthorize_by - self._clock()
         return max(1000, int(min(self._idle, left) * 1000))
 
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        if touch is None and not fresh:
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
-        begun = self.cache.begin(key)
+    async def get(self, key: str) -> TokenRecord | None:
         with _unavailable():
-            if touch is None:
-                version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
-            else:
-                keys = [self._tkey(key), self._due, self._used]
-                version, blob = await self.redis.eval(_GET_TOUCH, 3, *keys, touch, key)
-        record = None
-        if version is not None and blob is not None:
-            try:
-                record = self._codec.load_record(key, _bytes(blob), int(version))
-            except Unbound:
-                logger.warning("A stored record is not bound to its key; it was refused")
-        self.cache.remember(key, record, begun)
-        return record
+            version, blob = await self.redis.hmget(self._tkey(key), ["v", "d"])
+        if version is None or blob is None:
+            return None
+        return self._codec.read(key, _bytes(blob), int(version))
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
-        keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
-        args: list[bytes | float | str] = [blob, ttl, _score(due), key, _score(used)]
-        self.cache.changed(key)  # the write's own message brings the new copy
-        with _unavailable():
-            version = await self.redis.eval(_PUT, 5, *keys, *args)
-        self.cache.wrote(key, int(version))
-        return replace(record, version=int(version))
+        return replace(record, version=await self._write(key, record, due, used, ""))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        blob, ttl = self._codec.record(key, new), self._ttl_ms(new)
-        keys = [self._tkey(key), self._due, self._versions, self._channel]
-        self.cache.changed(key)  # the write's own message brings the new copy
+        version = await self._write(key, new, due, None, old.version)
+        return replace(new, version=version) if version else None
+
+    async def _write(
+        self, key: str, record: TokenRecord, due: float | None, used: float | None, over: int | str
+    ) -> int:
+        blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
+        keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         with _unavailable():
             version = await self.redis.eval(
-                _REPLACE, 4, *keys, old.version, blob, ttl, _score(due), key
+                _WRITE, 5, *keys, blob, ttl, _score(due), key, _score(used), over
             )
-        if version:
-            self.cache.wrote(key, int(version))
-        return replace(new, version=int(version)) if version else None
+        return int(version)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version
-        keys = [self._tkey(key), self._due, self._used, self._channel, self._versions]
-        self.cache.changed(key)
+        keys = [self._tkey(key), self._due, self._used, self._channel]
         with _unavailable():
-            version = int(await self.redis.eval(_DELETE, 5, *keys, expected, key))
-        if version:
-            self.cache.wrote(key, version)
-        return bool(version)
+            return bool(await self.redis.eval(_DELETE, 4, *keys, expected, key))
 
     async def reschedule(self, key: str, due: float | None) -> None:
         with _unavailable():
@@ -350,13 +299,17 @@ class RedisTokenStore(CachedStore):
             else:
                 await self.redis.zadd(self._due, {key: due})
 
+    async def mark_used(self, key: str, at: float) -> None:
+        with _unavailable():
+            await self.redis.eval(_MARK_USED, 3, self._tkey(key), self._due, self._used, at, key)
+
     async def due(self, now: float, limit: int) -> Due:
         with _unavailable():
             found, first = await self.redis.eval(
                 _DUE, 2, self._due, self._used, now, limit, now - self._idle
             )
         pairs = zip(found[::2], found[1::2], strict=True)
-        keys = [(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]
+        keys = [DueKey(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]
         return Due(keys, float(first[1]) if first else None)
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
@@ -365,19 +318,13 @@ class RedisTokenStore(CachedStore):
         ttl_ms = max(1, int(ttl * 1000))
         with _unavailable():
             taken = await self.redis.eval(
-                _CLAIM, 1, f"{self._prefix}lock:{key}", claim, ttl_ms, prefix
+                _CLAIM, 1, f"{self._prefix}claim:{key}", claim, ttl_ms, prefix
             )
         return claim if taken else None
 
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
-            await self.redis.eval(_RELEASE, 1, f"{self._prefix}lock:{key}", claim)
-
-
-async def _aclose(pubsub: PubSub) -> None:
-    """``pubsub.aclose()``, typed here: redis-py annotates it only from 8.2 on."""
-    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-    await aclose()
+            await self.redis.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", claim)
 
 
 def _score(value: float | None) -> float | str:

@@ -1,25 +1,19 @@
 """The SQL store: SQLite (the default: a file in the app's instance folder, shared by the
 workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy Core.
 
-Every read and write is one function of a SQLAlchemy ``Connection``, run in one transaction:
-for SQLite on a small pool of threads with the standard ``sqlite3`` driver (one thread hop per
-transaction, about 0.1 ms; an async driver hops for every cursor call, about 2 ms), for
-PostgreSQL on asyncpg through ``AsyncConnection.run_sync``. An app that passes its own engine
-picks which: a sync ``Engine`` runs on the threads, an ``AsyncEngine`` on the loop.
-
+Each read or write is one function of a ``Connection`` run in one transaction: for SQLite on a
+few threads with the ``sqlite3`` driver (one thread hop per transaction, about 0.1 ms; an async
+driver hops for every cursor call, about 2 ms), for PostgreSQL on asyncpg through ``run_sync``.
 Versioned writes are compare-and-set updates with a version counter in the same transaction;
-the schedule is an indexed ``due`` column; a claim is a row with an expiry, so a holder that
-crashed cannot keep it (no lock is held across a Spotify round trip, and nothing depends on a
-database session staying up). Records are encrypted at rest with the same keys as Redis.
-
-Reads go through a per-process :class:`~.cache.ReadCache`. PostgreSQL tells every process
-about writes (``LISTEN``/``NOTIFY``); SQLite processes compare the key's slot in a change file
-beside the database (:mod:`.changes`).
+the schedule is an indexed ``due`` column; a claim is a row with an expiry (no lock is held
+across a Spotify round trip). Writes are reported to other processes' caches by PostgreSQL's
+``NOTIFY``, or by SQLite's change slots (:mod:`.changes`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -36,12 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
-from ..retry import cancel
+from ..tasks import cancel
 from ..tokens import TokenRecord
-from .base import Due, url_or
-from .cache import CachedStore, ReadCache
+from .base import Due, DueKey, TokenStore, url_or
+from .cache import ReadCache
 from .changes import ChangeSlots
-from .codec import Codec, Unbound
+from .codec import Codec
 from .sqlengine import is_async, listen, make_engine, unavailable
 
 if TYPE_CHECKING:
@@ -63,8 +57,7 @@ THREADS = 4
 
 _NOTHING: AbstractAsyncContextManager[None] = nullcontext()
 
-#: What a database that is away, locked or damaged raises (SQLite's own for the BEGIN that
-#: goes straight to the driver).
+#: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
 
 
@@ -72,7 +65,7 @@ class _Stale(Exception):
     """A compare-and-set found another version: roll the transaction back."""
 
 
-class SQLTokenStore(CachedStore):
+class SQLTokenStore(TokenStore):
     """Tokens, their schedule and claims in SQL tables, shared by every process that opens the
     same database.
 
@@ -91,6 +84,7 @@ class SQLTokenStore(CachedStore):
     """
 
     shared = True
+    cache: ReadCache
 
     def __init__(
         self,
@@ -135,30 +129,26 @@ class SQLTokenStore(CachedStore):
     def __repr__(self) -> str:
         return f"SQLTokenStore({self.dialect}, {self._where!r}, prefix={self.schema.prefix!r})"
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
     @property
     def engine(self) -> Engine | AsyncEngine:
-        """The engine: made from the URL on first use (SQLite: a sync engine, run on this
-        store's threads; PostgreSQL: an asyncpg engine), or the app's."""
+        """The app's engine, or one made from the URL on first use."""
         if self._engine is None:
             self._engine = make_engine(self._url, self._busy_timeout)
         return self._engine
 
     def _forked(self) -> None:
-        """Start afresh in this process (a forked child shares none of the parent's locks,
+        """Start afresh in this process (a forked child has none of the parent's locks,
         threads or listener)."""
         self._pid, self._listener, self._ready = os.getpid(), None, False
         self._ready_lock = asyncio.Lock()
-        # SQLite takes one writer at a time: this process's writers queue here, in order and
-        # at no cost, not in SQLite's busy handler, which sleeps and retries. Other processes'
-        # writers still meet the busy timeout. PostgreSQL's writers run side by side.
+        # SQLite takes one writer at a time: this process's queue here, in order, not in
+        # SQLite's busy handler, which sleeps and retries.
         self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._threads: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
-        """Create the tables when missing (an unreachable database is logged, and requests
-        get 503 until it answers); refuse tables of another schema version."""
+        """Create the tables when missing (an unreachable database is logged; requests get
+        503 until it answers); refuse tables of another schema version."""
         if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
             self._forked()
             self.cache.listen(False)
@@ -177,13 +167,10 @@ class SQLTokenStore(CachedStore):
         except ConfigurationError:
             await self.close()
             raise
-        engine = self.engine
-        # PostgreSQL's feed of writes needs asyncpg; without one nothing is cached.
-        feed = is_async(engine) and self.dialect == "postgresql"
-        if feed and self.cache.ttl > 0 and self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(
-                listen(engine, self.schema.channel, self.cache.changed, self.cache.listen)  # type: ignore[arg-type]
-            )
+        engine = self.engine  # PostgreSQL's feed of writes needs asyncpg
+        if is_async(engine) and self._slots is None and self.cache.ttl > 0 and not self._listener:
+            feed = functools.partial(listen, engine, self.schema.channel, self.cache)
+            self._listener = asyncio.get_running_loop().create_task(self.cache.follow(feed))
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
@@ -223,7 +210,7 @@ class SQLTokenStore(CachedStore):
             found: dict[str, int] = {}
             for attempt in (1, 2):  # two processes creating the tables at once: one loses
                 try:
-                    found = await self._transaction(create, write=True)
+                    found = await self._in_transaction(create, write=True)
                     break
                 except _FAILURES as exc:
                     if attempt == 2:
@@ -238,86 +225,54 @@ class SQLTokenStore(CachedStore):
                 )
             self._ready = True
 
-    # -- records -----------------------------------------------------------------------------
-
-    async def get(
-        self, key: str, *, touch: float | None = None, fresh: bool = False
-    ) -> TokenRecord | None:
-        sql, now = self._sql, self._clock()
-        if touch is None:
-            if not fresh and (cached := self.cache.get(key)) is not None:
-                return cached
-            begun = self.cache.begin(key)
-            row = await self.run(
-                lambda c: c.execute(sql.read, bind(key=key, now=now)).first(), write=False
-            )
-            record = self._load(key, row)
-            self.cache.remember(key, record, begun)
-            return record
-        row = await self.run(
-            lambda c: c.execute(sql.touch, bind(key=key, now=now, touch=touch)).first()
+    async def get(self, key: str) -> TokenRecord | None:
+        read, now = self._sql.read, self._clock()
+        row = await self.transaction(
+            lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False
         )
-        return self._load(key, row)
+        return self._codec.read(key, bytes(row[1]), int(row[0])) if row else None
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        row = {"key": key, "record": self._codec.record(key, record), "due": due, "used": used}
-        row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
-
-        def write(connection: Connection) -> int:
-            version = self._next_version(connection)
-            connection.execute(self._sql.upsert, bind(**row, version=version))
-            self._notify(connection, key)
-            return version
-
-        try:
-            version = await self.run(write)
-        finally:
-            self._changed(key)
-        return replace(record, version=version)
+        return replace(record, version=await self._save(key, record, due, used=used))
 
     async def replace(
         self, key: str, old: TokenRecord, new: TokenRecord, *, due: float | None = None
     ) -> TokenRecord | None:
-        row = {"key": key, "old": old.version, "record": self._codec.record(key, new), "due": due}
-        row["expires"] = min(self._clock() + self._idle, new.reauthorize_by)
+        try:
+            return replace(new, version=await self._save(key, new, due, old=old.version))
+        except _Stale:
+            return None
+
+    async def _save(self, key: str, record: TokenRecord, due: float | None, **more: Any) -> int:
+        """A login (``used=``: an upsert), or a refresh over version ``old=`` (else
+        :class:`_Stale`). Returns the new version."""
+        row = {"key": key, "record": self._codec.record(key, record), "due": due, **more}
+        row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
+        statement = self._sql.swap if "old" in more else self._sql.upsert
 
         def write(connection: Connection) -> int:
             version = self._next_version(connection)
-            if connection.execute(self._sql.swap, bind(**row, version=version)).rowcount != 1:
+            if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
-            self._notify(connection, key)
             return version
 
-        try:
-            version = await self.run(write)
-        except _Stale:
-            return None
-        finally:
-            self._changed(key)
-        return replace(new, version=version)
+        return await self._write(key, write)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        sql = self._sql
-
-        def write(connection: Connection) -> bool:
-            if old is None:
-                deleted = connection.execute(sql.delete, bind(key=key))
-            else:
-                deleted = connection.execute(sql.delete_version, bind(key=key, old=old.version))
-            self._notify(connection, key)
-            return bool(deleted.rowcount)
-
-        try:
-            return await self.run(write)
-        finally:
-            self._changed(key)
-
-    # -- schedule and claims -----------------------------------------------------------------
+        if old is None:
+            statement, which = self._sql.delete, bind(key=key)
+        else:
+            statement, which = self._sql.delete_version, bind(key=key, old=old.version)
+        return await self._write(key, lambda c: bool(c.execute(statement, which).rowcount))
 
     async def reschedule(self, key: str, due: float | None) -> None:
-        await self.run(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
+        await self.transaction(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
+
+    async def mark_used(self, key: str, at: float) -> None:
+        used = bind(key=key, now=self._clock(), at=at)
+        await self.transaction(lambda c: c.execute(self._sql.mark_used, used))
 
     async def due(self, now: float, limit: int) -> Due:
         sql, sweep = self._sql, self._swept + SWEEP_EVERY <= now
@@ -328,9 +283,9 @@ class SQLTokenStore(CachedStore):
             if sweep:  # rows past their expiry, and claims long ended, go
                 connection.execute(sql.sweep_tokens, bind(now=now))
                 connection.execute(sql.sweep_claims, bind(ended=now - 3600))
-            return Due([(str(k), used) for k, used in keys], first)
+            return Due([DueKey(str(k), used) for k, used in keys], first)
 
-        found = await self.run(read, write=sweep)
+        found = await self.transaction(read, write=sweep)
         if sweep:
             self._swept = now
         return found
@@ -339,48 +294,42 @@ class SQLTokenStore(CachedStore):
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
         taken = {"key": key, "holder": holder, "until": now + ttl, "now": now}
         taken["mine"] = like_prefix(f"{owner}/")
-        row = await self.run(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
+        row = await self.transaction(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
         return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
-        await self.run(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _load(self, key: str, row: Any) -> TokenRecord | None:
-        if not row:
-            return None
-        try:
-            return self._codec.load_record(key, bytes(row[1]), int(row[0]))
-        except Unbound:
-            logger.warning("A stored record is not bound to its key; it was refused")
-            return None
-
-    def _changed(self, key: str) -> None:
-        """After a write (committed or not: a copy may be stale either way)."""
-        self.cache.changed(key)
-        if self._slots is not None:
-            self._slots.changed(key)
+        await self.transaction(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
 
     def _next_version(self, connection: Connection) -> int:
         return int(connection.execute(self._sql.next_version).scalar_one())
 
-    def _notify(self, connection: Connection, key: str) -> None:
-        if self.dialect == "postgresql":
-            connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
+    async def _write(self, key: str, work: Callable[[Connection], T]) -> T:
+        """Run a write of ``key`` and report it: PostgreSQL notifies in its transaction,
+        SQLite moves the key's change slot after it (committed or not)."""
 
-    async def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        """Run ``work(connection)`` (a sync SQLAlchemy ``Connection``) in one of the store's
-        transactions, as the store runs its own reads and writes; the database's failures
-        become a clean 503 (:class:`~quart_spotify_auth.StoreUnavailable`)."""
+        def reported(connection: Connection) -> T:
+            done = work(connection)
+            if self.dialect == "postgresql":
+                connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
+            return done
+
+        try:
+            return await self.transaction(reported)
+        finally:
+            if self._slots is not None:
+                self._slots.changed(key)
+
+    async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """Run ``work(connection)`` (a sync ``Connection``) in one of the store's transactions;
+        the database's failures become a clean 503 (``StoreUnavailable``)."""
         try:
             if not self._ready:
                 await self._ensure()
-            return await self._transaction(work, write=write)
+            return await self._in_transaction(work, write=write)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
 
-    async def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
@@ -390,9 +339,7 @@ class SQLTokenStore(CachedStore):
                     return await connection.run_sync(work)
         if self._threads is None:
             self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-        loop = asyncio.get_running_loop()
-
-        sync_engine = cast(Engine, engine)
+        loop, sync_engine = asyncio.get_running_loop(), cast(Engine, engine)
 
         def transaction() -> T:
             with sync_engine.execution_options(**options).begin() as connection:

@@ -1,8 +1,6 @@
-"""What the SQL store needs of each engine beside SQLAlchemy: an engine set up for SQLite
-(WAL, a busy timeout, writes that take the lock at once, a file only its owner can read),
-PostgreSQL's change notifications for the read cache, and what to tell the user when the
-database fails.
-"""
+"""What the SQL store needs of each engine beside SQLAlchemy: SQLite set up for several
+processes (WAL, a busy timeout, writes that lock at once, a file for its owner alone),
+PostgreSQL's feed of writes, and what to tell the user when the database fails."""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -21,19 +18,11 @@ if TYPE_CHECKING:  # SQLAlchemy 2.1 imports its asyncio part only with greenlet 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..retry import backoff, stop_if_cancelled
+from .cache import ReadCache
 
-__all__ = ["async_url", "is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
+__all__ = ["is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
 logger = logging.getLogger("quart_spotify_auth")
-
-
-def async_url(url: str) -> str:
-    """The async driver's URL: ``postgresql://`` → asyncpg."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    return parsed.render_as_string(hide_password=False)
 
 
 @functools.cache
@@ -65,7 +54,10 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
                 "A PostgreSQL token store needs its extra: pip install "
                 "'quart-spotify-auth[postgresql]' (asyncpg and SQLAlchemy's asyncio support)."
             ) from exc
-        return create_async_engine(async_url(url), pool_pre_ping=True, pool_size=10)
+        if parsed.drivername == "postgresql":  # the async driver
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        async_url = parsed.render_as_string(hide_password=False)
+        return create_async_engine(async_url, pool_pre_ping=True, pool_size=10)
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
@@ -118,32 +110,17 @@ def _sqlite_begin(connection: Any) -> None:
     connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
 
-async def listen(
-    engine: AsyncEngine,
-    channel: str,
-    heard: Callable[[str], None],
-    listening: Callable[[bool], None],
-) -> None:
-    """Call ``heard(key)`` for every key written on ``channel`` (PostgreSQL LISTEN), and
-    ``listening(...)`` as the feed starts and stops; reconnects with backoff until cancelled."""
-    failures = 0
-    while True:
-        try:
-            async with engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                closed = asyncio.Event()
-                driver.add_termination_listener(lambda _, closed=closed: closed.set())
-                await driver.add_listener(channel, lambda *args: heard(str(args[-1])))
-                listening(True)
-                failures = 0
-                await closed.wait()
-        except Exception:  # the database is away: try again
-            stop_if_cancelled()
-        finally:
-            listening(False)
-        failures += 1
-        await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
+async def listen(engine: AsyncEngine, channel: str, cache: ReadCache) -> None:
+    """Report every key written on ``channel`` (PostgreSQL ``LISTEN``) to ``cache``, until the
+    connection ends."""
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        closed = asyncio.Event()
+        driver.add_termination_listener(lambda _: closed.set())
+        await driver.add_listener(channel, lambda *args: cache.changed(str(args[-1])))
+        cache.listen(True)
+        await closed.wait()
 
 
 #: What a SQLite error's text says is wrong with the file, and the fix.

@@ -1,0 +1,86 @@
+"""Writes this process owes its store while the store is away: renewed records it could not
+save (Spotify may already have retired the refresh token they replace, so they must not be
+lost) and claims it could not release. Deferred saves are served from here meanwhile; the
+renewer writes both once the store is back (:meth:`Deferred.flush`)."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from .errors import SpotifyAuthError
+from .stores import TokenStore
+from .tokens import TokenRecord
+
+__all__ = ["Deferred"]
+
+logger = logging.getLogger("quart_spotify_auth")
+
+#: How many renewed records a process keeps while the store is away, at most.
+MAX_SAVES = 10_000
+
+
+class Deferred:
+    """The saves and releases one refresher owes ``store``."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self._store = store
+        #: key -> (the stored record a refresh started from, the renewed one, its due time).
+        self._saves: OrderedDict[str, tuple[TokenRecord, TokenRecord, float | None]]
+        self._saves = OrderedDict()
+        #: key -> a claim whose release could not reach the store.
+        self._releases: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Deferred({len(self._saves)} saves, {len(self._releases)} releases)"
+
+    def __bool__(self) -> bool:
+        return bool(self._saves or self._releases)
+
+    def renewed(self, key: str) -> TokenRecord | None:
+        """The record renewed for ``key`` and not saved yet (newer than the store's)."""
+        save = self._saves.get(key) if self._saves else None
+        return None if save is None else save[1]
+
+    def stored(self, key: str, current: TokenRecord) -> TokenRecord:
+        """The record a save of ``key`` must replace: what the store still holds."""
+        save = self._saves.get(key)
+        return current if save is None else save[0]
+
+    def save(self, key: str, old: TokenRecord, new: TokenRecord, due: float | None) -> None:
+        """Owe the store ``new`` in place of ``old`` (bounded: the oldest go first)."""
+        self._saves[key] = (old, new, due)
+        self._saves.move_to_end(key)
+        while len(self._saves) > MAX_SAVES:
+            self._saves.popitem(last=False)
+
+    def saved(self, key: str) -> None:
+        """``key`` was written since (saved, logged in or out): nothing owed for it."""
+        self._saves.pop(key, None)
+
+    def release(self, key: str, claim: str) -> None:
+        """Owe the store the release of ``claim``."""
+        self._releases[key] = claim
+
+    def released(self, key: str) -> None:
+        """``key``'s claim was taken again: its release is no longer owed."""
+        self._releases.pop(key, None)
+
+    async def flush(self) -> None:
+        """Write what is owed; stops at the first failure (the store is still away)."""
+        for key, claim in list(self._releases.items()):
+            try:
+                await self._store.release(key, claim)
+            except SpotifyAuthError:
+                return
+            if self._releases.get(key) == claim:
+                del self._releases[key]
+        for key, (old, new, due) in list(self._saves.items()):
+            try:
+                stored = await self._store.replace(key, old, new, due=due)
+            except SpotifyAuthError:
+                return
+            if self._saves.get(key) == (old, new, due):
+                del self._saves[key]
+            if stored is None:
+                logger.warning("A renewed token kept in this process was superseded meanwhile")
