@@ -1,11 +1,6 @@
-"""Single-flight refresh: one token request per key, however many callers and processes ask.
-
-:class:`Refresher` reads a user's valid token (refreshing a stale one first), records logins
-and logouts, and refreshes: in this process one task per key that every caller joins; across
-processes a claim (:mod:`.claims`) that one holds while the others wait for its result.
-Versioned writes never overwrite a newer login or a rotated refresh token, nor resurrect a
-logout; a renewed record the store cannot take yet is deferred (:mod:`.deferred`).
-"""
+"""Single-flight refresh: one token request per key, however many callers and processes ask
+(one task per key in a process, a :mod:`.claims` claim across processes). Versioned writes never
+overwrite a newer login or a rotated refresh token; unsaved ones are :mod:`.deferred`."""
 
 from __future__ import annotations
 
@@ -56,10 +51,7 @@ _TOO_LONG = "Renewing the Spotify token is taking too long. Try again shortly."
 
 class Refresher:
     """Tokens for one app in one process: read them valid, record logins, refresh once.
-
-    Records are read and written through this process's copies (:attr:`records`); a refresh
-    reads the newest from :attr:`store`. ``wake(at)`` tells the renewer the schedule changed.
-    """
+    ``wake(at)`` tells the renewer the schedule changed."""
 
     def __init__(
         self,
@@ -109,8 +101,7 @@ class Refresher:
         return stored
 
     async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
-        """Forget ``key``'s tokens (only if still at ``old``'s version, when given). Returns
-        whether there were any."""
+        """Forget ``key``'s tokens (only if still at ``old``'s version): whether there were any."""
         self._use_stamps.pop(key, None)
         self._deferred.saved(key)
         return await self.records.delete(key, old)
@@ -133,8 +124,7 @@ class Refresher:
             del self._use_stamps[next(iter(self._use_stamps))]
 
     def cached(self, key: str) -> TokenRecord | None:
-        """``key``'s record if this process holds a current copy needing nothing (not stale,
-        no use to mark); never waits."""
+        """``key``'s record if held here, not stale and with no use to mark; never waits."""
         record = self._deferred.renewed(key) or self.records.cached(key)
         if record is None:
             return None
@@ -181,13 +171,9 @@ class Refresher:
         max_wait: float | None = None,
         wait: bool = False,
     ) -> TokenRecord:
-        """Refresh ``key`` now, joining a refresh already in flight for it.
-
-        ``seen`` is the record the caller found; if the store has a newer, valid one by the
-        time this process may refresh, that is returned without a token request. A caller on
-        the request path waits at most ``settings.join_timeout`` (then 503); ``wait=True``
-        (the renewer) waits as long as it takes.
-        """
+        """Refresh ``key`` now, joining a refresh in flight. A newer valid record than ``seen``
+        is returned without a token request. Callers wait at most ``join_timeout`` (then 503),
+        unless ``wait=True`` (the renewer)."""
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._refresh(key, seen, max_wait, not wait))
@@ -200,8 +186,7 @@ class Refresher:
             raise SpotifyUnavailable(_TOO_LONG) from None
 
     async def wait_for_inflight(self, timeout: float) -> None:
-        """Let refreshes in flight land (up to ``timeout`` seconds): no rotated refresh token
-        is lost at shutdown."""
+        """Let refreshes in flight land (up to ``timeout`` seconds) at shutdown."""
         pending = set(self._inflight.values())
         if pending:
             await asyncio.wait(pending, timeout=timeout)
