@@ -100,8 +100,7 @@ class AccountsClient:
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
         body = await self._token_request(data, max_wait=None, rejected=_code_rejected, resend=False)
-        now = self.clock()
-        return _record(body, now=now, authorized_at=now)
+        return _record(body, now=self.clock())
 
     async def refresh(self, record: TokenRecord, *, max_wait: float | None = None) -> TokenRecord:
         """Renew ``record`` (keeping its refresh token when Spotify sends none);
@@ -122,8 +121,7 @@ class AccountsClient:
             )
         data = {"grant_type": "client_credentials"}
         body = await self._token_request(data, max_wait=max_wait, rejected=_app_rejected)
-        now = self.clock()
-        return _record(body, now=now, authorized_at=now)
+        return _record(body, now=self.clock())
 
     async def _token_request(
         self,
@@ -176,7 +174,16 @@ class AccountsClient:
                 raise _unreadable(reply)
             if reply.status_code == 200:
                 return body
-            raise _error_for(body, rejected, lost)
+            error = str(body.get("error", "unknown_error"))
+            description = str(body.get("error_description") or "no description")
+            logger.warning("Spotify token endpoint refused: %s (%s)", error, description)
+            if error == "invalid_client":
+                raise InvalidClient(
+                    "Spotify rejected this app's client credentials (invalid_client: "
+                    f"{description}). Check SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET against "
+                    "the Spotify developer dashboard."
+                )
+            raise rejected(error, description, lost)
 
 
 def _json_object(reply: httpx.Response) -> dict[str, Any] | None:
@@ -196,21 +203,6 @@ def _unreadable(reply: httpx.Response) -> SpotifyAuthError:
         f"Spotify's accounts service sent an unreadable reply (HTTP {reply.status_code}, "
         f"{reply.headers.get('content-type', 'no type')})."
     )
-
-
-def _error_for(
-    body: dict[str, Any], rejected: Callable[[str, str, bool], SpotifyAuthError], lost: bool
-) -> SpotifyAuthError:
-    error = str(body.get("error", "unknown_error"))
-    description = str(body.get("error_description") or "no description")
-    logger.warning("Spotify token endpoint refused: %s (%s)", error, description)
-    if error == "invalid_client":
-        return InvalidClient(
-            f"Spotify rejected this app's client credentials (invalid_client: {description}). "
-            "Check SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET against the Spotify developer "
-            "dashboard."
-        )
-    return rejected(error, description, lost)
 
 
 def _code_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
@@ -245,7 +237,7 @@ def _finite(number: float) -> bool:
         return False
 
 
-def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenRecord:
+def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = None) -> TokenRecord:
     access = body.get("access_token")
     expires_in = body.get("expires_in")
     token_type = body.get("token_type", "Bearer")
@@ -270,5 +262,5 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenR
         expires_at=now + min(float(expires_in), MAX_SECONDS),
         issued_at=now,
         scopes=frozenset(scope.split()),
-        authorized_at=authorized_at,
+        authorized_at=now if authorized_at is None else authorized_at,
     )

@@ -1,7 +1,5 @@
-"""Writes this process owes its store while the store is away: renewed records it could not
-save (Spotify may already have retired the refresh token they replace, so they must not be
-lost) and claims it could not release. Deferred saves are served from here meanwhile; the
-renewer writes both once the store is back (:meth:`Deferred.flush`)."""
+"""Writes this process owes its store while it is away: renewed records (Spotify may have retired
+the refresh token they replace: never lost, served from here meanwhile) and claim releases."""
 
 from __future__ import annotations
 

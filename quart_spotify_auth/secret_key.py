@@ -40,15 +40,12 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
         return given
     path = Path(app.instance_path) / SECRET_KEY_FILE
     try:
-        return _read(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _cannot(path, variable, exc) from exc
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _create(path)
-        return _read(path)
+        try:
+            return _read(path)
+        except FileNotFoundError:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create(path)
+            return _read(path)
     except OSError as exc:
         raise _cannot(path, variable, exc) from exc
 

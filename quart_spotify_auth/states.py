@@ -1,8 +1,6 @@
 """Logins in flight, kept nowhere: the ``state`` is ``{nonce, expiry, next}`` signed with the
-app's secret key, and the PKCE verifier an HMAC of the nonce under that key. A flood of
-``/login`` fills nothing, and any worker can finish a login another started. (The browser's
-session lists digests of its states, which makes each single use: :mod:`.core`.)
-"""
+app's secret key, and the PKCE verifier an HMAC of the nonce under that key (single use:
+:mod:`.core`)."""
 
 from __future__ import annotations
 
