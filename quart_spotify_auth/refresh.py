@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -15,7 +14,7 @@ from . import signals
 from .accounts import AccountsClient
 from .claims import Claims
 from .config import Settings
-from .deferred import Deferred
+from .deferred import Deferred, remember
 from .errors import (
     LoginRequired,
     ReauthorizationRequired,
@@ -77,7 +76,7 @@ class Refresher:
         self._wake = wake
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
-        self._revoked: OrderedDict[str, None] = OrderedDict()
+        self._revoked: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"Refresher({len(self._inflight)} in flight)"
@@ -95,7 +94,7 @@ class Refresher:
         stored = await self.records.put(key, record, due=due, used=now)
         self._revoked.pop(key, None)
         self._deferred.saved(key)
-        self._stamp_use(key, now)
+        remember(self._use_stamps, key, now, MAX_USE_STAMPS)
         if due is not None:
             self._wake(due)
         return stored
@@ -109,19 +108,11 @@ class Refresher:
     # -- reading a valid token --------------------------------------------------------------
 
     def _use_to_mark(self, key: str, now: float) -> bool:
-        """Whether this read marks use: every tenth of ``SPOTIFY_KEEP_WARM`` (with background
-        renewal off, of ``SPOTIFY_TOKEN_IDLE_TTL``)."""
+        """Whether this read marks use: every tenth of ``keep_warm`` (else ``token_idle_ttl``)."""
         settings = self.settings
         period = settings.keep_warm if settings.auto_renew else settings.token_idle_ttl
         last = self._use_stamps.get(key)
         return period > 0 and (last is None or now - last > period / 10)
-
-    def _stamp_use(self, key: str, now: float) -> None:
-        """Remember when this process marked ``key``'s use (bounded: users long gone go)."""
-        self._use_stamps.pop(key, None)
-        self._use_stamps[key] = now
-        if len(self._use_stamps) > MAX_USE_STAMPS:
-            del self._use_stamps[next(iter(self._use_stamps))]
 
     def cached(self, key: str) -> TokenRecord | None:
         """``key``'s record if held here, not stale and with no use to mark; never waits."""
@@ -156,7 +147,7 @@ class Refresher:
                 raise LoginRequired()
             return await self.refresh(key)
         if mark:
-            self._stamp_use(key, now)
+            remember(self._use_stamps, key, now, MAX_USE_STAMPS)
             if not self.store.shared:
                 self._wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
@@ -298,9 +289,7 @@ class Refresher:
         if not await self.records.delete(key, current):
             return False
         self._use_stamps.pop(key, None)
-        self._revoked[key] = None
-        while len(self._revoked) > REVOKED_MEMORY:
-            self._revoked.popitem(last=False)
+        remember(self._revoked, key, None, REVOKED_MEMORY)
         logger.info("Spotify no longer accepts a refresh token; its login was dropped")
         await signals.send(signals.reauthorization_required, self.sender, key=key)
         return True

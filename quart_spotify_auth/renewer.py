@@ -60,8 +60,7 @@ class Renewer:
         self._runner: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()
-        #: Keys a store that hands them out once handed out again while they were renewing:
-        #: key -> when last used. Looked at again when that renewal ends.
+        #: Keys handed out again while renewing (key -> last use): looked at when that ends.
         self._again: dict[str, float | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
@@ -104,8 +103,7 @@ class Renewer:
             self._next_look = math.inf  # woken while looking: look again at once
             timeout = POLL
             try:
-                if self._deferred:
-                    await self._deferred.flush()
+                await self._deferred.flush()
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.entries:
                     if key in self._renewing:
