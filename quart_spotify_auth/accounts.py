@@ -103,9 +103,8 @@ class AccountsClient:
         return _record(body, now=self.clock())
 
     async def refresh(self, record: TokenRecord, *, max_wait: float | None = None) -> TokenRecord:
-        """Renew ``record`` (keeping its refresh token when Spotify sends none);
-        ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried. ``max_wait`` is
-        the longest ``Retry-After`` to wait out (default: the configured cap)."""
+        """Renew ``record``; ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried.
+        ``max_wait`` is the longest ``Retry-After`` to wait out (default: the configured cap)."""
         if record.refresh_token is None:
             raise ReauthorizationRequired()
         data = {"grant_type": "refresh_token", "refresh_token": record.refresh_token}
@@ -214,9 +213,7 @@ def _code_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError
 
 
 def _refresh_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
-    if error == "invalid_grant" and lost:
-        # The refresh was sent again after a reply that may have rotated the refresh token
-        # was lost: the refusal may be about the old one. Keep the login and try later.
+    if error == "invalid_grant" and lost:  # maybe about the refresh token the lost reply rotated
         return SpotifyUnavailable(
             "Spotify refused a renewal sent again after its first reply was lost; the login "
             "is kept and renewed later. Try again shortly."

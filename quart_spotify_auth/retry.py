@@ -31,8 +31,7 @@ MIN_RETRY_AFTER = 0.1
 
 
 def retry_after(response: httpx.Response) -> float:
-    """Seconds a 429 asks to wait (``Retry-After``; 1 when absent or unreadable, clamped to
-    :data:`MAX_SECONDS`)."""
+    """Seconds a 429 asks to wait (``Retry-After``: 1 if unreadable, at most a day)."""
     try:
         wait = float(response.headers.get("retry-after", "1"))
     except ValueError:

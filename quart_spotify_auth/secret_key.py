@@ -51,8 +51,7 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
 
 
 def _create(path: Path) -> None:
-    """Write a fresh key to ``path`` unless another process has: written in full to a file of
-    its own, then linked into place (which fails if ``path`` exists)."""
+    """Write a fresh key to ``path`` unless another process has (written whole, then linked)."""
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -68,8 +68,7 @@ class LoginStates:
         return self._signer.dumps(data), self._pending(nonce, next_url)
 
     def open(self, state: str) -> PendingLogin:
-        """What ``state`` stands for; :class:`InvalidCallback` if this app did not sign it or
-        it expired."""
+        """What ``state`` stands for; :class:`InvalidCallback` if not signed here, or expired."""
         try:
             data = self._signer.loads(state)
         except BadSignature:

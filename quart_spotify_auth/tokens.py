@@ -79,13 +79,11 @@ class TokenRecord:
         return self.authorized_at + CONSENT_LIFETIME
 
     def refresh_at(self, margin: float, jitter: float = 0.0) -> float:
-        """``margin`` plus ``jitter`` seconds before expiry, never before the midpoint of the
-        lifetime (tokens of a few seconds, as in tests, are not renewed as they are issued)."""
+        """``margin`` + ``jitter`` seconds before expiry, never before the lifetime's midpoint."""
         return max(self.issued_at + self.lifetime / 2, self.expires_at - margin - jitter)
 
     def stale(self, now: float) -> bool:
-        """Too close to expiry to hand out (the last tenth of its life, at most
-        :data:`ACCESS_MARGIN` seconds): refresh it first."""
+        """Too near expiry to hand out: its last tenth of life, at most :data:`ACCESS_MARGIN` s."""
         return now >= self.expires_at - min(ACCESS_MARGIN, self.lifetime / 10)
 
     def renewed(self, new: TokenRecord) -> TokenRecord:
