@@ -100,13 +100,11 @@ class AccountsClient:
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
         body = await self._token_request(data, max_wait=None, rejected=_code_rejected, resend=False)
-        now = self.clock()
-        return _record(body, now=now, authorized_at=now)
+        return _record(body, now=self.clock())
 
     async def refresh(self, record: TokenRecord, *, max_wait: float | None = None) -> TokenRecord:
-        """Renew ``record`` (keeping its refresh token when Spotify sends none);
-        ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried. ``max_wait`` is
-        the longest ``Retry-After`` to wait out (default: the configured cap)."""
+        """Renew ``record``; ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried.
+        ``max_wait`` is the longest ``Retry-After`` to wait out (default: the configured cap)."""
         if record.refresh_token is None:
             raise ReauthorizationRequired()
         data = {"grant_type": "refresh_token", "refresh_token": record.refresh_token}
@@ -122,8 +120,7 @@ class AccountsClient:
             )
         data = {"grant_type": "client_credentials"}
         body = await self._token_request(data, max_wait=max_wait, rejected=_app_rejected)
-        now = self.clock()
-        return _record(body, now=now, authorized_at=now)
+        return _record(body, now=self.clock())
 
     async def _token_request(
         self,
@@ -176,7 +173,16 @@ class AccountsClient:
                 raise _unreadable(reply)
             if reply.status_code == 200:
                 return body
-            raise _error_for(body, rejected, lost)
+            error = str(body.get("error", "unknown_error"))
+            description = str(body.get("error_description") or "no description")
+            logger.warning("Spotify token endpoint refused: %s (%s)", error, description)
+            if error == "invalid_client":
+                raise InvalidClient(
+                    "Spotify rejected this app's client credentials (invalid_client: "
+                    f"{description}). Check SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET against "
+                    "the Spotify developer dashboard."
+                )
+            raise rejected(error, description, lost)
 
 
 def _json_object(reply: httpx.Response) -> dict[str, Any] | None:
@@ -198,21 +204,6 @@ def _unreadable(reply: httpx.Response) -> SpotifyAuthError:
     )
 
 
-def _error_for(
-    body: dict[str, Any], rejected: Callable[[str, str, bool], SpotifyAuthError], lost: bool
-) -> SpotifyAuthError:
-    error = str(body.get("error", "unknown_error"))
-    description = str(body.get("error_description") or "no description")
-    logger.warning("Spotify token endpoint refused: %s (%s)", error, description)
-    if error == "invalid_client":
-        return InvalidClient(
-            f"Spotify rejected this app's client credentials (invalid_client: {description}). "
-            "Check SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET against the Spotify developer "
-            "dashboard."
-        )
-    return rejected(error, description, lost)
-
-
 def _code_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
     return InvalidCallback(
         f"Spotify rejected the authorization code ({error}: {description}). Codes are single "
@@ -222,9 +213,7 @@ def _code_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError
 
 
 def _refresh_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
-    if error == "invalid_grant" and lost:
-        # The refresh was sent again after a reply that may have rotated the refresh token
-        # was lost: the refusal may be about the old one. Keep the login and try later.
+    if error == "invalid_grant" and lost:  # maybe about the refresh token the lost reply rotated
         return SpotifyUnavailable(
             "Spotify refused a renewal sent again after its first reply was lost; the login "
             "is kept and renewed later. Try again shortly."
@@ -245,7 +234,7 @@ def _finite(number: float) -> bool:
         return False
 
 
-def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenRecord:
+def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = None) -> TokenRecord:
     access = body.get("access_token")
     expires_in = body.get("expires_in")
     token_type = body.get("token_type", "Bearer")
@@ -270,5 +259,5 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float) -> TokenR
         expires_at=now + min(float(expires_in), MAX_SECONDS),
         issued_at=now,
         scopes=frozenset(scope.split()),
-        authorized_at=authorized_at,
+        authorized_at=now if authorized_at is None else authorized_at,
     )

@@ -1,7 +1,5 @@
-"""Claims: which process refreshes a key, when several share a store. A refresher takes the
-key's claim, keeps it alive while its refresh runs (taken again every third of its lifetime),
-and releases it after; a release the store did not take is deferred (:mod:`.deferred`), and
-the owner may take its claim back meanwhile. A claim whose holder died expires."""
+"""Claims: which process refreshes a key when several share a store. A claim is kept alive while
+its refresh runs and released after (deferred if the store is away); a dead holder's expires."""
 
 from __future__ import annotations
 
@@ -25,8 +23,7 @@ logger = logging.getLogger("quart_spotify_auth")
 class Claims:
     """One refresher's claims on the keys of one store."""
 
-    #: Longest a refresh waits for its claim's release (a store that is away may be slow to
-    #: say so); after that the release is deferred.
+    #: Longest a refresh waits for its claim's release; after that the release is deferred.
     RELEASE_TIMEOUT = 0.2
 
     def __init__(self, store: TokenStore, deferred: Deferred) -> None:
@@ -39,8 +36,7 @@ class Claims:
 
     @property
     def owner(self) -> str:
-        """Who this refresher is in a shared store (with the process id, so a forked copy is
-        somebody else)."""
+        """Who this refresher is in a shared store (a forked copy is somebody else)."""
         return f"{os.getpid()}:{self._nonce}"
 
     async def take(self, key: str, ttl: float) -> str | None:

@@ -1,23 +1,32 @@
-"""Writes this process owes its store while the store is away: renewed records it could not
-save (Spotify may already have retired the refresh token they replace, so they must not be
-lost) and claims it could not release. Deferred saves are served from here meanwhile; the
-renewer writes both once the store is back (:meth:`Deferred.flush`)."""
+"""Writes this process owes its store while it is away: renewed records (Spotify may have retired
+the refresh token they replace: never lost, served from here meanwhile) and claim releases."""
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from typing import TypeVar
 
 from .errors import SpotifyAuthError
 from .stores import TokenStore
 from .tokens import TokenRecord
 
-__all__ = ["Deferred"]
+__all__ = ["Deferred", "remember"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
 #: How many renewed records a process keeps while the store is away, at most.
 MAX_SAVES = 10_000
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(memory: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Set ``key`` as the newest entry of ``memory``, forgetting the oldest beyond ``limit``."""
+    memory.pop(key, None)
+    memory[key] = value
+    while len(memory) > limit:
+        del memory[next(iter(memory))]
 
 
 class Deferred:
@@ -26,16 +35,12 @@ class Deferred:
     def __init__(self, store: TokenStore) -> None:
         self._store = store
         #: key -> (the stored record a refresh started from, the renewed one, its due time).
-        self._saves: OrderedDict[str, tuple[TokenRecord, TokenRecord, float | None]]
-        self._saves = OrderedDict()
+        self._saves: dict[str, tuple[TokenRecord, TokenRecord, float | None]] = {}
         #: key -> a claim whose release could not reach the store.
         self._releases: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Deferred({len(self._saves)} saves, {len(self._releases)} releases)"
-
-    def __bool__(self) -> bool:
-        return bool(self._saves or self._releases)
 
     def renewed(self, key: str) -> TokenRecord | None:
         """The record renewed for ``key`` and not saved yet (newer than the store's)."""
@@ -49,10 +54,7 @@ class Deferred:
 
     def save(self, key: str, old: TokenRecord, new: TokenRecord, due: float | None) -> None:
         """Owe the store ``new`` in place of ``old`` (bounded: the oldest go first)."""
-        self._saves[key] = (old, new, due)
-        self._saves.move_to_end(key)
-        while len(self._saves) > MAX_SAVES:
-            self._saves.popitem(last=False)
+        remember(self._saves, key, (old, new, due), MAX_SAVES)
 
     def saved(self, key: str) -> None:
         """``key`` was written since (saved, logged in or out): nothing owed for it."""

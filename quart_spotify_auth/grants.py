@@ -1,5 +1,4 @@
-"""How the tokens under a key are renewed: users' with their refresh token, the app's own
-token (key :data:`APP_KEY`) with the client-credentials grant."""
+"""How tokens are renewed: a user's with the refresh token, the app's with client credentials."""
 
 from __future__ import annotations
 

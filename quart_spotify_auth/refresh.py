@@ -1,17 +1,11 @@
-"""Single-flight refresh: one token request per key, however many callers and processes ask.
-
-:class:`Refresher` reads a user's valid token (refreshing a stale one first), records logins
-and logouts, and refreshes: in this process one task per key that every caller joins; across
-processes a claim (:mod:`.claims`) that one holds while the others wait for its result.
-Versioned writes never overwrite a newer login or a rotated refresh token, nor resurrect a
-logout; a renewed record the store cannot take yet is deferred (:mod:`.deferred`).
-"""
+"""Single-flight refresh: one token request per key, however many callers and processes ask
+(one task per key in a process, a :mod:`.claims` claim across processes). Versioned writes never
+overwrite a newer login or a rotated refresh token; unsaved ones are :mod:`.deferred`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -20,7 +14,7 @@ from . import signals
 from .accounts import AccountsClient
 from .claims import Claims
 from .config import Settings
-from .deferred import Deferred
+from .deferred import Deferred, remember
 from .errors import (
     LoginRequired,
     ReauthorizationRequired,
@@ -56,10 +50,7 @@ _TOO_LONG = "Renewing the Spotify token is taking too long. Try again shortly."
 
 class Refresher:
     """Tokens for one app in one process: read them valid, record logins, refresh once.
-
-    Records are read and written through this process's copies (:attr:`records`); a refresh
-    reads the newest from :attr:`store`. ``wake(at)`` tells the renewer the schedule changed.
-    """
+    ``wake(at)`` tells the renewer the schedule changed."""
 
     def __init__(
         self,
@@ -85,7 +76,7 @@ class Refresher:
         self._wake = wake
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
-        self._revoked: OrderedDict[str, None] = OrderedDict()
+        self._revoked: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"Refresher({len(self._inflight)} in flight)"
@@ -103,14 +94,13 @@ class Refresher:
         stored = await self.records.put(key, record, due=due, used=now)
         self._revoked.pop(key, None)
         self._deferred.saved(key)
-        self._stamp_use(key, now)
+        remember(self._use_stamps, key, now, MAX_USE_STAMPS)
         if due is not None:
             self._wake(due)
         return stored
 
     async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
-        """Forget ``key``'s tokens (only if still at ``old``'s version, when given). Returns
-        whether there were any."""
+        """Forget ``key``'s tokens (only if still at ``old``'s version): whether there were any."""
         self._use_stamps.pop(key, None)
         self._deferred.saved(key)
         return await self.records.delete(key, old)
@@ -118,23 +108,14 @@ class Refresher:
     # -- reading a valid token --------------------------------------------------------------
 
     def _use_to_mark(self, key: str, now: float) -> bool:
-        """Whether this read marks use: every tenth of ``SPOTIFY_KEEP_WARM`` (with background
-        renewal off, of ``SPOTIFY_TOKEN_IDLE_TTL``)."""
+        """Whether this read marks use: every tenth of ``keep_warm`` (else ``token_idle_ttl``)."""
         settings = self.settings
         period = settings.keep_warm if settings.auto_renew else settings.token_idle_ttl
         last = self._use_stamps.get(key)
         return period > 0 and (last is None or now - last > period / 10)
 
-    def _stamp_use(self, key: str, now: float) -> None:
-        """Remember when this process marked ``key``'s use (bounded: users long gone go)."""
-        self._use_stamps.pop(key, None)
-        self._use_stamps[key] = now
-        if len(self._use_stamps) > MAX_USE_STAMPS:
-            del self._use_stamps[next(iter(self._use_stamps))]
-
     def cached(self, key: str) -> TokenRecord | None:
-        """``key``'s record if this process holds a current copy needing nothing (not stale,
-        no use to mark); never waits."""
+        """``key``'s record if held here, not stale and with no use to mark; never waits."""
         record = self._deferred.renewed(key) or self.records.cached(key)
         if record is None:
             return None
@@ -166,7 +147,7 @@ class Refresher:
                 raise LoginRequired()
             return await self.refresh(key)
         if mark:
-            self._stamp_use(key, now)
+            remember(self._use_stamps, key, now, MAX_USE_STAMPS)
             if not self.store.shared:
                 self._wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
@@ -181,13 +162,9 @@ class Refresher:
         max_wait: float | None = None,
         wait: bool = False,
     ) -> TokenRecord:
-        """Refresh ``key`` now, joining a refresh already in flight for it.
-
-        ``seen`` is the record the caller found; if the store has a newer, valid one by the
-        time this process may refresh, that is returned without a token request. A caller on
-        the request path waits at most ``settings.join_timeout`` (then 503); ``wait=True``
-        (the renewer) waits as long as it takes.
-        """
+        """Refresh ``key`` now, joining a refresh in flight. A newer valid record than ``seen``
+        is returned without a token request. Callers wait at most ``join_timeout`` (then 503),
+        unless ``wait=True`` (the renewer)."""
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._refresh(key, seen, max_wait, not wait))
@@ -200,8 +177,7 @@ class Refresher:
             raise SpotifyUnavailable(_TOO_LONG) from None
 
     async def wait_for_inflight(self, timeout: float) -> None:
-        """Let refreshes in flight land (up to ``timeout`` seconds): no rotated refresh token
-        is lost at shutdown."""
+        """Let refreshes in flight land (up to ``timeout`` seconds) at shutdown."""
         pending = set(self._inflight.values())
         if pending:
             await asyncio.wait(pending, timeout=timeout)
@@ -313,9 +289,7 @@ class Refresher:
         if not await self.records.delete(key, current):
             return False
         self._use_stamps.pop(key, None)
-        self._revoked[key] = None
-        while len(self._revoked) > REVOKED_MEMORY:
-            self._revoked.popitem(last=False)
+        remember(self._revoked, key, None, REVOKED_MEMORY)
         logger.info("Spotify no longer accepts a refresh token; its login was dropped")
         await signals.send(signals.reauthorization_required, self.sender, key=key)
         return True

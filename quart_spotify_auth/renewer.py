@@ -1,8 +1,5 @@
 """The background renewer: one task per app process renews what the store's schedule says is
-due (never a scan of every token) through the :class:`~.refresh.Refresher`, at most
-``SPOTIFY_RENEW_CONCURRENCY`` at a time, flushes deferred writes, and sleeps until the next due
-time or until woken. Idle policy: a token unused for ``SPOTIFY_KEEP_WARM`` is renewed
-on its next use instead; a login unused for ``SPOTIFY_TOKEN_IDLE_TTL`` is forgotten."""
+due, forgets logins unused for ``SPOTIFY_TOKEN_IDLE_TTL`` and flushes deferred writes."""
 
 from __future__ import annotations
 
@@ -50,30 +47,26 @@ def renewal(
 
 
 class Renewer:
-    """Renews the tokens of ``refresher``'s store in the background, with its settings, policy
-    and clock; flushes ``deferred`` writes; sleeps until the next due time or a :meth:`wake`."""
+    """Renews the tokens of ``refresher``'s store in the background; flushes ``deferred``."""
 
     def __init__(self, refresher: Refresher, deferred: Deferred) -> None:
         self._refresher = refresher
         self._store = refresher.store
         self._settings = settings = refresher.settings
-        self._policy = refresher.policy
         self._clock = refresher.clock
-        self._sender = refresher.sender
         self._deferred = deferred
         self._wake = asyncio.Event()
         self._next_look = math.inf  # when the loop looks at the schedule next, unasked
         self._runner: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.renew_concurrency)
         self._renewing: set[str] = set()
-        #: Keys a store that hands them out once handed out again while they were renewing:
-        #: key -> when last used. Looked at again when that renewal ends.
+        #: Keys handed out again while renewing (key -> last use): looked at when that ends.
         self._again: dict[str, float | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        return f"Renewer({len(self._renewing)} renewing, running={self._runner is not None})"
+        return f"Renewer({len(self._renewing)} renewing, running={self.running})"
 
     @property
     def running(self) -> bool:
@@ -86,8 +79,7 @@ class Renewer:
             self._wake.set()
 
     def start(self) -> None:
-        """Start on the running loop (with ``SPOTIFY_AUTO_RENEW`` off, only to forget idle
-        logins)."""
+        """Start on the running loop."""
         if self._runner is None:
             self._wake = asyncio.Event()
             self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
@@ -111,8 +103,7 @@ class Renewer:
             self._next_look = math.inf  # woken while looking: look again at once
             timeout = POLL
             try:
-                if self._deferred:
-                    await self._deferred.flush()
+                await self._deferred.flush()
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.entries:
                     if key in self._renewing:
@@ -138,19 +129,15 @@ class Renewer:
     async def _renew(self, key: str, used: float | None) -> None:
         done = False
         try:
-            while True:
-                retry_at = await self._attempt(key, used)
-                if key not in self._again:
-                    done = True
-                    return
-                # Handed out again while it was renewing: look at it again (a failure's
-                # backoff stands: it is put back on the schedule for then).
+            retry_at = await self._attempt(key, used)
+            while key in self._again:  # handed out again while renewing: look at it again
                 used = self._again.pop(key)
-                if retry_at is not None:
+                if retry_at is not None:  # unless it failed: its backoff stands
                     with contextlib.suppress(SpotifyAuthError, OSError):
                         await self._store.reschedule(key, retry_at)
-                    done = True
-                    return
+                    break
+                retry_at = await self._attempt(key, used)
+            done = True
         finally:
             self._renewing.discard(key)
             self._again.pop(key, None)
@@ -163,7 +150,7 @@ class Renewer:
 
     async def _attempt(self, key: str, used: float | None) -> float | None:
         """Look at ``key`` once; on a failure, the time it is retried at (rescheduled)."""
-        sender = self._sender
+        sender = self._refresher.sender
         try:
             await self._renew_key(key, used)
             self._failures.pop(key, None)
@@ -181,13 +168,13 @@ class Renewer:
         return None
 
     async def _renew_key(self, key: str, used: float | None) -> None:
-        store, settings, sender = self._store, self._settings, self._sender
+        store, settings, sender = self._store, self._settings, self._refresher.sender
         record = await store.get(key)
         now = self._clock()
         if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):
             await store.reschedule(key, None)
             raise LoginRequired()
-        if settings.auto_renew and now < self._policy.earliest_due(record):
+        if settings.auto_renew and now < self._refresher.policy.earliest_due(record):
             # Not due even with the most jitter: another process renewed it already.
             await store.reschedule(key, self._refresher.due(key, record))
             await signals.send(signals.renewal_skipped, sender, key=key, reason="current")
@@ -197,14 +184,11 @@ class Renewer:
                 if await self._refresher.logout(key, record):  # abandoned: forget it
                     await signals.send(signals.login_forgotten, sender, key=key)
                 return
-            if not settings.auto_renew:  # nothing to renew: looked at again when it would go
+            if not settings.auto_renew or now - used > settings.keep_warm:
+                # Looked at again when it would be forgotten; idle: renewed on its next use.
                 await store.reschedule(key, used + settings.token_idle_ttl)
-                return
-            if now - used > settings.keep_warm:
-                # Idle: renewed on its next use instead; looked at again when it would be
-                # forgotten.
-                await store.reschedule(key, used + settings.token_idle_ttl)
-                await signals.send(signals.renewal_skipped, sender, key=key, reason="idle")
+                if settings.auto_renew:
+                    await signals.send(signals.renewal_skipped, sender, key=key, reason="idle")
                 return
         max_wait = max(record.expires_at - now, 0.0)
         await self._refresher.refresh(key, record, max_wait=max_wait, wait=True)

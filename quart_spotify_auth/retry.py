@@ -1,6 +1,5 @@
 """Retrying, in one place: exponential backoff with jitter, Spotify's ``Retry-After``, and a
-budget of attempts and waiting per request (token requests, Web API calls, renewals, the
-stores' change listeners)."""
+budget of attempts and waiting per request."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ MAX_SECONDS = 86400.0
 
 
 def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, ...): between half and all of
-    ``base * 2**attempt`` (at most ``cap``), so that many waiters spread out."""
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): half to all of ``base * 2**attempt``
+    (at most ``cap``), so that many waiters spread out."""
     delay = min(cap, base * 2.0 ** min(attempt, 32))
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
 
@@ -32,8 +31,7 @@ MIN_RETRY_AFTER = 0.1
 
 
 def retry_after(response: httpx.Response) -> float:
-    """Seconds a 429 asks to wait (``Retry-After``; 1 when absent or unreadable, clamped to
-    :data:`MAX_SECONDS`)."""
+    """Seconds a 429 asks to wait (``Retry-After``: 1 if unreadable, at most a day)."""
     try:
         wait = float(response.headers.get("retry-after", "1"))
     except ValueError:
@@ -49,19 +47,15 @@ class Retry:
     retries: int = 2
     #: Longest a caller on the request path waits out 429s, all of them together.
     retry_after_cap: float = 5.0
-    #: The first backoff delay in seconds; it doubles with each attempt.
-    base: float = 0.2
     sleep: Sleep = asyncio.sleep
 
     def attempts(self, max_wait: float | None = None) -> Attempts:
-        """A fresh budget for one request; ``max_wait`` replaces the cap on ``Retry-After``
-        (the renewer may wait as long as the token it renews has left)."""
+        """A fresh budget for one request; ``max_wait`` replaces the cap on ``Retry-After``."""
         return Attempts(self, self.retry_after_cap if max_wait is None else max_wait)
 
 
 class Attempts:
-    """One request's retry budget. Each method waits as it should and says whether to try
-    again; ``False`` means the budget is spent (then raise the failure seen last)."""
+    """One request's retry budget: each method waits, then says whether to try again."""
 
     __slots__ = ("_max_wait", "_retry", "failures", "wait", "waited")
 
@@ -79,7 +73,7 @@ class Attempts:
         if self.failures >= self._retry.retries:
             return False
         self.failures += 1
-        await self._retry.sleep(backoff(self.failures, base=self._retry.base))
+        await self._retry.sleep(backoff(self.failures))
         return True
 
     async def retry_after(self, response: httpx.Response) -> bool:

@@ -43,8 +43,7 @@ REMOVED_SCOPES = {
 
 
 def parse_scopes(value: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Scope names from a space- (or comma-) separated string or an iterable, de-duplicated,
-    in the given order."""
+    """Scope names from a space/comma-separated string or an iterable: de-duplicated, in order."""
     if value is None:
         return ()
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)

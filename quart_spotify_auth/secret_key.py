@@ -40,22 +40,18 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
         return given
     path = Path(app.instance_path) / SECRET_KEY_FILE
     try:
-        return _read(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _cannot(path, variable, exc) from exc
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _create(path)
-        return _read(path)
+        try:
+            return _read(path)
+        except FileNotFoundError:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create(path)
+            return _read(path)
     except OSError as exc:
         raise _cannot(path, variable, exc) from exc
 
 
 def _create(path: Path) -> None:
-    """Write a fresh key to ``path`` unless another process has: written in full to a file of
-    its own, then linked into place (which fails if ``path`` exists)."""
+    """Write a fresh key to ``path`` unless another process has (written whole, then linked)."""
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -1,18 +1,6 @@
-"""Signals (blinker): what happened to a login, for your code, metrics and tests. Each is
-sent with the app as sender and the login's store key (``"browser:..."``, ``"user:<id>"`` or
-``"app"``) as ``key``:
-
-.. code-block:: python
-
-    from quart_spotify_auth.signals import token_renewed
-
-    @token_renewed.connect_via(app)
-    def count(sender, key, in_background, **extra):
-        RENEWALS.labels(in_background=in_background).inc()
-
-Receivers may be sync or async; one that raises is logged. They run on the app's event loop
-(the Flask shim's loop thread), so they must not block.
-"""
+"""Signals (blinker) about logins, sent with the app as sender and the login's store key as
+``key`` (see the signals page). Receivers may be sync or async and must not block; one that
+raises is logged."""
 
 from __future__ import annotations
 

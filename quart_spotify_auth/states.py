@@ -1,8 +1,6 @@
 """Logins in flight, kept nowhere: the ``state`` is ``{nonce, expiry, next}`` signed with the
-app's secret key, and the PKCE verifier an HMAC of the nonce under that key. A flood of
-``/login`` fills nothing, and any worker can finish a login another started. (The browser's
-session lists digests of its states, which makes each single use: :mod:`.core`.)
-"""
+app's secret key, and the PKCE verifier an HMAC of the nonce under that key (single use:
+:mod:`.core`)."""
 
 from __future__ import annotations
 
@@ -70,8 +68,7 @@ class LoginStates:
         return self._signer.dumps(data), self._pending(nonce, next_url)
 
     def open(self, state: str) -> PendingLogin:
-        """What ``state`` stands for; :class:`InvalidCallback` if this app did not sign it or
-        it expired."""
+        """What ``state`` stands for; :class:`InvalidCallback` if not signed here, or expired."""
         try:
             data = self._signer.loads(state)
         except BadSignature:

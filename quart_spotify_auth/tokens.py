@@ -1,6 +1,5 @@
-"""Token values: the stored record and the :class:`AccessToken` handed to callers, and
-:class:`RenewalPolicy`: "when to renew" and "too late to hand out" are defined here, once.
-"""
+"""Token values (the stored record, the :class:`AccessToken` handed out) and
+:class:`RenewalPolicy`: "when to renew" and "too late to hand out" are defined here, once."""
 
 from __future__ import annotations
 
@@ -25,8 +24,7 @@ Clock = Callable[[], float]
 #: Spotify refresh tokens die this long after the user's original consent (2026 rule).
 CONSENT_LIFETIME = 182 * 86400
 
-#: A token with less than this many seconds left (at most a tenth of its lifetime) is stale:
-#: refreshed before it is handed out (the renewer gets there first).
+#: A token with less than this many seconds left (at most a tenth of its lifetime) is stale.
 ACCESS_MARGIN = 5.0
 
 
@@ -81,13 +79,11 @@ class TokenRecord:
         return self.authorized_at + CONSENT_LIFETIME
 
     def refresh_at(self, margin: float, jitter: float = 0.0) -> float:
-        """``margin`` plus ``jitter`` seconds before expiry, never before the midpoint of the
-        lifetime (tokens of a few seconds, as in tests, are not renewed as they are issued)."""
+        """``margin`` + ``jitter`` seconds before expiry, never before the lifetime's midpoint."""
         return max(self.issued_at + self.lifetime / 2, self.expires_at - margin - jitter)
 
     def stale(self, now: float) -> bool:
-        """Too close to expiry to hand out (the last tenth of its life, at most
-        :data:`ACCESS_MARGIN` seconds): refresh it first."""
+        """Too near expiry to hand out: its last tenth of life, at most :data:`ACCESS_MARGIN` s."""
         return now >= self.expires_at - min(ACCESS_MARGIN, self.lifetime / 10)
 
     def renewed(self, new: TokenRecord) -> TokenRecord:
@@ -113,9 +109,8 @@ class TokenRecord:
 
 @dataclass(frozen=True, slots=True)
 class RenewalPolicy:
-    """When the renewer looks at a record: ``margin`` seconds (``SPOTIFY_REFRESH_MARGIN``)
-    before expiry with up to 10% jitter, never before the lifetime's midpoint; with background
-    renewal off, when it would be forgotten unused (``SPOTIFY_TOKEN_IDLE_TTL``)."""
+    """When the renewer looks at a record: ``margin`` seconds before expiry with up to 10%
+    jitter; with background renewal off, when it would be forgotten unused."""
 
     margin: float
     auto_renew: bool
