@@ -30,10 +30,11 @@ class LoopThread:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 # New process (first use, or a fork: threads do not survive it): a new loop.
-                self._loop = asyncio.new_event_loop()
+                runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
+                self._loop = runner.get_loop()
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
-                    target=_serve, args=(self._loop,), name="quart-spotify-auth", daemon=True
+                    target=_serve, args=(runner,), name="quart-spotify-auth", daemon=True
                 )
                 self._thread.start()
             return self._loop
@@ -51,9 +52,8 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop and close the loop as ``asyncio.run`` ends its own (tasks cancelled, async
-        generators and executor shut down), waiting up to ``timeout`` seconds unless called
-        from the loop itself. The next use starts a new loop."""
+        """Stop and close the loop (see :func:`_serve`), waiting up to ``timeout`` seconds
+        unless called from the loop itself. The next use starts a new loop."""
         with self._lock:
             loop, thread = self._loop, self._thread
             ours = loop is not None and self._pid == os.getpid()
@@ -68,36 +68,10 @@ class LoopThread:
             thread.join(timeout)
 
 
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """Run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
-    try:
-        loop.run_forever()
-    finally:
-        try:
-            _cancel_all(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
-
-
-def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks still running on ``loop`` and let them end (``asyncio.run`` does)."""
-    tasks = asyncio.all_tasks(loop)
-    if not tasks:
-        return
-    for task in tasks:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            loop.call_exception_handler(
-                {
-                    "message": "unhandled exception in a task stopped with the loop thread",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
+def _serve(runner: asyncio.Runner) -> None:
+    """Run the loop until stopped, then close it as ``asyncio.run`` closes its own."""
+    with runner:
+        runner.get_loop().run_forever()
 
 
 _LOOP = LoopThread()
