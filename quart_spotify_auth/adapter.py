@@ -1,7 +1,5 @@
-"""The base both adapters share (Authlib's integration shape): building an app's core, finding
-the request's :class:`~.core.Caller` (identity lookup), template globals and hooks. The Quart
-extension and the Flask shim add only their context locals and how they run coroutines.
-"""
+"""What both adapters share (Authlib's integration shape): building an app's core, identity
+lookup, template globals and hooks. Each adapter adds its context locals and how it runs."""
 
 from __future__ import annotations
 
@@ -11,6 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -110,8 +109,8 @@ class Context:
     def caller(self, identity: object) -> Caller:
         """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
         the real session, not the proxy: the Flask shim's core runs on another thread."""
-        app, cookies = self.app._get_current_object(), self.request.cookies
-        foreign = lambda: foreign_session_cookie(app, cookies)  # noqa: E731
+        app = self.app._get_current_object()
+        foreign = partial(foreign_session_cookie, app, self.request.cookies)
         return Caller(self.session._get_current_object(), identity_of(identity), foreign)
 
 
@@ -201,7 +200,6 @@ class BaseSpotifyAuth(SeedNames):
     _context: Context
     _register: Callable[[Any], Any]
     _call: Callable[..., Any]
-    core: Callable[[Any], Core]
     is_logged_in: Callable[[], Any]
 
 

@@ -64,26 +64,22 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser (a fresh signed ``state`` and PKCE, which
-        only this browser can use, once); redirect to it to log in. ``scopes`` replaces the
-        configured scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
-        """
+        """The authorize URL to redirect this browser to (its own single-use ``state`` and PKCE).
+        ``scopes`` replaces the configured ones; :meth:`complete_login` gives back ``next_url``."""
         return await self._call(
             Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
-        """Finish the login in the callback route and return this user's token. Reads
-        ``state`` and ``error`` from the request itself: a denied consent raises
-        :class:`AuthorizationDenied`; a bad ``state`` or code, :class:`InvalidCallback` (400).
-        """
+        """Finish the login in the callback route (reading ``state`` and ``error`` from the
+        request) and return the token. Consent denied: :class:`AuthorizationDenied`; a bad
+        ``state`` or code: :class:`InvalidCallback` (400)."""
         return (await self.complete_login(code))[0]
 
     async def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired (one token
         request however many wait). :class:`LoginRequired` (401) when not logged in."""
-        core = current_core()
-        return await core.access_token(await current_caller(core))
+        return await self._call(Core.access_token)
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""

@@ -1,18 +1,8 @@
-"""The Flask shim: the same extension for sync Flask apps.
+"""The Flask shim: the Quart extension's verbs as sync methods (the Flask page says how it runs).
 
-.. code-block:: python
-
-    from quart_spotify_auth.flask import SpotifyAuth
-
-    spotify = SpotifyAuth(app)
-    url = spotify.get_user()
-    token = spotify.get_user_token(request.args.get("code"))
-    token = spotify.get_access_token()
-
-The async core runs on one event loop in a daemon thread per process (:mod:`.loopthread`):
-each method hands its work there and waits, so threaded servers share one refresh per token;
-a valid token this process holds is returned without that hop. The methods also work in
-Flask ``async def`` views.
+The async core runs on one event loop in a daemon thread per process (:mod:`.loopthread`);
+each method hands its work there and waits, except that a valid token this process holds is
+returned without that hop.
 """
 
 from __future__ import annotations
@@ -121,8 +111,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         )
 
     def get_user_token(self, code: str | None = None) -> AccessToken:
-        """Finish the login in the callback route (reads ``state``/``error`` from the request
-        itself) and return this user's token."""
+        """Finish the login in the callback route and return this user's token."""
         return self.complete_login(code)[0]
 
     def get_access_token(self) -> AccessToken:
