@@ -7,10 +7,10 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
@@ -25,6 +25,11 @@ from .stores import TokenStore, open_store
 __all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
 
 logger = logging.getLogger("quart_spotify_auth")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: What an adapter's ``_call`` runs: a coroutine method of :class:`Core` for the caller.
+Job = Callable[Concatenate[Core, Caller, P], Coroutine[Any, Any, T]]
 
 #: The app's own user id for the current request, or a falsy value (then the browser is the key).
 Identity = Callable[[], Awaitable[str | int | None] | str | int | None]
@@ -144,9 +149,8 @@ class BaseSpotifyAuth(SeedNames):
         return f"{prefix}SpotifyAuth(identity={identity})"
 
     def init_app(self, app: Any) -> None:
-        """Read and check the configuration (:class:`ConfigurationError` with the fix), start
-        and stop with the app, and give templates ``spotify_access_token()``,
-        ``spotify_logged_in()`` and ``spotify_user()``."""
+        """Check the configuration (:class:`ConfigurationError`), start and stop with the app, and
+        give templates ``spotify_access_token()``, ``spotify_logged_in()``, ``spotify_user()``."""
         app.extensions[EXTENSION_KEY] = self._register(app)
         app.add_template_global(self._template_token, "spotify_access_token")
         app.add_template_global(self.is_logged_in, "spotify_logged_in")

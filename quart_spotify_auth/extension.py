@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterable
 
 from quart import Quart, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, Context, registered
+from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import EXTENSION_KEY, Caller, Core
 from .diagnostics import check_serving
 from .tokens import AccessToken, TokenRecord
@@ -16,10 +15,13 @@ from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 QUART = Context(current_app, request, session, g, after_this_request)
+
+
+def current_core(app: Quart | None = None) -> Core:
+    """The :class:`~.core.Core` of ``app`` (default: the current app)."""
+    core: Core = registered(app if app is not None else current_app)
+    return core
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -115,27 +117,17 @@ class SpotifyAuth(BaseSpotifyAuth):
         """A Web API client with the app-only token, for catalogue calls."""
         return current_core().web_api(None)
 
-    def core(self, app: Quart | None = None) -> Core:
-        """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-        return current_core(app)
+    core = staticmethod(current_core)
 
     async def close(self, app: Quart | None = None) -> None:
         """Stop ``app``'s renewer and close its connections now (``after_serving`` does it)."""
         await current_core(app).stop()
 
-    async def _call(
-        self, job: Callable[Concatenate[Core, Caller, P], Awaitable[T]], *a: P.args, **k: P.kwargs
-    ) -> T:
+    async def _call(self, job: Job[P, T], *a: P.args, **k: P.kwargs) -> T:
         core = current_core()
         return await job(core, await current_caller(core), *a, **k)
 
     _context = QUART
-
-
-def current_core(app: Quart | None = None) -> Core:
-    """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-    core: Core = registered(app if app is not None else current_app)
-    return core
 
 
 async def current_caller(core: Core | None = None) -> Caller:

@@ -12,13 +12,13 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, Context, registered
+from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import Caller, Core
 from .diagnostics import check_serving
 from .loopthread import block_on
@@ -27,9 +27,6 @@ from .tokens import AccessToken, TokenRecord
 from .webapi import Verbs, WebAPI
 
 __all__ = ["SpotifyAuth", "SyncWebAPI", "block_on"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 FLASK = Context(current_app, request, session, g, after_this_request)
 
@@ -86,6 +83,12 @@ def _shutdown() -> None:
 
 # Before a fork (gunicorn --preload): no renewer kept in the master, no task in flight inherited.
 os.register_at_fork(before=_stop_all)
+
+
+def current_core(app: Flask | None = None) -> Core:
+    """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
+    state: _AppState = registered(app or current_app)
+    return state.core()
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -155,20 +158,13 @@ class SpotifyAuth(BaseSpotifyAuth):
         """A Web API client with the app-only token, for catalogue calls."""
         return SyncWebAPI(current_core().web_api(None))
 
-    def core(self, app: Flask | None = None) -> Core:
-        """The :class:`~.core.Core` of ``app`` (default: the current app), started."""
-        return current_core(app)
+    core = staticmethod(current_core)
 
     def close(self, app: Flask | None = None) -> None:
         """Stop ``app``'s renewer and close its connections now (also done at exit)."""
         registered(app or current_app).stop()
 
-    def _call(
-        self,
-        job: Callable[Concatenate[Core, Caller, P], Coroutine[Any, Any, T]],
-        *a: P.args,
-        **k: P.kwargs,
-    ) -> T:
+    def _call(self, job: Job[P, T], *a: P.args, **k: P.kwargs) -> T:
         core = current_core()
         return block_on(job(core, current_caller(core), *a, **k))
 
@@ -186,12 +182,6 @@ class SyncWebAPI(Verbs[httpx.Response]):
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return block_on(self.api.request(method, path, **kwargs))
-
-
-def current_core(app: Flask | None = None) -> Core:
-    """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    state: _AppState = registered(app or current_app)
-    return state.core()
 
 
 def current_caller(core: Core | None = None) -> Caller:

@@ -1,8 +1,5 @@
-"""Where the Flask shim runs coroutines: one event loop in a daemon thread per process.
-
-Started on first use and again after a fork (gunicorn ``--preload``); never a loop per call,
-so the pooled HTTP client, the locks and the renewer built on it outlive each request.
-"""
+"""Where the Flask shim runs coroutines: one event loop in a daemon thread per process (again
+after a fork), never one per call: the HTTP pool, locks and renewer outlive each request."""
 
 from __future__ import annotations
 
@@ -26,7 +23,8 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def loop(self) -> asyncio.AbstractEventLoop:
+    def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``work`` on the loop (a new one in a new process); block until its result."""
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 # New process (first use, or a fork: threads do not survive it): a new loop.
@@ -37,11 +35,7 @@ class LoopThread:
                     target=_serve, args=(runner,), name="quart-spotify-auth", daemon=True
                 )
                 self._thread.start()
-            return self._loop
-
-    def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``work`` on the loop; block this thread until its result."""
-        loop = self.loop()
+            loop = self._loop
         if threading.current_thread() is self._thread:  # it would wait for itself forever
             work.close()
             raise RuntimeError(

@@ -152,8 +152,7 @@ def scopes_required(*scopes: str) -> _Guard:
                     )
                 session[_ASKED] = sorted(missing)
                 return _to_login(record.scopes | needed)
-            if asked is not None:
-                session.pop(_ASKED, None)
+            session.pop(_ASKED, None)
             return await current_app.ensure_async(func)(*args, **kwargs)
 
         return wrapper
