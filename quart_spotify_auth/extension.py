@@ -35,13 +35,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         spotify = SpotifyAuth(app)
 
     Arguments:
-        app: the app to set up now; or call :meth:`init_app` later (one instance can serve
-            several apps).
+        app: the app to set up now, or call :meth:`init_app` later (for one app or several).
         store: where tokens live (default: per ``SPOTIFY_TOKEN_STORE``).
         identity: returns the app's own user id for the current request (sync or async), to
             key tokens by it instead of by browser; return a constant for a single-account app.
-        transport: an httpx transport for the accounts client (tests:
-            ``httpx.ASGITransport(app=FakeSpotify())``).
+        transport: an httpx transport for Spotify (tests: ``ASGITransport(app=FakeSpotify())``).
         clock: the time source for token expiry (tests can pass a ``FakeClock``).
         config: ``SPOTIFY_*`` keys that take precedence over ``app.config``.
     """

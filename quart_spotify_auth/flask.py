@@ -1,8 +1,5 @@
-"""The Flask shim: the Quart extension's verbs as sync methods (the Flask page says how it runs).
-
-The async core runs on one event loop in a daemon thread per process (:mod:`.loopthread`);
-each method hands its work there and waits, except that a valid token this process holds is
-returned without that hop.
+"""The Flask shim: the Quart extension's verbs as sync methods. Each hands its work to the
+process's loop thread (:mod:`.loopthread`) and waits, but a valid token held here needs no hop.
 """
 
 from __future__ import annotations
