@@ -1,13 +1,6 @@
 """Spotify login for Quart: per-user server-side tokens, state and PKCE, background renewal.
 
-.. code-block:: python
-
-    from quart_spotify_auth import SpotifyAuth
-
-    spotify = SpotifyAuth(app)
-    url = await spotify.get_user()                # send the browser here
-    token = await spotify.get_user_token(code)    # in the callback route
-    token = await spotify.get_access_token()      # anywhere after
+Start at :class:`SpotifyAuth`; everything an app imports is exported here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The base both adapters share (Authlib's integration shape): building an app's core, finding
-the request's :class:`~.core.Caller` (identity lookup), template globals and hooks. The Quart
-extension and the Flask shim add only their context locals and how they run coroutines.
-"""
+"""What both adapters share (Authlib's integration shape): building an app's core, identity
+lookup, template globals and hooks. Each adapter adds its context locals and how it runs."""
 
 from __future__ import annotations
 
@@ -9,9 +7,10 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
@@ -26,6 +25,11 @@ from .stores import TokenStore, open_store
 __all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
 
 logger = logging.getLogger("quart_spotify_auth")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: What an adapter's ``_call`` runs: a coroutine method of :class:`Core` for the caller.
+Job = Callable[Concatenate[Core, Caller, P], Coroutine[Any, Any, T]]
 
 #: The app's own user id for the current request, or a falsy value (then the browser is the key).
 Identity = Callable[[], Awaitable[str | int | None] | str | int | None]
@@ -110,8 +114,8 @@ class Context:
     def caller(self, identity: object) -> Caller:
         """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
         the real session, not the proxy: the Flask shim's core runs on another thread."""
-        app, cookies = self.app._get_current_object(), self.request.cookies
-        foreign = lambda: foreign_session_cookie(app, cookies)  # noqa: E731
+        app = self.app._get_current_object()
+        foreign = partial(foreign_session_cookie, app, self.request.cookies)
         return Caller(self.session._get_current_object(), identity_of(identity), foreign)
 
 
@@ -145,9 +149,8 @@ class BaseSpotifyAuth(SeedNames):
         return f"{prefix}SpotifyAuth(identity={identity})"
 
     def init_app(self, app: Any) -> None:
-        """Read and check the configuration (:class:`ConfigurationError` with the fix), start
-        and stop with the app, and give templates ``spotify_access_token()``,
-        ``spotify_logged_in()`` and ``spotify_user()``."""
+        """Check the configuration (:class:`ConfigurationError`), start and stop with the app, and
+        give templates ``spotify_access_token()``, ``spotify_logged_in()``, ``spotify_user()``."""
         app.extensions[EXTENSION_KEY] = self._register(app)
         app.add_template_global(self._template_token, "spotify_access_token")
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
@@ -201,7 +204,6 @@ class BaseSpotifyAuth(SeedNames):
     _context: Context
     _register: Callable[[Any], Any]
     _call: Callable[..., Any]
-    core: Callable[[Any], Core]
     is_logged_in: Callable[[], Any]
 
 

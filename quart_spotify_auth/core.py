@@ -156,9 +156,8 @@ class Core:
     async def complete_login(
         self, caller: Caller, args: Mapping[str, str], code: str | None = None
     ) -> tuple[AccessToken, str | None]:
-        """Check the callback against this browser's pending logins, exchange the code, and
-        store the tokens under a fresh login id (or the identity). Returns the user's token
-        and the ``next_url`` the login was started with."""
+        """Check the callback against this browser's pending logins, exchange the code, store
+        the tokens under a fresh login id (or the identity); the token and ``next_url``."""
         settings = self.settings
         value, error = args.get("state"), args.get("error")
         # A state this browser started (its session lists it) is used up at once: single use.

@@ -1,6 +1,5 @@
-"""The exception family: every error a request can meet is an ``HTTPException`` under
-:class:`SpotifyAuthError`, whose description says what to do (and never carries a secret);
-:class:`ConfigurationError` is raised by ``init_app``, before the app serves anything."""
+"""Every error a request can meet: an ``HTTPException`` under :class:`SpotifyAuthError`, saying
+what to do (never a secret); :class:`ConfigurationError` comes from ``init_app``."""
 
 from __future__ import annotations
 

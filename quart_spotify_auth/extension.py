@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterable
 
 from quart import Quart, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, Context, registered
+from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import EXTENSION_KEY, Caller, Core
 from .diagnostics import check_serving
 from .tokens import AccessToken, TokenRecord
@@ -16,10 +15,13 @@ from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 QUART = Context(current_app, request, session, g, after_this_request)
+
+
+def current_core(app: Quart | None = None) -> Core:
+    """The :class:`~.core.Core` of ``app`` (default: the current app)."""
+    core: Core = registered(app if app is not None else current_app)
+    return core
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -33,13 +35,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         spotify = SpotifyAuth(app)
 
     Arguments:
-        app: the app to set up now; or call :meth:`init_app` later (one instance can serve
-            several apps).
+        app: the app to set up now, or call :meth:`init_app` later (for one app or several).
         store: where tokens live (default: per ``SPOTIFY_TOKEN_STORE``).
         identity: returns the app's own user id for the current request (sync or async), to
             key tokens by it instead of by browser; return a constant for a single-account app.
-        transport: an httpx transport for the accounts client (tests:
-            ``httpx.ASGITransport(app=FakeSpotify())``).
+        transport: an httpx transport for Spotify (tests: ``ASGITransport(app=FakeSpotify())``).
         clock: the time source for token expiry (tests can pass a ``FakeClock``).
         config: ``SPOTIFY_*`` keys that take precedence over ``app.config``.
     """
@@ -64,26 +64,22 @@ class SpotifyAuth(BaseSpotifyAuth):
         show_dialog: bool | None = None,
         next_url: str | None = None,
     ) -> str:
-        """The Spotify authorize URL for this browser (a fresh signed ``state`` and PKCE, which
-        only this browser can use, once); redirect to it to log in. ``scopes`` replaces the
-        configured scopes for this login; ``next_url`` is given back by :meth:`complete_login`.
-        """
+        """The authorize URL to redirect this browser to (its own single-use ``state`` and PKCE).
+        ``scopes`` replaces the configured ones; :meth:`complete_login` gives back ``next_url``."""
         return await self._call(
             Core.begin_login, scopes=scopes, show_dialog=show_dialog, next_url=next_url
         )
 
     async def get_user_token(self, code: str | None = None) -> AccessToken:
-        """Finish the login in the callback route and return this user's token. Reads
-        ``state`` and ``error`` from the request itself: a denied consent raises
-        :class:`AuthorizationDenied`; a bad ``state`` or code, :class:`InvalidCallback` (400).
-        """
+        """Finish the login in the callback route (reading ``state`` and ``error`` from the
+        request) and return the token. Consent denied: :class:`AuthorizationDenied`; a bad
+        ``state`` or code: :class:`InvalidCallback` (400)."""
         return (await self.complete_login(code))[0]
 
     async def get_access_token(self) -> AccessToken:
         """This user's valid access token, refreshed first if it has expired (one token
         request however many wait). :class:`LoginRequired` (401) when not logged in."""
-        core = current_core()
-        return await core.access_token(await current_caller(core))
+        return await self._call(Core.access_token)
 
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
@@ -119,27 +115,17 @@ class SpotifyAuth(BaseSpotifyAuth):
         """A Web API client with the app-only token, for catalogue calls."""
         return current_core().web_api(None)
 
-    def core(self, app: Quart | None = None) -> Core:
-        """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-        return current_core(app)
+    core = staticmethod(current_core)
 
     async def close(self, app: Quart | None = None) -> None:
         """Stop ``app``'s renewer and close its connections now (``after_serving`` does it)."""
         await current_core(app).stop()
 
-    async def _call(
-        self, job: Callable[Concatenate[Core, Caller, P], Awaitable[T]], *a: P.args, **k: P.kwargs
-    ) -> T:
+    async def _call(self, job: Job[P, T], *a: P.args, **k: P.kwargs) -> T:
         core = current_core()
         return await job(core, await current_caller(core), *a, **k)
 
     _context = QUART
-
-
-def current_core(app: Quart | None = None) -> Core:
-    """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-    core: Core = registered(app if app is not None else current_app)
-    return core
 
 
 async def current_caller(core: Core | None = None) -> Caller:

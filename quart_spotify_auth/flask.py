@@ -1,18 +1,5 @@
-"""The Flask shim: the same extension for sync Flask apps.
-
-.. code-block:: python
-
-    from quart_spotify_auth.flask import SpotifyAuth
-
-    spotify = SpotifyAuth(app)
-    url = spotify.get_user()
-    token = spotify.get_user_token(request.args.get("code"))
-    token = spotify.get_access_token()
-
-The async core runs on one event loop in a daemon thread per process (:mod:`.loopthread`):
-each method hands its work there and waits, so threaded servers share one refresh per token;
-a valid token this process holds is returned without that hop. The methods also work in
-Flask ``async def`` views.
+"""The Flask shim: the Quart extension's verbs as sync methods. Each hands its work to the
+process's loop thread (:mod:`.loopthread`) and waits, but a valid token held here needs no hop.
 """
 
 from __future__ import annotations
@@ -22,13 +9,13 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 
-from .adapter import BaseSpotifyAuth, Context, registered
+from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import Caller, Core
 from .diagnostics import check_serving
 from .loopthread import block_on
@@ -37,9 +24,6 @@ from .tokens import AccessToken, TokenRecord
 from .webapi import Verbs, WebAPI
 
 __all__ = ["SpotifyAuth", "SyncWebAPI", "block_on"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 FLASK = Context(current_app, request, session, g, after_this_request)
 
@@ -98,6 +82,12 @@ def _shutdown() -> None:
 os.register_at_fork(before=_stop_all)
 
 
+def current_core(app: Flask | None = None) -> Core:
+    """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
+    state: _AppState = registered(app or current_app)
+    return state.core()
+
+
 class SpotifyAuth(BaseSpotifyAuth):
     """Spotify login for a Flask app: the same keys, verbs, tokens, errors and signals as the
     Quart extension, as plain sync methods. Arguments are those of
@@ -121,8 +111,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         )
 
     def get_user_token(self, code: str | None = None) -> AccessToken:
-        """Finish the login in the callback route (reads ``state``/``error`` from the request
-        itself) and return this user's token."""
+        """Finish the login in the callback route and return this user's token."""
         return self.complete_login(code)[0]
 
     def get_access_token(self) -> AccessToken:
@@ -166,20 +155,13 @@ class SpotifyAuth(BaseSpotifyAuth):
         """A Web API client with the app-only token, for catalogue calls."""
         return SyncWebAPI(current_core().web_api(None))
 
-    def core(self, app: Flask | None = None) -> Core:
-        """The :class:`~.core.Core` of ``app`` (default: the current app), started."""
-        return current_core(app)
+    core = staticmethod(current_core)
 
     def close(self, app: Flask | None = None) -> None:
         """Stop ``app``'s renewer and close its connections now (also done at exit)."""
         registered(app or current_app).stop()
 
-    def _call(
-        self,
-        job: Callable[Concatenate[Core, Caller, P], Coroutine[Any, Any, T]],
-        *a: P.args,
-        **k: P.kwargs,
-    ) -> T:
+    def _call(self, job: Job[P, T], *a: P.args, **k: P.kwargs) -> T:
         core = current_core()
         return block_on(job(core, current_caller(core), *a, **k))
 
@@ -197,12 +179,6 @@ class SyncWebAPI(Verbs[httpx.Response]):
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return block_on(self.api.request(method, path, **kwargs))
-
-
-def current_core(app: Flask | None = None) -> Core:
-    """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    state: _AppState = registered(app or current_app)
-    return state.core()
 
 
 def current_caller(core: Core | None = None) -> Caller:

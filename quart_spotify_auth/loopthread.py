@@ -1,8 +1,5 @@
-"""Where the Flask shim runs coroutines: one event loop in a daemon thread per process.
-
-Started on first use and again after a fork (gunicorn ``--preload``); never a loop per call,
-so the pooled HTTP client, the locks and the renewer built on it outlive each request.
-"""
+"""Where the Flask shim runs coroutines: one event loop in a daemon thread per process (again
+after a fork), never one per call: the HTTP pool, locks and renewer outlive each request."""
 
 from __future__ import annotations
 
@@ -26,21 +23,19 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def loop(self) -> asyncio.AbstractEventLoop:
+    def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``work`` on the loop (a new one in a new process); block until its result."""
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 # New process (first use, or a fork: threads do not survive it): a new loop.
-                self._loop = asyncio.new_event_loop()
+                runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
+                self._loop = runner.get_loop()
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
-                    target=_serve, args=(self._loop,), name="quart-spotify-auth", daemon=True
+                    target=_serve, args=(runner,), name="quart-spotify-auth", daemon=True
                 )
                 self._thread.start()
-            return self._loop
-
-    def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``work`` on the loop; block this thread until its result."""
-        loop = self.loop()
+            loop = self._loop
         if threading.current_thread() is self._thread:  # it would wait for itself forever
             work.close()
             raise RuntimeError(
@@ -51,9 +46,8 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop and close the loop as ``asyncio.run`` ends its own (tasks cancelled, async
-        generators and executor shut down), waiting up to ``timeout`` seconds unless called
-        from the loop itself. The next use starts a new loop."""
+        """Stop and close the loop (see :func:`_serve`), waiting up to ``timeout`` seconds
+        unless called from the loop itself. The next use starts a new loop."""
         with self._lock:
             loop, thread = self._loop, self._thread
             ours = loop is not None and self._pid == os.getpid()
@@ -68,36 +62,10 @@ class LoopThread:
             thread.join(timeout)
 
 
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """Run ``loop`` until stopped, then end it as ``asyncio.run`` ends its own."""
-    try:
-        loop.run_forever()
-    finally:
-        try:
-            _cancel_all(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
-
-
-def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks still running on ``loop`` and let them end (``asyncio.run`` does)."""
-    tasks = asyncio.all_tasks(loop)
-    if not tasks:
-        return
-    for task in tasks:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            loop.call_exception_handler(
-                {
-                    "message": "unhandled exception in a task stopped with the loop thread",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
+def _serve(runner: asyncio.Runner) -> None:
+    """Run the loop until stopped, then close it as ``asyncio.run`` closes its own."""
+    with runner:
+        runner.get_loop().run_forever()
 
 
 _LOOP = LoopThread()

@@ -1,19 +1,5 @@
-"""Ready routes and guards for Quart apps (all opt-in).
-
-.. code-block:: python
-
-    spotify = SpotifyAuth(app)
-    app.register_blueprint(spotify_blueprint(spotify))   # /spotify/login, callback, logout, token
-
-    @app.route("/playlists")
-    @login_required
-    async def playlists(): ...
-
-    @app.route("/player")
-    @scopes_required("streaming", "user-modify-playback-state")
-    async def player(): ...
-
-The guards need the blueprint registered (they send the browser to its login route).
+"""Ready routes and guards for Quart apps (all opt-in; "Building on it" in the docs shows them
+in use). The guards need the blueprint registered: they send the browser to its login route.
 """
 
 from __future__ import annotations
@@ -166,8 +152,7 @@ def scopes_required(*scopes: str) -> _Guard:
                     )
                 session[_ASKED] = sorted(missing)
                 return _to_login(record.scopes | needed)
-            if asked is not None:
-                session.pop(_ASKED, None)
+            session.pop(_ASKED, None)
             return await current_app.ensure_async(func)(*args, **kwargs)
 
         return wrapper

@@ -1,14 +1,6 @@
-"""Flask-Spotify-Auth's API (the seed's ``startup.py``), deprecated: each camelCase name calls
-its new one on both adapters' ``SpotifyAuth`` until 0.3, and says so.
-
-- ``getUser()``: ``get_user()``
-- ``getUserToken(code)``: ``get_user_token(code)``
-- ``getAccessToken()``: ``get_access_token()``
-- ``forceRenewal()``: ``force_renewal()``
-
-Each gives a ``DeprecationWarning`` and, once per name and process, a WARNING log line at the
-caller's line (Python hides the warning under ``flask run`` and hypercorn). ``manager()``, an
-early name of this package's own, goes with them.
+"""Flask-Spotify-Auth's camelCase names (``getUser()``...), deprecated until 0.3: each calls its
+new name and warns, with a WARNING log line once per name and process (Python hides the
+warning under ``flask run`` and hypercorn). ``manager()``, an early name of our own, goes too.
 """
 
 from __future__ import annotations

@@ -118,12 +118,9 @@ class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
         return f"WebAPI({self._base!r})"
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send ``method path`` (relative to ``SPOTIFY_API_URL``) with the user's bearer.
-
-        A request that never reached Spotify is retried for any method; one whose reply was
-        lost, only for idempotent methods. Absolute URLs (Spotify's paging links) must be on
-        the API's origin: the bearer goes nowhere else. Network failures end as
-        :class:`SpotifyUnavailable`."""
+        """Send ``method path`` (relative to ``SPOTIFY_API_URL``, or an absolute URL on its
+        origin, such as a paging link) with the user's bearer. Unsent requests are retried,
+        lost replies only for idempotent methods; then :class:`SpotifyUnavailable`."""
         if path.startswith(("http://", "https://")):
             if _origin(path) != _origin(self._base):
                 raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
