@@ -1,13 +1,10 @@
 """The SQL store: SQLite (the default: a file in the app's instance folder, shared by the
 workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy Core.
 
-Each read or write is one function of a ``Connection`` run in one transaction: for SQLite on a
-few threads with the ``sqlite3`` driver (one thread hop per transaction, about 0.1 ms; an async
-driver hops for every cursor call, about 2 ms), for PostgreSQL on asyncpg through ``run_sync``.
-Versioned writes are compare-and-set updates with a version counter in the same transaction;
-the schedule is an indexed ``due`` column; a claim is a row with an expiry (no lock is held
-across a Spotify round trip). Writes are reported to other processes' caches by PostgreSQL's
-``NOTIFY``, or by SQLite's change slots (:mod:`.changes`).
+Each read or write is one transaction: for SQLite on a few threads with ``sqlite3`` (an async
+driver hops threads for every cursor call, 2 ms against 0.1), for PostgreSQL on asyncpg. Writes
+are compare-and-set on a version counter; a claim is a row with an expiry. Other processes'
+caches hear of writes by PostgreSQL's ``NOTIFY`` or SQLite's change slots (:mod:`.changes`).
 """
 
 from __future__ import annotations
@@ -71,14 +68,12 @@ class SQLTokenStore(TokenStore):
 
     Arguments:
         url: ``sqlite:///path/to/file`` or ``postgresql://user:password@host/db``; or pass
-            ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (not disposed by the
-            store), to keep tokens in the app's own database (a SQLite one best set up for
-            several processes with :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`).
+            ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (never disposed by the
+            store; a SQLite one best set up with :func:`.sqlengine.sqlite_setup`).
         prefix: the tables' name prefix (``SPOTIFY_TOKEN_STORE_PREFIX``; see :class:`.Schema`).
         idle_ttl: a login not written for this long (seconds) is forgotten.
-        encryption_keys: Fernet keys; records are encrypted at rest, each bound to its key.
+        encryption_keys: Fernet keys: records are encrypted at rest, each bound to its key.
         migrating: with keys, still read records written in clear or unbound.
-        clock: the time source (tests).
         cache_ttl: seconds a read may be served from this process (0: never).
         busy_timeout: SQLite: seconds a write waits for another process's.
     """
@@ -137,12 +132,10 @@ class SQLTokenStore(TokenStore):
         return self._engine
 
     def _forked(self) -> None:
-        """Start afresh in this process (a forked child has none of the parent's locks,
-        threads or listener)."""
+        """Start afresh in this process (a forked child has none of the parent's)."""
         self._pid, self._listener, self._ready = os.getpid(), None, False
         self._ready_lock = asyncio.Lock()
-        # SQLite takes one writer at a time: this process's queue here, in order, not in
-        # SQLite's busy handler, which sleeps and retries.
+        # SQLite's writers queue here, in order, not in its busy handler (which sleeps).
         self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._threads: ThreadPoolExecutor | None = None
 
@@ -253,7 +246,7 @@ class SQLTokenStore(TokenStore):
         statement = self._sql.swap if "old" in more else self._sql.upsert
 
         def write(connection: Connection) -> int:
-            version = self._next_version(connection)
+            version = int(connection.execute(self._sql.next_version).scalar_one())
             if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
             return version
@@ -300,9 +293,6 @@ class SQLTokenStore(TokenStore):
     async def release(self, key: str, claim: str) -> None:
         await self.transaction(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
 
-    def _next_version(self, connection: Connection) -> int:
-        return int(connection.execute(self._sql.next_version).scalar_one())
-
     async def _write(self, key: str, work: Callable[[Connection], T]) -> T:
         """Run a write of ``key`` and report it: PostgreSQL notifies in its transaction,
         SQLite moves the key's change slot after it (committed or not)."""
@@ -333,20 +323,19 @@ class SQLTokenStore(TokenStore):
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
-        if is_async(engine):
-            async with self._writing if write and self._writing else _NOTHING:
+        async with self._writing if write and self._writing else _NOTHING:
+            if is_async(engine):
                 async with engine.execution_options(**options).begin() as connection:
                     return await connection.run_sync(work)
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-        loop, sync_engine = asyncio.get_running_loop(), cast(Engine, engine)
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
+            sync_engine = cast(Engine, engine)
 
-        def transaction() -> T:
-            with sync_engine.execution_options(**options).begin() as connection:
-                return work(connection)
+            def transaction() -> T:
+                with sync_engine.execution_options(**options).begin() as connection:
+                    return work(connection)
 
-        async with self._writing if write and self._writing else _NOTHING:
-            return await loop.run_in_executor(self._threads, transaction)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, transaction)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return unavailable(self.dialect, self._where, exc)
