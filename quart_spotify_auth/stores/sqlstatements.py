@@ -49,35 +49,21 @@ class Statements:
             .where(tokens.c.key == key, tokens.c.expires > now)
             .values(used=at, due=sooner)
         )
+        saved = ("version", "record", "due", "expires")
+        row = {name: bindparam(f"p_{name}") for name in saved}
         # key, version, record, due, used, expires: a new login (``used`` kept when None)
-        written = insert(tokens).values(
-            {name: bindparam(f"p_{name}") for name in ("key", "version", "record", "due", "used")}
-            | {"expires": bindparam("p_expires")}
-        )
+        written = insert(tokens).values(row | {"key": key, "used": bindparam("p_used")})
         self.upsert = written.on_conflict_do_update(
             index_elements=[tokens.c.key],
-            set_={
-                "version": written.excluded.version,
-                "record": written.excluded.record,
-                "due": written.excluded.due,
-                "expires": written.excluded.expires,
-                "used": func.coalesce(written.excluded.used, tokens.c.used),
-            },
+            set_={name: written.excluded[name] for name in saved}
+            | {"used": func.coalesce(written.excluded.used, tokens.c.used)},
         )
+        old = tokens.c.version == bindparam("p_old")
         # key, old, version, record, due, expires: only over version ``old``
-        self.swap = (
-            update(tokens)
-            .where(tokens.c.key == key, tokens.c.version == bindparam("p_old"))
-            .values(
-                version=bindparam("p_version"),
-                record=bindparam("p_record"),
-                due=bindparam("p_due"),
-                expires=bindparam("p_expires"),
-            )
-        )
+        self.swap = update(tokens).where(tokens.c.key == key, old).values(row)
         # key; key, old
         self.delete = delete(tokens).where(tokens.c.key == key)
-        self.delete_version = self.delete.where(tokens.c.version == bindparam("p_old"))
+        self.delete_version = self.delete.where(old)
         # key, due
         self.reschedule = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_due"))
         # now, limit: the keys due, soonest first; now: when the next one is
