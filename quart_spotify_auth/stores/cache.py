@@ -38,8 +38,7 @@ class ReadCache:
         #: Moves on with every change heard, so reads in flight across one are not kept.
         self.generation = 0
         self._entries: dict[str, tuple[float, TokenRecord, int]] = {}
-        #: The newest version of each key this process wrote (bounded): no older copy, from a
-        #: late message or a slow read, is kept.
+        #: The newest version of each key this process wrote (bounded): no older copy is kept.
         self._floors: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -91,8 +90,7 @@ class ReadCache:
             del self._entries[key]
 
     def heard(self, key: str, record: TokenRecord) -> None:
-        """Keep ``record``, the feed's news of ``key`` (unless this process wrote a newer one:
-        messages and replies race)."""
+        """Keep ``record``, the feed's news of ``key`` (unless this process wrote a newer one)."""
         self._keep(key, record, 0)
 
     def _keep(self, key: str, record: TokenRecord, stamp: int) -> None:
@@ -138,9 +136,8 @@ class ReadCache:
 
 
 class CachedRecords(Records):
-    """``store``'s records, read through this process's copies (the store's ``cache``; none:
-    every read goes to the store). Writes go through here too, so that no older copy outlives
-    them; a read that must see the newest record reads ``store`` itself."""
+    """``store``'s records, read through its ``cache`` (none: every read goes to the store);
+    writes go through here too, so no older copy outlives them."""
 
     def __init__(self, store: TokenStore) -> None:
         self.store = store

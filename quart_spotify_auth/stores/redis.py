@@ -233,8 +233,7 @@ class RedisTokenStore(TokenStore):
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _heard(self, data: bytes) -> None:
-        """A deletion names its key; a write (``\\0version:length:key`` then the stored blob)
-        carries the new record."""
+        """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob."""
         if not data.startswith(b"\0"):
             self.cache.changed(data.decode())
             return

@@ -21,9 +21,8 @@ SCHEMA_VERSION = 1
 
 
 class Schema:
-    """The three tables, under ``SPOTIFY_TOKEN_STORE_PREFIX`` (several apps can share one
-    database) made fit for table names: each non-word character becomes ``_``, and one ``_``
-    ends it (``myapp`` gives ``myapp_tokens``, the default ``quart_spotify_auth_tokens``)."""
+    """The three tables, under ``SPOTIFY_TOKEN_STORE_PREFIX`` with each non-word character made
+    ``_``, and one ``_`` ending it (``myapp`` gives ``myapp_tokens``)."""
 
     def __init__(self, prefix: str = DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"]) -> None:
         name = re.sub(r"\W", "_", prefix)
@@ -38,8 +37,7 @@ class Schema:
             # When the renewer looks at it next (NULL: never); when it was last used.
             Column("due", Double, nullable=True),
             Column("used", Double, nullable=True),
-            # When the row is forgotten: unused for SPOTIFY_TOKEN_IDLE_TTL, or six months after
-            # consent (Spotify's limit), whichever is first.
+            # When the row is forgotten: idle for SPOTIFY_TOKEN_IDLE_TTL, or at reauthorize_by.
             Column("expires", Double, nullable=False),
         )
         Index(
