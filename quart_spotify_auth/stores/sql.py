@@ -38,7 +38,7 @@ from .sqlengine import is_async, listen, make_engine, unavailable
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 from .sqlschema import SCHEMA_VERSION, Schema
-from .sqlstatements import Statements, bind, like_prefix
+from .sqlstatements import Statements, bind
 
 __all__ = ["SQLTokenStore"]
 
@@ -285,8 +285,7 @@ class SQLTokenStore(TokenStore):
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
-        taken = {"key": key, "holder": holder, "until": now + ttl, "now": now}
-        taken["mine"] = like_prefix(f"{owner}/")
+        taken = {"key": key, "holder": holder, "until": now + ttl, "now": now, "mine": f"{owner}/"}
         row = await self.transaction(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
         return holder if row is not None else None
 

@@ -5,23 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Text, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .sqlschema import Schema
 
-__all__ = ["Statements", "bind", "like_prefix"]
+__all__ = ["Statements", "bind"]
 
 
 def bind(**values: Any) -> dict[str, Any]:
     """The parameters of a statement (named apart from the columns, as SQLAlchemy needs)."""
     return {f"p_{name}": value for name, value in values.items()}
-
-
-def like_prefix(value: str) -> str:
-    """A ``LIKE`` pattern (escape ``/``) for the values that start with ``value``."""
-    escaped = value.replace("/", "//").replace("%", "/%").replace("_", "/_")
-    return escaped + "%"
 
 
 class Statements:
@@ -84,14 +78,17 @@ class Statements:
         # now; ended: rows past their expiry, claims ended long ago
         self.sweep_tokens = delete(tokens).where(tokens.c.expires <= now)
         self.sweep_claims = delete(claims).where(claims.c.until <= bindparam("p_ended"))
-        # key, holder, until, now, mine (a LIKE pattern for the owner's own claims)
+        # key, holder, until, now, mine (how the owner's own claims start)
+        mine: Any = bindparam("p_mine", type_=Text)
         taken = insert(claims).values(
             key=key, holder=bindparam("p_holder"), until=bindparam("p_until")
         )
         self.claim = taken.on_conflict_do_update(
             index_elements=[claims.c.key],
             set_={"holder": taken.excluded.holder, "until": taken.excluded.until},
-            where=or_(claims.c.until <= now, claims.c.holder.like(bindparam("p_mine"), escape="/")),
+            where=or_(
+                claims.c.until <= now, func.substr(claims.c.holder, 1, func.length(mine)) == mine
+            ),
         ).returning(claims.c.holder)
         # key, holder
         self.release = delete(claims).where(
