@@ -287,10 +287,6 @@ def unknown_keys(config: Mapping[str, Any], environ: Mapping[str, str] | None = 
     return found
 
 
-#: Other libraries' environment variables, near our names but not misspellings of them.
-_FOREIGN_PREFIXES = ("SPOTIPY_",)  # spotipy's SPOTIPY_CLIENT_ID...
-
-
 @functools.lru_cache(maxsize=1024)
 def _near_miss(key: str) -> str | None:
     """The setting ``key`` looks like a misspelling of, or ``None``."""
@@ -299,7 +295,7 @@ def _near_miss(key: str) -> str | None:
     upper = key.upper()
     if upper in DEFAULTS:
         return upper
-    if upper.startswith(_FOREIGN_PREFIXES):
+    if upper.startswith("SPOTIPY_"):  # spotipy's: near our names, not misspellings of them
         return None
     if not upper.startswith(_PREFIX):
         # SPOTFY_X is a typo of ours; an app's own MY_SPOTIFY_CLIENT_ID is not.
@@ -310,13 +306,13 @@ def _near_miss(key: str) -> str | None:
     return close[0] if close else None
 
 
-def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+def warn_user(message: str) -> None:
     """Warn at the first caller outside this package (the user's ``SpotifyAuth(app)`` line),
     however many of our frames lie between (Python 3.11 has no ``skip_file_prefixes``)."""
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -103,16 +103,13 @@ class SQLTokenStore(TokenStore):
         self._codec = Codec(encryption_keys, migrating=migrating)
         self._clock = clock
         parsed = make_url(self._url)
-        self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
+        sqlite = parsed.drivername.startswith("sqlite")
+        self.dialect = "sqlite" if sqlite else "postgresql"
         self._sql = Statements(self.schema, self.dialect)
-        self._where = (
-            parsed.database
-            if self.dialect == "sqlite"
-            else f"{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}"
-        )
-        if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+        server = f"{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}"
+        self._where = parsed.database if sqlite else server
+        if sqlite and parsed.database in (None, "", ":memory:"):
             raise ConfigurationError("SQLTokenStore needs a SQLite file, not :memory:.")
-        sqlite = self.dialect == "sqlite"
         self._slots = ChangeSlots(f"{parsed.database}.changes") if sqlite else None
         self.cache = ReadCache(cache_ttl, stamp=self._slots.seen if self._slots else None)
         self._listener: asyncio.Task[None] | None = None

@@ -77,8 +77,7 @@ def create_statements(
 ) -> str:
     """The SQL that creates the tables for ``dialect`` (``postgresql`` or ``sqlite``), with the
     rows a new database starts with."""
-    dialects: dict[str, Any] = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}
-    chosen = dialects[dialect]()
+    chosen = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}[dialect]()
     schema = Schema(prefix)
     lines = [f"-- quart-spotify-auth token store, schema version {SCHEMA_VERSION} ({dialect})"]
     for table in schema.metadata.sorted_tables:

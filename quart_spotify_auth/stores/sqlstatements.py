@@ -44,7 +44,7 @@ class Statements:
             .values(used=at, due=sooner)
         )
         saved = ("version", "record", "due", "expires")
-        row = {name: bindparam(f"p_{name}") for name in saved}
+        row: dict[str, Any] = {name: bindparam(f"p_{name}") for name in saved}
         # key, version, record, due, used, expires: a new login (``used`` kept when None)
         written = insert(tokens).values(row | {"key": key, "used": bindparam("p_used")})
         self.upsert = written.on_conflict_do_update(
