@@ -45,6 +45,7 @@ class ReadCache:
         return f"ReadCache({len(self._entries)} records, listening={self.listening})"
 
     def get(self, key: str) -> TokenRecord | None:
+        """``key``'s copy if known to be current; never waits (Flask's request threads call it)."""
         entry = self._entries.get(key) if self.listening else None
         if entry is None or entry[0] <= time.monotonic():
             return None
@@ -54,7 +55,8 @@ class ReadCache:
 
     def last_known(self, key: str) -> TokenRecord | None:
         """What this process last read of ``key`` (of any age) if no write to it was heard
-        since; with a feed, only while it is up or ``last_known_for`` seconds after."""
+        since; with a feed, only while it is up or ``last_known_for`` seconds after. Served
+        after the store failed to answer, until it is back."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -142,15 +144,6 @@ class CachedRecords(Records):
     def __init__(self, store: TokenStore) -> None:
         self.store = store
         self.cache = store.cache or ReadCache(ttl=0)
-
-    def cached(self, key: str) -> TokenRecord | None:
-        """``key``'s record if this process holds a copy known to be current; never waits
-        (the Flask shim calls it from request threads)."""
-        return self.cache.get(key)
-
-    def last_known(self, key: str) -> TokenRecord | None:
-        """After the store failed to answer: the copy of ``key`` to serve until it is back."""
-        return self.cache.last_known(key)
 
     async def get(self, key: str) -> TokenRecord | None:
         record = self.cache.get(key)
