@@ -1,11 +1,10 @@
-"""The SQL store: SQLite (the default: a file in the app's instance folder, shared by the
-workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy Core.
+"""The SQL store: SQLite (the default, shared by the workers of one host) or PostgreSQL (many
+hosts), one implementation on SQLAlchemy Core.
 
 Each read or write is one transaction: for SQLite on a few threads with ``sqlite3`` (an async
 driver hops threads for every cursor call, 2 ms against 0.1), for PostgreSQL on asyncpg. Writes
-are compare-and-set on a version counter; a claim is a row with an expiry. Other processes'
-caches hear of writes by PostgreSQL's ``NOTIFY`` or SQLite's change slots (:mod:`.changes`).
-"""
+are compare-and-set on a version counter; a claim is a row with an expiry. Other processes hear
+of writes by PostgreSQL's ``NOTIFY`` or SQLite's change slots (:mod:`.changes`)."""
 
 from __future__ import annotations
 
@@ -197,14 +196,13 @@ class SQLTokenStore(TokenStore):
                         connection.execute(meta.insert().values(name=name, value=value))
                 return found
 
-            found: dict[str, int] = {}
-            for attempt in (1, 2):  # two processes creating the tables at once: one loses
+            try:
+                found = await self._in_transaction(create, write=True)
+            except _FAILURES:  # two processes creating the tables at once: one loses
                 try:
                     found = await self._in_transaction(create, write=True)
-                    break
                 except _FAILURES as exc:
-                    if attempt == 2:
-                        raise self._unavailable(exc) from exc
+                    raise self._unavailable(exc) from exc
             version = found.get("schema", SCHEMA_VERSION)
             if version != SCHEMA_VERSION:
                 raise ConfigurationError(
@@ -306,8 +304,8 @@ class SQLTokenStore(TokenStore):
                 self._slots.changed(key)
 
     async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        """Run ``work(connection)`` (a sync ``Connection``) in one of the store's transactions;
-        the database's failures become a clean 503 (``StoreUnavailable``)."""
+        """Run ``work(connection)`` (a sync ``Connection``) in one transaction; the database's
+        failures become a clean 503."""
         try:
             if not self._ready:
                 await self._ensure()

@@ -100,8 +100,8 @@ def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    # A write takes the write lock at once, so two processes never deadlock upgrading theirs.
-    # Straight to the driver: through SQLAlchemy's execution this cost 100 µs a transaction.
+    # A write locks at once, so two processes never deadlock upgrading their locks; straight
+    # to the driver, as SQLAlchemy's execution cost 100 µs a transaction.
     mode = "IMMEDIATE" if connection.get_execution_options().get("write") else "DEFERRED"
     connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
@@ -110,8 +110,7 @@ async def listen(engine: AsyncEngine, channel: str, cache: ReadCache) -> None:
     """Report every key written on ``channel`` (PostgreSQL ``LISTEN``) to ``cache``, until the
     connection ends."""
     async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
+        driver: Any = (await connection.get_raw_connection()).driver_connection
         closed = asyncio.Event()
         driver.add_termination_listener(lambda _: closed.set())
         await driver.add_listener(channel, lambda *args: cache.changed(str(args[-1])))

@@ -27,22 +27,15 @@ class Statements:
         insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
         key: Any = bindparam("p_key")
         now: Any = bindparam("p_now")
+        live = tokens.c.expires > now
 
         # key, now
-        self.read = select(tokens.c.version, tokens.c.record).where(
-            tokens.c.key == key, tokens.c.expires > now
-        )
-        # key, now, at: used at ``at``, and due no later than that
+        self.read = select(tokens.c.version, tokens.c.record).where(tokens.c.key == key, live)
+        # key, now, at: used at ``at``, and due no later than that (SQLite: min() of NULL is NULL)
         at: Any = bindparam("p_at")
-        if dialect == "postgresql":
-            sooner = func.least(func.coalesce(tokens.c.due, at), at)
-        else:  # SQLite's min() of NULL is NULL
-            sooner = func.coalesce(func.min(tokens.c.due, at), at)
-        self.mark_used = (
-            update(tokens)
-            .where(tokens.c.key == key, tokens.c.expires > now)
-            .values(used=at, due=sooner)
-        )
+        least = func.least if dialect == "postgresql" else func.min
+        sooner = func.coalesce(least(tokens.c.due, at), at)
+        self.mark_used = update(tokens).where(tokens.c.key == key, live).values(used=at, due=sooner)
         saved = ("version", "record", "due", "expires")
         row: dict[str, Any] = {name: bindparam(f"p_{name}") for name in saved}
         # key, version, record, due, used, expires: a new login (``used`` kept when None)
@@ -61,7 +54,6 @@ class Statements:
         # key, due
         self.reschedule = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_due"))
         # now, limit: the keys due, soonest first; now: when the next one is
-        live = tokens.c.expires > now
         self.due = (
             select(tokens.c.key, tokens.c.used)
             .where(tokens.c.due <= now, live)
