@@ -1,6 +1,5 @@
 """Token stores, where each user's tokens live, server-side, with their renewals' schedule:
-:class:`TokenStore` is the contract (:mod:`.base`); :func:`open_store` opens the one configured.
-"""
+:class:`TokenStore` is the contract (:mod:`.base`); :func:`open_store` opens the one configured."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ key prefix ``P`` (default ``quart_spotify_auth:``):
 - ``P claim:<key>``: the claim of the process refreshing that key, with an expiry.
 
 Versioned writes are Lua scripts, atomic in Redis; each publishes on ``P written`` the key of a
-deletion, or a write's key, version and record, for every process's :attr:`cache`.
-"""
+deletion, or a write's key, version and record, for every process's :attr:`cache`."""
 
 from __future__ import annotations
 

@@ -249,10 +249,8 @@ class SQLTokenStore(TokenStore):
         return await self._write(key, write)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        if old is None:
-            statement, which = self._sql.delete, bind(key=key)
-        else:
-            statement, which = self._sql.delete_version, bind(key=key, old=old.version)
+        statement = self._sql.delete if old is None else self._sql.delete_version
+        which = bind(key=key, old=None if old is None else old.version)  # old: delete_version's
         return await self._write(key, lambda c: bool(c.execute(statement, which).rowcount))
 
     async def reschedule(self, key: str, due: float | None) -> None:

@@ -1,7 +1,6 @@
 """The SQL store's tables, yours to own: ``<prefix>tokens`` (one row per login; only its
 ``record`` holds what keys would encrypt), ``<prefix>claims`` and ``<prefix>meta``. Created on
-first start when missing; printed by ``python -m quart_spotify_auth schema`` for migrations.
-"""
+first start when missing; printed by ``python -m quart_spotify_auth schema`` for migrations."""
 
 from __future__ import annotations
 
