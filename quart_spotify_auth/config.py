@@ -1,9 +1,7 @@
-"""Configuration: each ``SPOTIFY_*`` setting declared once, as a field of :class:`Settings`:
-its key (``token_idle_ttl`` is ``SPOTIFY_TOKEN_IDLE_TTL``), type, default, check, whether the
-environment may set it, and (its docstring) its line in docs/configuration.md. Precedence: the
-keyword argument to ``SpotifyAuth(...)``, then ``app.config``, then (for
-:data:`ENVIRONMENT_KEYS`) the environment, then :data:`DEFAULTS`.
-"""
+"""Each ``SPOTIFY_*`` setting declared once, as a field of :class:`Settings` (``token_idle_ttl``
+is ``SPOTIFY_TOKEN_IDLE_TTL``), its docstring its line in docs/configuration.md. Precedence: the
+keyword argument to ``SpotifyAuth(...)``, ``app.config``, the environment (for
+:data:`ENVIRONMENT_KEYS`), :data:`DEFAULTS`."""
 
 from __future__ import annotations
 
@@ -123,8 +121,7 @@ def _scopes(key: str, raw: Any) -> tuple[str, ...]:
 
 
 def _service_url(key: str, raw: Any) -> str:
-    """Spotify's base URLs (or a fake's): https, or plain http only to this machine, so the
-    client secret never crosses a network in clear."""
+    """Spotify's base URLs (or a fake's): https, or plain http only to this machine."""
     url = _text(key, raw).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -148,12 +145,8 @@ def _store_url(key: str, raw: Any) -> str | None:
     url = str(raw).strip()
     if url.startswith("postgres://"):  # Heroku's and Render's DATABASE_URL spelling
         url = "postgresql://" + url[len("postgres://") :]
-    memory_like = url.startswith("memory") and url != "memory"
-    if (
-        not url.startswith(tuple(STORE_SCHEMES))
-        or memory_like
-        or url in ("sqlite:///", "sqlite:////")
-    ):
+    bare = url in ("sqlite:///", "sqlite:////") or (url.startswith("memory") and url != "memory")
+    if bare or not url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigurationError(
             f"{key} {_shown(url)} is not a store this package knows. Use "
             "sqlite:///tokens.sqlite3 (a file in the app's instance folder), "
@@ -243,8 +236,7 @@ class Settings:
 
     @property
     def join_timeout(self) -> float:
-        """Longest a refresh may take, all retries included: how long a caller waits for one
-        it joined, and how long a claim on it lasts."""
+        """Longest a refresh may take, all retries included (a joined wait, a claim)."""
         return self.http_timeout * (self.retries + 1) + self.retry_after_cap
 
 
@@ -272,9 +264,8 @@ def load_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] = {}) 
 
 def unknown_keys(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
     """Warnings, never showing a value, for keys in ``config`` and ``environ`` (by default
-    ``os.environ``) that look like a misspelt setting (``SPOTIFY_CLIENT_SECERT``,
-    ``SPOTFY_CLIENT_SECRET``, ``spotify_scopes``), and for environment variables naming a
-    setting read only from ``app.config`` (``SPOTIFY_SCOPES``) that ``config`` does not set."""
+    ``os.environ``) that look misspelt, and for environment variables that only ``app.config``
+    may set (``SPOTIFY_SCOPES``) when ``config`` does not."""
     found = []
     for key in config:
         close = _near_miss(key) if isinstance(key, str) else None
@@ -296,10 +287,6 @@ def unknown_keys(config: Mapping[str, Any], environ: Mapping[str, str] | None = 
     return found
 
 
-#: Other libraries' environment variables, near our names but not misspellings of them.
-_FOREIGN_PREFIXES = ("SPOTIPY_",)  # spotipy's SPOTIPY_CLIENT_ID...
-
-
 @functools.lru_cache(maxsize=1024)
 def _near_miss(key: str) -> str | None:
     """The setting ``key`` looks like a misspelling of, or ``None``."""
@@ -308,11 +295,10 @@ def _near_miss(key: str) -> str | None:
     upper = key.upper()
     if upper in DEFAULTS:
         return upper
-    if upper.startswith(_FOREIGN_PREFIXES):
+    if upper.startswith("SPOTIPY_"):  # spotipy's: near our names, not misspellings of them
         return None
     if not upper.startswith(_PREFIX):
-        # Only a name whose start is close to the prefix (SPOTFY_, SPOITFY_, SPOTIFYCLIENT):
-        # an app's own MY_SPOTIFY_CLIENT_ID or POSTGRES_TOKEN_STORE is no typo of ours.
+        # SPOTFY_X is a typo of ours; an app's own MY_SPOTIFY_CLIENT_ID is not.
         head = difflib.SequenceMatcher(None, upper[: len(_PREFIX)], _PREFIX).ratio()
         if head < 0.75:
             return None
@@ -320,21 +306,20 @@ def _near_miss(key: str) -> str | None:
     return close[0] if close else None
 
 
-def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+def warn_user(message: str) -> None:
     """Warn at the first caller outside this package (the user's ``SpotifyAuth(app)`` line),
     however many of our frames lie between (Python 3.11 has no ``skip_file_prefixes``)."""
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _shown(raw: Any) -> str:
-    """A value as an error may show it: any password masked (:func:`mask_password`), at most
-    60 characters."""
+    """A value as an error may show it: any password masked, at most 60 characters."""
     text = repr(mask_password(raw) if isinstance(raw, str) else raw)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -347,8 +332,8 @@ def mask_password(url: str) -> str:
 
 
 def validate_redirect_uri(uri: str, *, name: str = "SPOTIFY_REDIRECT_URI") -> str:
-    """Check ``uri`` against Spotify's redirect URI rules; return it unchanged. Errors call
-    it ``name`` (the fake's command line: ``--redirect-uri``)."""
+    """Check ``uri`` against Spotify's redirect URI rules; return it unchanged. Errors name
+    it ``name``."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(

@@ -116,7 +116,7 @@ class Refresher:
 
     def cached(self, key: str) -> TokenRecord | None:
         """``key``'s record if held here, not stale and with no use to mark; never waits."""
-        record = self._deferred.renewed(key) or self.records.cached(key)
+        record = self._deferred.renewed(key) or self.records.cache.get(key)
         if record is None:
             return None
         now = self.clock()
@@ -135,7 +135,7 @@ class Refresher:
                 await self.store.mark_used(key, now)
         except StoreUnavailable:
             # Through a store restart: the copy held here, if still valid and not written.
-            known = self.records.last_known(key)
+            known = self.records.cache.last_known(key)
             if known is None or known.stale(now):
                 raise
             return known

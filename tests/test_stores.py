@@ -244,7 +244,7 @@ async def test_a_read_cache_follows_writes_from_other_processes(
             await asyncio.sleep(0.01)
         first = await writer.put("k", _record("a1"))
         assert await reader.get("k") == first
-        while reader.cached("k") is None:
+        while reader.cache.get("k") is None:
             await asyncio.sleep(0.01)
             assert await reader.get("k") == first
         # Served from memory now: not even a row deleted behind the stores' back changes it...

@@ -1,6 +1,5 @@
 """Token stores, where each user's tokens live, server-side, with their renewals' schedule:
-:class:`TokenStore` is the contract (:mod:`.base`); :func:`open_store` opens the one configured.
-"""
+:class:`TokenStore` is the contract (:mod:`.base`); :func:`open_store` opens the one configured."""
 
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ __all__ = [
     "SQLTokenStore",
     "TokenStore",
     "open_store",
-    "sqlite_url",
 ]
 
 #: The default store's file, in the app's instance folder.
@@ -45,8 +43,7 @@ STORE_SCHEMES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    # imported on demand: redis is an optional extra, SQLAlchemy is only loaded when used
+def __getattr__(name: str) -> object:  # redis is an optional extra; SQLAlchemy loads when used
     modules = {"RedisTokenStore": ".redis", "SQLTokenStore": ".sql"}
     if name not in modules:
         raise AttributeError(name)
@@ -59,7 +56,10 @@ def open_store(
     """The store ``SPOTIFY_TOKEN_STORE`` names (:data:`STORE_SCHEMES`), given the settings as
     they are; by default a SQLite file in the instance folder, shared by one host's workers. A
     relative SQLite path is in the instance folder too, as in Flask-SQLAlchemy."""
-    url = sqlite_url(settings.token_store or "sqlite:///" + SQLITE_FILE, instance_path)
+    url = settings.token_store or "sqlite:///" + SQLITE_FILE
+    path = url.removeprefix("sqlite:///")
+    if path != url and not os.path.isabs(path):
+        url = "sqlite:///" + os.path.join(os.path.abspath(instance_path), path)
     kind = next((kind for scheme, kind in STORE_SCHEMES.items() if url.startswith(scheme)), "")
     if kind == "memory":
         return MemoryTokenStore()
@@ -83,15 +83,6 @@ def open_store(
     return RedisTokenStore(
         url, max_connections=settings.redis_max_connections, timeout=timeout, **common
     )
-
-
-def sqlite_url(url: str, instance_path: str) -> str:
-    """``url`` with a relative SQLite path made absolute in ``instance_path`` (other URLs,
-    and ``sqlite:////absolute/path``, as they are)."""
-    scheme = "sqlite:///"
-    if not url.startswith(scheme) or os.path.isabs(url[len(scheme) :]):
-        return url
-    return scheme + os.path.join(os.path.abspath(instance_path), url[len(scheme) :])
 
 
 def _need(module: str, extra: str) -> None:

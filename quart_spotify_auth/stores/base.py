@@ -52,11 +52,10 @@ class DueKey(NamedTuple):
 
 
 class Due(NamedTuple):
-    """What :meth:`Schedule.due` hands out."""
+    """What :meth:`Schedule.due` hands out: the keys due now, earliest first, and the earliest
+    due time left on the schedule, if any."""
 
-    #: The keys due now, earliest first.
     entries: list[DueKey]
-    #: The earliest due time left on the schedule, if any.
     next: float | None
 
 
@@ -90,14 +89,13 @@ class Schedule(ABC):
 
 
 class TokenStore(Records, Schedule):
-    """Where tokens and their renewal schedule live, server-side. (Logins in flight are kept
-    nowhere: see :mod:`quart_spotify_auth.states`.)"""
+    """Where tokens and their renewal schedule live, server-side."""
 
     #: Whether several processes share this store (and so the schedule and the claims).
     shared: bool = False
 
-    #: Where this store reports its changes (a feed of writes, change slots) for reads through
-    #: :class:`~.cache.CachedRecords`; ``None``: it reports none, and nothing is cached.
+    #: Where this store reports its changes, for :class:`~.cache.CachedRecords`; ``None``:
+    #: nothing is cached.
     cache: ReadCache | None = None
 
     async def open(self) -> None:
@@ -108,7 +106,6 @@ class TokenStore(Records, Schedule):
 
 
 def url_or(url: object, given: object, store: str, what: str) -> None:
-    """A shared store is built from a URL, or from a client of the app's (``what``): exactly
-    one of them."""
+    """A shared store takes exactly one of a URL and a client of the app's (``what``)."""
     if (url is None) == (given is None):
         raise ConfigurationError(f"{store} needs a url or {what} (one of them).")

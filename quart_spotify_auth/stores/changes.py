@@ -1,11 +1,7 @@
-"""Which keys changed, for the processes of one host that share a SQLite file.
-
-SQLite tells no one about a write, so beside the database a small file, ``<database>.changes``,
-is mapped into every process: an array of slots, each key hashing to one. A writer puts a new
-random number (never a counter: two writers could cancel out) into the key's slot after its
-commit; a copy read after noting the slot is good while the slot holds that number. Reading a
-slot costs a microsecond; a read through the database, hundreds.
-"""
+"""Which keys changed, for the processes of one host sharing a SQLite file (which tells no one
+of a write): ``<database>.changes``, mapped into every process, holds a slot per key hash. A
+writer puts a new random number (never a counter: two writers could cancel out) in the key's
+slot after its commit; a copy read after noting the slot is good while the slot holds it."""
 
 from __future__ import annotations
 

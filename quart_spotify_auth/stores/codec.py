@@ -46,17 +46,17 @@ class Codec:
                 ) from None
 
     def record(self, key: str, record: TokenRecord) -> bytes:
-        return self._dump(
-            {
-                "k": key,
-                "a": record.access_token,
-                "r": record.refresh_token,
-                "e": record.expires_at,
-                "i": record.issued_at,
-                "s": " ".join(sorted(record.scopes)),
-                "c": record.authorized_at,
-            }
-        )
+        data = {
+            "k": key,
+            "a": record.access_token,
+            "r": record.refresh_token,
+            "e": record.expires_at,
+            "i": record.issued_at,
+            "s": " ".join(sorted(record.scopes)),
+            "c": record.authorized_at,
+        }
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return b"f" + self._fernet.encrypt(raw) if self._fernet else b"j" + raw
 
     def read(self, key: str, blob: bytes, version: int) -> TokenRecord | None:
         """:meth:`load_record`, or ``None`` (logged) for a record refused as :class:`Unbound`."""
@@ -67,7 +67,19 @@ class Codec:
             return None
 
     def load_record(self, key: str, blob: bytes, version: int) -> TokenRecord:
-        data = self._load(blob)
+        try:
+            raw = blob[1:]
+            if blob[:1] == b"f":
+                if self._fernet is None:
+                    raise ValueError("encrypted, and no key is configured")
+                raw = self._fernet.decrypt(raw)
+            data: dict[str, Any] = json.loads(raw)
+        except Exception as exc:  # a wrong key (InvalidToken), a removed key, corrupt data
+            raise StoreUnavailable(
+                "Stored logins cannot be read with the configured keys: keep every key that "
+                "encrypted them in SPOTIFY_TOKEN_ENCRYPTION_KEYS (the new one first) until "
+                "they have all been rewritten."
+            ) from exc
         if "k" in data and data["k"] != key:
             raise Unbound(key)  # a record moved from another key: never, migrating or not
         encrypted_and_bound = blob[:1] == b"f" and "k" in data
@@ -82,22 +94,3 @@ class Codec:
             authorized_at=data["c"],
             version=version,
         )
-
-    def _dump(self, data: dict[str, Any]) -> bytes:
-        raw = json.dumps(data, separators=(",", ":")).encode()
-        return b"f" + self._fernet.encrypt(raw) if self._fernet else b"j" + raw
-
-    def _load(self, blob: bytes) -> dict[str, Any]:
-        try:
-            if blob[:1] == b"f":
-                if self._fernet is None:
-                    raise ValueError("encrypted, and no key is configured")
-                blob = b"j" + self._fernet.decrypt(blob[1:])
-            loaded: dict[str, Any] = json.loads(blob[1:])
-        except Exception as exc:  # a wrong key (InvalidToken), a removed key, corrupt data
-            raise StoreUnavailable(
-                "Stored logins cannot be read with the configured keys: keep every key that "
-                "encrypted them in SPOTIFY_TOKEN_ENCRYPTION_KEYS (the new one first) until "
-                "they have all been rewritten."
-            ) from exc
-        return loaded

@@ -1,18 +1,14 @@
-"""The Redis store: one truth about every user's tokens for many workers and hosts.
-
-Layout under the key prefix ``P`` (default ``quart_spotify_auth:``):
+"""The Redis store: one truth about every user's tokens for many workers and hosts. Under the
+key prefix ``P`` (default ``quart_spotify_auth:``):
 
 - ``P t:<key>``: a hash ``{v: version, d: record}``, expiring with the refresh token (six
   months after consent) or after ``idle_ttl`` seconds without a write, whichever is first;
-- ``P due``: the renewal schedule, a sorted set of keys by due time;
-- ``P used``: when each key was last used (for the idle policy);
+- ``P due`` and ``P used``: sorted sets of keys by due time and by last use;
 - ``P versions``: one counter, so versions are never reused;
 - ``P claim:<key>``: the claim of the process refreshing that key, with an expiry.
 
-Versioned writes are Lua scripts comparing the version, atomic in Redis; each publishes on
-``P written`` the key of a deletion, or a write's key, version and record, which every process
-hears and reports to its :attr:`cache`.
-"""
+Versioned writes are Lua scripts, atomic in Redis; each publishes on ``P written`` the key of a
+deletion, or a write's key, version and record, for every process's :attr:`cache`."""
 
 from __future__ import annotations
 
@@ -111,8 +107,7 @@ class RedisTokenStore(TokenStore):
         client: a ``redis.asyncio.Redis`` the app owns (not closed by the store).
         prefix: the key prefix (``SPOTIFY_TOKEN_STORE_PREFIX``).
         idle_ttl: a user's keys expire after this many seconds without a write.
-        encryption_keys: Fernet keys; when given, records are encrypted at rest, each bound to
-            its key.
+        encryption_keys: Fernet keys: records are encrypted at rest, each bound to its key.
         migrating: with keys, still read records written in clear or unbound (by 0.1).
         max_connections: the bound of the connection pool.
         timeout: seconds for connecting and for each command.
@@ -209,12 +204,10 @@ class RedisTokenStore(TokenStore):
             )
 
     async def close(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            await cancel(probe)
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await cancel(listener)
+        tasks, self._probe, self._listener = (self._probe, self._listener), None, None
+        for task in tasks:
+            if task is not None:
+                await cancel(task)
         self.cache.listen(False)
         if self._owned and self._client is not None:
             client, self._client = self._client, None
@@ -239,8 +232,7 @@ class RedisTokenStore(TokenStore):
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _heard(self, data: bytes) -> None:
-        """A deletion names its key; a write (``\\0version:length:key`` then the stored blob)
-        carries the new record."""
+        """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob."""
         if not data.startswith(b"\0"):
             self.cache.changed(data.decode())
             return

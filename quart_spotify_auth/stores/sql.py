@@ -1,14 +1,10 @@
-"""The SQL store: SQLite (the default: a file in the app's instance folder, shared by the
-workers of one host) or PostgreSQL (many hosts), one implementation on SQLAlchemy Core.
+"""The SQL store: SQLite (the default, shared by the workers of one host) or PostgreSQL (many
+hosts), one implementation on SQLAlchemy Core.
 
-Each read or write is one function of a ``Connection`` run in one transaction: for SQLite on a
-few threads with the ``sqlite3`` driver (one thread hop per transaction, about 0.1 ms; an async
-driver hops for every cursor call, about 2 ms), for PostgreSQL on asyncpg through ``run_sync``.
-Versioned writes are compare-and-set updates with a version counter in the same transaction;
-the schedule is an indexed ``due`` column; a claim is a row with an expiry (no lock is held
-across a Spotify round trip). Writes are reported to other processes' caches by PostgreSQL's
-``NOTIFY``, or by SQLite's change slots (:mod:`.changes`).
-"""
+Each read or write is one transaction: for SQLite on a few threads with ``sqlite3`` (an async
+driver hops threads for every cursor call, 2 ms against 0.1), for PostgreSQL on asyncpg. Writes
+are compare-and-set on a version counter; a claim is a row with an expiry. Other processes hear
+of writes by PostgreSQL's ``NOTIFY`` or SQLite's change slots (:mod:`.changes`)."""
 
 from __future__ import annotations
 
@@ -41,7 +37,7 @@ from .sqlengine import is_async, listen, make_engine, unavailable
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 from .sqlschema import SCHEMA_VERSION, Schema
-from .sqlstatements import Statements, bind, like_prefix
+from .sqlstatements import Statements, bind
 
 __all__ = ["SQLTokenStore"]
 
@@ -71,14 +67,12 @@ class SQLTokenStore(TokenStore):
 
     Arguments:
         url: ``sqlite:///path/to/file`` or ``postgresql://user:password@host/db``; or pass
-            ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (not disposed by the
-            store), to keep tokens in the app's own database (a SQLite one best set up for
-            several processes with :func:`~quart_spotify_auth.stores.sqlengine.sqlite_setup`).
+            ``engine``, an ``Engine`` or ``AsyncEngine`` the app owns (never disposed by the
+            store; a SQLite one best set up with :func:`.sqlengine.sqlite_setup`).
         prefix: the tables' name prefix (``SPOTIFY_TOKEN_STORE_PREFIX``; see :class:`.Schema`).
         idle_ttl: a login not written for this long (seconds) is forgotten.
-        encryption_keys: Fernet keys; records are encrypted at rest, each bound to its key.
+        encryption_keys: Fernet keys: records are encrypted at rest, each bound to its key.
         migrating: with keys, still read records written in clear or unbound.
-        clock: the time source (tests).
         cache_ttl: seconds a read may be served from this process (0: never).
         busy_timeout: SQLite: seconds a write waits for another process's.
     """
@@ -108,16 +102,13 @@ class SQLTokenStore(TokenStore):
         self._codec = Codec(encryption_keys, migrating=migrating)
         self._clock = clock
         parsed = make_url(self._url)
-        self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
+        sqlite = parsed.drivername.startswith("sqlite")
+        self.dialect = "sqlite" if sqlite else "postgresql"
         self._sql = Statements(self.schema, self.dialect)
-        self._where = (
-            parsed.database
-            if self.dialect == "sqlite"
-            else f"{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}"
-        )
-        if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+        server = f"{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}"
+        self._where = parsed.database if sqlite else server
+        if sqlite and parsed.database in (None, "", ":memory:"):
             raise ConfigurationError("SQLTokenStore needs a SQLite file, not :memory:.")
-        sqlite = self.dialect == "sqlite"
         self._slots = ChangeSlots(f"{parsed.database}.changes") if sqlite else None
         self.cache = ReadCache(cache_ttl, stamp=self._slots.seen if self._slots else None)
         self._listener: asyncio.Task[None] | None = None
@@ -137,12 +128,10 @@ class SQLTokenStore(TokenStore):
         return self._engine
 
     def _forked(self) -> None:
-        """Start afresh in this process (a forked child has none of the parent's locks,
-        threads or listener)."""
+        """Start afresh in this process (a forked child has none of the parent's)."""
         self._pid, self._listener, self._ready = os.getpid(), None, False
         self._ready_lock = asyncio.Lock()
-        # SQLite takes one writer at a time: this process's queue here, in order, not in
-        # SQLite's busy handler, which sleeps and retries.
+        # SQLite's writers queue here, in order, not in its busy handler (which sleeps).
         self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._threads: ThreadPoolExecutor | None = None
 
@@ -207,14 +196,13 @@ class SQLTokenStore(TokenStore):
                         connection.execute(meta.insert().values(name=name, value=value))
                 return found
 
-            found: dict[str, int] = {}
-            for attempt in (1, 2):  # two processes creating the tables at once: one loses
+            try:
+                found = await self._in_transaction(create, write=True)
+            except _FAILURES:  # two processes creating the tables at once: one loses
                 try:
                     found = await self._in_transaction(create, write=True)
-                    break
                 except _FAILURES as exc:
-                    if attempt == 2:
-                        raise self._unavailable(exc) from exc
+                    raise self._unavailable(exc) from exc
             version = found.get("schema", SCHEMA_VERSION)
             if version != SCHEMA_VERSION:
                 raise ConfigurationError(
@@ -253,7 +241,7 @@ class SQLTokenStore(TokenStore):
         statement = self._sql.swap if "old" in more else self._sql.upsert
 
         def write(connection: Connection) -> int:
-            version = self._next_version(connection)
+            version = int(connection.execute(self._sql.next_version).scalar_one())
             if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
             return version
@@ -261,10 +249,8 @@ class SQLTokenStore(TokenStore):
         return await self._write(key, write)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        if old is None:
-            statement, which = self._sql.delete, bind(key=key)
-        else:
-            statement, which = self._sql.delete_version, bind(key=key, old=old.version)
+        statement = self._sql.delete if old is None else self._sql.delete_version
+        which = bind(key=key, old=None if old is None else old.version)  # old: delete_version's
         return await self._write(key, lambda c: bool(c.execute(statement, which).rowcount))
 
     async def reschedule(self, key: str, due: float | None) -> None:
@@ -292,16 +278,12 @@ class SQLTokenStore(TokenStore):
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
-        taken = {"key": key, "holder": holder, "until": now + ttl, "now": now}
-        taken["mine"] = like_prefix(f"{owner}/")
+        taken = {"key": key, "holder": holder, "until": now + ttl, "now": now, "mine": f"{owner}/"}
         row = await self.transaction(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
         return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
         await self.transaction(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
-
-    def _next_version(self, connection: Connection) -> int:
-        return int(connection.execute(self._sql.next_version).scalar_one())
 
     async def _write(self, key: str, work: Callable[[Connection], T]) -> T:
         """Run a write of ``key`` and report it: PostgreSQL notifies in its transaction,
@@ -320,8 +302,8 @@ class SQLTokenStore(TokenStore):
                 self._slots.changed(key)
 
     async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        """Run ``work(connection)`` (a sync ``Connection``) in one of the store's transactions;
-        the database's failures become a clean 503 (``StoreUnavailable``)."""
+        """Run ``work(connection)`` (a sync ``Connection``) in one transaction; the database's
+        failures become a clean 503."""
         try:
             if not self._ready:
                 await self._ensure()
@@ -333,20 +315,19 @@ class SQLTokenStore(TokenStore):
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
-        if is_async(engine):
-            async with self._writing if write and self._writing else _NOTHING:
+        async with self._writing if write and self._writing else _NOTHING:
+            if is_async(engine):
                 async with engine.execution_options(**options).begin() as connection:
                     return await connection.run_sync(work)
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-        loop, sync_engine = asyncio.get_running_loop(), cast(Engine, engine)
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
+            sync_engine = cast(Engine, engine)
 
-        def transaction() -> T:
-            with sync_engine.execution_options(**options).begin() as connection:
-                return work(connection)
+            def transaction() -> T:
+                with sync_engine.execution_options(**options).begin() as connection:
+                    return work(connection)
 
-        async with self._writing if write and self._writing else _NOTHING:
-            return await loop.run_in_executor(self._threads, transaction)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, transaction)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return unavailable(self.dialect, self._where, exc)

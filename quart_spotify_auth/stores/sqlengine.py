@@ -41,10 +41,8 @@ def is_async(engine: object) -> TypeGuard[AsyncEngine]:
 
 
 def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
-    """The engine for ``url``. PostgreSQL: asyncpg. SQLite: the standard ``sqlite3`` driver
-    (run on the store's threads), its file (and folder) created for its owner alone, and every
-    connection set up for several processes (a write waits up to ``busy_timeout`` seconds for
-    another process's)."""
+    """The engine for ``url``. PostgreSQL: asyncpg. SQLite: ``sqlite3`` (on the store's threads),
+    its file made private, each connection set up by :func:`sqlite_setup`."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
         try:
@@ -69,9 +67,8 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
 
 
 def private_file(path: Path) -> None:
-    """Make the database file (and its folder) for its owner alone when missing. A folder or
-    file that cannot be made is left for the first connection to report: a clean 503 and one
-    log line that names the path, not a crash while the app starts."""
+    """Make the database file (and its folder) for its owner alone when missing; one that
+    cannot be made is left for the first connection to report (a 503, not a crash)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
@@ -81,7 +78,8 @@ def private_file(path: Path) -> None:
 
 
 def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
-    """WAL, a busy timeout, and transactions SQLAlchemy begins itself (a write's at once)."""
+    """WAL, a busy timeout (a write waits that many seconds for another process's), and
+    transactions SQLAlchemy begins itself (a write's at once)."""
     pragmas = ("journal_mode=WAL", f"busy_timeout={int(busy_timeout * 1000)}", "synchronous=NORMAL")
 
     def connected(dbapi_connection: Any, _: Any) -> None:
@@ -93,9 +91,7 @@ def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
         except BaseException:
-            # A file that is no database, or cannot be written: SQLAlchemy before 2.1 drops a
-            # connection whose set-up failed without closing it (one per request while the
-            # file stays broken; Python 3.13 warns of each).
+            # SQLAlchemy before 2.1 drops a connection whose set-up failed without closing it.
             dbapi_connection.close()
             raise
 
@@ -104,8 +100,8 @@ def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    # A write takes the write lock at once, so two processes never deadlock upgrading theirs.
-    # Straight to the driver: through SQLAlchemy's execution this cost 100 µs a transaction.
+    # A write locks at once, so two processes never deadlock upgrading their locks; straight
+    # to the driver, as SQLAlchemy's execution cost 100 µs a transaction.
     mode = "IMMEDIATE" if connection.get_execution_options().get("write") else "DEFERRED"
     connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
@@ -114,8 +110,7 @@ async def listen(engine: AsyncEngine, channel: str, cache: ReadCache) -> None:
     """Report every key written on ``channel`` (PostgreSQL ``LISTEN``) to ``cache``, until the
     connection ends."""
     async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
+        driver: Any = (await connection.get_raw_connection()).driver_connection
         closed = asyncio.Event()
         driver.add_termination_listener(lambda _: closed.set())
         await driver.add_listener(channel, lambda *args: cache.changed(str(args[-1])))

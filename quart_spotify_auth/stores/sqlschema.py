@@ -1,24 +1,13 @@
 """The SQL store's tables, yours to own: ``<prefix>tokens`` (one row per login; only its
 ``record`` holds what keys would encrypt), ``<prefix>claims`` and ``<prefix>meta``. Created on
-first start when missing; printed by ``python -m quart_spotify_auth schema`` for migrations.
-"""
+first start when missing; printed by ``python -m quart_spotify_auth schema`` for migrations."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Double,
-    Index,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-)
+from sqlalchemy import BigInteger, Column, Double, Index, LargeBinary, MetaData, String, Table, Text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -31,9 +20,8 @@ SCHEMA_VERSION = 1
 
 
 class Schema:
-    """The three tables, under ``SPOTIFY_TOKEN_STORE_PREFIX`` (several apps can share one
-    database) made fit for table names: each non-word character becomes ``_``, and one ``_``
-    ends it (``myapp`` gives ``myapp_tokens``, the default ``quart_spotify_auth_tokens``)."""
+    """The three tables, under ``SPOTIFY_TOKEN_STORE_PREFIX`` with each non-word character made
+    ``_``, and one ``_`` ending it (``myapp`` gives ``myapp_tokens``)."""
 
     def __init__(self, prefix: str = DEFAULTS["SPOTIFY_TOKEN_STORE_PREFIX"]) -> None:
         name = re.sub(r"\W", "_", prefix)
@@ -48,8 +36,7 @@ class Schema:
             # When the renewer looks at it next (NULL: never); when it was last used.
             Column("due", Double, nullable=True),
             Column("used", Double, nullable=True),
-            # When the row is forgotten: unused for SPOTIFY_TOKEN_IDLE_TTL, or six months after
-            # consent (Spotify's limit), whichever is first.
+            # When the row is forgotten: idle for SPOTIFY_TOKEN_IDLE_TTL, or at reauthorize_by.
             Column("expires", Double, nullable=False),
         )
         Index(
@@ -89,8 +76,7 @@ def create_statements(
 ) -> str:
     """The SQL that creates the tables for ``dialect`` (``postgresql`` or ``sqlite``), with the
     rows a new database starts with."""
-    dialects: dict[str, Any] = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}
-    chosen = dialects[dialect]()
+    chosen = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}[dialect]()
     schema = Schema(prefix)
     lines = [f"-- quart-spotify-auth token store, schema version {SCHEMA_VERSION} ({dialect})"]
     for table in schema.metadata.sorted_tables:

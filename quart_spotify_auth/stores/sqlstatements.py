@@ -5,23 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Text, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .sqlschema import Schema
 
-__all__ = ["Statements", "bind", "like_prefix"]
+__all__ = ["Statements", "bind"]
 
 
 def bind(**values: Any) -> dict[str, Any]:
     """The parameters of a statement (named apart from the columns, as SQLAlchemy needs)."""
     return {f"p_{name}": value for name, value in values.items()}
-
-
-def like_prefix(value: str) -> str:
-    """A ``LIKE`` pattern (escape ``/``) for the values that start with ``value``."""
-    escaped = value.replace("/", "//").replace("%", "/%").replace("_", "/_")
-    return escaped + "%"
 
 
 class Statements:
@@ -33,55 +27,33 @@ class Statements:
         insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
         key: Any = bindparam("p_key")
         now: Any = bindparam("p_now")
+        live = tokens.c.expires > now
 
         # key, now
-        self.read = select(tokens.c.version, tokens.c.record).where(
-            tokens.c.key == key, tokens.c.expires > now
-        )
-        # key, now, at: used at ``at``, and due no later than that
+        self.read = select(tokens.c.version, tokens.c.record).where(tokens.c.key == key, live)
+        # key, now, at: used at ``at``, and due no later than that (SQLite: min() of NULL is NULL)
         at: Any = bindparam("p_at")
-        if dialect == "postgresql":
-            sooner = func.least(func.coalesce(tokens.c.due, at), at)
-        else:  # SQLite's min() of NULL is NULL
-            sooner = func.coalesce(func.min(tokens.c.due, at), at)
-        self.mark_used = (
-            update(tokens)
-            .where(tokens.c.key == key, tokens.c.expires > now)
-            .values(used=at, due=sooner)
-        )
+        least = func.least if dialect == "postgresql" else func.min
+        sooner = func.coalesce(least(tokens.c.due, at), at)
+        self.mark_used = update(tokens).where(tokens.c.key == key, live).values(used=at, due=sooner)
+        saved = ("version", "record", "due", "expires")
+        row: dict[str, Any] = {name: bindparam(f"p_{name}") for name in saved}
         # key, version, record, due, used, expires: a new login (``used`` kept when None)
-        written = insert(tokens).values(
-            {name: bindparam(f"p_{name}") for name in ("key", "version", "record", "due", "used")}
-            | {"expires": bindparam("p_expires")}
-        )
+        written = insert(tokens).values(row | {"key": key, "used": bindparam("p_used")})
         self.upsert = written.on_conflict_do_update(
             index_elements=[tokens.c.key],
-            set_={
-                "version": written.excluded.version,
-                "record": written.excluded.record,
-                "due": written.excluded.due,
-                "expires": written.excluded.expires,
-                "used": func.coalesce(written.excluded.used, tokens.c.used),
-            },
+            set_={name: written.excluded[name] for name in saved}
+            | {"used": func.coalesce(written.excluded.used, tokens.c.used)},
         )
+        old = tokens.c.version == bindparam("p_old")
         # key, old, version, record, due, expires: only over version ``old``
-        self.swap = (
-            update(tokens)
-            .where(tokens.c.key == key, tokens.c.version == bindparam("p_old"))
-            .values(
-                version=bindparam("p_version"),
-                record=bindparam("p_record"),
-                due=bindparam("p_due"),
-                expires=bindparam("p_expires"),
-            )
-        )
+        self.swap = update(tokens).where(tokens.c.key == key, old).values(row)
         # key; key, old
         self.delete = delete(tokens).where(tokens.c.key == key)
-        self.delete_version = self.delete.where(tokens.c.version == bindparam("p_old"))
+        self.delete_version = self.delete.where(old)
         # key, due
         self.reschedule = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_due"))
         # now, limit: the keys due, soonest first; now: when the next one is
-        live = tokens.c.expires > now
         self.due = (
             select(tokens.c.key, tokens.c.used)
             .where(tokens.c.due <= now, live)
@@ -98,14 +70,17 @@ class Statements:
         # now; ended: rows past their expiry, claims ended long ago
         self.sweep_tokens = delete(tokens).where(tokens.c.expires <= now)
         self.sweep_claims = delete(claims).where(claims.c.until <= bindparam("p_ended"))
-        # key, holder, until, now, mine (a LIKE pattern for the owner's own claims)
+        # key, holder, until, now, mine (how the owner's own claims start)
+        mine: Any = bindparam("p_mine", type_=Text)
         taken = insert(claims).values(
             key=key, holder=bindparam("p_holder"), until=bindparam("p_until")
         )
         self.claim = taken.on_conflict_do_update(
             index_elements=[claims.c.key],
             set_={"holder": taken.excluded.holder, "until": taken.excluded.until},
-            where=or_(claims.c.until <= now, claims.c.holder.like(bindparam("p_mine"), escape="/")),
+            where=or_(
+                claims.c.until <= now, func.substr(claims.c.holder, 1, func.length(mine)) == mine
+            ),
         ).returning(claims.c.holder)
         # key, holder
         self.release = delete(claims).where(
