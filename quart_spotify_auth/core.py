@@ -217,14 +217,14 @@ class Core:
         if forgotten:
             await signals.send(signals.logged_out, self.sender, key=key)
 
-    def held_token(self, caller: Caller) -> AccessToken | None:
+    def cached_token(self, caller: Caller) -> AccessToken | None:
         """This user's token if this process holds a current copy; never waits."""
         key = self.key(caller)
         record = None if key is None else self.refresher.cached(key)
         return None if record is None else record.to_access_token(self.clock())
 
     async def access_token(self, caller: Caller) -> AccessToken:
-        token = self.held_token(caller)
+        token = self.cached_token(caller)
         if token is None:
             record = await self.refresher.current(self._key_or_401(caller))
             token = record.to_access_token(self.clock())

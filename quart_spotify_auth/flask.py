@@ -118,7 +118,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         """This user's valid access token, refreshed first if it has expired."""
         core = current_core()
         caller = current_caller(core)
-        token = core.held_token(caller)
+        token = core.cached_token(caller)
         return token if token is not None else block_on(core.access_token(caller))
 
     def force_renewal(self) -> None:
