@@ -76,6 +76,7 @@ class Core:
         self.seen_config: dict[str, Any] = {}
         self.states = LoginStates(
             secret_key,
+            client_id=settings.client_id,
             redirect_uri=settings.redirect_uri,
             ttl=settings.login_ttl,
             pkce=settings.use_pkce,

@@ -1,6 +1,6 @@
 """Logins in flight, kept nowhere: the ``state`` is ``{nonce, expiry, next}`` signed with the
-app's secret key, and the PKCE verifier an HMAC of the nonce under that key (single use:
-:mod:`.core`)."""
+app's secret key for its client id and redirect URI (another app refuses it), and the PKCE
+verifier an HMAC of the nonce under that key (single use: :mod:`.core`)."""
 
 from __future__ import annotations
 
@@ -41,13 +41,14 @@ class LoginStates:
         self,
         secret_key: str | bytes,
         *,
+        client_id: str,
         redirect_uri: str,
         ttl: float,
         pkce: bool,
         clock: Callable[[], float],
     ) -> None:
         key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
-        self._signer = URLSafeSerializer(key, salt="quart-spotify-auth login state")
+        self._signer = URLSafeSerializer(key, salt=f"login state for {client_id} at {redirect_uri}")
         self._pkce_key = hmac.new(key, b"quart-spotify-auth pkce", hashlib.sha256).digest()
         self._redirect_uri = redirect_uri
         self._ttl = ttl

@@ -13,7 +13,9 @@ REDIRECT = "http://127.0.0.1:5000/callback/"
 
 
 def _states(clock: FakeClock, key: str = "a-secret-key", *, pkce: bool = True) -> LoginStates:
-    return LoginStates(key, redirect_uri=REDIRECT, ttl=600, pkce=pkce, clock=clock)
+    return LoginStates(
+        key, client_id="an-app", redirect_uri=REDIRECT, ttl=600, pkce=pkce, clock=clock
+    )
 
 
 def test_a_state_opens_to_what_it_was_issued_with() -> None:

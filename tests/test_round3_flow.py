@@ -1,0 +1,38 @@
+"""Issue 20, round 3: the login flow's findings 13, 3, 11 and 2, each over real HTTP on
+127.0.0.1 (the app and FakeSpotify served by hypercorn, Flask by werkzeug)."""
+
+from __future__ import annotations
+
+from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.testing import FakeSpotify
+
+from .apps import make_app
+from .conftest import Browser
+
+STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
+
+
+async def test_apps_sharing_a_secret_key_refuse_each_others_states(fake: FakeSpotify) -> None:
+    """Finding 13: two apps on one host with one secret key (so one session cookie)."""
+    async with serve(fake) as fake_url:
+        port_a, port_b = free_port(), free_port()
+        app_a, _ = make_app(
+            accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{port_a}/callback/"
+        )
+        app_b, _ = make_app(
+            accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{port_b}/callback/"
+        )
+        async with serve(app_a, port=port_a) as url_a, serve(app_b, port=port_b) as url_b:
+            async with Browser(url_a, fake_url) as browser:
+                # The session cookie is the host's (any port), signed with the one key: B reads
+                # the login A started in it.
+                callback = await browser.consent(await browser.start_login())
+                assert callback.startswith(url_a + "/callback/?")
+                exchanged = fake.requests["token:authorization_code"]
+                # A's callback carried to B: B refuses the state, and never spends the code.
+                reply = await browser.http.get(url_b + callback.removeprefix(url_a))
+                assert reply.status_code == 400
+                assert "not issued by this app" in reply.text
+                assert fake.requests["token:authorization_code"] == exchanged
+                # A still logs the browser in.
+                assert (await browser.login()).status_code == 302
