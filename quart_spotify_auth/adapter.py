@@ -110,6 +110,7 @@ class Context:
     session: Any
     g: Any
     after_this_request: Callable[[Any], Any]
+    before_render_template: Any
 
     def caller(self, identity: object) -> Caller:
         """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
@@ -155,6 +156,7 @@ class BaseSpotifyAuth(SeedNames):
         app.add_template_global(self._template_token, "spotify_access_token")
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
         app.add_template_global(self._template_user, "spotify_user")
+        self._context.before_render_template.connect(self._rendering, sender=app, weak=False)
 
     def _build(self, app: Any, store: TokenStore | None = None) -> Core:
         """Build ``app``'s core and connect the reauthorization hooks."""
@@ -190,6 +192,11 @@ class BaseSpotifyAuth(SeedNames):
         self._context.after_this_request(no_store)  # a page that renders a token: not cached
         return self._call(_token_or_none)
 
+    def _rendering(self, _app: Any, **_: Any) -> None:
+        """A template begins: streamed, it may render the token after its headers have left."""
+        if self._context.request:
+            self._context.after_this_request(_no_store_if_streamed)
+
     def _template_user(self) -> Any:
         """This user's ``/v1/me`` profile, fetched once per request."""
         g = self._context.g
@@ -221,6 +228,11 @@ async def _profile(core: Core, caller: Caller) -> dict[str, Any] | None:
         return None
     profile: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
     return profile
+
+
+def _no_store_if_streamed(response: Any) -> Any:
+    streamed = getattr(response, "is_streamed", None)  # Flask's; Quart streams an IterableBody
+    return no_store(response) if streamed or hasattr(response.response, "iter") else response
 
 
 def no_store(response: Any) -> Any:

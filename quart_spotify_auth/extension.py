@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Iterable
 
 from quart import Quart, after_this_request, current_app, g, request, session
+from quart.signals import before_render_template
 
 from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import EXTENSION_KEY, Caller, Core
@@ -15,7 +16,7 @@ from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
 
-QUART = Context(current_app, request, session, g, after_this_request)
+QUART = Context(current_app, request, session, g, after_this_request, before_render_template)
 
 
 def current_core(app: Quart | None = None) -> Core:

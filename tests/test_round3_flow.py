@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import flask
+import pytest
+from flask import Flask
+from quart import Response, render_template_string, stream_template_string
+
+from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeSpotify
 
 from .apps import make_app
 from .conftest import Browser
+
+STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
 
 STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
 
@@ -36,3 +44,49 @@ async def test_apps_sharing_a_secret_key_refuse_each_others_states(fake: FakeSpo
                 assert fake.requests["token:authorization_code"] == exchanged
                 # A still logs the browser in.
                 assert (await browser.login()).status_code == 302
+
+
+async def test_a_streamed_template_that_renders_the_token_is_not_cached(
+    fake: FakeSpotify,
+) -> None:
+    """Finding 3, Quart: ``stream_template_string`` sends its headers before the template
+    renders the token."""
+    async with serve(fake) as fake_url:
+        port = free_port()
+        app, _ = make_app(accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{port}/callback/")
+
+        @app.route("/stream")
+        async def stream() -> Response:
+            return Response(await stream_template_string(STREAMED))
+
+        @app.route("/plain-stream")
+        async def plain_stream() -> Response:
+            return Response(await stream_template_string("<p>{{ 6 * 7 }}</p>"))
+
+        async with app.app_context():  # a template rendered outside a request: no response
+            assert await render_template_string("{{ 6 * 7 }}") == "42"
+        async with serve(app, port=port) as url, Browser(url, fake_url) as browser:
+            assert (await browser.login()).status_code == 302
+            token = (await browser.get("/token")).json()["access_token"]
+            page = await browser.get("/stream")
+            assert page.text == f'<script>const token = "{token}";</script>'
+            assert page.headers.get("Cache-Control") == "no-store"
+            assert page.headers.get("Pragma") == "no-cache"
+            # A page rendered whole is marked only when it renders the token (as before).
+            assert "no-store" not in (await browser.get("/status")).headers.get("Cache-Control", "")
+            assert (await browser.get("/plain-stream")).text == "<p>42</p>"
+
+
+@pytest.mark.parametrize("flask_stack", [{}], indirect=True)
+async def test_a_streamed_flask_template_that_renders_the_token_is_not_cached(
+    flask_stack: tuple[Browser, FlaskSpotifyAuth, Flask],
+) -> None:
+    """Finding 3, the Flask shim."""
+    browser, _, app = flask_stack
+    app.add_url_rule("/stream", "stream", lambda: flask.stream_template_string(STREAMED))
+    assert (await browser.login()).status_code == 302
+    token = (await browser.get("/token")).json()["access_token"]
+    page = await browser.get("/stream")
+    assert page.text == f'<script>const token = "{token}";</script>'
+    assert page.headers.get("Cache-Control") == "no-store"
+    assert "no-store" not in (await browser.get("/token")).headers.get("Cache-Control", "")
