@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import flask
 import pytest
 from flask import Flask
 from quart import Response, render_template_string, stream_template_string
 
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
+from quart_spotify_auth.routes import scopes_required, spotify_blueprint
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeSpotify
 
@@ -90,3 +93,46 @@ async def test_a_streamed_flask_template_that_renders_the_token_is_not_cached(
     assert page.text == f'<script>const token = "{token}";</script>'
     assert page.headers.get("Cache-Control") == "no-store"
     assert "no-store" not in (await browser.get("/token")).headers.get("Cache-Control", "")
+
+
+async def test_guarded_scopes_belong_to_their_app_and_an_empty_scope_is_the_configured_one(
+    fake: FakeSpotify,
+) -> None:
+    """Finding 11: a guard of app B does not widen what app A's login link may ask for."""
+    async with serve(fake) as fake_url:
+        port = free_port()
+        redirect = f"http://127.0.0.1:{port}/callback/"
+        app_a, spotify_a = make_app(accounts_url=fake_url, redirect_uri=redirect)
+        app_a.register_blueprint(spotify_blueprint(spotify_a))
+        app_b, spotify_b = make_app(accounts_url=fake_url, redirect_uri=redirect)
+        app_b.register_blueprint(spotify_blueprint(spotify_b))
+
+        @app_b.route("/library")
+        @scopes_required("user-library-modify")
+        async def library() -> str:
+            return "B's library"
+
+        @app_a.route("/playlists")
+        @scopes_required("playlist-modify-private")
+        async def playlists() -> str:
+            return "A's playlists"
+
+        @app_a.route("/top")
+        @scopes_required("user-top-read")
+        @scopes_required("user-follow-read")
+        async def top() -> str:
+            return "A's top artists"
+
+        async with serve(app_a, port=port) as url, Browser(url, fake_url) as browser:
+            reply = await browser.get("/spotify/login?scope=user-library-modify")
+            assert reply.status_code == 400, reply.headers.get("location")
+            assert "user-library-modify" in reply.text
+            # A's own guard, and its configured scopes, are fine.
+            for scope in ("playlist-modify-private", "user-top-read user-follow-read"):
+                assert (await browser.get(f"/spotify/login?scope={scope}")).status_code == 302
+            # An empty or blank scope= asks for the configured scopes, not for none.
+            for empty in ("", "%20", "+,+"):
+                reply = await browser.get(f"/spotify/login?scope={empty}")
+                assert reply.status_code == 302
+                query = dict(parse_qsl(urlsplit(reply.headers["location"]).query))
+                assert query.get("scope") == "user-read-private user-read-email", empty
