@@ -10,13 +10,17 @@ import pytest
 from flask import Flask
 from quart import Response, render_template_string, stream_template_string
 
+from quart_spotify_auth import ConfigurationError, InvalidCallback
+from quart_spotify_auth.accounts import code_challenge
+from quart_spotify_auth.config import load_settings
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.routes import scopes_required, spotify_blueprint
 from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.states import LoginStates
 from quart_spotify_auth.testing import FakeSpotify
 
-from .apps import make_app
-from .conftest import Browser
+from .apps import make_app, make_flask_app
+from .conftest import Browser, Stack
 
 STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
 
@@ -136,3 +140,46 @@ async def test_guarded_scopes_belong_to_their_app_and_an_empty_scope_is_the_conf
                 assert reply.status_code == 302
                 query = dict(parse_qsl(urlsplit(reply.headers["location"]).query))
                 assert query.get("scope") == "user-read-private user-read-email", empty
+
+
+async def test_a_secret_key_set_after_init_is_the_one_states_use(fake: FakeSpotify) -> None:
+    """Finding 2: ``app.secret_key`` changed after ``SpotifyAuth(app)`` signs the states and
+    derives the PKCE verifiers from then on; the key set at init no longer does."""
+    old_key, new_key = "placeholder-key-from-the-tutorial!", "the-real-key-set-later-0123456789"
+    async with serve(fake) as fake_url:
+        port = free_port()
+        redirect = f"http://127.0.0.1:{port}/callback/"
+        app, spotify = make_app(accounts_url=fake_url, redirect_uri=redirect, secret_key=old_key)
+        app.secret_key = new_key
+        async with serve(app, port=port) as url:
+            stack = Stack(fake, app, spotify, url, fake_url)
+            async with stack.browser() as browser:
+                query = await browser.start_login()
+                state = query["state"]
+
+                def states(key: str) -> LoginStates:
+                    return LoginStates(key, load_settings(app.config, {}), lambda: 0)
+
+                pending = states(new_key).open(state)
+                assert pending.code_verifier is not None
+                assert query["code_challenge"] == code_challenge(pending.code_verifier)
+                with pytest.raises(InvalidCallback, match="not issued by this app"):
+                    states(old_key).open(state)
+                assert (await browser.http.get(await browser.consent(query))).status_code == 302
+                assert (await browser.get("/token")).status_code == 200
+
+
+def test_the_flask_shim_reads_the_secret_key_when_it_is_used_and_refuses_none() -> None:
+    """Finding 2, the Flask shim; and a key unset after init is refused loudly at use."""
+    app, spotify = make_flask_app(redirect_uri="http://127.0.0.1:5000/callback/")
+    app.secret_key = "the-real-key-set-later-0123456789"
+    try:
+        reply = app.test_client().get("/login")
+        state = dict(parse_qsl(urlsplit(reply.headers["Location"]).query))["state"]
+        opened = LoginStates(app.secret_key, load_settings(app.config, {}), lambda: 0).open(state)
+        assert opened.code_verifier
+        app.secret_key, app.testing = None, True  # testing: the error reaches the test
+        with pytest.raises(ConfigurationError, match=r"app\.secret_key is not set"):
+            app.test_client().get("/login")
+    finally:
+        spotify.close(app)
