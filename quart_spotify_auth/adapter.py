@@ -182,9 +182,8 @@ class BaseSpotifyAuth(SeedNames):
         self._context.after_this_request(no_store)  # a page that renders a token: not cached
         return self._call(_token_or_none)
 
-    def _rendering(self, _app: Any, **_: Any) -> None:
-        """A template begins: streamed, it may render the token after its headers have left."""
-        if self._context.request:
+    def _rendering(self, _app: Any, **_: Any) -> Any:
+        if self._context.request:  # streamed, a page may render the token after its headers left
             self._context.after_this_request(_no_store_if_streamed)
 
     def _template_user(self) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
+from typing import Any
 
 from quart import Quart, after_this_request, current_app, g, request, session
 from quart.signals import before_render_template
@@ -125,6 +126,9 @@ class SpotifyAuth(BaseSpotifyAuth):
     async def _call(self, job: Job[P, T], *a: P.args, **k: P.kwargs) -> T:
         core = current_core()
         return await job(core, await current_caller(core), *a, **k)
+
+    async def _rendering(self, _app: Quart, **_: Any) -> None:  # awaited: no thread per page
+        super()._rendering(_app)
 
     _context = QUART
 

@@ -191,8 +191,7 @@ def same_origin_only(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T
 
 
 async def _check_scopes(asked: tuple[str, ...]) -> None:
-    """A login link may ask for configured scopes, those of this app's guarded views, or granted
-    ones; nothing else (400)."""
+    """A login link may ask for configured, granted, or this app's guarded scopes; else 400."""
     core = current_core()
     views = current_app.view_functions.values()
     allowed = set(core.settings.scopes).union(*(getattr(view, _SCOPES, ()) for view in views))
