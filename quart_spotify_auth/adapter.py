@@ -20,6 +20,7 @@ from .core import EXTENSION_KEY, Caller, Core
 from .diagnostics import foreign_session_cookie
 from .errors import ConfigurationError, LoginRequired
 from .seed import SeedNames
+from .states import signing_key
 from .stores import TokenStore, open_store
 
 __all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
@@ -41,7 +42,7 @@ def build_core(
     config: Mapping[str, Any],
     overrides: Mapping[str, Any],
     *,
-    secret_key: object,
+    secret_key: str | bytes | Callable[[], object],
     store: TokenStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
@@ -61,14 +62,7 @@ def build_core(
     for warning in unknown_keys({**config, **overrides}):
         warn_user(warning)  # at the user's SpotifyAuth(app) / init_app(app) line
     settings = load_settings(config, overrides)
-    if not secret_key or not isinstance(secret_key, str | bytes):
-        raise ConfigurationError(
-            "app.secret_key is not set. quart-spotify-auth signs each login's state with it, "
-            "and keeps an opaque login id in the session cookie the framework signs with it: "
-            "set app.secret_key = instance_secret_key(app) (SECRET_KEY from the environment, "
-            "else a key kept in the app's instance folder for all its workers), or to a long "
-            "random string of your own, the same in every worker and across restarts."
-        )
+    signing_key(secret_key() if callable(secret_key) else secret_key)  # unset: say so now
     if store is None:
         store = open_store(settings, clock, instance_path)
     options = {"transport": transport, "clock": clock, "identity": identity, "sender": sender}
@@ -110,6 +104,7 @@ class Context:
     session: Any
     g: Any
     after_this_request: Callable[[Any], Any]
+    before_render_template: Any
 
     def caller(self, identity: object) -> Caller:
         """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
@@ -132,11 +127,7 @@ class BaseSpotifyAuth(SeedNames):
         clock: Callable[[], float] = time.time,
         **config: Any,
     ) -> None:
-        self._options: dict[str, Any] = {
-            "identity": identity,
-            "transport": transport,
-            "clock": clock,
-        }
+        self._options: dict[str, Any] = dict(identity=identity, transport=transport, clock=clock)
         self._store = store
         self._config = config
         self._reauth_hooks: list[ReauthHook] = []
@@ -155,13 +146,14 @@ class BaseSpotifyAuth(SeedNames):
         app.add_template_global(self._template_token, "spotify_access_token")
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
         app.add_template_global(self._template_user, "spotify_user")
+        self._context.before_render_template.connect(self._rendering, sender=app, weak=False)
 
     def _build(self, app: Any, store: TokenStore | None = None) -> Core:
         """Build ``app``'s core and connect the reauthorization hooks."""
         core = build_core(
             app.config,
             self._config,
-            secret_key=app.secret_key,
+            secret_key=lambda: app.secret_key,  # read at each use: a later key counts
             store=store if store is not None else self._store,
             sender=app,
             instance_path=app.instance_path,
@@ -189,6 +181,10 @@ class BaseSpotifyAuth(SeedNames):
     def _template_token(self) -> Any:
         self._context.after_this_request(no_store)  # a page that renders a token: not cached
         return self._call(_token_or_none)
+
+    def _rendering(self, _app: Any, **_: Any) -> Any:
+        if self._context.request:  # streamed, a page may render the token after its headers left
+            self._context.after_this_request(_no_store_if_streamed)
 
     def _template_user(self) -> Any:
         """This user's ``/v1/me`` profile, fetched once per request."""
@@ -221,6 +217,11 @@ async def _profile(core: Core, caller: Caller) -> dict[str, Any] | None:
         return None
     profile: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
     return profile
+
+
+def _no_store_if_streamed(response: Any) -> Any:
+    streamed = getattr(response, "is_streamed", None)  # Flask's; Quart streams an IterableBody
+    return no_store(response) if streamed or hasattr(response.response, "iter") else response
 
 
 def no_store(response: Any) -> Any:

@@ -54,7 +54,7 @@ class Core:
         self,
         settings: Settings,
         store: TokenStore,
-        secret_key: str | bytes,
+        secret_key: str | bytes | Callable[[], object],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
@@ -74,13 +74,7 @@ class Core:
         self.refresher, self.renewer = renewal(self.accounts, store, settings, clock, sender)
         #: The ``SPOTIFY_*`` part of the app's configuration when it was read.
         self.seen_config: dict[str, Any] = {}
-        self.states = LoginStates(
-            secret_key,
-            redirect_uri=settings.redirect_uri,
-            ttl=settings.login_ttl,
-            pkce=settings.use_pkce,
-            clock=clock,
-        )
+        self.states = LoginStates(secret_key, settings, clock)
 
     def __repr__(self) -> str:
         return f"Core({self.settings!r}, {self.store!r})"

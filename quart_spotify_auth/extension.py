@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
+from typing import Any
 
 from quart import Quart, after_this_request, current_app, g, request, session
+from quart.signals import before_render_template
 
 from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import EXTENSION_KEY, Caller, Core
@@ -15,7 +17,7 @@ from .webapi import WebAPI
 
 __all__ = ["EXTENSION_KEY", "SpotifyAuth", "current_caller", "current_core"]
 
-QUART = Context(current_app, request, session, g, after_this_request)
+QUART = Context(current_app, request, session, g, after_this_request, before_render_template)
 
 
 def current_core(app: Quart | None = None) -> Core:
@@ -124,6 +126,9 @@ class SpotifyAuth(BaseSpotifyAuth):
     async def _call(self, job: Job[P, T], *a: P.args, **k: P.kwargs) -> T:
         core = current_core()
         return await job(core, await current_caller(core), *a, **k)
+
+    async def _rendering(self, _app: Quart, **_: Any) -> None:  # awaited: no thread per page
+        super()._rendering(_app)
 
     _context = QUART
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
+from flask.signals import before_render_template
 
 from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
 from .core import Caller, Core
@@ -25,7 +26,7 @@ from .webapi import Verbs, WebAPI
 
 __all__ = ["SpotifyAuth", "SyncWebAPI", "block_on"]
 
-FLASK = Context(current_app, request, session, g, after_this_request)
+FLASK = Context(current_app, request, session, g, after_this_request, before_render_template)
 
 
 _STATES: weakref.WeakSet[_AppState] = weakref.WeakSet()

@@ -45,8 +45,8 @@ T = TypeVar("T")
 BLUEPRINT = "spotify_auth"
 _ASKED = "spotify_auth_asked_scopes"  # scopes a guard sent the browser to ask for
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
-#: Every scope a ``scopes_required`` guard of this process asks for: a login may ask for them.
-_GUARDED: set[str] = set()
+#: A guarded view's attribute: the scopes it asks for (a login may ask for those of its app).
+_SCOPES = "spotify_auth_scopes"
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -76,9 +76,9 @@ def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> 
 
     @blueprint.route("/login")
     async def login() -> Any:
-        scopes = request.args.get("scope")
+        scopes = parse_scopes(request.args.get("scope")) or None  # empty: the configured ones
         if scopes is not None:
-            await _check_scopes(parse_scopes(scopes))
+            await _check_scopes(scopes)
         url = await spotify.get_user(scopes=scopes, next_url=safe_next(request.args.get("next")))
         return redirect(url)
 
@@ -133,7 +133,6 @@ def scopes_required(*scopes: str) -> _Guard:
     """Like :func:`login_required`, and ask Spotify once for the ``scopes`` the user has not
     granted (keeping the others); still missing after that: :class:`ScopesNotGranted` (403)."""
     needed = frozenset(scopes)
-    _GUARDED.update(needed)
 
     def decorator(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         @wraps(func)
@@ -155,6 +154,7 @@ def scopes_required(*scopes: str) -> _Guard:
             session.pop(_ASKED, None)
             return await current_app.ensure_async(func)(*args, **kwargs)
 
+        wrapper.__dict__[_SCOPES] = needed | getattr(func, _SCOPES, frozenset())
         return wrapper
 
     return cast(_Guard, decorator)
@@ -191,9 +191,10 @@ def same_origin_only(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T
 
 
 async def _check_scopes(asked: tuple[str, ...]) -> None:
-    """A login link may ask for configured, guarded or granted scopes; nothing else (400)."""
+    """A login link may ask for configured, granted, or this app's guarded scopes; else 400."""
     core = current_core()
-    allowed = set(core.settings.scopes) | _GUARDED
+    views = current_app.view_functions.values()
+    allowed = set(core.settings.scopes).union(*(getattr(view, _SCOPES, ()) for view in views))
     extra = set(asked) - allowed
     if extra:
         record = await core.token_record(await current_caller())

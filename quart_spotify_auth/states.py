@@ -1,6 +1,6 @@
 """Logins in flight, kept nowhere: the ``state`` is ``{nonce, expiry, next}`` signed with the
-app's secret key, and the PKCE verifier an HMAC of the nonce under that key (single use:
-:mod:`.core`)."""
+app's secret key (read at each use) for its client id and redirect URI (another app refuses it),
+and the PKCE verifier an HMAC of the nonce under that key (single use: :mod:`.core`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .errors import InvalidCallback
+from .config import Settings
+from .errors import ConfigurationError, InvalidCallback
+from .tokens import Clock
 
-__all__ = ["MAX_NEXT", "LoginStates", "PendingLogin"]
+__all__ = ["MAX_NEXT", "LoginStates", "PendingLogin", "signing_key"]
 
 #: The longest ``next`` URL a login carries (longer ones are dropped: not a path of this app).
 MAX_NEXT = 1024
@@ -38,20 +40,13 @@ class LoginStates:
     """Issues and opens signed login states for one app."""
 
     def __init__(
-        self,
-        secret_key: str | bytes,
-        *,
-        redirect_uri: str,
-        ttl: float,
-        pkce: bool,
-        clock: Callable[[], float],
+        self, secret_key: str | bytes | Callable[[], object], settings: Settings, clock: Clock
     ) -> None:
-        key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
-        self._signer = URLSafeSerializer(key, salt="quart-spotify-auth login state")
-        self._pkce_key = hmac.new(key, b"quart-spotify-auth pkce", hashlib.sha256).digest()
-        self._redirect_uri = redirect_uri
-        self._ttl = ttl
-        self._pkce = pkce
+        self._key = secret_key if callable(secret_key) else lambda: secret_key
+        self._salt = f"login state for {settings.client_id} at {settings.redirect_uri}"
+        self._redirect_uri = settings.redirect_uri
+        self._ttl = settings.login_ttl
+        self._pkce = settings.use_pkce
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -65,12 +60,12 @@ class LoginStates:
         data: dict[str, Any] = {"n": nonce, "e": round(self._clock() + self._ttl, 3)}
         if next_url is not None:
             data["x"] = next_url
-        return self._signer.dumps(data), self._pending(nonce, next_url)
+        return self._signer().dumps(data), self._pending(nonce, next_url)
 
     def open(self, state: str) -> PendingLogin:
         """What ``state`` stands for; :class:`InvalidCallback` if not signed here, or expired."""
         try:
-            data = self._signer.loads(state)
+            data = self._signer().loads(state)
         except BadSignature:
             data = None
         expires = data.get("e") if isinstance(data, dict) else None
@@ -86,9 +81,24 @@ class LoginStates:
         next_url = data.get("x")
         return self._pending(data["n"], next_url if isinstance(next_url, str) else None)
 
+    def _signer(self) -> URLSafeSerializer:
+        return URLSafeSerializer(signing_key(self._key()), salt=self._salt)
+
     def _pending(self, nonce: str, next_url: str | None) -> PendingLogin:
         verifier = None
         if self._pkce:  # 43 characters of the unreserved alphabet, known only with the key
-            digest = hmac.new(self._pkce_key, nonce.encode(), hashlib.sha256).digest()
+            key = hmac.new(signing_key(self._key()), b"quart-spotify-auth pkce", hashlib.sha256)
+            digest = hmac.new(key.digest(), nonce.encode(), hashlib.sha256).digest()
             verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
         return PendingLogin(verifier, self._redirect_uri, next_url)
+
+
+def signing_key(value: object) -> bytes:
+    """``app.secret_key`` as bytes; :class:`ConfigurationError` with the fix when it is unset."""
+    if not value or not isinstance(value, str | bytes):
+        raise ConfigurationError(
+            "app.secret_key is not set: it signs each login's state and the session cookie. Set "
+            "app.secret_key = instance_secret_key(app) (SECRET_KEY from the environment, else a "
+            "key kept in the instance folder), or a long random string, the same in every worker."
+        )
+    return value.encode() if isinstance(value, str) else bytes(value)

@@ -6,6 +6,7 @@ import pytest
 
 from quart_spotify_auth import InvalidCallback
 from quart_spotify_auth.accounts import code_challenge
+from quart_spotify_auth.config import load_settings
 from quart_spotify_auth.states import MAX_NEXT, LoginStates
 from quart_spotify_auth.testing import FakeClock
 
@@ -13,7 +14,8 @@ REDIRECT = "http://127.0.0.1:5000/callback/"
 
 
 def _states(clock: FakeClock, key: str = "a-secret-key", *, pkce: bool = True) -> LoginStates:
-    return LoginStates(key, redirect_uri=REDIRECT, ttl=600, pkce=pkce, clock=clock)
+    config = {"SPOTIFY_CLIENT_ID": "an-app", "SPOTIFY_CLIENT_SECRET": "s", "SPOTIFY_USE_PKCE": pkce}
+    return LoginStates(key, load_settings({**config, "SPOTIFY_REDIRECT_URI": REDIRECT}, {}), clock)
 
 
 def test_a_state_opens_to_what_it_was_issued_with() -> None:
