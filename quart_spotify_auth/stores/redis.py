@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,7 +31,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import DEFAULTS, mask_password
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Due, DueKey, TokenStore, url_or
@@ -134,6 +135,13 @@ class RedisTokenStore(TokenStore):
         cache_size: int = 10_000,
     ) -> None:
         url_or(url, client, "RedisTokenStore", "a client")
+        try:
+            parse_url(url or "redis://")
+        except ValueError:  # its text may show the password: "Port ... as 'hunter2'"
+            raise ConfigurationError(
+                f"The Redis URL {mask_password(str(url))!r} cannot be read: write a /, ?, # or "
+                "@ in its password as %2F, %3F, %23 or %40."
+            ) from None
         self._url = url
         self._client = client
         self._owned = client is None

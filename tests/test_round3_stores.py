@@ -1,0 +1,112 @@
+"""Issue 20, round 3 of hardening, the stores' part: passwords in reprs and errors, SQL
+parameters in logs, the Redis change listener against messages it cannot read, SQLite files
+other users can read, and what a public 503 page names."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
+from quart_spotify_auth.config import load_settings
+from quart_spotify_auth.serving import free_port
+from quart_spotify_auth.stores.redis import RedisTokenStore
+from quart_spotify_auth.stores.sql import SQLTokenStore
+
+SECRET = "s3cr3t"
+
+#: Passwords as users write them: in the authority (with characters a URL should have encoded)
+#: and in the query, under every name redis-py passes on to its connections.
+_REDIS_URLS = [
+    f"redis://127.0.0.1:{{port}}/0?password={SECRET}",
+    f"redis://:{SECRET}@127.0.0.1:{{port}}/0",
+    f"redis://user:{SECRET}/x@127.0.0.1:{{port}}/0",
+    f"redis://user:{SECRET}?x@127.0.0.1:{{port}}/0",
+    f"redis://user:{SECRET}#x@127.0.0.1:{{port}}/0",
+    f"redis://user:{SECRET}@x@127.0.0.1:{{port}}/0",
+    f"rediss://127.0.0.1:{{port}}/0?ssl_password={SECRET}",
+    f"unix://:{SECRET}@/tmp/redis.sock?db=0",
+]
+
+#: SPOTIFY_TOKEN_STORE misspelt: each is refused, and the error shows no password.
+_MISSPELT = [
+    f"redis//:{SECRET}@host",
+    f"redis//:{SECRET}/x@host:6379/0",
+    f"redis//user:{SECRET}?x@host/0",
+    f"redis:/user:{SECRET}#x@host",
+    f"redis//host/0?ssl_password={SECRET}",
+    f"redis//host/0?password={SECRET}",
+    f"postgres//u:{SECRET}@db/app",
+    f"postgresql:/u:{SECRET}/x@db/app",
+]
+
+
+def _record() -> TokenRecord:
+    return TokenRecord("a", "r", 4_000_000_000.0, 1_000_000_000.0, frozenset(), 1_000_000_000.0)
+
+
+@pytest.mark.parametrize("url", _MISSPELT)
+def test_a_misspelt_store_url_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="SPOTIFY_TOKEN_STORE") as info:
+        load_settings({"SPOTIFY_CLIENT_ID": "c", "SPOTIFY_TOKEN_STORE": url})
+    assert SECRET not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize("template", _REDIS_URLS)
+async def test_the_redis_store_never_shows_a_password(
+    template: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its repr, where it says it is, its log line when Redis is out of reach and the 503 of
+    every call, over a real connection to a port nothing listens on."""
+    try:
+        store = RedisTokenStore(template.format(port=free_port()), timeout=0.5)
+    except ConfigurationError as exc:  # a password redis-py would read as the port
+        assert SECRET not in str(exc) and "%2F" in str(exc)
+        return
+    shown = [repr(store), store.where]
+    caplog.set_level(logging.DEBUG)
+    try:
+        await store.open()
+        await store._reachable()  # the probe open started, awaited here
+        for call in (store.get("k"), store.put("k", _record()), store.delete("k")):
+            with pytest.raises(StoreUnavailable) as info:
+                await call
+            shown += [str(info.value), repr(info.value)]
+    finally:
+        await store.close()
+    shown += [record.getMessage() for record in caplog.records]
+    assert "***" in store.where
+    assert not [text for text in shown if SECRET in text]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://u:{SECRET}@127.0.0.1:{{port}}/app",
+        f"postgresql://u:{SECRET}/x@127.0.0.1:{{port}}/app",
+        f"postgresql://u@127.0.0.1:{{port}}/app?password={SECRET}",
+    ],
+)
+async def test_the_sql_store_never_shows_a_password(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("asyncpg")
+    store = SQLTokenStore(url.format(port=free_port()))
+    shown = [repr(store)]
+    caplog.set_level(logging.DEBUG)
+    try:
+        await store.open()  # logged: out of reach
+        with pytest.raises(StoreUnavailable) as info:
+            await store.get("k")
+        shown += [str(info.value), repr(info.value), repr(store.engine)]
+    finally:
+        await store.close()
+    shown += [record.getMessage() for record in caplog.records]
+    assert not [text for text in shown if SECRET in text]
+
+
+def test_a_sqlite_store_of_memory_says_why_without_more() -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(":memory:")):
+        SQLTokenStore("sqlite:///:memory:")
