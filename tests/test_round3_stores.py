@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+import time
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +113,28 @@ async def test_the_sql_store_never_shows_a_password(
 def test_a_sqlite_store_of_memory_says_why_without_more() -> None:
     with pytest.raises(ConfigurationError, match=re.escape(":memory:")):
         SQLTokenStore("sqlite:///:memory:")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_sql_logging_never_shows_a_token(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLAlchemy's engine logging at INFO, records in clear: the engines the store makes
+    hide their parameters."""
+    if kind == "postgresql":
+        url = request.getfixturevalue("pg_server").url
+    else:
+        url = f"sqlite:///{tmp_path}/tokens.sqlite3"
+    store = SQLTokenStore(url, prefix=f"t{secrets.token_hex(4)}_")
+    token = "AQD" + secrets.token_urlsafe(60)
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+    try:
+        await store.open()
+        now = time.time()
+        await store.put("k", TokenRecord(token, token, now + 3600, now, frozenset(), now))
+        assert (await store.get("k") or _record()).access_token == token
+    finally:
+        await store.close()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "INSERT INTO" in logged  # it did log
+    assert token[:20] not in logged

@@ -24,6 +24,8 @@ __all__ = ["is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
+_HIDDEN = {"hide_parameters": True}  # no record (tokens, in clear without keys) in SQL logs
+
 
 @functools.cache
 def _async_engine() -> type | None:
@@ -55,12 +57,13 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
         if parsed.drivername == "postgresql":  # the async driver
             parsed = parsed.set(drivername="postgresql+asyncpg")
         async_url = parsed.render_as_string(hide_password=False)
-        return create_async_engine(async_url, pool_pre_ping=True, pool_size=10)
+        return create_async_engine(async_url, pool_pre_ping=True, pool_size=10, **_HIDDEN)
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
         parsed.set(drivername="sqlite"),
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        **_HIDDEN,
     )
     sqlite_setup(engine, busy_timeout)
     return engine
