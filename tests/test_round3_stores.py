@@ -4,19 +4,24 @@ other users can read, and what a public 503 page names."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.config import load_settings
 from quart_spotify_auth.serving import free_port
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
+
+from .servers import RedisServer
 
 SECRET = "s3cr3t"
 
@@ -138,3 +143,54 @@ async def test_sql_logging_never_shows_a_token(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "INSERT INTO" in logged  # it did log
     assert token[:20] not in logged
+
+
+async def _until(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_read(
+    redis_server: RedisServer,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A malformed message on ``<prefix>written`` and a record encrypted with a key this
+    process lacks (a rolling key rotation) are counted and logged, content unshown; the
+    feed stays up and the next readable write lands in the cache."""
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    listener = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old])
+    rotated = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[new, old])
+    lost: list[bool] = []
+    listen = listener.cache.listen
+
+    def recorded(listening: bool) -> None:
+        lost.extend([] if listening else [listening])
+        listen(listening)
+
+    monkeypatch.setattr(listener.cache, "listen", recorded)
+    caplog.set_level(logging.DEBUG)
+    now = time.time()
+    token = "AQD" + secrets.token_urlsafe(40)
+    record = TokenRecord(token, token, now + 3600, now, frozenset(), now)
+    await listener.open()
+    try:
+        await _until(lambda: listener.cache.listening, "the listener never subscribed")
+        await listener.redis.publish(f"{redis_prefix}written", b"\x00garbage")
+        await listener.redis.publish(f"{redis_prefix}written", b"\x00" + token.encode() + b"\xff")
+        await rotated.put("k", record)  # the new key first: this process cannot read it
+        await _until(lambda: listener.unreadable == 3, "not every unreadable message counted")
+        written = await listener.put("j", record)  # another process's write, as the feed says
+        listener.cache.changed("j")
+        await rotated.replace("j", written, record)  # readable: encrypted with the old key too
+        await _until(lambda: listener.cache.get("j") is not None, "the feed went deaf")
+        assert lost == [], "the listener dropped its feed"
+    finally:
+        await rotated.close()
+        await listener.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("could not be read" in text for text in warnings)
+    assert not [text for text in warnings if token[:12] in text or "garbage" in text]

@@ -36,7 +36,7 @@ from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Due, DueKey, TokenStore, url_or
 from .cache import ReadCache
-from .codec import Codec, Unbound
+from .codec import Codec
 
 __all__ = ["RedisTokenStore"]
 
@@ -156,6 +156,8 @@ class RedisTokenStore(TokenStore):
         self._versions = f"{prefix}versions"
         self._channel = f"{prefix}written"
         self.cache = ReadCache(cache_ttl, cache_size)
+        #: Changes heard that this process could not read (logged; each drops its copies).
+        self.unreadable = 0
         self._listener: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -240,15 +242,26 @@ class RedisTokenStore(TokenStore):
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _heard(self, data: bytes) -> None:
-        """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob."""
-        if not data.startswith(b"\0"):
-            self.cache.changed(data.decode())
-            return
-        version, length, rest = data[1:].split(b":", 2)
-        key, blob = rest[: int(length)].decode(), rest[int(length) :]
-        self.cache.changed(key)
-        with suppress(Unbound):  # refused when read, too
+        """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob.
+        One this process cannot read (malformed; a key it lacks) is counted and logged."""
+        key = None
+        try:
+            if not data.startswith(b"\0"):
+                self.cache.changed(data.decode())
+                return
+            version, length, rest = data[1:].split(b":", 2)
+            key, blob = rest[: int(length)].decode(), rest[int(length) :]
+            self.cache.changed(key)
             self.cache.heard(key, self._codec.load_record(key, blob, int(version)))
+        except Exception as exc:  # never its content: it may hold a token
+            self.cache.changed(key)  # None: anything may have changed
+            self.unreadable += 1
+            logger.warning(
+                "A change heard on %s could not be read (%s; %d so far); the feed goes on.",
+                self._channel,
+                type(exc).__name__,
+                self.unreadable,
+            )
 
     def _tkey(self, key: str) -> str:
         return f"{self._prefix}t:{key}"
