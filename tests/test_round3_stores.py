@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,3 +196,50 @@ async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_rea
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("could not be read" in text for text in warnings)
     assert not [text for text in warnings if token[:12] in text or "garbage" in text]
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_an_existing_world_readable_sqlite_file_is_made_private(tmp_path: Path) -> None:
+    """The file, its -wal and its -shm (there while another process has it open), all 0644
+    from an older install or a copy: each is 0600 once the store has opened."""
+    database = tmp_path / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}")
+    await store.open()
+    await store.put("k", _record())
+    await store.close()
+    other = sqlite3.connect(database)  # another process: the -wal and -shm stay
+    try:
+        other.execute("PRAGMA journal_mode=WAL")
+        other.execute("SELECT count(*) FROM quart_spotify_auth_tokens").fetchall()
+        files = [database, tmp_path / "tokens.sqlite3-wal", tmp_path / "tokens.sqlite3-shm"]
+        for path in files:
+            path.chmod(0o644)
+        store = SQLTokenStore(f"sqlite:///{database}")
+        await store.open()
+        try:
+            assert [_mode(path) for path in files] == [0o600] * 3
+            assert await store.get("k") is None  # expired long ago: read, and none served
+        finally:
+            await store.close()
+    finally:
+        other.close()
+
+
+async def test_a_world_readable_sqlite_file_that_cannot_be_made_private_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "tokens.sqlite3"
+    sqlite3.connect(database).close()
+    database.chmod(0o644)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refused)
+    store = SQLTokenStore(f"sqlite:///{database}")
+    with pytest.raises(ConfigurationError, match=r"other users.*chmod 600") as info:
+        await store.open()
+    assert str(database) in str(info.value)

@@ -70,14 +70,26 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
 
 
 def private_file(path: Path) -> None:
-    """Make the database file (and its folder) for its owner alone when missing; one that
-    cannot be made is left for the first connection to report (a 503, not a crash)."""
+    """Make the database file (and its folder) for its owner alone: when missing, or it and its
+    -wal and -shm when others may read them (else refuse). One that cannot be created is left
+    for the first connection to report (a 503, not a crash)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # -wal and -shm follow it
     except OSError as exc:
         logger.debug("Cannot create %s yet: %s", path, exc)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if os.stat(file).st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigurationError(
+                f"The SQLite file {file} may be read by other users and cannot be made private "
+                f"({exc.strerror}): chmod 600 it, as its owner."
+            ) from None
 
 
 def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
