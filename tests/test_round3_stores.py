@@ -19,10 +19,13 @@ from cryptography.fernet import Fernet
 
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.config import load_settings
-from quart_spotify_auth.serving import free_port
+from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
+from quart_spotify_auth.testing import FakeSpotify
 
+from .apps import make_app
+from .conftest import Browser
 from .servers import RedisServer
 
 SECRET = "s3cr3t"
@@ -243,3 +246,45 @@ async def test_a_world_readable_sqlite_file_that_cannot_be_made_private_is_refus
     with pytest.raises(ConfigurationError, match=r"other users.*chmod 600") as info:
         await store.open()
     assert str(database) in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_the_public_503_page_names_the_kind_of_problem_and_the_log_the_place(
+    kind: str, fake: FakeSpotify, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A logged-in browser comes back to an app whose database is damaged (SQLite) or down
+    (PostgreSQL): the page says which kind of problem, never the server path nor the host and
+    port; the log says where."""
+    if kind == "sqlite":
+        place = str(tmp_path / "instance-data")
+        (tmp_path / "instance-data").mkdir()
+        database = tmp_path / "instance-data" / "tokens.sqlite3"
+        database.write_bytes(b"this is not a database " * 200)
+        url, kind_shown, hidden = f"sqlite:///{database}", "not a SQLite database", [place]
+    else:
+        pytest.importorskip("asyncpg")
+        port = free_port()
+        url, kind_shown = f"postgresql://u@127.0.0.1:{port}/tokens", "PostgreSQL"
+        place, hidden = f"127.0.0.1:{port}", ["127.0.0.1", str(port)]
+    caplog.set_level(logging.INFO)
+    async with serve(fake) as fake_url:
+        first, second = free_port(), free_port()
+        working, _ = make_app(
+            accounts_url=fake_url, redirect_uri=f"http://127.0.0.1:{first}/callback/"
+        )
+        broken, _ = make_app(
+            accounts_url=fake_url,
+            redirect_uri=f"http://127.0.0.1:{second}/callback/",
+            store_url=url,
+        )
+        async with (
+            serve(working, port=first) as working_url,
+            serve(broken, port=second) as broken_url,
+            Browser(working_url, fake_url) as browser,
+        ):
+            assert (await browser.login()).status_code == 302
+            page = await browser.http.get(broken_url + "/me")  # the same cookie: a login id
+    assert page.status_code == 503
+    assert kind_shown in page.text
+    assert not [text for text in hidden if text in page.text], page.text
+    assert place in caplog.text

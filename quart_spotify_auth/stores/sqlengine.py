@@ -139,21 +139,21 @@ _SQLITE_HINTS = {
     "unable to open": " (it cannot be written: check its and its folder's permissions)",
     "malformed": " (it is damaged: restore it from a backup or move it away; it is never replaced)",
     "not a database": " (it is not a SQLite database: move it away; it is never replaced)",
+    "locked": " (it is locked: another process held it longer than the busy timeout)",
 }
 
 
 def unavailable(dialect: str, where: str | None, exc: BaseException) -> StoreUnavailable:
-    """The clean 503 for a database failure: which database, what it said, and for a SQLite
-    file the likely fix. Never the URL (it may hold a password)."""
+    """The clean 503 for a database failure: its page names the kind of problem (for a SQLite
+    file, the likely fix), the log which database and what it said. Never the URL."""
     cause = getattr(exc, "orig", None) or exc
     detail = str(cause).splitlines()[0][:160] if str(cause) else type(cause).__name__
-    if dialect == "sqlite":
-        said = detail.replace("read-only", "readonly")
-        hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
-        place = f"the SQLite file {where!r}{hint}"
-    else:
-        place = f"PostgreSQL at {where!r}"
+    sqlite = dialect == "sqlite"
+    place = f"the SQLite file {where!r}" if sqlite else f"PostgreSQL at {where!r}"
+    logger.warning("The token store, %s, failed: %s: %s", place, type(cause).__name__, detail)
+    said = detail.replace("read-only", "readonly") if sqlite else ""
+    hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
     return StoreUnavailable(
-        f"The login store is unavailable right now ({place}: {type(cause).__name__}: "
-        f"{detail}). Try again shortly."
+        f"The login store is unavailable right now ({'SQLite' if sqlite else 'PostgreSQL'}{hint}: "
+        f"{type(cause).__name__}). Try again shortly."
     )
