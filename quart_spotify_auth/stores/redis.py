@@ -135,14 +135,11 @@ class RedisTokenStore(TokenStore):
         cache_size: int = 10_000,
     ) -> None:
         url_or(url, client, "RedisTokenStore", "a client")
+        self._url = url
         try:
             parse_url(url or "redis://")
         except ValueError:  # its text may show the password: "Port ... as 'hunter2'"
-            raise ConfigurationError(
-                f"The Redis URL {mask_password(str(url))!r} cannot be read: write a /, ?, # or "
-                "@ in its password as %2F, %3F, %23 or %40."
-            ) from None
-        self._url = url
+            raise ConfigurationError(f"Unreadable {self.where}: URL-encode its password") from None
         self._client = client
         self._owned = client is None
         self._prefix = prefix
@@ -156,8 +153,7 @@ class RedisTokenStore(TokenStore):
         self._versions = f"{prefix}versions"
         self._channel = f"{prefix}written"
         self.cache = ReadCache(cache_ttl, cache_size)
-        #: Changes heard that this process could not read (logged; each drops its copies).
-        self.unreadable = 0
+        self.unreadable = 0  #: Writes heard that this process could not read (each logged).
         self._listener: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -242,8 +238,7 @@ class RedisTokenStore(TokenStore):
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _heard(self, data: bytes) -> None:
-        """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob.
-        One this process cannot read (malformed; a key it lacks) is counted and logged."""
+        """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob."""
         key = None
         try:
             if not data.startswith(b"\0"):
@@ -253,14 +248,11 @@ class RedisTokenStore(TokenStore):
             key, blob = rest[: int(length)].decode(), rest[int(length) :]
             self.cache.changed(key)
             self.cache.heard(key, self._codec.load_record(key, blob, int(version)))
-        except Exception as exc:  # never its content: it may hold a token
+        except Exception as exc:  # malformed, a key this process lacks: never its content
             self.cache.changed(key)  # None: anything may have changed
             self.unreadable += 1
             logger.warning(
-                "A change heard on %s could not be read (%s; %d so far); the feed goes on.",
-                self._channel,
-                type(exc).__name__,
-                self.unreadable,
+                "Unreadable write %d on %s (%s)", self.unreadable, self._channel, type(exc).__name__
             )
 
     def _tkey(self, key: str) -> str:
@@ -293,10 +285,9 @@ class RedisTokenStore(TokenStore):
     ) -> int:
         blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
+        due_at, used_at = ("" if at is None else at for at in (due, used))  # "": none
         with _unavailable():
-            version = await self.redis.eval(
-                _WRITE, 5, *keys, blob, ttl, _score(due), key, _score(used), over
-            )
+            version = await self.redis.eval(_WRITE, 5, *keys, blob, ttl, due_at, key, used_at, over)
         return int(version)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
@@ -338,10 +329,6 @@ class RedisTokenStore(TokenStore):
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
             await self.redis.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", claim)
-
-
-def _score(value: float | None) -> float | str:
-    return "" if value is None else value
 
 
 def _bytes(value: Any) -> bytes:

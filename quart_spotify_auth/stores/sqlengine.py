@@ -24,8 +24,6 @@ __all__ = ["is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
-_HIDDEN = {"hide_parameters": True}  # no record (tokens, in clear without keys) in SQL logs
-
 
 @functools.cache
 def _async_engine() -> type | None:
@@ -56,23 +54,22 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
             ) from exc
         if parsed.drivername == "postgresql":  # the async driver
             parsed = parsed.set(drivername="postgresql+asyncpg")
-        async_url = parsed.render_as_string(hide_password=False)
-        return create_async_engine(async_url, pool_pre_ping=True, pool_size=10, **_HIDDEN)
+        url = parsed.render_as_string(hide_password=False)  # hide_parameters: no token in logs
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
         parsed.set(drivername="sqlite"),
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
-        **_HIDDEN,
+        hide_parameters=True,
     )
     sqlite_setup(engine, busy_timeout)
     return engine
 
 
 def private_file(path: Path) -> None:
-    """Make the database file (and its folder) for its owner alone: when missing, or it and its
-    -wal and -shm when others may read them (else refuse). One that cannot be created is left
-    for the first connection to report (a 503, not a crash)."""
+    """Make the database file (and its folder) for its owner alone, its -wal and -shm too (else
+    refuse); one that cannot be created is left for the first connection to report (a 503)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
@@ -81,10 +78,8 @@ def private_file(path: Path) -> None:
         logger.debug("Cannot create %s yet: %s", path, exc)
     for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         try:
-            if os.stat(file).st_mode & 0o077:
+            if file.exists() and file.stat().st_mode & 0o077:
                 os.chmod(file, 0o600)
-        except FileNotFoundError:
-            continue
         except OSError as exc:
             raise ConfigurationError(
                 f"The SQLite file {file} may be read by other users and cannot be made private "
@@ -144,16 +139,16 @@ _SQLITE_HINTS = {
 
 
 def unavailable(dialect: str, where: str | None, exc: BaseException) -> StoreUnavailable:
-    """The clean 503 for a database failure: its page names the kind of problem (for a SQLite
-    file, the likely fix), the log which database and what it said. Never the URL."""
+    """The clean 503 for a database failure: its page names the kind of problem (a SQLite file's
+    likely fix); its note, for the log, ``where`` and what the database said. Never the URL."""
     cause = getattr(exc, "orig", None) or exc
     detail = str(cause).splitlines()[0][:160] if str(cause) else type(cause).__name__
     sqlite = dialect == "sqlite"
-    place = f"the SQLite file {where!r}" if sqlite else f"PostgreSQL at {where!r}"
-    logger.warning("The token store, %s, failed: %s: %s", place, type(cause).__name__, detail)
     said = detail.replace("read-only", "readonly") if sqlite else ""
     hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
-    return StoreUnavailable(
+    error = StoreUnavailable(
         f"The login store is unavailable right now ({'SQLite' if sqlite else 'PostgreSQL'}{hint}: "
         f"{type(cause).__name__}). Try again shortly."
     )
+    error.add_note(f"{where}: {type(cause).__name__}: {detail}")
+    return error
