@@ -325,10 +325,10 @@ def _shown(raw: Any) -> str:
 
 
 def mask_password(url: str) -> str:
-    """``url`` with any password in it replaced by ``***``: the part between ``:`` and the last
-    ``@`` of its authority, and the value of a ``password=`` (``passwd=``, ``pass=``) query."""
-    url = re.sub(r"(?<=:)[^/?#]*(?=@[^@/?#]*(?:[/?#]|$))", "***", url)
-    return re.sub(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*", r"\1***", url)
+    """``url`` with any password in it replaced by ``***``: all from the first ``:`` not before
+    ``//`` to the last ``@``, and the value of a query key ending in ``password`` or ``pass``."""
+    url = re.sub(r"(?<=:)(?!//).*(?=@[^@]*$)", "***", url, count=1, flags=re.S)
+    return re.sub(r"(?i)([?&]\w*(?:password|passwd|pass)=)[^&#]*", r"\1***", url)
 
 
 def validate_redirect_uri(uri: str, *, name: str = "SPOTIFY_REDIRECT_URI") -> str:

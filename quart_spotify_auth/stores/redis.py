@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,12 +31,12 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import DEFAULTS, mask_password
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Due, DueKey, TokenStore, url_or
 from .cache import ReadCache
-from .codec import Codec, Unbound
+from .codec import Codec
 
 __all__ = ["RedisTokenStore"]
 
@@ -135,6 +136,10 @@ class RedisTokenStore(TokenStore):
     ) -> None:
         url_or(url, client, "RedisTokenStore", "a client")
         self._url = url
+        try:
+            parse_url(url or "redis://")
+        except ValueError:  # its text may show the password: "Port ... as 'hunter2'"
+            raise ConfigurationError(f"Unreadable {self.where}: URL-encode its password") from None
         self._client = client
         self._owned = client is None
         self._prefix = prefix
@@ -148,6 +153,7 @@ class RedisTokenStore(TokenStore):
         self._versions = f"{prefix}versions"
         self._channel = f"{prefix}written"
         self.cache = ReadCache(cache_ttl, cache_size)
+        self.unreadable = 0  #: Writes heard that this process could not read (each logged).
         self._listener: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -233,14 +239,21 @@ class RedisTokenStore(TokenStore):
 
     def _heard(self, data: bytes) -> None:
         """A deletion names its key; a write is ``\\0version:length:key`` and the stored blob."""
-        if not data.startswith(b"\0"):
-            self.cache.changed(data.decode())
-            return
-        version, length, rest = data[1:].split(b":", 2)
-        key, blob = rest[: int(length)].decode(), rest[int(length) :]
-        self.cache.changed(key)
-        with suppress(Unbound):  # refused when read, too
+        key = None
+        try:
+            if not data.startswith(b"\0"):
+                self.cache.changed(data.decode())
+                return
+            version, length, rest = data[1:].split(b":", 2)
+            key, blob = rest[: int(length)].decode(), rest[int(length) :]
+            self.cache.changed(key)
             self.cache.heard(key, self._codec.load_record(key, blob, int(version)))
+        except Exception as exc:  # malformed, a key this process lacks: never its content
+            self.cache.changed(key)  # None: anything may have changed
+            self.unreadable += 1
+            logger.warning(
+                "Unreadable write %d on %s (%s)", self.unreadable, self._channel, type(exc).__name__
+            )
 
     def _tkey(self, key: str) -> str:
         return f"{self._prefix}t:{key}"
@@ -272,10 +285,9 @@ class RedisTokenStore(TokenStore):
     ) -> int:
         blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
+        due_at, used_at = ("" if at is None else at for at in (due, used))  # "": none
         with _unavailable():
-            version = await self.redis.eval(
-                _WRITE, 5, *keys, blob, ttl, _score(due), key, _score(used), over
-            )
+            version = await self.redis.eval(_WRITE, 5, *keys, blob, ttl, due_at, key, used_at, over)
         return int(version)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
@@ -317,10 +329,6 @@ class RedisTokenStore(TokenStore):
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
             await self.redis.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", claim)
-
-
-def _score(value: float | None) -> float | str:
-    return "" if value is None else value
 
 
 def _bytes(value: Any) -> bytes:

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -50,8 +50,6 @@ SWEEP_EVERY = 60.0
 
 #: Threads a process runs SQLite's transactions on (one writes at a time; reads go beside it).
 THREADS = 4
-
-_NOTHING: AbstractAsyncContextManager[None] = nullcontext()
 
 #: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
@@ -105,8 +103,8 @@ class SQLTokenStore(TokenStore):
         sqlite = parsed.drivername.startswith("sqlite")
         self.dialect = "sqlite" if sqlite else "postgresql"
         self._sql = Statements(self.schema, self.dialect)
-        server = f"{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}"
-        self._where = parsed.database if sqlite else server
+        server = f"PostgreSQL at '{parsed.host}:{parsed.port or 5432}/{parsed.database or ''}'"
+        self._where = f"the SQLite file {parsed.database!r}" if sqlite else server
         if sqlite and parsed.database in (None, "", ":memory:"):
             raise ConfigurationError("SQLTokenStore needs a SQLite file, not :memory:.")
         self._slots = ChangeSlots(f"{parsed.database}.changes") if sqlite else None
@@ -118,7 +116,7 @@ class SQLTokenStore(TokenStore):
         self._forked()
 
     def __repr__(self) -> str:
-        return f"SQLTokenStore({self.dialect}, {self._where!r}, prefix={self.schema.prefix!r})"
+        return f"SQLTokenStore({self._where}, prefix={self.schema.prefix!r})"
 
     @property
     def engine(self) -> Engine | AsyncEngine:
@@ -149,9 +147,9 @@ class SQLTokenStore(TokenStore):
             await self._ensure()
         except StoreUnavailable as exc:
             logger.error(
-                "The token store cannot be opened: %s Requests that need it get 503 until it "
+                "The token store cannot be opened (%s). Requests that need it get 503 until it "
                 "answers; nothing has to be restarted.",
-                exc.description,
+                exc.__notes__[0],
             )
         except ConfigurationError:
             await self.close()
@@ -180,9 +178,7 @@ class SQLTokenStore(TokenStore):
         self._ready = False
 
     async def _ensure(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
+        async with self._ready_lock:  # transaction() calls it only while not ready
             if self._ready:
                 return
             meta = self.schema.meta
@@ -202,11 +198,11 @@ class SQLTokenStore(TokenStore):
                 try:
                     found = await self._in_transaction(create, write=True)
                 except _FAILURES as exc:
-                    raise self._unavailable(exc) from exc
+                    raise unavailable(self.dialect, self._where, exc) from exc
             version = found.get("schema", SCHEMA_VERSION)
             if version != SCHEMA_VERSION:
                 raise ConfigurationError(
-                    f"The token tables {self.schema.prefix}* in {self._where!r} are schema "
+                    f"The token tables {self.schema.prefix}* in {self._where} are schema "
                     f"version {version}; this quart-spotify-auth uses version {SCHEMA_VERSION}. "
                     "Print the tables it needs with `python -m quart_spotify_auth schema` and "
                     "migrate yours to them (or drop them: every user logs in again)."
@@ -309,13 +305,13 @@ class SQLTokenStore(TokenStore):
                 await self._ensure()
             return await self._in_transaction(work, write=write)
         except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+            raise unavailable(self.dialect, self._where, exc) from exc
 
     async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
-        async with self._writing if write and self._writing else _NOTHING:
+        async with self._writing if write and self._writing else nullcontext():
             if is_async(engine):
                 async with engine.execution_options(**options).begin() as connection:
                     return await connection.run_sync(work)
@@ -328,6 +324,3 @@ class SQLTokenStore(TokenStore):
                     return work(connection)
 
             return await asyncio.get_running_loop().run_in_executor(self._threads, transaction)
-
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        return unavailable(self.dialect, self._where, exc)

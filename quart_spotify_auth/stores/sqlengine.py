@@ -54,27 +54,37 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
             ) from exc
         if parsed.drivername == "postgresql":  # the async driver
             parsed = parsed.set(drivername="postgresql+asyncpg")
-        async_url = parsed.render_as_string(hide_password=False)
-        return create_async_engine(async_url, pool_pre_ping=True, pool_size=10)
+        url = parsed.render_as_string(hide_password=False)  # hide_parameters: no token in logs
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
         parsed.set(drivername="sqlite"),
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        hide_parameters=True,
     )
     sqlite_setup(engine, busy_timeout)
     return engine
 
 
 def private_file(path: Path) -> None:
-    """Make the database file (and its folder) for its owner alone when missing; one that
-    cannot be made is left for the first connection to report (a 503, not a crash)."""
+    """Make the database file (and its folder) for its owner alone, its -wal and -shm too (else
+    refuse); one that cannot be created is left for the first connection to report (a 503)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # -wal and -shm follow it
     except OSError as exc:
         logger.debug("Cannot create %s yet: %s", path, exc)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if file.exists() and file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"The SQLite file {file} may be read by other users and cannot be made private "
+                f"({exc.strerror}): chmod 600 it, as its owner."
+            ) from None
 
 
 def sqlite_setup(engine: Engine, busy_timeout: float = 5.0) -> None:
@@ -124,21 +134,21 @@ _SQLITE_HINTS = {
     "unable to open": " (it cannot be written: check its and its folder's permissions)",
     "malformed": " (it is damaged: restore it from a backup or move it away; it is never replaced)",
     "not a database": " (it is not a SQLite database: move it away; it is never replaced)",
+    "locked": " (it is locked: another process held it longer than the busy timeout)",
 }
 
 
 def unavailable(dialect: str, where: str | None, exc: BaseException) -> StoreUnavailable:
-    """The clean 503 for a database failure: which database, what it said, and for a SQLite
-    file the likely fix. Never the URL (it may hold a password)."""
+    """The clean 503 for a database failure: its page names the kind of problem (a SQLite file's
+    likely fix); its note, for the log, ``where`` and what the database said. Never the URL."""
     cause = getattr(exc, "orig", None) or exc
     detail = str(cause).splitlines()[0][:160] if str(cause) else type(cause).__name__
-    if dialect == "sqlite":
-        said = detail.replace("read-only", "readonly")
-        hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
-        place = f"the SQLite file {where!r}{hint}"
-    else:
-        place = f"PostgreSQL at {where!r}"
-    return StoreUnavailable(
-        f"The login store is unavailable right now ({place}: {type(cause).__name__}: "
-        f"{detail}). Try again shortly."
+    sqlite = dialect == "sqlite"
+    said = detail.replace("read-only", "readonly") if sqlite else ""
+    hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
+    error = StoreUnavailable(
+        f"The login store is unavailable right now ({'SQLite' if sqlite else 'PostgreSQL'}{hint}: "
+        f"{type(cause).__name__}). Try again shortly."
     )
+    error.add_note(f"{where}: {type(cause).__name__}: {detail}")
+    return error
