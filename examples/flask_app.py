@@ -12,8 +12,9 @@ Against real Spotify, register http://127.0.0.1:5000/callback/ in your Spotify a
     export SPOTIFY_CLIENT_ID=... SPOTIFY_CLIENT_SECRET=...
     flask --app examples.flask_app run --host 127.0.0.1 --port 5000
 
-and open http://127.0.0.1:5000/. In production, any WSGI server: ``gunicorn -w 4
-examples.flask_app:app`` (each worker process runs its own renewal loop thread).
+and open http://127.0.0.1:5000/. In production, any WSGI server: ``gunicorn -w 4 -b
+127.0.0.1:5000 examples.flask_app:app`` (on the redirect URI's port: gunicorn's own default is
+8000; each worker process runs its own renewal loop thread).
 """
 
 from __future__ import annotations
