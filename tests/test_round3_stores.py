@@ -5,6 +5,7 @@ other users can read, and what a public 503 page names."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from redis.asyncio.connection import SSLConnection
 
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.config import load_settings
@@ -39,7 +41,13 @@ _REDIS_URLS = [
     f"redis://user:{SECRET}?x@127.0.0.1:{{port}}/0",
     f"redis://user:{SECRET}#x@127.0.0.1:{{port}}/0",
     f"redis://user:{SECRET}@x@127.0.0.1:{{port}}/0",
-    f"rediss://127.0.0.1:{{port}}/0?ssl_password={SECRET}",
+    pytest.param(
+        f"rediss://127.0.0.1:{{port}}/0?ssl_password={SECRET}",
+        marks=pytest.mark.skipif(
+            "ssl_password" not in inspect.signature(SSLConnection.__init__).parameters,
+            reason="this redis-py's SSL connections take no ssl_password",
+        ),
+    ),
     f"unix://:{SECRET}@/tmp/redis.sock?db=0",
 ]
 
@@ -169,6 +177,7 @@ async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_rea
     old, new = Fernet.generate_key(), Fernet.generate_key()
     listener = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old])
     rotated = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[new, old])
+    writer = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old])
     lost: list[bool] = []
     listen = listener.cache.listen
 
@@ -188,12 +197,11 @@ async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_rea
         await listener.redis.publish(f"{redis_prefix}written", b"\x00" + token.encode() + b"\xff")
         await rotated.put("k", record)  # the new key first: this process cannot read it
         await _until(lambda: listener.unreadable == 3, "not every unreadable message counted")
-        written = await listener.put("j", record)  # another process's write, as the feed says
-        listener.cache.changed("j")
-        await rotated.replace("j", written, record)  # readable: encrypted with the old key too
+        await writer.put("j", record)  # another process's write, in the listener's key
         await _until(lambda: listener.cache.get("j") is not None, "the feed went deaf")
         assert lost == [], "the listener dropped its feed"
     finally:
+        await writer.close()
         await rotated.close()
         await listener.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
