@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from .errors import SpotifyAuthError
 from .stores import TokenStore
-from .tokens import TokenRecord
+from .tokens import Clock, TokenRecord
 
 __all__ = ["Deferred", "remember"]
 
@@ -32,20 +32,23 @@ def remember(memory: dict[K, V], key: K, value: V, limit: int) -> None:
 class Deferred:
     """The saves and releases one refresher owes ``store``."""
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: TokenStore, clock: Clock, bound: float) -> None:
         self._store = store
-        #: key -> (the stored record a refresh started from, the renewed one, its due time).
-        self._saves: dict[str, tuple[TokenRecord, TokenRecord, float | None]] = {}
+        self._clock = clock
+        self._bound = bound  # how long a renewed record is served unconfirmed
+        #: key -> (the record a refresh started from, the renewed one, its due time, served until).
+        self._saves: dict[str, tuple[TokenRecord, TokenRecord, float | None, float]] = {}
         #: key -> a claim whose release could not reach the store.
         self._releases: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Deferred({len(self._saves)} saves, {len(self._releases)} releases)"
 
-    def renewed(self, key: str) -> TokenRecord | None:
-        """The record renewed for ``key`` and not saved yet (newer than the store's)."""
+    def renewed(self, key: str, *, served: bool = False) -> TokenRecord | None:
+        """The record renewed for ``key`` and not saved yet (newer than the store's); to be
+        ``served``, only ``bound`` s from its first deferral (a logout elsewhere is unheard)."""
         save = self._saves.get(key) if self._saves else None
-        return None if save is None else save[1]
+        return None if save is None or (served and self._clock() > save[3]) else save[1]
 
     def stored(self, key: str, current: TokenRecord) -> TokenRecord:
         """The record a save of ``key`` must replace: what the store still holds."""
@@ -54,7 +57,8 @@ class Deferred:
 
     def save(self, key: str, old: TokenRecord, new: TokenRecord, due: float | None) -> None:
         """Owe the store ``new`` in place of ``old`` (bounded: the oldest go first)."""
-        remember(self._saves, key, (old, new, due), MAX_SAVES)
+        until = self._saves[key][3] if key in self._saves else self._clock() + self._bound
+        remember(self._saves, key, (old, new, due, until), MAX_SAVES)
 
     def saved(self, key: str) -> None:
         """``key`` was written since (saved, logged in or out): nothing owed for it."""
@@ -68,21 +72,22 @@ class Deferred:
         """``key``'s claim was taken again: its release is no longer owed."""
         self._releases.pop(key, None)
 
-    async def flush(self) -> None:
-        """Write what is owed; stops at the first failure (the store is still away)."""
+    async def flush(self) -> bool:
+        """Write what is owed: whether all was; stops at the first failure (the store is away)."""
         for key, claim in list(self._releases.items()):
             try:
                 await self._store.release(key, claim)
             except SpotifyAuthError:
-                return
+                return False
             if self._releases.get(key) == claim:
                 del self._releases[key]
-        for key, (old, new, due) in list(self._saves.items()):
+        for key, (old, new, due, until) in list(self._saves.items()):
             try:
                 stored = await self._store.replace(key, old, new, due=due)
             except SpotifyAuthError:
-                return
-            if self._saves.get(key) == (old, new, due):
+                return False
+            if self._saves.get(key) == (old, new, due, until):
                 del self._saves[key]
             if stored is None:
                 logger.warning("A renewed token kept in this process was superseded meanwhile")
+        return True

@@ -58,7 +58,6 @@ class Refresher:
         store: TokenStore,
         settings: Settings,
         policy: RenewalPolicy,
-        deferred: Deferred,
         *,
         wake: Callable[[float | None], None],
         clock: Clock,
@@ -71,8 +70,8 @@ class Refresher:
         self.policy = policy
         self.clock = clock
         self.sender = sender  # of this app's signals (the app)
-        self._claims = Claims(store, deferred)
-        self._deferred = deferred
+        self.deferred = Deferred(store, clock, self.records.cache.last_known_for)
+        self._claims = Claims(store, self.deferred)
         self._wake = wake
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
@@ -93,7 +92,7 @@ class Refresher:
         due = self.due(key, record)
         stored = await self.records.put(key, record, due=due, used=now)
         self._revoked.pop(key, None)
-        self._deferred.saved(key)
+        self.deferred.saved(key)
         remember(self._use_stamps, key, now, MAX_USE_STAMPS)
         if due is not None:
             self._wake(due)
@@ -102,7 +101,7 @@ class Refresher:
     async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
         """Forget ``key``'s tokens (only if still at ``old``'s version): whether there were any."""
         self._use_stamps.pop(key, None)
-        self._deferred.saved(key)
+        self.deferred.saved(key)
         return await self.records.delete(key, old)
 
     # -- reading a valid token --------------------------------------------------------------
@@ -116,18 +115,20 @@ class Refresher:
 
     def cached(self, key: str) -> TokenRecord | None:
         """``key``'s record if held here, not stale and with no use to mark; never waits."""
-        record = self._deferred.renewed(key) or self.records.cache.get(key)
-        if record is None:
-            return None
+        record = self.deferred.renewed(key, served=True) or self.records.cache.get(key)
         now = self.clock()
-        return None if record.stale(now) or self._use_to_mark(key, now) else record
+        if record is None or record.stale(now) or self._use_to_mark(key, now):
+            return None
+        return record
 
     async def current(self, key: str) -> TokenRecord:
         """``key``'s valid record, refreshed first if stale (the app token: fetched if none)."""
         now = self.clock()
-        renewed = self._deferred.renewed(key)  # newer than what the store holds
+        renewed = self.deferred.renewed(key, served=True)  # newer than what the store holds
         if renewed is not None:
             return renewed if not renewed.stale(now) else await self.refresh(key)
+        if self.deferred.renewed(key) and not await self.deferred.flush():
+            raise StoreUnavailable()  # unsaved too long to serve unseen: a logout may be there
         mark = self._use_to_mark(key, now)
         try:
             record = await self.records.get(key)
@@ -162,9 +163,8 @@ class Refresher:
         max_wait: float | None = None,
         wait: bool = False,
     ) -> TokenRecord:
-        """Refresh ``key`` now, joining a refresh in flight. A newer valid record than ``seen``
-        is returned without a token request. Callers wait at most ``join_timeout`` (then 503),
-        unless ``wait=True`` (the renewer)."""
+        """Refresh ``key`` now, or join its refresh in flight; a valid record newer than ``seen``
+        is returned unrefreshed. Callers wait ``join_timeout`` (then 503) unless ``wait=True``."""
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._refresh(key, seen, max_wait, not wait))
@@ -208,7 +208,7 @@ class Refresher:
 
     async def _latest(self, key: str) -> TokenRecord | None:
         """The newest record of ``key``: one renewed here and not saved yet, or the store's."""
-        return self._deferred.renewed(key) or await self.store.get(key)
+        return self.deferred.renewed(key) or await self.store.get(key)
 
     async def _renew(
         self, key: str, current: TokenRecord | None, max_wait: float | None, on_request: bool
@@ -245,7 +245,7 @@ class Refresher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(SAVE_WINDOW, self.settings.join_timeout / 4)
         attempt = 0
-        old, due = self._deferred.stored(key, current), self.due(key, new)
+        old, due = self.deferred.stored(key, current), self.due(key, new)
         while True:
             try:  # a store that is away may also be slow to say so: each try is bounded
                 async with asyncio.timeout(max(deadline - loop.time(), 0.05)):
@@ -258,9 +258,9 @@ class Refresher:
                     await asyncio.sleep(delay)
                     continue
                 logger.error("A renewed token is kept in this process until the store is back")
-                self._deferred.save(key, old, new, due)
+                self.deferred.save(key, old, new, due)
                 return replace(new, version=old.version)
-            self._deferred.saved(key)
+            self.deferred.saved(key)
             return stored
 
     async def _refreshed_elsewhere(self, key: str, seen: TokenRecord | None) -> TokenRecord | str:

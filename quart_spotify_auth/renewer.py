@@ -12,7 +12,6 @@ from typing import Any
 from . import signals
 from .accounts import AccountsClient
 from .config import Settings
-from .deferred import Deferred
 from .errors import LoginRequired, SpotifyAuthError
 from .grants import grant_for
 from .refresh import Refresher
@@ -37,24 +36,20 @@ def renewal(
     def wake(at: float | None) -> None:  # the refresher's news for the renewer, made below
         renewer.wake(at)
 
-    deferred = Deferred(store)
     policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
-    refresher = Refresher(
-        accounts, store, settings, policy, deferred, wake=wake, clock=clock, sender=sender
-    )
-    renewer = Renewer(refresher, deferred)
+    refresher = Refresher(accounts, store, settings, policy, wake=wake, clock=clock, sender=sender)
+    renewer = Renewer(refresher)
     return refresher, renewer
 
 
 class Renewer:
-    """Renews the tokens of ``refresher``'s store in the background; flushes ``deferred``."""
+    """Renews the tokens of ``refresher``'s store in the background; flushes its deferred writes."""
 
-    def __init__(self, refresher: Refresher, deferred: Deferred) -> None:
+    def __init__(self, refresher: Refresher) -> None:
         self._refresher = refresher
         self._store = refresher.store
         self._settings = settings = refresher.settings
         self._clock = refresher.clock
-        self._deferred = deferred
         self._wake = asyncio.Event()
         self._next_look = math.inf  # when the loop looks at the schedule next, unasked
         self._runner: asyncio.Task[None] | None = None
@@ -103,7 +98,7 @@ class Renewer:
             self._next_look = math.inf  # woken while looking: look again at once
             timeout = POLL
             try:
-                await self._deferred.flush()
+                await self._refresher.deferred.flush()
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.entries:
                     if key in self._renewing:

@@ -87,7 +87,7 @@ async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_toke
         assert len(tokens) == 1 and first not in tokens
         assert (await http.post(b + "/renew")).status_code == 200  # the rotated token lives
     assert fake.requests["refused:invalid_grant"] == 0
-    assert spotify_a.core(app_a).refresher._deferred._releases == {}
+    assert spotify_a.core(app_a).refresher.deferred._releases == {}
 
 
 # -- 2. A store outage longer than the save window, during a rotating refresh ----------------
@@ -116,7 +116,7 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
             assert during != first  # served from the process while Redis is away
             redis.start()
             refresher = spotify.core(app).refresher
-            await _until(lambda: not refresher._deferred.renewed("user:u"))  # the renewer saved it
+            await _until(lambda: not refresher.deferred.renewed("user:u"))  # the renewer saved it
             saved = await store.get("user:u")
             assert saved is not None and saved.access_token == during
             assert (await http.post(url + "/renew")).status_code == 200
