@@ -12,6 +12,7 @@ from quart import Quart, ResponseReturnValue, jsonify, redirect, request
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
+from quart_spotify_auth.serving import free_port
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
@@ -98,6 +99,21 @@ def make_app(
     async def status() -> ResponseReturnValue:
         return jsonify(logged_in=await spotify.is_logged_in())
 
+    return app, spotify
+
+
+def served_worker(fake_url: str, store: Any, **options: Any) -> tuple[Quart, SpotifyAuth]:
+    """One of several workers serving the one user "u" (the ``identity``) over ``store``, each
+    on its own port (``app.config["TEST_PORT"]``), which its redirect URI names."""
+    port = free_port()
+    app, spotify = make_app(
+        accounts_url=fake_url,
+        redirect_uri=f"http://127.0.0.1:{port}/callback/",
+        store=store,
+        identity=lambda: "u",
+        **options,
+    )
+    app.config["TEST_PORT"] = port
     return app, spotify
 
 

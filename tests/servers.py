@@ -5,6 +5,7 @@ postgres user. Nothing here depends on pytest (the benchmarks use it too)."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -12,10 +13,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 
 from quart_spotify_auth.serving import free_port
 
-__all__ = ["IN_CI", "PostgreSQLServer", "RedisServer", "postgresql_bin", "redis_bin"]
+__all__ = ["IN_CI", "PostgreSQLServer", "RedisServer", "postgresql_bin", "redis_bin", "until"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -137,3 +139,16 @@ class PostgreSQLServer:
         if not self.stopped():
             self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+async def until(
+    condition: Callable[[], object], what: str = "a condition", timeout: float = 30.0
+) -> None:
+    """Wait for a condition another server (the fake, Redis, a worker) reaches: polled, and
+    bounded by ``timeout`` (a ceiling for a slow machine, not an expected time)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise TimeoutError(f"not reached in {timeout} s: {what}") from None

@@ -3,7 +3,6 @@ SIGKILL and many workers, PostgreSQL across a restart, and what a broken databas
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -28,7 +27,7 @@ from quart_spotify_auth.testing import FakeSpotify, log_in
 
 from .apps import make_app
 from .conftest import Browser
-from .servers import PostgreSQLServer
+from .servers import PostgreSQLServer, until
 
 
 def _app(fake_url: str, workers: int, **env: str) -> Server:
@@ -46,12 +45,6 @@ async def served(
         yield app, fake_url
 
 
-async def _until(predicate: Any, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def test_a_sigkill_while_renewals_are_in_flight_loses_no_login(
     fake: FakeSpotify, tmp_path: Path
 ) -> None:
@@ -63,7 +56,7 @@ async def test_a_sigkill_while_renewals_are_in_flight_loses_no_login(
         for browser, user in zip(browsers, users, strict=True):
             assert (await browser.login(user)).status_code == 302
         fake.slow = 3.0  # renewals wait at Spotify...
-        await _until(lambda: fake._in_flight["token"] >= 3)
+        await until(lambda: fake._in_flight["token"] >= 3)
         await app.kill()  # ...when the app dies
         assert (tmp_path / "quart_spotify_auth.sqlite3").exists()
         fake.slow = 0
@@ -76,7 +69,7 @@ async def test_a_sigkill_while_renewals_are_in_flight_loses_no_login(
             reply = await browser.http.get(app.url + "/me")
             assert reply.status_code == 200 and reply.json()["id"] == user
         before = fake.requests["token:refresh_token"]
-        await _until(lambda: fake.requests["token:refresh_token"] >= before + 10)  # renewals go on
+        await until(lambda: fake.requests["token:refresh_token"] >= before + 10)  # renewals go on
         for browser in browsers:
             assert (await browser.http.get(app.url + "/token")).status_code == 200
             await browser.http.aclose()

@@ -11,28 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
-from quart import Quart
 
-from quart_spotify_auth import MemoryTokenStore, SpotifyAuth, StoreUnavailable, TokenRecord
+from quart_spotify_auth import MemoryTokenStore, StoreUnavailable, TokenRecord
 from quart_spotify_auth.routes import spotify_blueprint
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, log_in
 
-from .apps import make_app
+from .apps import make_app, served_worker
 from .conftest import require_redis
-from .servers import RedisServer
+from .servers import RedisServer, until
 
 #: A short join window for the tests: 1 s for a refresh, all of it, claims lasting as long.
 QUICK = {"SPOTIFY_HTTP_TIMEOUT": 1.0, "SPOTIFY_RETRIES": 0, "SPOTIFY_RETRY_AFTER_CAP": 0}
-
-
-async def _until(predicate: Any, timeout: float = 15.0) -> None:
-    """Wait for a condition another server (the fake, Redis) reaches; polled, bounded."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture(name="fake_url")
@@ -40,20 +32,6 @@ async def _fake_url(fake: FakeSpotify) -> AsyncIterator[str]:
     fake.rotate_confidential = True  # every refresh retires the refresh token it used
     async with serve(fake) as url:
         yield url
-
-
-def _worker(fake_url: str, store: Any, **config: Any) -> tuple[Quart, SpotifyAuth]:
-    """A worker serving the one user "u", on its own port."""
-    port = free_port()
-    app, spotify = make_app(
-        accounts_url=fake_url,
-        redirect_uri=f"http://127.0.0.1:{port}/callback/",
-        store=store,
-        identity=lambda: "u",
-        **config,
-    )
-    app.config["TEST_PORT"] = port
-    return app, spotify
 
 
 # -- 1. A rotated refresh token outliving the claim of a slow reply ---------------------------
@@ -64,7 +42,7 @@ async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_toke
 ) -> None:
     stores = [RedisTokenStore(redis_server.url, prefix=redis_prefix) for _ in range(2)]
     (app_a, spotify_a), (app_b, _) = (
-        _worker(fake_url, store, SPOTIFY_AUTO_RENEW=False, **QUICK) for store in stores
+        served_worker(fake_url, store, SPOTIFY_AUTO_RENEW=False, **QUICK) for store in stores
     )
     async with (
         serve(app_a, port=app_a.config["TEST_PORT"]) as a,
@@ -75,7 +53,7 @@ async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_toke
         first = (await http.get(a + "/token")).json()["access_token"]
         fake.trickle = 2.5  # headers at once, the body over 2.5 s: each read is in time
         renew_a = asyncio.ensure_future(http.post(a + "/renew"))
-        await _until(lambda: fake.requests["token:refresh_token"] == 1)  # at Spotify: rotated
+        await until(lambda: fake.requests["token:refresh_token"] == 1)  # at Spotify: rotated
         await asyncio.sleep(1.3)  # past the claim's first lifetime (1 s), A still reading
         fake.trickle = 0
         reply_b = await http.post(b + "/renew")
@@ -101,13 +79,13 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
     redis.start()
     try:
         store = RedisTokenStore(redis.url, prefix="outage:")
-        app, spotify = _worker(fake_url, store, **{**QUICK, "SPOTIFY_HTTP_TIMEOUT": 2.0})
+        app, spotify = served_worker(fake_url, store, **{**QUICK, "SPOTIFY_HTTP_TIMEOUT": 2.0})
         async with serve(app, port=app.config["TEST_PORT"]) as url, httpx.AsyncClient() as http:
             await log_in(app.test_client(), fake, identity="u")
             first = (await http.get(url + "/token")).json()["access_token"]
             fake.slow = 0.4  # Spotify takes its time; Redis goes away meanwhile
             renew = asyncio.ensure_future(http.post(url + "/renew", timeout=30))
-            await _until(lambda: fake.requests["token"] == 2)
+            await until(lambda: fake.requests["token"] == 2)
             redis.stop()
             reply = await renew  # the save window passed with Redis away: kept, and served
             assert reply.status_code == 200, reply.text
@@ -116,7 +94,7 @@ async def test_a_token_renewed_while_redis_is_down_is_served_and_saved_when_it_i
             assert during != first  # served from the process while Redis is away
             redis.start()
             refresher = spotify.core(app).refresher
-            await _until(lambda: not refresher.deferred.renewed("user:u"))  # the renewer saved it
+            await until(lambda: not refresher.deferred.renewed("user:u"))  # the renewer saved it
             saved = await store.get("user:u")
             assert saved is not None and saved.access_token == during
             assert (await http.post(url + "/renew")).status_code == 200

@@ -17,8 +17,8 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, log_in
 
-from .apps import make_app
-from .servers import RedisServer
+from .apps import served_worker
+from .servers import RedisServer, until
 
 QUICK: dict[str, Any] = {
     "SPOTIFY_HTTP_TIMEOUT": 2.0,
@@ -74,27 +74,11 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _until(predicate: Any, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 def _worker(
     fake_url: str, store_url: str, prefix: str, clock: FakeClock
 ) -> tuple[Quart, SpotifyAuth]:
-    """A worker serving the one user "u", on its own port, on its own connection to Redis."""
-    port = free_port()
-    app, spotify = make_app(
-        accounts_url=fake_url,
-        redirect_uri=f"http://127.0.0.1:{port}/callback/",
-        store=RedisTokenStore(store_url, prefix=prefix),
-        identity=lambda: "u",
-        clock=clock,
-        **QUICK,
-    )
-    app.config["TEST_PORT"] = port
-    return app, spotify
+    """A worker on its own connection to Redis."""
+    return served_worker(fake_url, RedisTokenStore(store_url, prefix=prefix), clock=clock, **QUICK)
 
 
 async def test_a_renewed_unsaved_token_is_served_30_s_at_most_after_a_logout_elsewhere(
@@ -115,7 +99,7 @@ async def test_a_renewed_unsaved_token_is_served_30_s_at_most_after_a_logout_els
             first = (await http.get(a + "/token")).json()["access_token"]
             fake.slow = 0.4  # Spotify takes its time; A is cut off from Redis meanwhile
             renew = asyncio.ensure_future(http.post(a + "/renew"))
-            await _until(lambda: fake.requests["token"] == 2)
+            await until(lambda: fake.requests["token"] == 2)
             cable.cut()
             assert (await renew).status_code == 200  # kept in A, unsaved
             fake.slow = 0

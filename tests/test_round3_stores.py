@@ -4,7 +4,6 @@ other users can read, and what a public 503 page names."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import os
@@ -12,7 +11,6 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from quart_spotify_auth.testing import FakeSpotify
 
 from .apps import make_app
 from .conftest import Browser
-from .servers import RedisServer
+from .servers import RedisServer, until
 
 SECRET = "s3cr3t"
 
@@ -158,13 +156,6 @@ async def test_sql_logging_never_shows_a_token(
     assert token[:20] not in logged
 
 
-async def _until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
-
-
 async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_read(
     redis_server: RedisServer,
     redis_prefix: str,
@@ -192,13 +183,13 @@ async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_rea
     record = TokenRecord(token, token, now + 3600, now, frozenset(), now)
     await listener.open()
     try:
-        await _until(lambda: listener.cache.listening, "the listener never subscribed")
+        await until(lambda: listener.cache.listening, "the listener never subscribed")
         await listener.redis.publish(f"{redis_prefix}written", b"\x00garbage")
         await listener.redis.publish(f"{redis_prefix}written", b"\x00" + token.encode() + b"\xff")
         await rotated.put("k", record)  # the new key first: this process cannot read it
-        await _until(lambda: listener.unreadable == 3, "not every unreadable message counted")
+        await until(lambda: listener.unreadable == 3, "not every unreadable message counted")
         await writer.put("j", record)  # another process's write, in the listener's key
-        await _until(lambda: listener.cache.get("j") is not None, "the feed went deaf")
+        await until(lambda: listener.cache.get("j") is not None, "the feed went deaf")
         assert lost == [], "the listener dropped its feed"
     finally:
         await writer.close()

@@ -23,7 +23,7 @@ from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify
 
 from .conftest import Browser, require_redis
-from .servers import PostgreSQLServer, RedisServer
+from .servers import PostgreSQLServer, RedisServer, until
 
 pytestmark = pytest.mark.slow
 
@@ -102,15 +102,6 @@ async def workers(
             await group.stop()
 
 
-async def _until(condition: Any, what: str) -> None:
-    """Wait for a condition on the in-process fake (its counters), with a deadline."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.05)
-
-
 async def _settled(redis: Redis, due_key: str) -> None:
     deadline = time.monotonic() + WAIT
     while True:
@@ -156,7 +147,7 @@ async def test_background_renewal_refreshes_each_token_once_per_period(
             async with Browser(group.urls[i], fake_url) as browser:
                 await browser.login(user)
                 await browser.http.get(group.urls[2] + "/token")  # used on another worker too
-        await _until(
+        await until(
             lambda: len(refreshes) == 2 and all(len(t) >= 3 for t in refreshes.values()),
             "three renewals of each token",
         )
