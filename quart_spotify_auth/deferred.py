@@ -4,29 +4,18 @@ the refresh token they replace: never lost, served from here meanwhile) and clai
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
 
 from .errors import SpotifyAuthError
 from .stores import TokenStore
+from .stores.cache import bounded_insert
 from .tokens import Clock, TokenRecord
 
-__all__ = ["Deferred", "remember"]
+__all__ = ["Deferred"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
 #: How many renewed records a process keeps while the store is away, at most.
 MAX_SAVES = 10_000
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def remember(memory: dict[K, V], key: K, value: V, limit: int) -> None:
-    """Set ``key`` as the newest entry of ``memory``, forgetting the oldest beyond ``limit``."""
-    memory.pop(key, None)
-    memory[key] = value
-    while len(memory) > limit:
-        del memory[next(iter(memory))]
 
 
 class Deferred:
@@ -58,7 +47,7 @@ class Deferred:
     def save(self, key: str, old: TokenRecord, new: TokenRecord, due: float | None) -> None:
         """Owe the store ``new`` in place of ``old`` (bounded: the oldest go first)."""
         until = self._saves[key][3] if key in self._saves else self._clock() + self._bound
-        remember(self._saves, key, (old, new, due, until), MAX_SAVES)
+        bounded_insert(self._saves, key, (old, new, due, until), MAX_SAVES)
 
     def saved(self, key: str) -> None:
         """``key`` was written since (saved, logged in or out): nothing owed for it."""

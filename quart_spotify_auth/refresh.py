@@ -14,7 +14,7 @@ from . import signals
 from .accounts import AccountsClient
 from .claims import Claims
 from .config import Settings
-from .deferred import Deferred, remember
+from .deferred import Deferred
 from .errors import (
     LoginRequired,
     ReauthorizationRequired,
@@ -25,7 +25,7 @@ from .errors import (
 from .grants import APP_KEY, grant_for
 from .retry import backoff
 from .stores import TokenStore
-from .stores.cache import CachedRecords
+from .stores.cache import CachedRecords, bounded_insert
 from .tasks import stop_if_cancelled
 from .tokens import Clock, RenewalPolicy, TokenRecord
 
@@ -93,7 +93,7 @@ class Refresher:
         stored = await self.records.put(key, record, due=due, used=now)
         self._revoked.pop(key, None)
         self.deferred.saved(key)
-        remember(self._use_stamps, key, now, MAX_USE_STAMPS)
+        bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
         if due is not None:
             self._wake(due)
         return stored
@@ -148,7 +148,7 @@ class Refresher:
                 raise LoginRequired()
             return await self.refresh(key)
         if mark:
-            remember(self._use_stamps, key, now, MAX_USE_STAMPS)
+            bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
             if not self.store.shared:
                 self._wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
@@ -289,7 +289,7 @@ class Refresher:
         if not await self.records.delete(key, current):
             return False
         self._use_stamps.pop(key, None)
-        remember(self._revoked, key, None, REVOKED_MEMORY)
+        bounded_insert(self._revoked, key, None, REVOKED_MEMORY)
         logger.info("Spotify no longer accepts a refresh token; its login was dropped")
         await signals.send(signals.reauthorization_required, self.sender, key=key)
         return True

@@ -7,13 +7,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ..retry import backoff
 from ..tasks import stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Records, TokenStore
 
-__all__ = ["CachedRecords", "ReadCache"]
+__all__ = ["CachedRecords", "ReadCache", "bounded_insert"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def bounded_insert(memory: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Set ``key`` as the newest entry of ``memory``, forgetting the oldest beyond ``limit``."""
+    memory.pop(key, None)
+    memory[key] = value
+    while len(memory) > limit:
+        del memory[next(iter(memory))]
 
 
 class ReadCache:
@@ -83,10 +95,7 @@ class ReadCache:
     def wrote(self, key: str, version: int) -> None:
         """This process wrote ``key`` at ``version``: drop older copies, keep none later."""
         if version > self._floors.get(key, 0):
-            self._floors.pop(key, None)
-            self._floors[key] = version
-            if len(self._floors) > self.size:
-                del self._floors[next(iter(self._floors))]
+            bounded_insert(self._floors, key, version, self.size)
         entry = self._entries.get(key)
         if entry is not None and entry[1].version < version:
             del self._entries[key]
@@ -98,10 +107,7 @@ class ReadCache:
     def _keep(self, key: str, record: TokenRecord, stamp: int) -> None:
         if not self.listening or self.ttl <= 0 or record.version < self._floors.get(key, 0):
             return
-        self._entries.pop(key, None)  # kept last: the oldest entries make room first
-        if len(self._entries) >= self.size:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = (time.monotonic() + self.ttl, record, stamp)
+        bounded_insert(self._entries, key, (time.monotonic() + self.ttl, record, stamp), self.size)
 
     def changed(self, key: str | None = None) -> None:
         """``key`` was written somewhere (``None``: anything may have changed)."""
