@@ -20,6 +20,7 @@ from .config import DEFAULTS, FIELDS, Settings, load_settings, mask_password, un
 from .config import validate_redirect_uri as _valid_redirect_uri
 from .errors import ConfigurationError
 from .serving import PortInUse
+from .states import signing_key
 
 PROG = "python -m quart_spotify_auth"
 
@@ -209,12 +210,8 @@ def _check(spec: str | None, *, timeout: float, strict: bool) -> int:
             config: Mapping[str, Any] = app.config if app is not None else {}
             core = _registered_core(app)
             settings = core.settings if core is not None else load_settings(config)
-            if app is not None and not app.secret_key:
-                raise ConfigurationError(
-                    "app.secret_key is not set: the session cookie and every login's state "
-                    "are signed with it. Set it to one long random string, the same in every "
-                    "worker and across restarts."
-                )
+            if app is not None:
+                signing_key(app.secret_key)
         except ConfigurationError as error:
             print(f"Configuration error: {error}", file=sys.stderr)
             return 1
