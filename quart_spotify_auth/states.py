@@ -48,6 +48,7 @@ class LoginStates:
         self._ttl = settings.login_ttl
         self._pkce = settings.use_pkce
         self._clock = clock
+        self._derived_from: object = None  # the secret key _signer and _pkce_key were made from
 
     def __repr__(self) -> str:
         return f"LoginStates(ttl={self._ttl}, pkce={self._pkce})"
@@ -82,13 +83,20 @@ class LoginStates:
         return self._pending(data["n"], next_url if isinstance(next_url, str) else None)
 
     def _signer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(signing_key(self._key()), salt=self._salt)
+        """The signer for the app's secret key as it is now (remade only when it changed)."""
+        raw = self._key()
+        if raw is not self._derived_from or not raw:
+            key = signing_key(raw)
+            self._signing = URLSafeSerializer(key, salt=self._salt)
+            self._pkce_key = hmac.new(key, b"quart-spotify-auth pkce", hashlib.sha256).digest()
+            self._derived_from = raw
+        return self._signing
 
     def _pending(self, nonce: str, next_url: str | None) -> PendingLogin:
         verifier = None
         if self._pkce:  # 43 characters of the unreserved alphabet, known only with the key
-            key = hmac.new(signing_key(self._key()), b"quart-spotify-auth pkce", hashlib.sha256)
-            digest = hmac.new(key.digest(), nonce.encode(), hashlib.sha256).digest()
+            self._signer()  # the PKCE key follows the secret key too
+            digest = hmac.new(self._pkce_key, nonce.encode(), hashlib.sha256).digest()
             verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
         return PendingLogin(verifier, self._redirect_uri, next_url)
 
