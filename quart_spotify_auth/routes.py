@@ -193,9 +193,10 @@ def same_origin_only(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T
 async def _check_scopes(asked: tuple[str, ...]) -> None:
     """A login link may ask for configured, granted, or this app's guarded scopes; else 400."""
     core = current_core()
-    views = current_app.view_functions.values()
-    allowed = set(core.settings.scopes).union(*(getattr(view, _SCOPES, ()) for view in views))
-    extra = set(asked) - allowed
+    extra = set(asked) - set(core.settings.scopes)
+    if extra:  # this app's guarded scopes
+        views = current_app.view_functions.values()
+        extra = extra.difference(*(getattr(view, _SCOPES, ()) for view in views))
     if extra:
         record = await core.token_record(await current_caller())
         extra -= record.scopes if record is not None else set()
