@@ -136,10 +136,15 @@ class RedisTokenStore(TokenStore):
     ) -> None:
         url_or(url, client, "RedisTokenStore", "a client")
         self._url = url
-        try:
-            parse_url(url or "redis://")
-        except ValueError:  # its text may show the password: "Port ... as 'hunter2'"
-            raise ConfigurationError(f"Unreadable {self.where}: URL-encode its password") from None
+        #: The server as logs may name it: the URL without its password, or ``"client"``.
+        self.where = "client" if url is None else mask_password(url)
+        if url is not None:
+            try:
+                parse_url(url)
+            except ValueError:  # its text may show the password: "Port ... as 'hunter2'"
+                raise ConfigurationError(
+                    f"Unreadable {self.where}: URL-encode its password"
+                ) from None
         self._client = client
         self._owned = client is None
         self._prefix = prefix
@@ -160,11 +165,6 @@ class RedisTokenStore(TokenStore):
 
     def __repr__(self) -> str:
         return f"RedisTokenStore({self.where!r}, prefix={self._prefix!r})"
-
-    @property
-    def where(self) -> str:
-        """The server as logs may name it: the URL without its password, or ``"client"``."""
-        return "client" if self._url is None else mask_password(self._url)
 
     @property
     def redis(self) -> Redis:
