@@ -235,7 +235,12 @@ def _check(spec: str | None, *, timeout: float, strict: bool) -> int:
     else:
         store = "the token store answered"
     warned = f"; {len(notes)} warning(s), on stderr" if notes else ""
-    print(f"OK: {what} can work; {store}{warned}.")
+    if strict and notes:
+        print(
+            f"Not OK under --strict: {what} can work, but has {len(notes)} warning(s), on stderr."
+        )
+    else:
+        print(f"OK: {what} can work; {store}{warned}.")
     print(listing)
     return 1 if strict and notes else 0
 

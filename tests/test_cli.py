@@ -170,6 +170,7 @@ def test_check_reads_only_what_the_app_reads_and_names_typos() -> None:
     assert re.search(r"SPOTIFY_CLIENT_ID\s+'my-id'\s+environment", done.stdout)
     strict = _cli("check", "--strict", env={"SPOTIFY_CLIENT_ID": "x", "SPOTIFY_SCOPES": "s"})
     assert strict.returncode == 1 and "SPOTIFY_SCOPES is ignored" in strict.stderr
+    assert "OK:" not in strict.stdout and "Not OK under --strict" in strict.stdout
 
 
 def test_check_masks_every_secret() -> None:
