@@ -46,8 +46,6 @@ login_forgotten = _signals.signal("login-forgotten")
 
 async def send(signal: NamedSignal, sender: Any, **data: Any) -> None:
     """Send ``signal`` for ``sender``, awaiting async receivers; one that raises is logged."""
-    if not signal.receivers:
-        return
     for receiver in signal.receivers_for(sender):
         try:
             result = receiver(sender, **data)
