@@ -60,8 +60,7 @@ def foreign_session_cookie(app: Any, cookies: Mapping[str, str]) -> bool:
 def check_serving(app: Any, core: Core) -> None:
     """At the app's first serving, log settings changed after ``init_app`` (not used) and a
     missing route at the redirect URI's path (users would land on a 404 after consent)."""
-    changed = [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]
-    if changed:
+    if changed := [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]:
         logger.warning(
             "%s changed after SpotifyAuth(app) / init_app(app) read the configuration, and "
             "is not used: set the configuration before init_app.",
