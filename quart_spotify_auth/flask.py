@@ -119,8 +119,7 @@ class SpotifyAuth(BaseSpotifyAuth):
         """This user's valid access token, refreshed first if it has expired."""
         core = current_core()
         caller = current_caller(core)
-        token = core.cached_token(caller)
-        return token if token is not None else block_on(core.access_token(caller))
+        return core.cached_token(caller) or block_on(core.access_token(caller))
 
     def force_renewal(self) -> None:
         """Refresh this user's token now."""

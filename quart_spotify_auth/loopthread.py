@@ -68,15 +68,8 @@ def _serve(runner: asyncio.Runner) -> None:
         runner.get_loop().run_forever()
 
 
+#: This process's loop thread: the Flask shim's core runs there, tests and sync code reach it
+#: with ``block_on``; ``stop`` stops and closes the loop at exit (the next use starts a new one).
 _LOOP = LoopThread()
-
-
-def block_on(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run a coroutine on this process's loop thread and block until its result (the Flask
-    shim's core lives there: tests and sync code reach it this way)."""
-    return _LOOP.block_on(work, timeout)
-
-
-def stop() -> None:
-    """Stop and close this process's loop (at exit); the next use starts a new one."""
-    _LOOP.stop()
+block_on = _LOOP.block_on
+stop = _LOOP.stop
