@@ -84,8 +84,6 @@ class Refresher:
         """When the renewer looks at ``key``'s ``record`` (:class:`.RenewalPolicy`)."""
         return self.policy.due(record, grant_for(key).renewable(record), self.clock())
 
-    # -- logins -----------------------------------------------------------------------------
-
     async def login(self, key: str, record: TokenRecord) -> TokenRecord:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
         now = self.clock()
@@ -103,8 +101,6 @@ class Refresher:
         self._use_stamps.pop(key, None)
         self.deferred.saved(key)
         return await self.records.delete(key, old)
-
-    # -- reading a valid token --------------------------------------------------------------
 
     def _use_to_mark(self, key: str, now: float) -> bool:
         """Whether this read marks use: every tenth of ``keep_warm`` (else ``token_idle_ttl``)."""
@@ -152,8 +148,6 @@ class Refresher:
             if not self.store.shared:
                 self._wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
-
-    # -- refreshing -------------------------------------------------------------------------
 
     async def refresh(
         self,
@@ -223,10 +217,8 @@ class Refresher:
             if latest is None:
                 raise
             return latest
-        if current is None:  # the app token, first fetched
-            stored: TokenRecord | None = await self.login(key, new)
-        else:
-            stored = await self._save(key, current, new)
+        # The app token, first fetched, is a login; a renewal replaces the record it renewed.
+        stored = await (self.login(key, new) if current is None else self._save(key, current, new))
         if stored is None:
             stored = await self.store.get(key)  # a login or logout won the race
             if stored is None:
