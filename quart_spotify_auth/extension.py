@@ -57,8 +57,6 @@ class SpotifyAuth(BaseSpotifyAuth):
         app.after_serving(core.stop)
         return core
 
-    # -- the four verbs -------------------------------------------------------------------
-
     async def get_user(
         self,
         *,
@@ -86,8 +84,6 @@ class SpotifyAuth(BaseSpotifyAuth):
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
         await self._call(Core.force_renewal)
-
-    # -- the rest a login needs -----------------------------------------------------------
 
     async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""

@@ -1,6 +1,5 @@
 """The Flask shim: the Quart extension's verbs as sync methods. Each hands its work to the
-process's loop thread (:mod:`.loopthread`) and waits, but a valid token held here needs no hop.
-"""
+process's loop thread (:mod:`.loopthread`) and waits, but a valid token held here needs no hop."""
 
 from __future__ import annotations
 
@@ -97,8 +96,6 @@ class SpotifyAuth(BaseSpotifyAuth):
     def _register(self, app: Flask) -> _AppState:
         return _AppState(self, app)
 
-    # -- the four verbs -------------------------------------------------------------------
-
     def get_user(
         self,
         *,
@@ -124,8 +121,6 @@ class SpotifyAuth(BaseSpotifyAuth):
     def force_renewal(self) -> None:
         """Refresh this user's token now."""
         self._call(Core.force_renewal)
-
-    # -- the rest a login needs -----------------------------------------------------------
 
     def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""

@@ -1,7 +1,6 @@
 """Flask-Spotify-Auth's camelCase names (``getUser()``...), deprecated until 0.3: each calls its
 new name and warns, with a WARNING log line once per name and process (Python hides the
-warning under ``flask run`` and hypercorn). ``manager()``, an early name of our own, goes too.
-"""
+warning under ``flask run`` and hypercorn). ``manager()``, an early name of our own, goes too."""
 
 from __future__ import annotations
 
