@@ -1,6 +1,5 @@
-"""Signals (blinker) about logins, sent with the app as sender and the login's store key as
-``key`` (see the signals page). Receivers may be sync or async and must not block; one that
-raises is logged."""
+"""Signals (blinker) about logins: the app is the sender, the login's store key ``key`` (see the
+signals page). Receivers may be sync or async and must not block; one that raises is logged."""
 
 from __future__ import annotations
 

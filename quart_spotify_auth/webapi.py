@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -24,6 +25,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host, parsed.port
 
 
+@dataclass(eq=False)
 class SpotifyBearer(httpx.Auth):
     """An ``httpx.Auth`` flow: the bearer; one refresh (single-flight) and retry on 401;
     ``Retry-After`` waited out up to the cap on 429, then :class:`~.errors.RateLimited`;
@@ -31,16 +33,9 @@ class SpotifyBearer(httpx.Auth):
     ``refresh(sent)`` renews it unless somebody did since ``sent`` was read."""
 
     requires_request_body = True  # so retries re-send the body intact
-
-    def __init__(
-        self,
-        token: Callable[[], Awaitable[TokenRecord]],
-        refresh: Callable[[TokenRecord], Awaitable[TokenRecord]],
-        retry: Retry,
-    ) -> None:
-        self._token = token
-        self._refresh = refresh
-        self._retry = retry
+    token: Callable[[], Awaitable[TokenRecord]]
+    refresh: Callable[[TokenRecord], Awaitable[TokenRecord]]
+    retry: Retry
 
     def __repr__(self) -> str:
         return "SpotifyBearer()"
@@ -48,9 +43,9 @@ class SpotifyBearer(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        record = await self._token()
+        record = await self.token()
         refreshed = False
-        attempts = self._retry.attempts()
+        attempts = self.retry.attempts()
         while True:
             request.headers["Authorization"] = f"Bearer {record.access_token}"
             response = yield request
@@ -58,7 +53,7 @@ class SpotifyBearer(httpx.Auth):
             if status == 401 and not refreshed:
                 refreshed = True
                 await response.aread()
-                record = await self._refresh(record)
+                record = await self.refresh(record)
                 continue
             if status == 429:
                 await response.aread()
