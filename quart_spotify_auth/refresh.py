@@ -50,7 +50,7 @@ _TOO_LONG = "Renewing the Spotify token is taking too long. Try again shortly."
 
 class Refresher:
     """Tokens for one app in one process: read them valid, record logins, refresh once.
-    ``wake(at)`` tells the renewer the schedule changed."""
+    ``wake(at)`` tells the renewer (which sets it) the schedule changed."""
 
     def __init__(
         self,
@@ -59,7 +59,6 @@ class Refresher:
         settings: Settings,
         policy: RenewalPolicy,
         *,
-        wake: Callable[[float | None], None],
         clock: Clock,
         sender: Any,
     ) -> None:
@@ -72,7 +71,7 @@ class Refresher:
         self.sender = sender  # of this app's signals (the app)
         self.deferred = Deferred(store, clock, self.records.cache.last_known_for)
         self._claims = Claims(store, self.deferred)
-        self._wake = wake
+        self.wake: Callable[[float | None], None] = lambda at: None
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
         self._revoked: dict[str, None] = {}
@@ -93,7 +92,7 @@ class Refresher:
         self.deferred.saved(key)
         bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
         if due is not None:
-            self._wake(due)
+            self.wake(due)
         return stored
 
     async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
@@ -146,7 +145,7 @@ class Refresher:
         if mark:
             bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
             if not self.store.shared:
-                self._wake(None)
+                self.wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
 
     async def refresh(
@@ -225,7 +224,7 @@ class Refresher:
                 raise LoginRequired()
             return stored
         if self.settings.auto_renew:  # the renewer looks early enough for the new due time
-            self._wake(self.policy.earliest_due(stored))
+            self.wake(self.policy.earliest_due(stored))
         await signals.send(
             signals.token_renewed, self.sender, key=key, in_background=not on_request
         )

@@ -32,14 +32,9 @@ def renewal(
     accounts: AccountsClient, store: TokenStore, settings: Settings, clock: Clock, sender: Any
 ) -> tuple[Refresher, Renewer]:
     """One app's refresher and renewer on ``store``, wired together."""
-
-    def wake(at: float | None) -> None:  # the refresher's news for the renewer, made below
-        renewer.wake(at)
-
     policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
-    refresher = Refresher(accounts, store, settings, policy, wake=wake, clock=clock, sender=sender)
-    renewer = Renewer(refresher)
-    return refresher, renewer
+    refresher = Refresher(accounts, store, settings, policy, clock=clock, sender=sender)
+    return refresher, Renewer(refresher)
 
 
 class Renewer:
@@ -47,6 +42,7 @@ class Renewer:
 
     def __init__(self, refresher: Refresher) -> None:
         self._refresher = refresher
+        refresher.wake = self.wake  # the refresher's news of a changed schedule
         self._store = refresher.store
         self._settings = settings = refresher.settings
         self._clock = refresher.clock
