@@ -3,16 +3,13 @@ the refresh token they replace: never lost, served from here meanwhile) and clai
 
 from __future__ import annotations
 
-import logging
-
 from .errors import SpotifyAuthError
+from .signals import logger
 from .stores import TokenStore
 from .stores.cache import bounded_insert
 from .tokens import Clock, TokenRecord
 
 __all__ = ["Deferred"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: How many renewed records a process keeps while the store is away, at most.
 MAX_SAVES = 10_000

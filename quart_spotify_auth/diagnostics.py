@@ -3,7 +3,6 @@ cannot read, a callback from another host. Used by both adapters and by :mod:`.c
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -13,13 +12,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from .config import DEFAULTS
+from .signals import logger
 
 if TYPE_CHECKING:
     from .core import Core
 
 __all__ = ["FOREIGN_SESSION_COOKIE", "NO_PENDING_LOGIN", "check_serving", "foreign_session_cookie"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 NO_PENDING_LOGIN = (
     "No Spotify login is pending for this browser. This usually means the app was opened on a "

@@ -5,7 +5,6 @@ overwrite a newer login or a rotated refresh token; unsaved ones are :mod:`.defe
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -24,14 +23,13 @@ from .errors import (
 )
 from .grants import APP_KEY, grant_for
 from .retry import backoff
+from .signals import logger
 from .stores import TokenStore
 from .stores.cache import CachedRecords, bounded_insert
 from .tasks import stop_if_cancelled
 from .tokens import Clock, RenewalPolicy, TokenRecord
 
 __all__ = ["Refresher"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
 REVOKED_MEMORY = 10_000

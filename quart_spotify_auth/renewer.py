@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from typing import Any
 
@@ -16,13 +15,12 @@ from .errors import LoginRequired, SpotifyAuthError
 from .grants import grant_for
 from .refresh import Refresher
 from .retry import backoff
+from .signals import logger
 from .stores import TokenStore
 from .tasks import cancel, stop_if_cancelled
 from .tokens import Clock, RenewalPolicy
 
 __all__ = ["Renewer", "renewal"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: Longest the renewer sleeps between looks (other processes may add to a shared schedule).
 POLL = 1.0

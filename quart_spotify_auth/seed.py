@@ -4,19 +4,18 @@ warning under ``flask run`` and hypercorn). ``manager()``, an early name of our 
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .signals import logger
 
 if TYPE_CHECKING:
     from .core import Core
     from .refresh import Refresher
 
 __all__ = ["SeedNames"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: The seed's names already logged as deprecated in this process.
 _SAID: set[str] = set()

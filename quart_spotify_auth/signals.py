@@ -20,7 +20,7 @@ __all__ = [
     "token_renewed",
 ]
 
-logger = logging.getLogger("quart_spotify_auth")
+logger = logging.getLogger("quart_spotify_auth")  # the package's one logger, for every module
 
 _signals = Namespace()
 

@@ -5,15 +5,14 @@ slot after its commit; a copy read after noting the slot is good while the slot 
 
 from __future__ import annotations
 
-import logging
 import mmap
 import os
 import struct
 import zlib
 
-__all__ = ["ChangeSlots"]
+from ..signals import logger
 
-logger = logging.getLogger("quart_spotify_auth")
+__all__ = ["ChangeSlots"]
 
 _SLOT = struct.Struct("<Q")
 

@@ -6,16 +6,14 @@ in clear (:class:`Unbound`). Records in clear or unbound (0.1) are read only whi
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, StoreUnavailable
+from ..signals import logger
 from ..tokens import TokenRecord
 
 __all__ = ["Codec", "Unbound"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 
 class Unbound(Exception):
