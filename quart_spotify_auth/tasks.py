@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+
+from .signals import logger
 
 __all__ = ["cancel", "stop_if_cancelled"]
 
@@ -23,7 +24,7 @@ async def cancel(task: asyncio.Task[None], timeout: float = 5.0) -> None:
             break
         pause *= 2
     if not done:
-        logging.getLogger("quart_spotify_auth").error("A background task would not stop")
+        logger.error("A background task would not stop")
     elif not task.cancelled():
         task.exception()  # retrieved: it ended on its own error, already logged by it
 
