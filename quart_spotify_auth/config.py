@@ -139,9 +139,8 @@ def _redirect_uri(key: str, raw: Any) -> str:
 def _store_url(key: str, raw: Any) -> str | None:
     if raw in (None, ""):
         return None  # the default: SQLite in the app's instance folder
-    url = str(raw).strip()
-    if url.startswith("postgres://"):  # Heroku's and Render's DATABASE_URL spelling
-        url = "postgresql://" + url[len("postgres://") :]
+    # postgres:// is Heroku's and Render's DATABASE_URL spelling.
+    url = re.sub(r"^postgres://", "postgresql://", str(raw).strip())
     bare = url in ("sqlite:///", "sqlite:////") or (url.startswith("memory") and url != "memory")
     if bare or not url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigurationError(
@@ -155,9 +154,7 @@ def _store_url(key: str, raw: Any) -> str | None:
 
 
 def _keys(key: str, raw: Any) -> tuple[str, ...]:
-    if not raw:
-        return ()
-    items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else list(raw)
+    items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else list(raw or ())
     return tuple(k.decode() if isinstance(k, bytes) else str(k).strip() for k in items if k)
 
 
