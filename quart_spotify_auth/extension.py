@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from quart import Quart, after_this_request, current_app, g, request, session
 from quart.signals import before_render_template
@@ -22,8 +22,7 @@ QUART = Context(current_app, request, session, g, after_this_request, before_ren
 
 def current_core(app: Quart | None = None) -> Core:
     """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-    core: Core = registered(app if app is not None else current_app)
-    return core
+    return cast(Core, registered(app if app is not None else current_app))
 
 
 class SpotifyAuth(BaseSpotifyAuth):

@@ -9,7 +9,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
@@ -84,8 +84,7 @@ os.register_at_fork(before=_stop_all)
 
 def current_core(app: Flask | None = None) -> Core:
     """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    state: _AppState = registered(app or current_app)
-    return state.core()
+    return cast(_AppState, registered(app or current_app)).core()
 
 
 class SpotifyAuth(BaseSpotifyAuth):

@@ -169,9 +169,8 @@ class Refresher:
 
     async def wait_for_inflight(self, timeout: float) -> None:
         """Let refreshes in flight land (up to ``timeout`` seconds) at shutdown."""
-        pending = set(self._inflight.values())
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight.values()), timeout=timeout)
 
     def _finished(self, key: str, task: asyncio.Task[TokenRecord]) -> None:
         if self._inflight.get(key) is task:
