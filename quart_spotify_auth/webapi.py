@@ -116,12 +116,10 @@ class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
         """Send ``method path`` (relative to ``SPOTIFY_API_URL``, or an absolute URL on its
         origin, such as a paging link) with the user's bearer. Unsent requests are retried,
         lost replies only for idempotent methods; then :class:`SpotifyUnavailable`."""
-        if path.startswith(("http://", "https://")):
-            if _origin(path) != _origin(self._base):
-                raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
-            url = path
-        else:
-            url = f"{self._base}/{path.lstrip('/')}"
+        absolute = path.startswith(("http://", "https://"))
+        if absolute and _origin(path) != _origin(self._base):
+            raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
+        url = path if absolute else f"{self._base}/{path.lstrip('/')}"
         idempotent = method.upper() in IDEMPOTENT
         attempts = self._retry.attempts()
         while True:
