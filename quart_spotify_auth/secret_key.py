@@ -39,12 +39,10 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
         return given
     path = Path(app.instance_path) / SECRET_KEY_FILE
     try:
-        try:
-            return _read(path)
-        except FileNotFoundError:
+        if not path.exists():  # made now, unless another worker makes it first (see _create)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _create(path)
-            return _read(path)
+        return _read(path)
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot keep the app's secret key in {path} ({exc.strerror or type(exc).__name__}). "
