@@ -75,8 +75,7 @@ class SpotifyBearer(httpx.Auth):
 class Verbs(Generic[R]):
     """``get``, ``post``, ``put`` and ``delete`` in terms of ``request``."""
 
-    def request(self, method: str, path: str, **kwargs: Any) -> R:  # pragma: no cover
-        raise NotImplementedError
+    request: Callable[..., R]  # each subclass defines it: (method, path, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> R:
         return self.request("GET", path, **kwargs)
