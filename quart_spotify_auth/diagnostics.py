@@ -48,10 +48,8 @@ def foreign_session_cookie(app: Any, cookies: Mapping[str, str]) -> bool:
         return False
     try:
         serializer.loads(value)  # no max_age: an expired cookie is still this app's
-    except BadSignature:
-        return True
-    except Exception:  # a cookie the serializer cannot even parse: not ours to judge
-        return False
+    except Exception as exc:  # a cookie it cannot even parse is not ours to judge
+        return isinstance(exc, BadSignature)
     return False
 
 
