@@ -24,7 +24,7 @@ class LoopThread:
         self._pid = 0
 
     def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``work`` on the loop (a new one in a new process); block until its result."""
+        """Run ``work`` on this process's loop thread (new after a fork); block until its result."""
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 # New process (first use, or a fork: threads do not survive it): a new loop.
