@@ -24,7 +24,7 @@ class LoopThread:
         self._pid = 0
 
     def block_on(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``work`` on this process's loop thread (new after a fork); block until its result."""
+        """Run ``work`` on the loop (a new one in a new process); block until its result."""
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 # New process (first use, or a fork: threads do not survive it): a new loop.
@@ -68,8 +68,12 @@ def _serve(runner: asyncio.Runner) -> None:
         runner.get_loop().run_forever()
 
 
-#: This process's loop thread: the Flask shim's core runs there, tests and sync code reach it
-#: with ``block_on``; ``stop`` stops and closes the loop at exit (the next use starts a new one).
 _LOOP = LoopThread()
-block_on = _LOOP.block_on
+#: Stop and close this process's loop (at exit); the next use starts a new one.
 stop = _LOOP.stop
+
+
+def block_on(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run a coroutine on this process's loop thread and block until its result (the Flask
+    shim's core lives there: tests and sync code reach it this way)."""
+    return _LOOP.block_on(work, timeout)
