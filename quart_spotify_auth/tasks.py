@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-
-from .signals import logger
+import logging
 
 __all__ = ["cancel", "stop_if_cancelled"]
 
@@ -24,7 +23,7 @@ async def cancel(task: asyncio.Task[None], timeout: float = 5.0) -> None:
             break
         pause *= 2
     if not done:
-        logger.error("A background task would not stop")
+        logging.getLogger("quart_spotify_auth").error("A background task would not stop")
     elif not task.cancelled():
         task.exception()  # retrieved: it ended on its own error, already logged by it
 
