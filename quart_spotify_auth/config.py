@@ -144,11 +144,10 @@ def _store_url(key: str, raw: Any) -> str | None:
     bare = url in ("sqlite:///", "sqlite:////") or (url.startswith("memory") and url != "memory")
     if bare or not url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigurationError(
-            f"{key} {_shown(url)} is not a store this package knows. Use "
-            "sqlite:///tokens.sqlite3 (a file in the app's instance folder), "
-            "sqlite:////absolute/path/tokens.sqlite3 (four slashes), "
-            "postgresql://user:password@host/db, redis://host:port/db or memory (or leave it "
-            "unset: SQLite in the app's instance folder)."
+            f"{key} {_shown(url)} is not a store this package knows. Use sqlite:///tokens.sqlite3 "
+            "(a file in the app's instance folder), sqlite:////absolute/path/tokens.sqlite3 (four "
+            "slashes), postgresql://user:password@host/db, redis://host:port/db or memory (or "
+            "leave it unset: SQLite in the app's instance folder)."
         )
     return url
 

@@ -69,7 +69,6 @@ def _serve(runner: asyncio.Runner) -> None:
 
 
 _LOOP = LoopThread()
-#: Stop and close this process's loop (at exit); the next use starts a new one.
 stop = _LOOP.stop
 
 

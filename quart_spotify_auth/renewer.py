@@ -131,8 +131,7 @@ class Renewer:
             self._again.pop(key, None)
             self._slots.release()
             if not done and not self._store.shared:
-                # Stopped (or broken) mid-renewal: a store that handed the key out once
-                # keeps it due, for the next start to look at.
+                # Stopped or broken mid-renewal: handed out, it left the schedule; due again now.
                 with contextlib.suppress(Exception):
                     await self._store.reschedule(key, self._clock())
 
