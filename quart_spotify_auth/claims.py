@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
 
 from .deferred import Deferred
 from .errors import SpotifyAuthError
+from .signals import logger
 from .stores import TokenStore
 from .tasks import stop_if_cancelled
 
 __all__ = ["Claims"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 
 class Claims:

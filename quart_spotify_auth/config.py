@@ -36,6 +36,7 @@ __all__ = [
 Check = Callable[[str, Any], Any]
 _LOOPBACK_HOSTS = {"127.0.0.1", "::1"}
 _PREFIX = "SPOTIFY_"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def setting(default: Any, check: Check, *, env: bool = False) -> Any:
@@ -53,8 +54,7 @@ def _text(key: str, raw: Any) -> str:
 
 
 def _client_id(key: str, raw: Any) -> str:
-    client_id = _text(key, raw)
-    if not client_id:
+    if not (client_id := _text(key, raw)):
         raise ConfigurationError(
             "SPOTIFY_CLIENT_ID is not set. Put your app's Client ID from the Spotify developer "
             "dashboard in app.config['SPOTIFY_CLIENT_ID'] or the SPOTIFY_CLIENT_ID environment "
@@ -89,8 +89,7 @@ def _number(*, zero: bool = False, whole: bool = False) -> Check:
         if whole and not number.is_integer():
             raise ConfigurationError(f"{key} must be a whole number, not {_shown(raw)}.")
         if number < 0 or (number == 0 and not zero):
-            bound = ">= 0" if zero else "> 0"
-            raise ConfigurationError(f"{key} must be {bound}, not {_shown(raw)}.")
+            raise ConfigurationError(f"{key} must be {'>=' if zero else '>'} 0, not {_shown(raw)}.")
         return int(number) if whole else number
 
     return check
@@ -104,15 +103,13 @@ def _scopes(key: str, raw: Any) -> tuple[str, ...]:
             f"{type(raw).__name__}."
         )
     scopes = parse_scopes(raw)
-    removed = [s for s in scopes if s in REMOVED_SCOPES]
-    if removed:
+    if removed := [s for s in scopes if s in REMOVED_SCOPES]:
         details = "; ".join(f"{s}: {REMOVED_SCOPES[s]}" for s in removed)
         raise ConfigurationError(
             f"{key} asks for scopes Spotify no longer knows ({details}). Spotify would "
             "answer the login only with its own 'Illegal scope' page."
         )
-    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
-    if unknown:
+    if unknown := [s for s in scopes if s not in KNOWN_SCOPES]:
         warn_user(
             f"{key} has scopes Spotify does not document: {', '.join(unknown)}. "
             "If Spotify does not know them, logins end on its 'Illegal scope' page."
@@ -142,25 +139,21 @@ def _redirect_uri(key: str, raw: Any) -> str:
 def _store_url(key: str, raw: Any) -> str | None:
     if raw in (None, ""):
         return None  # the default: SQLite in the app's instance folder
-    url = str(raw).strip()
-    if url.startswith("postgres://"):  # Heroku's and Render's DATABASE_URL spelling
-        url = "postgresql://" + url[len("postgres://") :]
+    # postgres:// is Heroku's and Render's DATABASE_URL spelling.
+    url = re.sub(r"^postgres://", "postgresql://", str(raw).strip())
     bare = url in ("sqlite:///", "sqlite:////") or (url.startswith("memory") and url != "memory")
     if bare or not url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigurationError(
-            f"{key} {_shown(url)} is not a store this package knows. Use "
-            "sqlite:///tokens.sqlite3 (a file in the app's instance folder), "
-            "sqlite:////absolute/path/tokens.sqlite3 (four slashes), "
-            "postgresql://user:password@host/db, redis://host:port/db or memory (or leave it "
-            "unset: SQLite in the app's instance folder)."
+            f"{key} {_shown(url)} is not a store this package knows. Use sqlite:///tokens.sqlite3 "
+            "(a file in the app's instance folder), sqlite:////absolute/path/tokens.sqlite3 (four "
+            "slashes), postgresql://user:password@host/db, redis://host:port/db or memory (or "
+            "leave it unset: SQLite in the app's instance folder)."
         )
     return url
 
 
 def _keys(key: str, raw: Any) -> tuple[str, ...]:
-    if not raw:
-        return ()
-    items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else list(raw)
+    items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else list(raw or ())
     return tuple(k.decode() if isinstance(k, bytes) else str(k).strip() for k in items if k)
 
 
@@ -268,8 +261,7 @@ def unknown_keys(config: Mapping[str, Any], environ: Mapping[str, str] | None = 
     may set (``SPOTIFY_SCOPES``) when ``config`` does not."""
     found = []
     for key in config:
-        close = _near_miss(key) if isinstance(key, str) else None
-        if close:
+        if isinstance(key, str) and (close := _near_miss(key)):
             found.append(f"{key} is not a setting of quart-spotify-auth; did you mean {close}?")
     for key in os.environ if environ is None else environ:
         if key in DEFAULTS and key not in ENVIRONMENT_KEYS and config.get(key) is None:
@@ -297,11 +289,9 @@ def _near_miss(key: str) -> str | None:
         return upper
     if upper.startswith("SPOTIPY_"):  # spotipy's: near our names, not misspellings of them
         return None
-    if not upper.startswith(_PREFIX):
-        # SPOTFY_X is a typo of ours; an app's own MY_SPOTIFY_CLIENT_ID is not.
-        head = difflib.SequenceMatcher(None, upper[: len(_PREFIX)], _PREFIX).ratio()
-        if head < 0.75:
-            return None
+    # SPOTFY_X is a typo of ours; an app's own MY_SPOTIFY_CLIENT_ID is not.
+    if difflib.SequenceMatcher(None, upper[: len(_PREFIX)], _PREFIX).ratio() < 0.75:
+        return None
     close = difflib.get_close_matches(upper, DEFAULTS, n=1, cutoff=0.85)
     return close[0] if close else None
 
@@ -313,9 +303,6 @@ def warn_user(message: str) -> None:
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, UserWarning, stacklevel=level)
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _shown(raw: Any) -> str:
@@ -332,8 +319,7 @@ def mask_password(url: str) -> str:
 
 
 def validate_redirect_uri(uri: str, *, name: str = "SPOTIFY_REDIRECT_URI") -> str:
-    """Check ``uri`` against Spotify's redirect URI rules; return it unchanged. Errors name
-    it ``name``."""
+    """Check ``uri`` against Spotify's redirect URI rules (errors name it ``name``); return it."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(

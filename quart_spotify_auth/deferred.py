@@ -3,16 +3,13 @@ the refresh token they replace: never lost, served from here meanwhile) and clai
 
 from __future__ import annotations
 
-import logging
-
 from .errors import SpotifyAuthError
+from .signals import logger
 from .stores import TokenStore
 from .stores.cache import bounded_insert
 from .tokens import Clock, TokenRecord
 
 __all__ = ["Deferred"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: How many renewed records a process keeps while the store is away, at most.
 MAX_SAVES = 10_000
@@ -63,20 +60,18 @@ class Deferred:
 
     async def flush(self) -> bool:
         """Write what is owed: whether all was; stops at the first failure (the store is away)."""
-        for key, claim in list(self._releases.items()):
-            try:
+        try:
+            for key, claim in list(self._releases.items()):
                 await self._store.release(key, claim)
-            except SpotifyAuthError:
-                return False
-            if self._releases.get(key) == claim:
-                del self._releases[key]
-        for key, (old, new, due, until) in list(self._saves.items()):
-            try:
+                if self._releases.get(key) == claim:
+                    del self._releases[key]
+            for key, save in list(self._saves.items()):
+                old, new, due, _ = save
                 stored = await self._store.replace(key, old, new, due=due)
-            except SpotifyAuthError:
-                return False
-            if self._saves.get(key) == (old, new, due, until):
-                del self._saves[key]
-            if stored is None:
-                logger.warning("A renewed token kept in this process was superseded meanwhile")
+                if self._saves.get(key) == save:
+                    del self._saves[key]
+                if stored is None:
+                    logger.warning("A renewed token kept in this process was superseded meanwhile")
+        except SpotifyAuthError:
+            return False
         return True

@@ -3,7 +3,6 @@ cannot read, a callback from another host. Used by both adapters and by :mod:`.c
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -13,13 +12,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from .config import DEFAULTS
+from .signals import logger
 
 if TYPE_CHECKING:
     from .core import Core
 
 __all__ = ["FOREIGN_SESSION_COOKIE", "NO_PENDING_LOGIN", "check_serving", "foreign_session_cookie"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 NO_PENDING_LOGIN = (
     "No Spotify login is pending for this browser. This usually means the app was opened on a "
@@ -50,18 +48,15 @@ def foreign_session_cookie(app: Any, cookies: Mapping[str, str]) -> bool:
         return False
     try:
         serializer.loads(value)  # no max_age: an expired cookie is still this app's
-    except BadSignature:
-        return True
-    except Exception:  # a cookie the serializer cannot even parse: not ours to judge
-        return False
+    except Exception as exc:  # a cookie it cannot even parse is not ours to judge
+        return isinstance(exc, BadSignature)
     return False
 
 
 def check_serving(app: Any, core: Core) -> None:
     """At the app's first serving, log settings changed after ``init_app`` (not used) and a
     missing route at the redirect URI's path (users would land on a 404 after consent)."""
-    changed = [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]
-    if changed:
+    if changed := [k for k in DEFAULTS if app.config.get(k) != core.seen_config.get(k)]:
         logger.warning(
             "%s changed after SpotifyAuth(app) / init_app(app) read the configuration, and "
             "is not used: set the configuration before init_app.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from quart import Quart, after_this_request, current_app, g, request, session
 from quart.signals import before_render_template
@@ -22,8 +22,7 @@ QUART = Context(current_app, request, session, g, after_this_request, before_ren
 
 def current_core(app: Quart | None = None) -> Core:
     """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-    core: Core = registered(app if app is not None else current_app)
-    return core
+    return cast(Core, registered(app if app is not None else current_app))
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -57,8 +56,6 @@ class SpotifyAuth(BaseSpotifyAuth):
         app.after_serving(core.stop)
         return core
 
-    # -- the four verbs -------------------------------------------------------------------
-
     async def get_user(
         self,
         *,
@@ -86,8 +83,6 @@ class SpotifyAuth(BaseSpotifyAuth):
     async def force_renewal(self) -> None:
         """Refresh this user's token now (joining a refresh already in flight)."""
         await self._call(Core.force_renewal)
-
-    # -- the rest a login needs -----------------------------------------------------------
 
     async def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""

@@ -1,6 +1,5 @@
 """The Flask shim: the Quart extension's verbs as sync methods. Each hands its work to the
-process's loop thread (:mod:`.loopthread`) and waits, but a valid token held here needs no hop.
-"""
+process's loop thread (:mod:`.loopthread`) and waits, but a valid token held here needs no hop."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
@@ -85,8 +84,7 @@ os.register_at_fork(before=_stop_all)
 
 def current_core(app: Flask | None = None) -> Core:
     """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    state: _AppState = registered(app or current_app)
-    return state.core()
+    return cast(_AppState, registered(app or current_app)).core()
 
 
 class SpotifyAuth(BaseSpotifyAuth):
@@ -96,8 +94,6 @@ class SpotifyAuth(BaseSpotifyAuth):
 
     def _register(self, app: Flask) -> _AppState:
         return _AppState(self, app)
-
-    # -- the four verbs -------------------------------------------------------------------
 
     def get_user(
         self,
@@ -119,14 +115,11 @@ class SpotifyAuth(BaseSpotifyAuth):
         """This user's valid access token, refreshed first if it has expired."""
         core = current_core()
         caller = current_caller(core)
-        token = core.cached_token(caller)
-        return token if token is not None else block_on(core.access_token(caller))
+        return core.cached_token(caller) or block_on(core.access_token(caller))
 
     def force_renewal(self) -> None:
         """Refresh this user's token now."""
         self._call(Core.force_renewal)
-
-    # -- the rest a login needs -----------------------------------------------------------
 
     def complete_login(self, code: str | None = None) -> tuple[AccessToken, str | None]:
         """:meth:`get_user_token`, also giving the ``next_url`` the login was started with."""

@@ -69,14 +69,10 @@ def _serve(runner: asyncio.Runner) -> None:
 
 
 _LOOP = LoopThread()
+stop = _LOOP.stop
 
 
 def block_on(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run a coroutine on this process's loop thread and block until its result (the Flask
     shim's core lives there: tests and sync code reach it this way)."""
     return _LOOP.block_on(work, timeout)
-
-
-def stop() -> None:
-    """Stop and close this process's loop (at exit); the next use starts a new one."""
-    _LOOP.stop()

@@ -5,7 +5,6 @@ overwrite a newer login or a rotated refresh token; unsaved ones are :mod:`.defe
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -24,14 +23,13 @@ from .errors import (
 )
 from .grants import APP_KEY, grant_for
 from .retry import backoff
+from .signals import logger
 from .stores import TokenStore
 from .stores.cache import CachedRecords, bounded_insert
 from .tasks import stop_if_cancelled
 from .tokens import Clock, RenewalPolicy, TokenRecord
 
 __all__ = ["Refresher"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: How many recently revoked keys are remembered, to tell "log in again" from "never logged in".
 REVOKED_MEMORY = 10_000
@@ -50,7 +48,7 @@ _TOO_LONG = "Renewing the Spotify token is taking too long. Try again shortly."
 
 class Refresher:
     """Tokens for one app in one process: read them valid, record logins, refresh once.
-    ``wake(at)`` tells the renewer the schedule changed."""
+    ``wake(at)`` tells the renewer (which sets it) the schedule changed."""
 
     def __init__(
         self,
@@ -59,7 +57,6 @@ class Refresher:
         settings: Settings,
         policy: RenewalPolicy,
         *,
-        wake: Callable[[float | None], None],
         clock: Clock,
         sender: Any,
     ) -> None:
@@ -72,7 +69,7 @@ class Refresher:
         self.sender = sender  # of this app's signals (the app)
         self.deferred = Deferred(store, clock, self.records.cache.last_known_for)
         self._claims = Claims(store, self.deferred)
-        self._wake = wake
+        self.wake: Callable[[float | None], None] = lambda at: None
         self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
         self._revoked: dict[str, None] = {}
@@ -84,8 +81,6 @@ class Refresher:
         """When the renewer looks at ``key``'s ``record`` (:class:`.RenewalPolicy`)."""
         return self.policy.due(record, grant_for(key).renewable(record), self.clock())
 
-    # -- logins -----------------------------------------------------------------------------
-
     async def login(self, key: str, record: TokenRecord) -> TokenRecord:
         """Store a fresh login for ``key`` (replacing any older one) and schedule it."""
         now = self.clock()
@@ -95,7 +90,7 @@ class Refresher:
         self.deferred.saved(key)
         bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
         if due is not None:
-            self._wake(due)
+            self.wake(due)
         return stored
 
     async def logout(self, key: str, old: TokenRecord | None = None) -> bool:
@@ -103,8 +98,6 @@ class Refresher:
         self._use_stamps.pop(key, None)
         self.deferred.saved(key)
         return await self.records.delete(key, old)
-
-    # -- reading a valid token --------------------------------------------------------------
 
     def _use_to_mark(self, key: str, now: float) -> bool:
         """Whether this read marks use: every tenth of ``keep_warm`` (else ``token_idle_ttl``)."""
@@ -150,10 +143,8 @@ class Refresher:
         if mark:
             bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
             if not self.store.shared:
-                self._wake(None)
+                self.wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
-
-    # -- refreshing -------------------------------------------------------------------------
 
     async def refresh(
         self,
@@ -178,9 +169,8 @@ class Refresher:
 
     async def wait_for_inflight(self, timeout: float) -> None:
         """Let refreshes in flight land (up to ``timeout`` seconds) at shutdown."""
-        pending = set(self._inflight.values())
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight.values()), timeout=timeout)
 
     def _finished(self, key: str, task: asyncio.Task[TokenRecord]) -> None:
         if self._inflight.get(key) is task:
@@ -223,17 +213,15 @@ class Refresher:
             if latest is None:
                 raise
             return latest
-        if current is None:  # the app token, first fetched
-            stored: TokenRecord | None = await self.login(key, new)
-        else:
-            stored = await self._save(key, current, new)
+        # The app token, first fetched, is a login; a renewal replaces the record it renewed.
+        stored = await (self.login(key, new) if current is None else self._save(key, current, new))
         if stored is None:
             stored = await self.store.get(key)  # a login or logout won the race
             if stored is None:
                 raise LoginRequired()
             return stored
         if self.settings.auto_renew:  # the renewer looks early enough for the new due time
-            self._wake(self.policy.earliest_due(stored))
+            self.wake(self.policy.earliest_due(stored))
         await signals.send(
             signals.token_renewed, self.sender, key=key, in_background=not on_request
         )

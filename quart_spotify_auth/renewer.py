@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from typing import Any
 
@@ -16,13 +15,12 @@ from .errors import LoginRequired, SpotifyAuthError
 from .grants import grant_for
 from .refresh import Refresher
 from .retry import backoff
+from .signals import logger
 from .stores import TokenStore
 from .tasks import cancel, stop_if_cancelled
 from .tokens import Clock, RenewalPolicy
 
 __all__ = ["Renewer", "renewal"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: Longest the renewer sleeps between looks (other processes may add to a shared schedule).
 POLL = 1.0
@@ -32,14 +30,9 @@ def renewal(
     accounts: AccountsClient, store: TokenStore, settings: Settings, clock: Clock, sender: Any
 ) -> tuple[Refresher, Renewer]:
     """One app's refresher and renewer on ``store``, wired together."""
-
-    def wake(at: float | None) -> None:  # the refresher's news for the renewer, made below
-        renewer.wake(at)
-
     policy = RenewalPolicy(settings.refresh_margin, settings.auto_renew, settings.token_idle_ttl)
-    refresher = Refresher(accounts, store, settings, policy, wake=wake, clock=clock, sender=sender)
-    renewer = Renewer(refresher)
-    return refresher, renewer
+    refresher = Refresher(accounts, store, settings, policy, clock=clock, sender=sender)
+    return refresher, Renewer(refresher)
 
 
 class Renewer:
@@ -47,13 +40,13 @@ class Renewer:
 
     def __init__(self, refresher: Refresher) -> None:
         self._refresher = refresher
+        refresher.wake = self.wake  # the refresher's news of a changed schedule
         self._store = refresher.store
-        self._settings = settings = refresher.settings
         self._clock = refresher.clock
         self._wake = asyncio.Event()
         self._next_look = math.inf  # when the loop looks at the schedule next, unasked
         self._runner: asyncio.Task[None] | None = None
-        self._slots = asyncio.Semaphore(settings.renew_concurrency)
+        self._slots = asyncio.Semaphore(refresher.settings.renew_concurrency)
         self._renewing: set[str] = set()
         #: Keys handed out again while renewing (key -> last use): looked at when that ends.
         self._again: dict[str, float | None] = {}
@@ -77,7 +70,7 @@ class Renewer:
         """Start on the running loop."""
         if self._runner is None:
             self._wake = asyncio.Event()
-            self._slots = asyncio.Semaphore(self._settings.renew_concurrency)
+            self._slots = asyncio.Semaphore(self._refresher.settings.renew_concurrency)
             self._runner = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -92,7 +85,7 @@ class Renewer:
             await asyncio.wait(self._tasks)
 
     async def _loop(self) -> None:
-        limit = self._settings.renew_concurrency * 4
+        limit = self._refresher.settings.renew_concurrency * 4
         while True:
             self._wake.clear()
             self._next_look = math.inf  # woken while looking: look again at once
@@ -138,8 +131,7 @@ class Renewer:
             self._again.pop(key, None)
             self._slots.release()
             if not done and not self._store.shared:
-                # Stopped (or broken) mid-renewal: a store that handed the key out once
-                # keeps it due, for the next start to look at.
+                # Stopped or broken mid-renewal: handed out, it left the schedule; due again now.
                 with contextlib.suppress(Exception):
                     await self._store.reschedule(key, self._clock())
 
@@ -148,9 +140,7 @@ class Renewer:
         sender = self._refresher.sender
         try:
             await self._renew_key(key, used)
-            self._failures.pop(key, None)
         except LoginRequired:  # logged out, revoked (the signal was sent) or replaced meanwhile
-            self._failures.pop(key, None)
             await signals.send(signals.renewal_skipped, sender, key=key, reason="gone")
         except (SpotifyAuthError, OSError) as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
@@ -160,10 +150,11 @@ class Renewer:
                 await self._store.reschedule(key, retry_at)
             await signals.send(signals.renewal_failed, sender, key=key, error=exc)
             return retry_at
+        self._failures.pop(key, None)  # renewed, or nothing left to renew: no backoff kept
         return None
 
     async def _renew_key(self, key: str, used: float | None) -> None:
-        store, settings, sender = self._store, self._settings, self._refresher.sender
+        store, settings, sender = self._store, self._refresher.settings, self._refresher.sender
         record = await store.get(key)
         now = self._clock()
         if record is None or not (grant_for(key).renewable(record) or not settings.auto_renew):

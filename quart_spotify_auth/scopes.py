@@ -44,7 +44,5 @@ REMOVED_SCOPES = {
 
 def parse_scopes(value: str | Iterable[str] | None) -> tuple[str, ...]:
     """Scope names from a space/comma-separated string or an iterable: de-duplicated, in order."""
-    if value is None:
-        return ()
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value or ())
     return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))

@@ -35,19 +35,21 @@ def instance_secret_key(app: Any, *, variable: str = "SECRET_KEY") -> str:
     set ``SECRET_KEY`` everywhere. :class:`ConfigurationError` names the fix when the key can
     be neither read nor written.
     """
-    given = os.environ.get(variable, "").strip()
-    if given:
+    if given := os.environ.get(variable, "").strip():
         return given
     path = Path(app.instance_path) / SECRET_KEY_FILE
     try:
-        try:
-            return _read(path)
-        except FileNotFoundError:
+        if not path.exists():  # made now, unless another worker makes it first (see _create)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _create(path)
-            return _read(path)
+        return _read(path)
     except OSError as exc:
-        raise _cannot(path, variable, exc) from exc
+        raise ConfigurationError(
+            f"Cannot keep the app's secret key in {path} ({exc.strerror or type(exc).__name__}). "
+            f"Make the instance folder {path.parent} writable by the app, or set the {variable} "
+            "environment variable to a long random string, the same in every worker: "
+            'python -c "import secrets; print(secrets.token_hex(32))"'
+        ) from exc
 
 
 def _create(path: Path) -> None:
@@ -78,13 +80,3 @@ def _read(path: Path) -> str:
             f"string in it."
         )
     return key
-
-
-def _cannot(path: Path, variable: str, exc: OSError) -> ConfigurationError:
-    reason = exc.strerror or type(exc).__name__
-    return ConfigurationError(
-        f"Cannot keep the app's secret key in {path} ({reason}). Make the instance folder "
-        f"{path.parent} writable by the app, or set the {variable} environment variable to a "
-        'long random string, the same in every worker: python -c "import secrets; '
-        'print(secrets.token_hex(32))"'
-    )

@@ -1,23 +1,21 @@
 """Flask-Spotify-Auth's camelCase names (``getUser()``...), deprecated until 0.3: each calls its
 new name and warns, with a WARNING log line once per name and process (Python hides the
-warning under ``flask run`` and hypercorn). ``manager()``, an early name of our own, goes too.
-"""
+warning under ``flask run`` and hypercorn). ``manager()``, an early name of our own, goes too."""
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .signals import logger
 
 if TYPE_CHECKING:
     from .core import Core
     from .refresh import Refresher
 
 __all__ = ["SeedNames"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 #: The seed's names already logged as deprecated in this process.
 _SAID: set[str] = set()

@@ -1,6 +1,5 @@
-"""Signals (blinker) about logins, sent with the app as sender and the login's store key as
-``key`` (see the signals page). Receivers may be sync or async and must not block; one that
-raises is logged."""
+"""Signals (blinker) about logins: the app is the sender, the login's store key ``key`` (see the
+signals page). Receivers may be sync or async and must not block; one that raises is logged."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ __all__ = [
     "token_renewed",
 ]
 
-logger = logging.getLogger("quart_spotify_auth")
+logger = logging.getLogger("quart_spotify_auth")  # the package's one logger, for every module
 
 _signals = Namespace()
 
@@ -46,8 +45,6 @@ login_forgotten = _signals.signal("login-forgotten")
 
 async def send(signal: NamedSignal, sender: Any, **data: Any) -> None:
     """Send ``signal`` for ``sender``, awaiting async receivers; one that raises is logged."""
-    if not signal.receivers:
-        return
     for receiver in signal.receivers_for(sender):
         try:
             result = receiver(sender, **data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -24,6 +25,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host, parsed.port
 
 
+@dataclass(eq=False)
 class SpotifyBearer(httpx.Auth):
     """An ``httpx.Auth`` flow: the bearer; one refresh (single-flight) and retry on 401;
     ``Retry-After`` waited out up to the cap on 429, then :class:`~.errors.RateLimited`;
@@ -31,16 +33,9 @@ class SpotifyBearer(httpx.Auth):
     ``refresh(sent)`` renews it unless somebody did since ``sent`` was read."""
 
     requires_request_body = True  # so retries re-send the body intact
-
-    def __init__(
-        self,
-        token: Callable[[], Awaitable[TokenRecord]],
-        refresh: Callable[[TokenRecord], Awaitable[TokenRecord]],
-        retry: Retry,
-    ) -> None:
-        self._token = token
-        self._refresh = refresh
-        self._retry = retry
+    token: Callable[[], Awaitable[TokenRecord]]
+    refresh: Callable[[TokenRecord], Awaitable[TokenRecord]]
+    retry: Retry
 
     def __repr__(self) -> str:
         return "SpotifyBearer()"
@@ -48,9 +43,9 @@ class SpotifyBearer(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        record = await self._token()
+        record = await self.token()
         refreshed = False
-        attempts = self._retry.attempts()
+        attempts = self.retry.attempts()
         while True:
             request.headers["Authorization"] = f"Bearer {record.access_token}"
             response = yield request
@@ -58,7 +53,7 @@ class SpotifyBearer(httpx.Auth):
             if status == 401 and not refreshed:
                 refreshed = True
                 await response.aread()
-                record = await self._refresh(record)
+                record = await self.refresh(record)
                 continue
             if status == 429:
                 await response.aread()
@@ -80,8 +75,7 @@ class SpotifyBearer(httpx.Auth):
 class Verbs(Generic[R]):
     """``get``, ``post``, ``put`` and ``delete`` in terms of ``request``."""
 
-    def request(self, method: str, path: str, **kwargs: Any) -> R:  # pragma: no cover
-        raise NotImplementedError
+    request: Callable[..., R]  # each subclass defines it: (method, path, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> R:
         return self.request("GET", path, **kwargs)
@@ -121,12 +115,10 @@ class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
         """Send ``method path`` (relative to ``SPOTIFY_API_URL``, or an absolute URL on its
         origin, such as a paging link) with the user's bearer. Unsent requests are retried,
         lost replies only for idempotent methods; then :class:`SpotifyUnavailable`."""
-        if path.startswith(("http://", "https://")):
-            if _origin(path) != _origin(self._base):
-                raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
-            url = path
-        else:
-            url = f"{self._base}/{path.lstrip('/')}"
+        absolute = path.startswith(("http://", "https://"))
+        if absolute and _origin(path) != _origin(self._base):
+            raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
+        url = path if absolute else f"{self._base}/{path.lstrip('/')}"
         idempotent = method.upper() in IDEMPOTENT
         attempts = self._retry.attempts()
         while True:

@@ -5,15 +5,14 @@ slot after its commit; a copy read after noting the slot is good while the slot 
 
 from __future__ import annotations
 
-import logging
 import mmap
 import os
 import struct
 import zlib
 
-__all__ = ["ChangeSlots"]
+from ..signals import logger
 
-logger = logging.getLogger("quart_spotify_auth")
+__all__ = ["ChangeSlots"]
 
 _SLOT = struct.Struct("<Q")
 
@@ -50,10 +49,9 @@ class ChangeSlots:
         """The number in ``key``'s slot now (when the file cannot be read, a number never
         seen before: no copy is used)."""
         try:
-            value: int = _SLOT.unpack_from(self._mapped(), self._offset(key))[0]
+            return int(_SLOT.unpack_from(self._mapped(), self._offset(key))[0])
         except OSError:
             return -int.from_bytes(os.urandom(8))
-        return value
 
     def changed(self, key: str) -> None:
         """``key`` was written (call after the commit)."""

@@ -1,22 +1,19 @@
 """Token records as bytes, encrypted at rest with Fernet keys (the first encrypts, all of them
-decrypt). An encrypted record is bound to its store key, checked on reading: someone who can
-write to the store without a key can neither move a victim's record under their own key nor
-plant one in clear (:class:`Unbound`). Records in clear or unbound (0.1) are read only while
-``migrating``."""
+decrypt). An encrypted record is bound to its store key, checked on reading: someone who can write
+to the store without a key can neither move a victim's record under their own key nor plant one
+in clear (:class:`Unbound`). Records in clear or unbound (0.1) are read only while ``migrating``."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, StoreUnavailable
+from ..signals import logger
 from ..tokens import TokenRecord
 
 __all__ = ["Codec", "Unbound"]
-
-logger = logging.getLogger("quart_spotify_auth")
 
 
 class Unbound(Exception):
