@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import flask
+import httpx
 import pytest
 from flask import Flask
 from quart import Response, render_template_string, stream_template_string
 
+from benchmarks.servers import Server
 from quart_spotify_auth import ConfigurationError, InvalidCallback
 from quart_spotify_auth.accounts import code_challenge
 from quart_spotify_auth.config import load_settings
@@ -21,6 +25,7 @@ from quart_spotify_auth.testing import FakeSpotify
 
 from .apps import make_app, make_flask_app
 from .conftest import Browser, Stack
+from .servers import RedisServer
 
 STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
 
@@ -183,3 +188,66 @@ def test_the_flask_shim_reads_the_secret_key_when_it_is_used_and_refuses_none() 
             app.test_client().get("/login")
     finally:
         spotify.close(app)
+
+
+async def _replay(
+    cookies: httpx.Cookies, query: dict[str, str], fake_url: str, app_url: str, via: str
+) -> tuple[httpx.Response, bool]:
+    """A fresh code for ``query``'s state (its authorize URL answered again), brought to the
+    callback through ``via`` by a browser holding ``cookies``; the reply, and whether that
+    browser is logged in after it."""
+    async with Browser(via, fake_url) as replayer:
+        replayer.http.cookies = httpx.Cookies(cookies)
+        callback = await replayer.consent(query)
+        reply = await replayer.http.get(via + callback.removeprefix(app_url))
+        logged_in: bool = (await replayer.get("/status")).json()["logged_in"]
+    return reply, logged_in
+
+
+async def _one_login_per_state(fake: FakeSpotify, app_url: str, fake_url: str, via: str) -> None:
+    """Finding 1: log in through ``app_url``; replay its state with the cookie from before the
+    callback through ``via``, then again after a logout: refused, no code spent, no login."""
+    async with Browser(app_url, fake_url) as browser:
+        query = await browser.start_login()
+        before = httpx.Cookies(browser.http.cookies)  # it lists the state as pending
+        assert (await browser.http.get(await browser.consent(query))).status_code == 302
+        token = (await browser.get("/token")).json()["access_token"]
+        exchanged = fake.requests["token:authorization_code"]
+        reply, logged_in = await _replay(before, query, fake_url, app_url, via)
+        assert reply.status_code == 400, reply.headers.get("location")
+        assert "already used" in reply.text
+        assert not logged_in
+        assert fake.requests["token:authorization_code"] == exchanged  # no code burnt
+        assert (await browser.get("/token")).json()["access_token"] == token  # first login kept
+        assert (await browser.post("/logout")).json() == {"logged_in": False}
+        reply, logged_in = await _replay(before, query, fake_url, app_url, via)
+        assert reply.status_code == 400 and "already used" in reply.text
+        assert not logged_in
+        assert fake.requests["token:authorization_code"] == exchanged
+
+
+async def test_a_state_completes_one_login_whichever_cookie_comes_with_it(stack: Stack) -> None:
+    """Finding 1, one process (the memory store)."""
+    await _one_login_per_state(stack.fake, stack.app_url, stack.fake_url, stack.app_url)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_a_state_completes_one_login_across_workers(
+    kind: str, fake: FakeSpotify, tmp_path: Path, request: pytest.FixtureRequest, redis_prefix: str
+) -> None:
+    """Finding 1, two worker processes behind one redirect URI (as behind a load balancer),
+    sharing the default SQLite store or Redis: the replay goes to the other worker."""
+    env = {"TEST_INSTANCE": str(tmp_path)}
+    if kind == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        env.update(TEST_STORE=redis.url, TEST_PREFIX=redis_prefix)
+    async with serve(fake) as fake_url:
+        port = free_port()
+        env.update(TEST_FAKE_URL=fake_url, TEST_PORT=str(port))  # both: this redirect URI
+        async with contextlib.AsyncExitStack() as servers:
+            one, two = [
+                await servers.enter_async_context(Server("tests.served_app:app", env=env, port=p))
+                for p in (port, free_port())
+            ]
+            await _one_login_per_state(fake, one.url, fake_url, two.url)
