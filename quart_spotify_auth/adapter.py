@@ -18,14 +18,17 @@ from . import signals
 from .config import DEFAULTS, load_settings, unknown_keys, warn_user
 from .core import EXTENSION_KEY, Caller, Core
 from .diagnostics import foreign_session_cookie
-from .errors import ConfigurationError, LoginRequired
+from .errors import ConfigurationError, LoginRequired, SpotifyAuthError
 from .seed import SeedNames
 from .states import signing_key
 from .stores import TokenStore, open_store
+from .stores.cache import bounded_insert
 
 __all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
 
 logger = logging.getLogger("quart_spotify_auth")
+LOG_EVERY = 5.0  # seconds in which the same 503 (its text and notes) is logged once
+_logged: dict[str, float] = {}  # each 503's text: when it was last logged (monotonic)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -147,6 +150,8 @@ class BaseSpotifyAuth(SeedNames):
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
         app.add_template_global(self._template_user, "spotify_user")
         self._context.before_render_template.connect(self._rendering, sender=app, weak=False)
+        handle = app.handle_http_exception  # before the app's error handler or the default page
+        app.handle_http_exception = lambda error: handle(logged(error))
 
     def _build(self, app: Any, store: TokenStore | None = None) -> Core:
         """Build ``app``'s core and connect the reauthorization hooks."""
@@ -222,6 +227,17 @@ async def _profile(core: Core, caller: Caller) -> dict[str, Any] | None:
 def _no_store_if_streamed(response: Any) -> Any:
     streamed = getattr(response, "is_streamed", None)  # Flask's; Quart streams an IterableBody
     return no_store(response) if streamed or hasattr(response.response, "iter") else response
+
+
+def logged(error: Any) -> Any:
+    """``error``; one of this extension's 503s is logged with its text and notes (where, what the
+    store said), the same at most once per ``LOG_EVERY`` seconds."""
+    if isinstance(error, SpotifyAuthError) and error.code == 503:
+        detail = "; ".join([str(error.description), *getattr(error, "__notes__", ())])
+        if time.monotonic() - _logged.get(detail, float("-inf")) >= LOG_EVERY:
+            bounded_insert(_logged, detail, time.monotonic(), 1000)
+            logger.warning("503: %s", detail)
+    return error
 
 
 def no_store(response: Any) -> Any:

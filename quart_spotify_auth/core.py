@@ -135,7 +135,6 @@ class Core:
         browser's session; the authorize URL."""
         settings = self.settings
         value, pending = self.states.issue(next_url)
-        verifier = pending.code_verifier
         data = self._data(caller.session)
         data["pending"] = [*_pending(data), _digest(value)][-MAX_PENDING:]
         caller.session[settings.session_key] = data
@@ -143,7 +142,7 @@ class Core:
             redirect_uri=settings.redirect_uri,
             state=value,
             scopes=parse_scopes(scopes) if scopes is not None else settings.scopes,
-            challenge=code_challenge(verifier) if verifier is not None else None,
+            challenge=code_challenge(pending.code_verifier) if pending.code_verifier else None,
             show_dialog=settings.show_dialog if show_dialog is None else show_dialog,
         )
 
@@ -154,7 +153,7 @@ class Core:
         the tokens under a fresh login id (or the identity); the token and ``next_url``."""
         settings = self.settings
         value, error = args.get("state"), args.get("error")
-        # A state this browser started (its session lists it) is used up at once: single use.
+        # A state this browser started (its session lists it) is crossed off at once.
         data = self._data(caller.session)
         known = value is not None and _digest(value) in _pending(data)
         if known and value is not None:
@@ -184,22 +183,24 @@ class Core:
         code = code if code is not None else args.get("code")
         if not code:
             raise InvalidCallback("The login callback has no code. Start the login again.")
-        record = await self.accounts.exchange_code(
-            code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
-        )
-        old_key = self.key(caller)
-        data["login"] = secrets.token_urlsafe(24)  # a fresh opaque id: no session fixation
-        caller.session[settings.session_key] = data
-        key = self._key_or_401(caller)
-        if old_key is not None and old_key != key and old_key.startswith("browser:"):
-            await self.refresher.logout(old_key)
+        # Used once whichever cookie comes with it, in every process, before the code is spent.
+        ttl = pending.expires - self.clock() + 60  # its life left, and a minute of clock skew
         try:
+            if await self.store.claim(f"state:{pending.nonce}", ttl, secrets.token_hex(8)) is None:
+                raise InvalidCallback("This login callback was already used. Log in again.")
+            record = await self.accounts.exchange_code(
+                code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
+            )
+            old_key = self.key(caller)
+            data["login"] = secrets.token_urlsafe(24)  # a fresh opaque id: no session fixation
+            caller.session[settings.session_key] = data
+            key = self._key_or_401(caller)
+            if old_key is not None and old_key != key and old_key.startswith("browser:"):
+                await self.refresher.logout(old_key)
             stored = await self.refresher.login(key, record)
-        except StoreUnavailable as exc:
-            raise StoreUnavailable(
-                "Your Spotify login could not be saved: the app's login store is unavailable "
-                "right now. Log in again in a moment."
-            ) from exc
+        except StoreUnavailable as exc:  # its notes, for the log, kept
+            exc.description = "Your Spotify login could not be saved: log in again in a moment."
+            raise
         await signals.send(signals.logged_in, self.sender, key=key, scopes=stored.scopes)
         return stored.to_access_token(self.clock()), pending.next_url
 

@@ -58,12 +58,10 @@ def safe_next(value: str | None, default: str = "/") -> str:
     for _ in range(3):  # decode nested encodings (%252F...) a few levels deep
         decoded = unquote(decoded)
     for candidate in (value, decoded):
+        # A path, so no scheme and no host (urlsplit would drop a tab or newline: refused).
         if not candidate.startswith("/") or candidate.startswith("//"):
             return default
         if _CONTROL.search(candidate):
-            return default
-        parts = urlsplit(candidate)
-        if parts.scheme or parts.netloc:
             return default
     return value
 

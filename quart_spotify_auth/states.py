@@ -34,6 +34,9 @@ class PendingLogin:
     redirect_uri: str
     #: Where to send the browser after the login (a same-site path), if the app asked.
     next_url: str | None = None
+    #: The state's random part, and when it expires (:mod:`.core` records its use under it).
+    nonce: str = ""
+    expires: float = 0.0
 
 
 class LoginStates:
@@ -56,12 +59,10 @@ class LoginStates:
     def issue(self, next_url: str | None = None) -> tuple[str, PendingLogin]:
         """A fresh state (256 random bits, an expiry, ``next_url``) and what it stands for."""
         nonce = secrets.token_urlsafe(32)
-        if next_url is not None and len(next_url) > MAX_NEXT:
-            next_url = None
         data: dict[str, Any] = {"n": nonce, "e": round(self._clock() + self._ttl, 3)}
-        if next_url is not None:
+        if next_url is not None and len(next_url) <= MAX_NEXT:
             data["x"] = next_url
-        return self._signer().dumps(data), self._pending(nonce, next_url)
+        return self._signer().dumps(data), self._pending(nonce, data.get("x"), data["e"])
 
     def open(self, state: str) -> PendingLogin:
         """What ``state`` stands for; :class:`InvalidCallback` if not signed here, or expired."""
@@ -80,7 +81,7 @@ class LoginStates:
                 f"{int(self._ttl)} seconds). Start the login again."
             )
         next_url = data.get("x")
-        return self._pending(data["n"], next_url if isinstance(next_url, str) else None)
+        return self._pending(data["n"], next_url if isinstance(next_url, str) else None, expires)
 
     def _signer(self) -> URLSafeSerializer:
         """The signer for the app's secret key as it is now (remade only when it changed)."""
@@ -92,13 +93,13 @@ class LoginStates:
             self._derived_from = raw
         return self._signing
 
-    def _pending(self, nonce: str, next_url: str | None) -> PendingLogin:
+    def _pending(self, nonce: str, next_url: str | None, expires: float = 0.0) -> PendingLogin:
         verifier = None
         if self._pkce:  # 43 characters of the unreserved alphabet, known only with the key
             self._signer()  # the PKCE key follows the secret key too
             digest = hmac.new(self._pkce_key, nonce.encode(), hashlib.sha256).digest()
             verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        return PendingLogin(verifier, self._redirect_uri, next_url)
+        return PendingLogin(verifier, self._redirect_uri, next_url, nonce, expires)
 
 
 def signing_key(value: object) -> bytes:

@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import flask
+import httpx
 import pytest
 from flask import Flask
 from quart import Response, render_template_string, stream_template_string
 
-from quart_spotify_auth import ConfigurationError, InvalidCallback
+from benchmarks.servers import Server
+from quart_spotify_auth import ConfigurationError, InvalidCallback, SpotifyAuthError, adapter
 from quart_spotify_auth.accounts import code_challenge
 from quart_spotify_auth.config import load_settings
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
@@ -20,7 +27,8 @@ from quart_spotify_auth.states import LoginStates
 from quart_spotify_auth.testing import FakeSpotify
 
 from .apps import make_app, make_flask_app
-from .conftest import Browser, Stack
+from .conftest import Browser, ServedFlask, Stack
+from .servers import RedisServer
 
 STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
 
@@ -183,3 +191,124 @@ def test_the_flask_shim_reads_the_secret_key_when_it_is_used_and_refuses_none() 
             app.test_client().get("/login")
     finally:
         spotify.close(app)
+
+
+async def _replay(
+    cookies: httpx.Cookies, query: dict[str, str], fake_url: str, app_url: str, via: str
+) -> tuple[httpx.Response, bool]:
+    """A fresh code for ``query``'s state (its authorize URL answered again), brought to the
+    callback through ``via`` by a browser holding ``cookies``; the reply, and whether that
+    browser is logged in after it."""
+    async with Browser(via, fake_url) as replayer:
+        replayer.http.cookies = httpx.Cookies(cookies)
+        callback = await replayer.consent(query)
+        reply = await replayer.http.get(via + callback.removeprefix(app_url))
+        logged_in: bool = (await replayer.get("/status")).json()["logged_in"]
+    return reply, logged_in
+
+
+async def _one_login_per_state(fake: FakeSpotify, app_url: str, fake_url: str, via: str) -> None:
+    """Finding 1: log in through ``app_url``; replay its state with the cookie from before the
+    callback through ``via``, then again after a logout: refused, no code spent, no login."""
+    async with Browser(app_url, fake_url) as browser:
+        query = await browser.start_login()
+        before = httpx.Cookies(browser.http.cookies)  # it lists the state as pending
+        assert (await browser.http.get(await browser.consent(query))).status_code == 302
+        token = (await browser.get("/token")).json()["access_token"]
+        exchanged = fake.requests["token:authorization_code"]
+        reply, logged_in = await _replay(before, query, fake_url, app_url, via)
+        assert reply.status_code == 400, reply.headers.get("location")
+        assert "already used" in reply.text
+        assert not logged_in
+        assert fake.requests["token:authorization_code"] == exchanged  # no code burnt
+        assert (await browser.get("/token")).json()["access_token"] == token  # first login kept
+        assert (await browser.post("/logout")).json() == {"logged_in": False}
+        reply, logged_in = await _replay(before, query, fake_url, app_url, via)
+        assert reply.status_code == 400 and "already used" in reply.text
+        assert not logged_in
+        assert fake.requests["token:authorization_code"] == exchanged
+
+
+async def test_a_state_completes_one_login_whichever_cookie_comes_with_it(stack: Stack) -> None:
+    """Finding 1, one process (the memory store)."""
+    await _one_login_per_state(stack.fake, stack.app_url, stack.fake_url, stack.app_url)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_a_state_completes_one_login_across_workers(
+    kind: str, fake: FakeSpotify, tmp_path: Path, request: pytest.FixtureRequest, redis_prefix: str
+) -> None:
+    """Finding 1, two worker processes behind one redirect URI (as behind a load balancer),
+    sharing the default SQLite store or Redis: the replay goes to the other worker."""
+    env = {"TEST_INSTANCE": str(tmp_path)}
+    if kind == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        env.update(TEST_STORE=redis.url, TEST_PREFIX=redis_prefix)
+    async with serve(fake) as fake_url:
+        port = free_port()
+        env.update(TEST_FAKE_URL=fake_url, TEST_PORT=str(port))  # both: this redirect URI
+        async with contextlib.AsyncExitStack() as servers:
+            one, two = [
+                await servers.enter_async_context(Server("tests.served_app:app", env=env, port=p))
+                for p in (port, free_port())
+            ]
+            await _one_login_per_state(fake, one.url, fake_url, two.url)
+
+
+@pytest.mark.parametrize("framework", ["quart", "flask"])
+async def test_a_503_page_is_logged_with_its_detail_when_it_is_served(
+    framework: str,
+    fake: FakeSpotify,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding 5: requests to an app whose store fails (a damaged SQLite file) get a 503 page
+    without the detail, and the log gets it as they are served: one line for the same
+    failure (``LOG_EVERY`` set long here). Quart shows the default page, Flask the app's own
+    (an error handler, as docs/errors.md shows). A callback then is a 503 too (finding 1's
+    state is recorded in the store first), and its code is not spent."""
+    place = tmp_path / "private-place"
+    place.mkdir()
+    (place / "tokens.sqlite3").write_bytes(b"this is not a database " * 200)
+    monkeypatch.setattr(adapter, "LOG_EVERY", 3600.0)
+    caplog.set_level(logging.INFO)
+    async with serve(fake) as fake_url, contextlib.AsyncExitStack() as stack:
+        port = free_port()
+        options: dict[str, Any] = {
+            "accounts_url": fake_url,
+            "redirect_uri": f"http://127.0.0.1:{port}/callback/",
+            "store_url": f"sqlite:///{place / 'tokens.sqlite3'}",
+            "identity": lambda: "alice",  # the store is read with no login cookie
+        }
+        if framework == "quart":
+            app, _ = make_app(**options)
+            url = await stack.enter_async_context(serve(app, port=port))
+        else:
+            flask_app, spotify = make_flask_app(**options)
+            flask_app.register_error_handler(
+                SpotifyAuthError, lambda error: (f"Sorry: {error.description}", error.code)
+            )
+            url = stack.enter_context(ServedFlask(flask_app, port)).url
+            loop = asyncio.get_running_loop()
+            stack.push_async_callback(loop.run_in_executor, None, spotify.close, flask_app)
+        caplog.clear()  # Quart opened the store as it started: that line is not wanted here
+        browser = await stack.enter_async_context(Browser(url, fake_url))
+        pages = [await browser.get("/token") for _ in range(3)]
+        records = [
+            record
+            for record in caplog.records
+            if record.name == "quart_spotify_auth" and record.getMessage().startswith("503: ")
+        ]
+        assert [page.status_code for page in pages] == [503] * 3
+        assert ("Sorry" in pages[0].text) == (framework == "flask")  # the app's own page
+        assert "not a SQLite database" in pages[0].text
+        for hidden in (str(place), "file is not a database"):
+            assert hidden not in pages[0].text
+        assert [record.levelno for record in records] == [logging.WARNING], records
+        said = records[0].getMessage()
+        assert str(place) in said and "file is not a database" in said
+        callback = await browser.consent(await browser.start_login())
+        assert (await browser.http.get(callback)).status_code == 503
+        assert fake.requests["token:authorization_code"] == 0

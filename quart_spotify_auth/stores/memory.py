@@ -5,11 +5,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import time
 from dataclasses import replace
 
 from ..tokens import TokenRecord
 from .base import Due, DueKey, TokenStore
-from .cache import ReadCache
+from .cache import ReadCache, bounded_insert
 
 __all__ = ["MemoryTokenStore"]
 
@@ -23,6 +24,7 @@ class MemoryTokenStore(TokenStore):
         self._used: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
+        self._claims: dict[str, tuple[str, float]] = {}  # owner, until; the newest 100,000
         self._seq = itertools.count()
         self._versions = itertools.count(1)  # never reused, not even after a delete
         # Its change slots are the versions: a copy is current while its version is stored.
@@ -96,3 +98,14 @@ class MemoryTokenStore(TokenStore):
             else:
                 break
         return Due(keys, heap[0][0] if heap else None)
+
+    async def claim(self, key: str, ttl: float, owner: str) -> str | None:
+        held = self._claims.get(key)
+        if held is not None and held[0] != owner and held[1] > time.monotonic():
+            return None
+        bounded_insert(self._claims, key, (owner, time.monotonic() + ttl), 100_000)
+        return owner
+
+    async def release(self, key: str, claim: str) -> None:
+        if self._claims.get(key, ("",))[0] == claim:
+            del self._claims[key]
