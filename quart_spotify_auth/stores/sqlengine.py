@@ -55,7 +55,10 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
         if parsed.drivername == "postgresql":  # the async driver
             parsed = parsed.set(drivername="postgresql+asyncpg")
         url = parsed.render_as_string(hide_password=False)  # hide_parameters: no token in logs
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, hide_parameters=True)
+        timeout = {"command_timeout": 5.0}  # a statement, a ping, a close: a silent server fails
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=10, hide_parameters=True, connect_args=timeout
+        )
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
