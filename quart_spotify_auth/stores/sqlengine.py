@@ -121,14 +121,24 @@ def _sqlite_begin(connection: Any) -> None:
 
 async def listen(engine: AsyncEngine, channel: str, cache: ReadCache) -> None:
     """Report every key written on ``channel`` (PostgreSQL ``LISTEN``) to ``cache``, until the
-    connection ends."""
+    connection ends or a ``SELECT 1`` each heartbeat goes unanswered for one."""
     async with engine.connect() as connection:
         driver: Any = (await connection.get_raw_connection()).driver_connection
         closed = asyncio.Event()
         driver.add_termination_listener(lambda _: closed.set())
         await driver.add_listener(channel, lambda *args: cache.changed(str(args[-1])))
         cache.listen(True)
-        await closed.wait()
+        try:
+            while not closed.is_set():
+                try:
+                    async with asyncio.timeout(cache.heartbeat):
+                        await closed.wait()
+                except TimeoutError:
+                    await driver.fetchval("SELECT 1", timeout=cache.heartbeat)
+        except BaseException:
+            driver.terminate()  # never back to the pool: a silent one would hang its next user
+            await connection.invalidate()
+            raise
 
 
 #: What a SQLite error's text says is wrong with the file, and the fix.
