@@ -33,6 +33,10 @@ class ReadCache:
     its change slot, ``stamp(key)``, is unchanged). A read that spans a change keeps nothing:
     call :meth:`begin` before reading and hand its result to :meth:`remember`."""
 
+    #: Seconds a feed may be quiet before it is asked for a sign of life; one that stays
+    #: silent a second time (a blackholed socket) ends, so it is lost within two.
+    heartbeat = 10.0
+
     def __init__(
         self,
         ttl: float = 1.0,

@@ -221,14 +221,22 @@ class RedisTokenStore(TokenStore):
             await client.connection_pool.disconnect()
 
     async def _listen(self) -> None:
-        """Report every write heard on the channel to the cache, until the connection ends."""
+        """Report every write heard on the channel to the cache, until the connection ends or
+        a PING after a quiet heartbeat goes unanswered for another."""
         pubsub = self.redis.pubsub()
         try:
             await pubsub.subscribe(self._channel)
             stop_if_cancelled()  # redis-py may have lost one connecting (tasks.cancel)
-            async for message in pubsub.listen():
+            pinged = False
+            while True:
+                message = await pubsub.get_message(timeout=self.cache.heartbeat)
                 stop_if_cancelled()
-                kind = message.get("type")
+                if message is None and pinged:
+                    raise RedisTimeoutError("The change feed fell silent")
+                if message is None:
+                    await pubsub.ping()  # anything heard, its PONG too, shows the feed is up
+                pinged = message is None
+                kind = message and message.get("type")
                 if kind == "message":
                     self._heard(_bytes(message["data"]))
                 elif kind == "subscribe":  # also after redis-py reconnected by itself

@@ -55,7 +55,10 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
         if parsed.drivername == "postgresql":  # the async driver
             parsed = parsed.set(drivername="postgresql+asyncpg")
         url = parsed.render_as_string(hide_password=False)  # hide_parameters: no token in logs
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, hide_parameters=True)
+        timeout = {"command_timeout": 5.0}  # a statement, a ping, a close: a silent server fails
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=10, hide_parameters=True, connect_args=timeout
+        )
     if parsed.database and parsed.database != ":memory:":
         private_file(Path(parsed.database))
     engine = create_engine(
@@ -118,14 +121,24 @@ def _sqlite_begin(connection: Any) -> None:
 
 async def listen(engine: AsyncEngine, channel: str, cache: ReadCache) -> None:
     """Report every key written on ``channel`` (PostgreSQL ``LISTEN``) to ``cache``, until the
-    connection ends."""
+    connection ends or a ``SELECT 1`` each heartbeat goes unanswered for one."""
     async with engine.connect() as connection:
         driver: Any = (await connection.get_raw_connection()).driver_connection
         closed = asyncio.Event()
         driver.add_termination_listener(lambda _: closed.set())
         await driver.add_listener(channel, lambda *args: cache.changed(str(args[-1])))
         cache.listen(True)
-        await closed.wait()
+        try:
+            while not closed.is_set():
+                try:
+                    async with asyncio.timeout(cache.heartbeat):
+                        await closed.wait()
+                except TimeoutError:
+                    await driver.fetchval("SELECT 1", timeout=cache.heartbeat)
+        except BaseException:
+            driver.terminate()  # never back to the pool: a silent one would hang its next user
+            await connection.invalidate()
+            raise
 
 
 #: What a SQLite error's text says is wrong with the file, and the fix.
