@@ -7,7 +7,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -227,13 +227,6 @@ def _app_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
     return SpotifyBadResponse(f"Spotify refused an app token ({error}: {description}).")
 
 
-def _finite(number: float) -> bool:
-    try:
-        return math.isfinite(number)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
 def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = None) -> TokenRecord:
     access = body.get("access_token")
     expires_in = body.get("expires_in")
@@ -245,8 +238,7 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = N
         or not access
         or isinstance(expires_in, bool)
         or not isinstance(expires_in, int | float)
-        or not _finite(expires_in)
-        or expires_in <= 0
+        or not 0 < expires_in <= sys.float_info.max  # not NaN, inf, nor an int beyond floats
         or not isinstance(token_type, str)
         or token_type.lower() != "bearer"
         or not isinstance(scope, str)
