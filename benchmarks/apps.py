@@ -141,3 +141,49 @@ def flask_login() -> FlaskResponseValue:
 def flask_callback() -> str:
     flask_spotify.get_user_token(flask_request.args.get("code"))
     return "ok"
+
+
+# -- flood: forged login callbacks while Spotify is slow to exchange codes -------------------
+
+import asyncio  # noqa: E402
+from typing import Literal  # noqa: E402
+
+
+class _SlowCodes(asyncio.Event):
+    """What ``FakeSpotify.held`` has each code exchange wait for: ``BENCH_CODE_DELAY`` s."""
+
+    async def wait(self) -> Literal[True]:
+        await asyncio.sleep(float(os.environ.get("BENCH_CODE_DELAY", "0")))
+        return True
+
+
+slow_codes_fake = make_fake(
+    client_id=CLIENT_ID,
+    client_secret=CLIENT_SECRET,
+    redirect_uri="http://127.0.0.1/callback/",
+    auto_approve="alice",
+)
+slow_codes_fake.held["authorization_code"] = _SlowCodes()
+
+flood = Quart("flood")
+flood.config.update(CONFIG)
+flood_spotify = SpotifyAuth(flood)
+if "BENCH_EXCHANGES" in os.environ:  # more than the pool's connections: no budget, as before
+    flood_spotify.core(flood).accounts.exchanges = int(os.environ["BENCH_EXCHANGES"])
+
+
+@flood.route("/login")
+async def flood_login() -> ResponseReturnValue:
+    return redirect(await flood_spotify.get_user())
+
+
+@flood.route("/callback/")
+async def flood_callback() -> ResponseReturnValue:
+    await flood_spotify.get_user_token(request.args.get("code"))
+    return "ok"
+
+
+@flood.route("/renew", methods=["POST"])
+async def flood_renew() -> ResponseReturnValue:
+    await flood_spotify.force_renewal()
+    return "ok"
