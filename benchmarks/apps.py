@@ -1,16 +1,18 @@
 """Apps the benchmarks serve with hypercorn in their own processes.
 
 ``benchmarks.apps:hotpath`` is a Spotify-login app with two handlers that differ only in what
-they return: ``/constant`` a constant, ``/token`` the user's ``get_access_token()``.
+they return: ``/constant`` a constant, ``/token`` the user's ``get_access_token()`` (and
+``/renew``, the user's ``force_renewal()``, for the flood).
 ``benchmarks.apps:fake`` is a FakeSpotify that approves every login at once as "alice".
 Both read ``BENCH_*`` environment variables set by the runner.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from quart import Quart, ResponseReturnValue, redirect, request
 
@@ -54,6 +56,16 @@ async def login() -> ResponseReturnValue:
 async def callback() -> ResponseReturnValue:
     await spotify.get_user_token(request.args.get("code"))
     return "ok"
+
+
+@hotpath.route("/renew", methods=["POST"])
+async def renew() -> ResponseReturnValue:
+    await spotify.force_renewal()
+    return "ok"
+
+
+if "BENCH_EXCHANGES" in os.environ:  # the flood: more than the pool's connections is no budget
+    spotify.core(hotpath).accounts.exchanges = int(os.environ["BENCH_EXCHANGES"])
 
 
 #: The soak apps' client (benchmarks.soak_settings), approving every login at once as "alice":
@@ -145,9 +157,6 @@ def flask_callback() -> str:
 
 # -- flood: forged login callbacks while Spotify is slow to exchange codes -------------------
 
-import asyncio  # noqa: E402
-from typing import Literal  # noqa: E402
-
 
 class _SlowCodes(asyncio.Event):
     """What ``FakeSpotify.held`` has each code exchange wait for: ``BENCH_CODE_DELAY`` s."""
@@ -164,26 +173,3 @@ slow_codes_fake = make_fake(
     auto_approve="alice",
 )
 slow_codes_fake.held["authorization_code"] = _SlowCodes()
-
-flood = Quart("flood")
-flood.config.update(CONFIG)
-flood_spotify = SpotifyAuth(flood)
-if "BENCH_EXCHANGES" in os.environ:  # more than the pool's connections: no budget, as before
-    flood_spotify.core(flood).accounts.exchanges = int(os.environ["BENCH_EXCHANGES"])
-
-
-@flood.route("/login")
-async def flood_login() -> ResponseReturnValue:
-    return redirect(await flood_spotify.get_user())
-
-
-@flood.route("/callback/")
-async def flood_callback() -> ResponseReturnValue:
-    await flood_spotify.get_user_token(request.args.get("code"))
-    return "ok"
-
-
-@flood.route("/renew", methods=["POST"])
-async def flood_renew() -> ResponseReturnValue:
-    await flood_spotify.force_renewal()
-    return "ok"

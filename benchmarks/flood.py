@@ -86,7 +86,7 @@ async def run(*, rounds: int, delay: float, callbacks: int = 150) -> dict[str, A
             holds = min(callbacks, exchanges, POOL_CONNECTIONS)
             quiet = Path(os.devnull)  # the app's warnings (each forged code refused)
             async with (
-                served("benchmarks.apps:flood", env=env, port=port, log=quiet) as (app_url, _),
+                served("benchmarks.apps:hotpath", env=env, port=port, log=quiet) as (app_url, _),
                 httpx.AsyncClient(timeout=120) as user,
             ):
                 authorize = (await user.get(app_url + "/login")).headers["location"]
