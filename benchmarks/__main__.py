@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import rollover, scale, singleflight, soak, stores, web
+from . import flood, rollover, scale, singleflight, soak, stores, web
 
 Measure = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
 
@@ -42,6 +42,7 @@ MEASURES: dict[str, Measure] = {
         tokens=10_000 if a.quick else 100_000, observe=30 if a.quick else 120
     ),
     "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
+    "flood": lambda a: flood.run(rounds=2 if a.quick else 5, delay=2.0 if a.quick else 3.0),
     "workers-singleflight": lambda a: stores.single_flight(callers=200 if a.quick else 1000),
     "soak": _soak,
 }

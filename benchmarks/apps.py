@@ -1,16 +1,18 @@
 """Apps the benchmarks serve with hypercorn in their own processes.
 
 ``benchmarks.apps:hotpath`` is a Spotify-login app with two handlers that differ only in what
-they return: ``/constant`` a constant, ``/token`` the user's ``get_access_token()``.
+they return: ``/constant`` a constant, ``/token`` the user's ``get_access_token()`` (and
+``/renew``, the user's ``force_renewal()``, for the flood).
 ``benchmarks.apps:fake`` is a FakeSpotify that approves every login at once as "alice".
 Both read ``BENCH_*`` environment variables set by the runner.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from quart import Quart, ResponseReturnValue, redirect, request
 
@@ -54,6 +56,16 @@ async def login() -> ResponseReturnValue:
 async def callback() -> ResponseReturnValue:
     await spotify.get_user_token(request.args.get("code"))
     return "ok"
+
+
+@hotpath.route("/renew", methods=["POST"])
+async def renew() -> ResponseReturnValue:
+    await spotify.force_renewal()
+    return "ok"
+
+
+if "BENCH_EXCHANGES" in os.environ:  # the flood: more than the pool's connections is no budget
+    spotify.core(hotpath).accounts.exchanges = int(os.environ["BENCH_EXCHANGES"])
 
 
 #: The soak apps' client (benchmarks.soak_settings), approving every login at once as "alice":
@@ -141,3 +153,23 @@ def flask_login() -> FlaskResponseValue:
 def flask_callback() -> str:
     flask_spotify.get_user_token(flask_request.args.get("code"))
     return "ok"
+
+
+# -- flood: forged login callbacks while Spotify is slow to exchange codes -------------------
+
+
+class _SlowCodes(asyncio.Event):
+    """What ``FakeSpotify.held`` has each code exchange wait for: ``BENCH_CODE_DELAY`` s."""
+
+    async def wait(self) -> Literal[True]:
+        await asyncio.sleep(float(os.environ.get("BENCH_CODE_DELAY", "0")))
+        return True
+
+
+slow_codes_fake = make_fake(
+    client_id=CLIENT_ID,
+    client_secret=CLIENT_SECRET,
+    redirect_uri="http://127.0.0.1/callback/",
+    auto_approve="alice",
+)
+slow_codes_fake.held["authorization_code"] = _SlowCodes()

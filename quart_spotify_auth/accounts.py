@@ -7,7 +7,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,12 +27,17 @@ from .errors import (
 from .retry import MAX_SECONDS, Retry, retry_after
 from .tokens import TokenRecord
 
-__all__ = ["AccountsClient", "code_challenge"]
+__all__ = ["EXCHANGES", "POOL_CONNECTIONS", "AccountsClient", "code_challenge"]
 
 logger = logging.getLogger("quart_spotify_auth")
 
 #: Each token request must be answered within this many ``SPOTIFY_HTTP_TIMEOUT``s in all.
 DEADLINE_FACTOR = 3
+
+#: Connections in an app's HTTP pool. Code exchanges may hold at most ``EXCHANGES`` of them at
+#: once, so a flood of login callbacks cannot starve refreshes and app tokens of the rest.
+POOL_CONNECTIONS = 100
+EXCHANGES = POOL_CONNECTIONS // 2
 
 
 def code_challenge(verifier: str) -> str:
@@ -61,6 +66,10 @@ class AccountsClient:
         secret = settings.client_secret
         #: HTTP Basic for a confidential client; a public one sends its id in the body.
         self._auth = httpx.Auth() if secret is None else httpx.BasicAuth(settings.client_id, secret)
+        #: Code exchanges in flight at once, and the longest a callback waits for one of them
+        #: to end before a :class:`SpotifyUnavailable`.
+        self.exchanges, self.exchange_wait = EXCHANGES, settings.http_timeout
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def __repr__(self) -> str:
         return f"AccountsClient({self.settings!r})"
@@ -99,8 +108,26 @@ class AccountsClient:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
-        body = await self._token_request(data, max_wait=None, rejected=_code_rejected, resend=False)
+        slots = self._exchange_slots()
+        try:
+            async with asyncio.timeout(self.exchange_wait):
+                await slots.acquire()
+        except TimeoutError:
+            raise SpotifyUnavailable("Too many logins in progress; try again shortly.") from None
+        try:
+            body = await self._token_request(
+                data, max_wait=None, rejected=_code_rejected, resend=False
+            )
+        finally:
+            slots.release()
         return _record(body, now=self.clock())
+
+    def _exchange_slots(self) -> asyncio.Semaphore:
+        """The bound on code exchanges, one per event loop (the Flask shim's is its thread's)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = loop, asyncio.Semaphore(self.exchanges)
+        return self._slots[1]
 
     async def refresh(self, record: TokenRecord, *, max_wait: float | None = None) -> TokenRecord:
         """Renew ``record``; ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried.
@@ -227,13 +254,6 @@ def _app_rejected(error: str, description: str, lost: bool) -> SpotifyAuthError:
     return SpotifyBadResponse(f"Spotify refused an app token ({error}: {description}).")
 
 
-def _finite(number: float) -> bool:
-    try:
-        return math.isfinite(number)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
 def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = None) -> TokenRecord:
     access = body.get("access_token")
     expires_in = body.get("expires_in")
@@ -245,8 +265,7 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = N
         or not access
         or isinstance(expires_in, bool)
         or not isinstance(expires_in, int | float)
-        or not _finite(expires_in)
-        or expires_in <= 0
+        or not 0 < expires_in <= sys.float_info.max  # not NaN, inf, nor an int beyond floats
         or not isinstance(token_type, str)
         or token_type.lower() != "bearer"
         or not isinstance(scope, str)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from . import signals
-from .accounts import AccountsClient, code_challenge
+from .accounts import POOL_CONNECTIONS, AccountsClient, code_challenge
 from .config import Settings
 from .diagnostics import FOREIGN_SESSION_COOKIE, NO_PENDING_LOGIN
 from .errors import AuthorizationDenied, InvalidCallback, LoginRequired, StoreUnavailable
@@ -83,7 +83,7 @@ class Core:
         return httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.http_timeout),
             transport=self._transport,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=20),
             headers={"User-Agent": "quart-spotify-auth"},
         )
 

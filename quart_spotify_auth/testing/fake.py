@@ -40,7 +40,9 @@ class FakeSpotify(FakeAccounts):
     Switch attributes (``access_ttl``, ``code_ttl``, ``refresh_lifetime``, ``rotate_confidential``,
     ``auto_approve``, ``dev_mode``, ``api_error_message``, ``slow`` (before the grant is done),
     ``reply_delay`` (after it), ``trickle`` (the reply's body sent over that many seconds)) can be
-    changed at any time. ``requests["refused:<error>"]`` counts the grants it refused.
+    changed at any time. ``held[grant_type]``, an :class:`asyncio.Event`, holds that grant's
+    token requests (counted already, not yet answered) until it is set.
+    ``requests["refused:<error>"]`` counts the grants it refused.
     ``requests`` counts what it was asked (``"token"``, ``"token:refresh_token"``, ``"me"``...);
     ``max_in_flight["token"]`` is the most token requests it was answering at once.
     """
@@ -62,6 +64,8 @@ class FakeSpotify(FakeAccounts):
         self.reply_delay = 0.0
         #: Seconds over which a token reply's body is sent, after its headers went at once.
         self.trickle = 0.0
+        #: Grant types whose token requests wait for their event before being answered.
+        self.held: dict[str, asyncio.Event] = {}
         #: Where it is served, when it is (the pytest plugin's ``spotify_fake`` sets it).
         self.url: str | None = None
         self.requests: collections.Counter[str] = collections.Counter()
@@ -196,6 +200,8 @@ class FakeSpotify(FakeAccounts):
         grant = form.get("grant_type", "")
         if grant in self._grants:
             self.requests[f"token:{grant}"] += 1
+        if grant in self.held:
+            await self.held[grant].wait()
         try:
             body = self.grant(form, request.headers.get("Authorization"))
         except OAuthError as exc:
