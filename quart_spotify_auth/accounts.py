@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from .tokens import TokenRecord
 
 __all__ = ["EXCHANGES", "POOL_CONNECTIONS", "AccountsClient", "code_challenge"]
 
-logger = logging.getLogger("quart_spotify_auth")
+from .signals import logger
 
 #: Each token request must be answered within this many ``SPOTIFY_HTTP_TIMEOUT``s in all.
 DEADLINE_FACTOR = 3

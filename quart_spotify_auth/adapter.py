@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from .stores.cache import bounded_insert
 
 __all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
 
-logger = logging.getLogger("quart_spotify_auth")
+from .signals import logger
+
 LOG_EVERY = 5.0  # seconds in which the same 503 (its text and notes) is logged once
 _logged: dict[str, float] = {}  # each 503's text: when it was last logged (monotonic)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 import sqlite3
 import time
@@ -41,7 +40,7 @@ from .sqlstatements import Statements, bind
 
 __all__ = ["SQLTokenStore"]
 
-logger = logging.getLogger("quart_spotify_auth")
+from ..signals import logger
 
 T = TypeVar("T")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -22,7 +21,7 @@ from .cache import ReadCache
 
 __all__ = ["is_async", "listen", "make_engine", "sqlite_setup", "unavailable"]
 
-logger = logging.getLogger("quart_spotify_auth")
+from ..signals import logger
 
 
 @functools.cache
