@@ -147,11 +147,13 @@ async def test_a_blackholed_redis_feed_is_noticed_and_a_logout_elsewhere_is_not_
         store_b = RedisTokenStore(redis_server.url, prefix=redis_prefix)
         app_b, _ = served_worker(fake_url, store_b, clock=clock, **QUICK)
         refresher = spotify_a.core(app_a).refresher
+        serving_a = contextlib.AsyncExitStack()
         async with (
-            serve(app_a, port=app_a.config["TEST_PORT"]) as a,
+            serving_a,
             serve(app_b, port=app_b.config["TEST_PORT"]) as b,
             httpx.AsyncClient(timeout=30) as http,
         ):
+            a = await serving_a.enter_async_context(serve(app_a, port=app_a.config["TEST_PORT"]))
             await until(lambda: store_a.cache.listening, "A's feed never came up")
             await log_in(app_a.test_client(), fake, identity="u")
             token = (await http.get(a + "/token")).json()["access_token"]
@@ -171,15 +173,15 @@ async def test_a_blackholed_redis_feed_is_noticed_and_a_logout_elsewhere_is_not_
             gone = await http.get(a + "/token")
             assert gone.status_code == 401, gone.text
 
-            proxy.freeze()  # and a store shut down while blackholed stops, bounded
+            proxy.freeze()  # and worker A shut down while blackholed stops, bounded
             await until(lambda: not store_a.cache.listening, "the second silence went unnoticed")
             async with asyncio.timeout(30):  # a ceiling, not an expected time
-                await store_a.close()
+                await serving_a.aclose()
             proxy.thaw()
 
 
 async def test_a_blackholed_postgresql_feed_is_noticed_and_its_copies_are_dropped(
-    pg_server: PostgreSQLServer, sql_prefix: str
+    pg_server: PostgreSQLServer, sql_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store_b = SQLTokenStore(pg_server.url, prefix=sql_prefix)
     await store_b.open()
@@ -202,6 +204,7 @@ async def test_a_blackholed_postgresql_feed_is_noticed_and_its_copies_are_droppe
             assert await records_b.delete("k")  # a logout, on another host
             await until(lambda: not store_a.cache.listening, "the silent feed went unnoticed")
             assert store_a.cache.get("k") is None
+            assert "change feed was lost (TimeoutError)" in caplog.text  # the operator is told
             await until(lambda: store_a.cache.last_known("k") is None, "kept past its bound")
 
             proxy.thaw()

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..retry import backoff
+from ..signals import logger
 from ..tasks import stop_if_cancelled
 from ..tokens import TokenRecord
 from .base import Records, TokenStore
@@ -140,8 +141,14 @@ class ReadCache:
         while True:
             try:
                 await feed()
-            except Exception:  # the store is away: try again
+            except Exception as exc:  # the store is away: try again
                 stop_if_cancelled()
+                if self.listening and self._stamp is None:
+                    logger.warning(
+                        "The store's change feed was lost (%s); until it is back, this process "
+                        "serves no copy as current",
+                        type(exc).__name__,
+                    )
             failures = 1 if self.listening and self._stamp is None else failures + 1
             self.listen(False)
             await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))

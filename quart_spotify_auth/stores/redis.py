@@ -13,7 +13,6 @@ deletion, or a write's key, version and record, for every process's :attr:`cache
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import secrets
 import time
@@ -40,7 +39,7 @@ from .codec import Codec
 
 __all__ = ["RedisTokenStore"]
 
-logger = logging.getLogger("quart_spotify_auth")
+from ..signals import logger
 
 # A login (ARGV[6] empty) or a refresh over version ARGV[6]: a new version, its due time and
 # use, and the news published.
@@ -349,7 +348,9 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except RedisError as exc:
-        raise StoreUnavailable(
+        error = StoreUnavailable(
             f"The login store is unavailable right now (Redis: {type(exc).__name__}). Try "
             "again shortly."
-        ) from exc
+        )
+        error.add_note(f"Redis: {type(exc).__name__}: {mask_password(str(exc))[:200]}")  # the log's
+        raise error from exc
