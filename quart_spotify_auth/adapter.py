@@ -150,8 +150,10 @@ class BaseSpotifyAuth(SeedNames):
         app.add_template_global(self.is_logged_in, "spotify_logged_in")
         app.add_template_global(self._template_user, "spotify_user")
         self._context.before_render_template.connect(self._rendering, sender=app, weak=False)
-        handle = app.handle_http_exception  # before the app's error handler or the default page
-        app.handle_http_exception = lambda error: handle(logged(error))
+        # Before the app's error handler or the default page. The error comes last: Quart 0.23
+        # passes the request context first, Quart 0.22 and Flask pass the error alone.
+        handle = app.handle_http_exception
+        app.handle_http_exception = lambda *args: handle(*args[:-1], logged(args[-1]))
 
     def _build(self, app: Any, store: TokenStore | None = None) -> Core:
         """Build ``app``'s core and connect the reauthorization hooks."""
