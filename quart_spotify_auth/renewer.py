@@ -86,6 +86,7 @@ class Renewer:
 
     async def _loop(self) -> None:
         limit = self._refresher.settings.renew_concurrency * 4
+        away = False  # the store failed the last look
         while True:
             self._wake.clear()
             self._next_look = math.inf  # woken while looking: look again at once
@@ -107,9 +108,18 @@ class Renewer:
                     timeout = min(timeout, max(due.next - self._clock(), 0.0))
                     if self._store.shared:  # hands out due keys until they are rescheduled
                         timeout = max(timeout, 0.05)
-            except SpotifyAuthError as exc:  # the store is away: back off, try again
+                if away:
+                    away = False
+                    logger.info("The renewer reads its schedule again")
+            except SpotifyAuthError as exc:  # the store is away: try again, said once
                 stop_if_cancelled()
-                logger.warning("The renewer could not read its schedule (%s)", type(exc).__name__)
+                if not away:
+                    away = True
+                    logger.warning(
+                        "The renewer could not read its schedule (%s); it tries again each "
+                        "second, and says when it can",
+                        type(exc).__name__,
+                    )
             self._next_look = self._clock() + timeout
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

@@ -539,3 +539,40 @@ async def test_a_claim_whose_release_was_lost_does_not_block_other_workers(
         b_token = (await (await app_b.test_client().get("/token")).get_json())["access_token"]
         a_token = (await (await app_a.test_client().get("/token")).get_json())["access_token"]
         assert a_token == b_token
+
+
+async def test_a_store_away_is_logged_once_by_the_renewer_then_its_return(
+    fake: FakeSpotify, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every look at the schedule fails while the store is away: one line says so (not one a
+    second), and one says when the schedule can be read again."""
+
+    class Away(MemoryTokenStore):
+        away = True
+        looks = 0
+        looked = asyncio.Event()
+
+        async def due(self, now: float, limit: int) -> Any:
+            self.looks += 1
+            self.looked.set()
+            if self.away:
+                raise StoreUnavailable()
+            return await super().due(now, limit)
+
+    store = Away()
+    app, spotify = make_app(transport=httpx.ASGITransport(app=fake), store=store)
+    caplog.set_level("INFO", logger="quart_spotify_auth")
+    async with app.test_app():
+        renewer = spotify.core(app).renewer
+        for _ in range(5):  # five failed looks, each woken at once rather than waited for
+            store.looked.clear()
+            renewer.wake()
+            await asyncio.wait_for(store.looked.wait(), 30)
+        store.away, failed = False, store.looks
+        store.looked.clear()
+        renewer.wake()
+        await asyncio.wait_for(store.looked.wait(), 30)  # the look logs before it next waits
+    assert failed >= 5
+    lines = [r.getMessage() for r in caplog.records if "schedule" in r.getMessage()]
+    assert len([line for line in lines if "could not read its schedule" in line]) == 1, lines
+    assert "The renewer reads its schedule again" in lines, lines
