@@ -22,6 +22,7 @@ from __future__ import annotations
 from quart import Quart, ResponseReturnValue, redirect, request
 
 from quart_spotify_auth import SpotifyAuth, instance_secret_key
+from quart_spotify_auth.routes import same_origin_only
 
 app = Quart(__name__)
 app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
@@ -51,3 +52,10 @@ async def home() -> ResponseReturnValue:
 async def renew() -> ResponseReturnValue:
     await spotify.force_renewal()
     return redirect("/home")
+
+
+@app.post("/logout")  # POST, from this site only: another site cannot log the user out
+@same_origin_only
+async def logout() -> ResponseReturnValue:
+    await spotify.logout()
+    return redirect("/")

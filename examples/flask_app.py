@@ -19,7 +19,7 @@ and open http://127.0.0.1:5000/. In production, any WSGI server: ``gunicorn -w 4
 
 from __future__ import annotations
 
-from flask import Flask, redirect, render_template_string, request
+from flask import Flask, abort, redirect, render_template_string, request
 from flask.typing import ResponseReturnValue
 
 from quart_spotify_auth import instance_secret_key
@@ -50,3 +50,11 @@ def home() -> ResponseReturnValue:
     return render_template_string(
         "<p>Logged in.</p><script>const token = {{ spotify_access_token()|tojson }};</script>"
     )
+
+
+@app.post("/logout")
+def logout() -> ResponseReturnValue:
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        abort(403)  # another site cannot log the user out
+    spotify.logout()
+    return redirect("/")

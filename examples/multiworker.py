@@ -32,6 +32,7 @@ import os
 from quart import Quart, ResponseReturnValue, redirect, request
 
 from quart_spotify_auth import SpotifyAuth, instance_secret_key
+from quart_spotify_auth.routes import same_origin_only
 
 app = Quart(__name__)
 app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
@@ -64,3 +65,10 @@ async def worker() -> ResponseReturnValue:
     # whichever worker accepts first.
     headers = {"Connection": "close"}
     return {"worker_pid": os.getpid(), "expires_in": token.expires_in}, 200, headers
+
+
+@app.post("/logout")  # POST, from this site only: another site cannot log the user out
+@same_origin_only
+async def logout() -> ResponseReturnValue:
+    await spotify.logout()  # whichever worker answers, the login is gone for all of them
+    return redirect("/login")

@@ -1,6 +1,7 @@
 from quart import Quart, ResponseReturnValue, redirect, request
 
 from quart_spotify_auth import SpotifyAuth, instance_secret_key
+from quart_spotify_auth.routes import same_origin_only
 
 app = Quart(__name__)
 app.secret_key = instance_secret_key(app)  # SECRET_KEY, else one kept in instance/
@@ -23,3 +24,10 @@ async def callback() -> ResponseReturnValue:
 async def home() -> ResponseReturnValue:
     token = await spotify.get_access_token()  # this user's, renewed ahead of expiry; else 401
     return {"scopes": sorted(token.scopes), "expires_in": token.expires_in}
+
+
+@app.post("/logout")  # POST, from this site only: another site cannot log the user out
+@same_origin_only
+async def logout() -> ResponseReturnValue:
+    await spotify.logout()  # this user's tokens are forgotten, in every worker
+    return redirect("/login")

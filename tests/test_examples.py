@@ -199,6 +199,19 @@ async def test_each_example_logs_in_against_the_fake_with_only_environment_varia
         assert logged_in.status_code == 200 and piece in logged_in.text
         if name == "multiworker":  # a reload opens a new connection, maybe to another worker
             assert logged_in.headers["connection"] == "close"
+        # Each example logs out with a POST from its own site; another site's is refused.
+        logout = app_url + LOGOUT.get(name, "/logout")
+        refused = await http.post(logout, headers={"Sec-Fetch-Site": "cross-site"})
+        assert refused.status_code == 403, (name, refused.status_code)
+        assert (await http.get(app_url + page)).status_code == 200  # still logged in
+        done = await http.post(logout, headers={"Sec-Fetch-Site": "same-origin"})
+        assert done.status_code in (302, 303), (name, done.status_code, done.text[:300])
+        after = await http.get(app_url + page)
+        assert after.status_code != 200 and piece not in after.text, (name, after.status_code)
+
+
+#: Where an example logs out, when not at ``/logout`` (the playback one uses the blueprint's).
+LOGOUT = {"playback": "/spotify/logout"}
 
 
 #: Each example on three workers, with the server its docstring names for production.
