@@ -170,7 +170,9 @@ class AccountsClient:
             except (httpx.TransportError, TimeoutError) as exc:
                 name = type(exc).__name__
                 logger.warning("Spotify token request failed: %s", name)
-                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                unsent = isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                )
                 if not unsent and not resend:
                     raise SpotifyUnavailable(
                         f"Spotify's accounts service did not answer ({name}) after receiving "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .signals import logger
 
 LOG_EVERY = 5.0  # seconds in which the same 503 (its text and notes) is logged once
 _logged: dict[str, float] = {}  # each 503's text: when it was last logged (monotonic)
+_logging = threading.Lock()
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -236,9 +238,10 @@ def logged(error: Any) -> Any:
     store said), the same at most once per ``LOG_EVERY`` seconds."""
     if isinstance(error, SpotifyAuthError) and error.code == 503:
         detail = "; ".join([str(error.description), *getattr(error, "__notes__", ())])
-        if time.monotonic() - _logged.get(detail, float("-inf")) >= LOG_EVERY:
-            bounded_insert(_logged, detail, time.monotonic(), 1000)
-            logger.warning("503: %s", detail)
+        with _logging:  # the Flask shim's request threads too
+            if time.monotonic() - _logged.get(detail, float("-inf")) >= LOG_EVERY:
+                bounded_insert(_logged, detail, time.monotonic(), 1000)
+                logger.warning("503: %s", detail)
     return error
 
 

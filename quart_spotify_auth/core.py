@@ -69,8 +69,8 @@ class Core:
         #: The sender of this app's signals (the app).
         self.sender = sender
         self._transport = transport
-        self.http = self._pool()
-        self.accounts = AccountsClient(settings, self.http, clock=clock)
+        self.http = self._pool()  # the Web API's; token requests have a pool of their own
+        self.accounts = AccountsClient(settings, self._pool(), clock=clock)
         self.refresher, self.renewer = renewal(self.accounts, store, settings, clock, sender)
         #: The ``SPOTIFY_*`` part of the app's configuration when it was read.
         self.seen_config: dict[str, Any] = {}
@@ -94,12 +94,13 @@ class Core:
 
     async def stop(self) -> None:
         """Stop the renewer (letting refreshes in flight land), close the store and the HTTP
-        pool; a new pool is ready should the app serve again."""
+        pools; new ones are ready should the app serve again."""
         await self.renewer.stop()
         await self.store.close()
-        http, self.http = self.http, self._pool()
-        self.accounts.http = self.http
-        await http.aclose()
+        pools = self.http, self.accounts.http
+        self.http, self.accounts.http = self._pool(), self._pool()
+        for pool in pools:
+            await pool.aclose()
 
     def key(self, caller: Caller) -> str | None:
         """Where this user's tokens are stored: the app's identity, else the browser's login

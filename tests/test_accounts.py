@@ -282,6 +282,25 @@ async def test_network_error_is_503(sleeps: Sleeps) -> None:
     assert len(sleeps.waits) == 2
 
 
+async def test_a_code_that_waited_for_a_pool_connection_was_never_sent(sleeps: Sleeps) -> None:
+    """A ``PoolTimeout`` means no connection was free: the code never left, so it is sent
+    again after a backoff rather than called lost ("cannot be sent twice")."""
+    sent: list[str] = []
+
+    def pool_full_once(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content.decode())
+        if len(sent) == 1:
+            raise httpx.PoolTimeout("no connection free", request=request)
+        return httpx.Response(
+            200, json={"access_token": "a", "token_type": "Bearer", "expires_in": 3600}
+        )
+
+    client = _mocked(pool_full_once, sleeps)
+    record = await client.exchange_code("the-code", redirect_uri=REDIRECT, code_verifier=None)
+    assert record.access_token == "a"
+    assert len(sent) == 2 and "code=the-code" in sent[1] and len(sleeps.waits) == 1
+
+
 @pytest.mark.parametrize(
     "body",
     [

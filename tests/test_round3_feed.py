@@ -10,13 +10,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from redis.asyncio.client import PubSub
 
-from quart_spotify_auth import TokenRecord
+from quart_spotify_auth import StoreUnavailable, TokenRecord
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.cache import CachedRecords, ReadCache
 from quart_spotify_auth.stores.redis import RedisTokenStore
@@ -219,3 +219,48 @@ async def test_a_blackholed_postgresql_feed_is_noticed_and_its_copies_are_droppe
             proxy.thaw()
             await store_a.close()
             await store_b.close()
+
+
+async def test_a_request_to_a_blackholed_postgresql_is_a_503_not_a_hang(
+    pg_server: PostgreSQLServer, sql_prefix: str
+) -> None:
+    """A statement the server never answers times out (the 5 s ``command_timeout`` of the
+    engines the store makes): a 503 rather than a request that waits for ever, and the store
+    works again once bytes flow."""
+    async with Freezer(pg_server.port).running() as proxy:
+        proxied = pg_server.url.replace(f":{pg_server.port}/", f":{proxy.port}/")
+        store = SQLTokenStore(proxied, prefix=sql_prefix, cache_ttl=0)
+        await store.open()
+        try:
+            assert await store.get("k") is None  # connected, tables made
+            proxy.freeze()
+            async with asyncio.timeout(60):  # a ceiling, not an expected time
+                with pytest.raises(StoreUnavailable):
+                    await store.get("k")
+            proxy.thaw()
+            async with asyncio.timeout(60):
+                assert await store.get("k") is None
+        finally:
+            proxy.thaw()
+            await store.close()
+
+
+async def test_a_postgresql_feed_ended_by_the_server_is_logged_and_comes_back(
+    pg_server: PostgreSQLServer, sql_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the ``LISTEN`` connection (a restart, ``pg_terminate_backend``): the
+    loss is logged as a silent one is, the copies stop being current, and the feed returns."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    try:
+        await until(lambda: store.cache.listening, "the feed never came up")
+        ended = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+        async with cast(AsyncEngine, store.engine).begin() as connection:
+            assert (await connection.execute(text(ended))).scalar()
+        await until(lambda: "change feed was lost" in caplog.text, "the lost feed was not told")
+        await until(lambda: store.cache.listening, "the feed did not come back")
+    finally:
+        await store.close()

@@ -332,3 +332,13 @@ def test_a_late_message_never_brings_back_an_older_copy() -> None:
     assert cache.get("k") is None
     cache.heard("k", replace(_kept_record("new"), version=5))
     assert cache.get("k") == replace(_kept_record("new"), version=5)
+
+
+async def test_the_memory_stores_ended_claims_are_let_go() -> None:
+    """Each login claims its state; claims that ended are dropped, not kept up to the bound."""
+    store = MemoryTokenStore()
+    for n in range(1000):
+        assert await store.claim(f"state:{n}", 0, f"owner{n}") is not None  # ends at once
+    assert len(store._claims) <= 1  # what the process holds
+    assert await store.claim("k", 60, "a") == "a"
+    assert await store.claim("k", 60, "b") is None  # one that has not ended still holds

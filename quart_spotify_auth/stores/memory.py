@@ -100,10 +100,13 @@ class MemoryTokenStore(TokenStore):
         return Due(keys, heap[0][0] if heap else None)
 
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
-        held = self._claims.get(key)
-        if held is not None and held[0] != owner and held[1] > time.monotonic():
+        now, claims = time.monotonic(), self._claims
+        while claims and next(iter(claims.values()))[1] <= now:  # the oldest, once ended
+            del claims[next(iter(claims))]
+        held = claims.get(key)
+        if held is not None and held[0] != owner and held[1] > now:
             return None
-        bounded_insert(self._claims, key, (owner, time.monotonic() + ttl), 100_000)
+        bounded_insert(claims, key, (owner, now + ttl), 100_000)
         return owner
 
     async def release(self, key: str, claim: str) -> None:

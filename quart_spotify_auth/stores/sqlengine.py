@@ -134,6 +134,7 @@ async def listen(engine: AsyncEngine, channel: str, cache: ReadCache) -> None:
                         await closed.wait()
                 except TimeoutError:
                     await driver.fetchval("SELECT 1", timeout=cache.heartbeat)
+            raise ConnectionError("the server closed the change feed's connection")
         except BaseException:
             driver.terminate()  # never back to the pool: a silent one would hang its next user
             await connection.invalidate()
