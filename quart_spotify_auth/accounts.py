@@ -93,8 +93,7 @@ class AccountsClient:
         if scope:
             params["scope"] = scope
         if challenge is not None:
-            params["code_challenge_method"] = "S256"
-            params["code_challenge"] = challenge
+            params |= {"code_challenge_method": "S256", "code_challenge": challenge}
         if show_dialog:
             params["show_dialog"] = "true"
         return f"{self.settings.accounts_url}/authorize?{urlencode(params)}"
@@ -114,9 +113,7 @@ class AccountsClient:
         except TimeoutError:
             raise SpotifyUnavailable("Too many logins in progress; try again shortly.") from None
         try:
-            body = await self._token_request(
-                data, max_wait=None, rejected=_code_rejected, resend=False
-            )
+            body = await self._token_request(data, rejected=_code_rejected, resend=False)
         finally:
             slots.release()
         return _record(body, now=self.clock())
@@ -152,7 +149,7 @@ class AccountsClient:
         self,
         data: dict[str, str],
         *,
-        max_wait: float | None,
+        max_wait: float | None = None,
         rejected: Callable[[str, str, bool], SpotifyAuthError],
         resend: bool = True,
     ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import httpx
 
@@ -68,8 +68,7 @@ def build_core(
         warn_user(warning)  # at the user's SpotifyAuth(app) / init_app(app) line
     settings = load_settings(config, overrides)
     signing_key(secret_key() if callable(secret_key) else secret_key)  # unset: say so now
-    if store is None:
-        store = open_store(settings, clock, instance_path)
+    store = store if store is not None else open_store(settings, clock, instance_path)
     options = {"transport": transport, "clock": clock, "identity": identity, "sender": sender}
     return Core(settings, store, secret_key, **options)
 
@@ -224,8 +223,7 @@ async def _profile(core: Core, caller: Caller) -> dict[str, Any] | None:
         reply = await core.web_api(caller).get("/me")
     except LoginRequired:
         return None
-    profile: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
-    return profile
+    return cast("dict[str, Any] | None", reply.json() if reply.status_code == 200 else None)
 
 
 def _no_store_if_streamed(response: Any) -> Any:

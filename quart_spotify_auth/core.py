@@ -240,10 +240,9 @@ class Core:
     def web_api(self, caller: Caller | None) -> WebAPI:
         """A Web API client for this user (``None``: with the app-only token)."""
         key = APP_KEY if caller is None else self._key_or_401(caller)
-        refresher = self.refresher
         auth = SpotifyBearer(
-            lambda: refresher.current(key),
-            lambda seen: refresher.refresh(key, seen),
+            lambda: self.refresher.current(key),
+            lambda seen: self.refresher.refresh(key, seen),
             self.settings.retry,
         )
         return WebAPI(self.http, self.settings.api_url, auth, self.settings.retry)

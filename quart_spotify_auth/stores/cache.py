@@ -79,10 +79,9 @@ class ReadCache:
             return None
         if self._stamp is not None:
             return entry[1] if self._stamp(key) == entry[2] else None
-        if not self.listening:
-            lost = self._lost_at
-            if lost is None or time.monotonic() - lost > self.last_known_for:
-                return None
+        lost = self._lost_at
+        if not self.listening and (lost is None or time.monotonic() - lost > self.last_known_for):
+            return None
         return entry[1]
 
     def begin(self, key: str) -> tuple[int, int]:
@@ -93,8 +92,7 @@ class ReadCache:
         """Keep what a read that :meth:`begin` began found (``None``: nothing there)."""
         if record is None:
             self._entries.pop(key, None)
-            return
-        if begun[0] == self.generation:
+        elif begun[0] == self.generation:
             self._keep(key, record, begun[1])
 
     def wrote(self, key: str, version: int) -> None:

@@ -326,10 +326,9 @@ class RedisTokenStore(TokenStore):
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         prefix = f"{owner}/"
         claim = prefix + secrets.token_hex(8)
-        ttl_ms = max(1, int(ttl * 1000))
         with _unavailable():
             taken = await self.redis.eval(
-                _CLAIM, 1, f"{self._prefix}claim:{key}", claim, ttl_ms, prefix
+                _CLAIM, 1, f"{self._prefix}claim:{key}", claim, max(1, int(ttl * 1000)), prefix
             )
         return claim if taken else None
 

@@ -316,10 +316,9 @@ class SQLTokenStore(TokenStore):
                     return await connection.run_sync(work)
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-            sync_engine = cast(Engine, engine)
 
             def transaction() -> T:
-                with sync_engine.execution_options(**options).begin() as connection:
+                with cast(Engine, engine).execution_options(**options).begin() as connection:
                     return work(connection)
 
             return await asyncio.get_running_loop().run_in_executor(self._threads, transaction)
