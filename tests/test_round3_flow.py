@@ -32,8 +32,6 @@ from .servers import RedisServer
 
 STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
 
-STREAMED = "<script>const token = {{ spotify_access_token()|tojson }};</script>"
-
 
 async def test_apps_sharing_a_secret_key_refuse_each_others_states(fake: FakeSpotify) -> None:
     """Finding 13: two apps on one host with one secret key (so one session cookie)."""
