@@ -1,18 +1,23 @@
 """Command line: ``python -m quart_spotify_auth demo`` (the demo), ``fake`` (a fake Spotify for
-your app), ``check`` (the settings as the app reads them, and its token store), ``schema`` (the
-SQL store's tables). ``python -m quart_spotify_auth COMMAND --help`` says more."""
+your app), ``check`` (the settings as the app reads them, and its token store), ``logins`` (the
+app's stored logins; ``logins forget``), ``migrate`` (every login to another store), ``schema``
+(the SQL store's tables). ``python -m quart_spotify_auth COMMAND --help`` says more."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import functools
 import importlib
+import json
 import logging
 import math
 import os
 import sys
+import time
 import warnings
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +42,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 DESCRIPTION = (
     "Spotify login for Quart and Flask: the demo, a fake Spotify for your own app, a check of "
-    "your app's settings and token store, and the SQL store's tables. "
+    "your app's settings and token store, its stored logins (listed, forgotten, moved to "
+    "another store), and the SQL store's tables. "
     f"`{PROG} COMMAND --help` says more about each."
 )
 
@@ -98,17 +104,45 @@ def _parser() -> argparse.ArgumentParser:
         "app ignores, then open the token store and close it again. Exits 1 when the "
         "configuration cannot work or the store cannot be reached.",
     )
-    check.add_argument(
-        "--app",
-        metavar="MODULE:APP",
-        default=None,
-        help="check this app's configuration, as `flask --app` and hypercorn name it "
-        "(MODULE alone: its `app`; MODULE:create_app() calls a factory)",
-    )
+    check.add_argument("--app", metavar="MODULE:APP", default=None, help="check " + APP_HELP)
     check.add_argument(
         "--timeout", type=_seconds, default=10.0, help="seconds to wait for the token store"
     )
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    logins = command(
+        "logins",
+        "list the app's stored logins, or forget some",
+        "List every login in the store the app is configured with: its key, the user's id (for "
+        "an app whose identity hook keys logins by its users) or 'browser', the scopes, when "
+        "the user consented, when the access token expires and when it was last used. No "
+        "token is ever printed. `logins forget KEY` forgets one login (the user logs in again); "
+        "`logins forget --idle DAYS` forgets every login unused for that long.",
+    )
+    logins.add_argument(
+        "action", nargs="?", choices=["forget"], help="forget KEY, or every login idle --idle DAYS"
+    )
+    logins.add_argument("key", nargs="?", metavar="KEY", help="the key of the login to forget")
+    logins.add_argument(
+        "--app", metavar="MODULE:APP", required=True, help="the logins of " + APP_HELP
+    )
+    logins.add_argument("--json", action="store_true", help="print the list as JSON")
+    logins.add_argument(
+        "--idle", type=_days, metavar="DAYS", default=None, help="with forget: days unused"
+    )
+    migrate = command(
+        "migrate",
+        "copy every login to another store",
+        "Copy every login from the store the app is configured with to the store URL names "
+        "(as SPOTIFY_TOKEN_STORE would), as it is stored: encrypted records stay encrypted "
+        "and bound to their keys, versions and renewal times are kept. A login the target "
+        "holds at the same or a newer version is left alone, so a second run copies nothing. "
+        "Stop the app first; then set SPOTIFY_TOKEN_STORE to URL and start it again.",
+    )
+    migrate.add_argument(
+        "--app", metavar="MODULE:APP", required=True, help="the logins of " + APP_HELP
+    )
+    migrate.add_argument("--to", metavar="URL", required=True, help="the store to copy them to")
+    migrate.add_argument("--dry-run", action="store_true", help="only count what would be copied")
     schema = command(
         "schema",
         "print the SQL store's tables, for migrations",
@@ -127,8 +161,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+APP_HELP = (
+    "the app, as `flask --app` and hypercorn name it (MODULE alone: its `app`; "
+    "MODULE:create_app() calls a factory)"
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "logins":
+        if args.action is None and (args.key or args.idle is not None):
+            parser.error("a KEY or --idle goes with `logins forget`")
+        if args.action == "forget" and (args.key is None) == (args.idle is None):
+            parser.error("`logins forget` takes a KEY or --idle DAYS (one of them)")
+        return _on_store(args.app, functools.partial(_logins, args))
+    if args.command == "migrate":
+        return _on_store(args.app, functools.partial(_migrate, args))
     if args.command == "fake":
         from .demo import run_fake
 
@@ -168,6 +217,109 @@ def _serve(work: Coroutine[Any, Any, None]) -> int:
     return 0
 
 
+# -- logins and migrate -------------------------------------------------------------------
+
+
+def _on_store(spec: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
+    """Run ``work(app, core)`` with the app's core, its store open; 1 (said why) on failure."""
+    from .errors import SpotifyAuthError
+
+    try:
+        app = _load_app(spec)
+        core = _registered_core(app)
+    except (_CannotLoad, ConfigurationError) as error:
+        print(f"Cannot load the app {spec}: {error}", file=sys.stderr)
+        return 1
+    if core is None:
+        print(
+            f"{spec} does not set up SpotifyAuth (SpotifyAuth(app) or init_app(app)).",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def run() -> int:
+        await core.store.open()
+        try:
+            return await work(app, core)
+        finally:
+            await core.store.close()
+
+    try:
+        return asyncio.run(run())
+    except (SpotifyAuthError, OSError) as error:
+        said = getattr(error, "description", None) or str(error)
+        print(f"Error: {said}", file=sys.stderr)
+        return 1
+
+
+async def _logins(args: argparse.Namespace, _app: Any, core: Any) -> int:
+    from .logins import logins
+
+    if args.action == "forget" and args.key is not None:
+        if await core.forget(args.key):
+            print(f"Forgot the login {args.key}.")
+            return 0
+        print(f"No login is stored under {args.key!r} (`logins` lists them).", file=sys.stderr)
+        return 1
+    if args.action == "forget":
+        before, forgotten = time.time() - args.idle * 86400, 0
+        async for login in logins(core.store):
+            last = login.last_used if login.last_used is not None else login.authorized_at
+            if last is not None and last < before:
+                forgotten += await core.forget(login.key)
+        print(f"Forgot {forgotten} login(s) unused for {args.idle:g} days.")
+        return 0
+    found = [login async for login in logins(core.store)]
+    if args.json:
+        print(json.dumps([login.as_dict() for login in found], indent=1))
+        return 0
+    rows: list[tuple[str, ...]] = [("KEY", "USER", "CONSENTED", "EXPIRES", "LAST USED", "SCOPES")]
+    for login in found:
+        when = [_when(t) for t in (login.authorized_at, login.expires_at, login.last_used)]
+        scopes = " ".join(sorted(login.scopes)) if login.readable else "(unreadable with the keys)"
+        rows.append((login.key, login.user_id or "browser", *when, scopes))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=False)) + "  " + row[5])
+    print(f"{len(found)} login(s) in {core.store!r}.")
+    return 0
+
+
+def _when(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(at))
+
+
+async def _migrate(args: argparse.Namespace, app: Any, core: Any) -> int:
+    from .logins import move
+    from .stores import open_store
+
+    settings = dataclasses.replace(core.settings, token_store=args.to)
+    target = open_store(settings, core.clock, app.instance_path)
+    if repr(target) == repr(core.store):
+        print(f"--to names the store the app uses already: {target!r}.", file=sys.stderr)
+        return 1
+    await target.open()
+    try:
+        moved = await move(core.store, target, dry_run=args.dry_run)
+    finally:
+        await target.close()
+    where = mask_password(args.to)
+    done = "would be copied" if args.dry_run else "copied"
+    print(
+        f"{moved.copied} login(s) {done} from {core.store!r} to {where} in {moved.seconds:.1f} s; "
+        f"{moved.current} already there (the same or newer)."
+    )
+    if moved.unreadable:
+        print(
+            f"{moved.unreadable} login(s) could not be read with SPOTIFY_TOKEN_ENCRYPTION_KEYS "
+            "and were left behind.",
+            file=sys.stderr,
+        )
+    if not args.dry_run:
+        print(f"Next: set SPOTIFY_TOKEN_STORE={where} and start the app again.")
+    return 0
+
+
 # -- argument types -----------------------------------------------------------------------
 
 
@@ -189,6 +341,13 @@ def _seconds(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
     return seconds
+
+
+def _days(text: str) -> float:
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days above 0") from None
 
 
 def _redirect_uri(text: str) -> str:

@@ -23,8 +23,18 @@ from .seed import SeedNames
 from .states import signing_key
 from .stores import TokenStore, open_store
 from .stores.cache import bounded_insert
+from .tokens import AccessToken, TokenRecord
+from .webapi import WebAPI
 
-__all__ = ["BaseSpotifyAuth", "Context", "build_core", "identity_of", "no_store", "registered"]
+__all__ = [
+    "BaseSpotifyAuth",
+    "Context",
+    "User",
+    "build_core",
+    "identity_of",
+    "no_store",
+    "registered",
+]
 
 from .signals import logger
 
@@ -97,6 +107,50 @@ def identity_of(value: object) -> str | None:
             "who is not logged in to the app."
         )
     return str(value)
+
+
+class User:
+    """One of the app's users outside a request (a job, a bot, a websocket), by the id the
+    ``identity`` hook gives: ``spotify.for_user(user_id)``. The request verbs, for that user;
+    a refresh here and one in a request are the same single flight."""
+
+    def __init__(self, core: Core, user_id: str | int) -> None:
+        if core.identity is None:
+            raise ConfigurationError(
+                "for_user() finds a user by the id your identity hook gives, and this app has "
+                "none: its logins are kept per browser. Pass SpotifyAuth(app, identity=...)."
+            )
+        identity = identity_of(user_id)
+        if identity is None:
+            raise ValueError(f"for_user() needs the user's id, not {user_id!r}.")
+        self._core, self._caller = core, Caller({}, identity)
+
+    def __repr__(self) -> str:
+        return f"User({self._caller.identity!r})"
+
+    async def get_access_token(self) -> AccessToken:
+        """This user's valid token, refreshed first if stale; :class:`LoginRequired` if none."""
+        return await self._core.access_token(self._caller)
+
+    async def force_renewal(self) -> None:
+        """Refresh this user's token now (joining a refresh already in flight)."""
+        await self._core.force_renewal(self._caller)
+
+    async def logout(self) -> None:
+        """Forget this user's tokens, in every worker."""
+        await self._core.logout(self._caller)
+
+    async def token_record(self) -> TokenRecord | None:
+        """This user's stored record (consent time, expiry...), not refreshed."""
+        return await self._core.token_record(self._caller)
+
+    async def is_logged_in(self) -> bool:
+        """Whether this user has Spotify tokens."""
+        return await self.token_record() is not None
+
+    async def web_api(self) -> WebAPI:
+        """A Web API client for this user."""
+        return self._core.web_api(self._caller)
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,10 +208,16 @@ class Core:
     async def logout(self, caller: Caller) -> None:
         """Forget this user's tokens and this browser's login id."""
         key = self.key(caller)
-        forgotten = key is not None and await self.refresher.logout(key)
+        if key is not None:
+            await self.forget(key)
         caller.session.pop(self.settings.session_key, None)
+
+    async def forget(self, key: str) -> bool:
+        """Forget the login stored under ``key``, in every worker: whether there was one."""
+        forgotten = await self.refresher.logout(key)
         if forgotten:
             await signals.send(signals.logged_out, self.sender, key=key)
+        return forgotten
 
     def cached_token(self, caller: Caller) -> AccessToken | None:
         """This user's token if this process holds a current copy; never waits."""

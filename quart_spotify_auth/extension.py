@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from quart import Quart, after_this_request, current_app, g, request, session
 from quart.signals import before_render_template
 
-from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
+from .adapter import BaseSpotifyAuth, Context, Job, P, T, User, registered
 from .core import EXTENSION_KEY, Caller, Core
 from .diagnostics import check_serving
+from .logins import Login, logins
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
 
@@ -111,6 +112,17 @@ class SpotifyAuth(BaseSpotifyAuth):
     def app_web_api(self) -> WebAPI:
         """A Web API client with the app-only token, for catalogue calls."""
         return current_core().web_api(None)
+
+    def for_user(self, user_id: str | int, *, app: Quart | None = None) -> User:
+        """One of the app's users by the id the ``identity`` hook gives, for a job, a bot or a
+        websocket: ``await spotify.for_user(42).get_access_token()``. In an app context, or
+        pass ``app``; a job outside a served app calls :meth:`close` when done."""
+        return User(current_core(app), user_id)
+
+    def logins(self, *, app: Quart | None = None) -> AsyncIterator[Login]:
+        """Every stored login as an admin may see it (never a token):
+        ``async for login in spotify.logins(): ...``."""
+        return logins(current_core(app).store)
 
     core = staticmethod(current_core)
 

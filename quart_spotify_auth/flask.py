@@ -8,22 +8,23 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 from flask.signals import before_render_template
 
-from .adapter import BaseSpotifyAuth, Context, Job, P, T, registered
+from .adapter import BaseSpotifyAuth, Context, Job, P, T, User, registered
 from .core import Caller, Core
 from .diagnostics import check_serving
+from .logins import Login, logins
 from .loopthread import block_on
 from .loopthread import stop as stop_loop
 from .tokens import AccessToken, TokenRecord
 from .webapi import Verbs, WebAPI
 
-__all__ = ["SpotifyAuth", "SyncWebAPI", "block_on"]
+__all__ = ["SpotifyAuth", "SyncUser", "SyncWebAPI", "block_on"]
 
 FLASK = Context(current_app, request, session, g, after_this_request, before_render_template)
 
@@ -149,6 +150,21 @@ class SpotifyAuth(BaseSpotifyAuth):
         """A Web API client with the app-only token, for catalogue calls."""
         return SyncWebAPI(current_core().web_api(None))
 
+    def for_user(self, user_id: str | int, *, app: Flask | None = None) -> SyncUser:
+        """One of the app's users by the id the ``identity`` hook gives, for a job or a bot:
+        ``spotify.for_user(42).get_access_token()``. In an app context, or pass ``app``."""
+        return SyncUser(User(current_core(app), user_id))
+
+    def logins(self, *, app: Flask | None = None) -> Iterator[Login]:
+        """Every stored login as an admin may see it (never a token)."""
+        found = logins(current_core(app).store)
+
+        async def following() -> Login | None:
+            return await anext(found, None)
+
+        while (login := block_on(following())) is not None:
+            yield login
+
     core = staticmethod(current_core)
 
     def close(self, app: Flask | None = None) -> None:
@@ -160,6 +176,40 @@ class SpotifyAuth(BaseSpotifyAuth):
         return block_on(job(core, current_caller(core), *a, **k))
 
     _context = FLASK
+
+
+class SyncUser:
+    """:class:`~.adapter.User` for sync code: each verb runs on the shim's loop."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def __repr__(self) -> str:
+        return f"Sync{self.user!r}"
+
+    def get_access_token(self) -> AccessToken:
+        """This user's valid token, refreshed first if stale."""
+        return block_on(self.user.get_access_token())
+
+    def force_renewal(self) -> None:
+        """Refresh this user's token now."""
+        block_on(self.user.force_renewal())
+
+    def logout(self) -> None:
+        """Forget this user's tokens, in every worker."""
+        block_on(self.user.logout())
+
+    def token_record(self) -> TokenRecord | None:
+        """This user's stored record, not refreshed."""
+        return block_on(self.user.token_record())
+
+    def is_logged_in(self) -> bool:
+        """Whether this user has Spotify tokens."""
+        return self.token_record() is not None
+
+    def web_api(self) -> SyncWebAPI:
+        """A Web API client for this user, its calls run on the shim's loop."""
+        return SyncWebAPI(block_on(self.user.web_api()))
 
 
 class SyncWebAPI(Verbs[httpx.Response]):

@@ -268,7 +268,7 @@ def test_every_command_explains_itself_and_its_defaults() -> None:
     commands = next(
         a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)
     ).choices
-    assert set(commands) == {"demo", "fake", "check", "schema"}
+    assert set(commands) == {"demo", "fake", "check", "logins", "migrate", "schema"}
     for name, parser in commands.items():
         assert parser.description, name
         for action in parser._actions:

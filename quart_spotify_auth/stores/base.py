@@ -5,6 +5,7 @@ not a store's job: :class:`~.cache.CachedRecords` wraps any store."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigurationError
@@ -13,7 +14,7 @@ from ..tokens import TokenRecord
 if TYPE_CHECKING:
     from .cache import ReadCache
 
-__all__ = ["Due", "DueKey", "Records", "Schedule", "TokenStore"]
+__all__ = ["Due", "DueKey", "Records", "Schedule", "Stored", "TokenStore"]
 
 
 class Records(ABC):
@@ -88,8 +89,22 @@ class Schedule(ABC):
         """Give up a claim (only the holder's own claim is removed)."""
 
 
+class Stored(NamedTuple):
+    """One login as a store keeps it, for listing and for moving to another store: ``blob`` is
+    the record as stored (encrypted and bound to ``key`` when keys are set), ``record`` what it
+    reads as (``None``: not readable with this store's keys)."""
+
+    key: str
+    version: int
+    blob: bytes
+    record: TokenRecord | None
+    due: float | None
+    used: float | None
+
+
 class TokenStore(Records, Schedule):
-    """Where tokens and their renewal schedule live, server-side."""
+    """Where tokens and their renewal schedule live, server-side. :meth:`stored` and
+    :meth:`adopt` (listing logins, moving them between stores) are optional."""
 
     #: Whether several processes share this store (and so the schedule and the claims).
     shared: bool = False
@@ -103,6 +118,16 @@ class TokenStore(Records, Schedule):
 
     async def close(self) -> None:
         """Called when the app stops serving."""
+
+    def stored(self, page: int = 500) -> AsyncIterator[list[Stored]]:
+        """Every live login, in pages of about ``page``; a key may appear twice (Redis)."""
+        raise ConfigurationError(f"{type(self).__name__} cannot list its logins (no stored()).")
+
+    async def adopt(self, rows: Sequence[Stored]) -> int:
+        """Store each readable row as it is (its blob, version, due time and use) unless this
+        store holds its key at that version or newer; versions given later stay above them.
+        Returns how many were written."""
+        raise ConfigurationError(f"{type(self).__name__} cannot take logins in (no adopt()).")
 
 
 def url_or(url: object, given: object, store: str, what: str) -> None:

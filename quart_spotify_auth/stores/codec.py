@@ -63,6 +63,13 @@ class Codec:
             logger.warning("A stored record is not bound to its key; it was refused")
             return None
 
+    def readable(self, key: str, blob: bytes, version: int) -> TokenRecord | None:
+        """:meth:`load_record`, or ``None`` for one it refuses (for listings: nothing logged)."""
+        try:
+            return self.load_record(key, blob, version)
+        except (Unbound, StoreUnavailable):
+            return None
+
     def load_record(self, key: str, blob: bytes, version: int) -> TokenRecord:
         try:
             raw = blob[1:]

@@ -6,11 +6,13 @@ import heapq
 import itertools
 import math
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from ..tokens import TokenRecord
-from .base import Due, DueKey, TokenStore
+from .base import Due, DueKey, Stored, TokenStore
 from .cache import ReadCache, bounded_insert
+from .codec import Codec
 
 __all__ = ["MemoryTokenStore"]
 
@@ -26,7 +28,7 @@ class MemoryTokenStore(TokenStore):
         self._heap: list[tuple[float, int, str]] = []
         self._claims: dict[str, tuple[str, float]] = {}  # owner, until; the newest 100,000
         self._seq = itertools.count()
-        self._versions = itertools.count(1)  # never reused, not even after a delete
+        self._top = 0  # the last version given: never reused, not even after a delete
         # Its change slots are the versions: a copy is current while its version is stored.
         self.cache = ReadCache(math.inf, stamp=self._version)
 
@@ -43,7 +45,7 @@ class MemoryTokenStore(TokenStore):
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
     ) -> TokenRecord:
-        stored = self._records[key] = replace(record, version=next(self._versions))
+        stored = self._records[key] = replace(record, version=self._next())
         if used is not None:
             self._used[key] = used
         self._schedule(key, due)
@@ -55,9 +57,13 @@ class MemoryTokenStore(TokenStore):
         current = self._records.get(key)
         if current is None or current.version != old.version:
             return None
-        stored = self._records[key] = replace(new, version=next(self._versions))
+        stored = self._records[key] = replace(new, version=self._next())
         self._schedule(key, due)
         return stored
+
+    def _next(self) -> int:
+        self._top += 1
+        return self._top
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         current = self._records.get(key)
@@ -70,6 +76,28 @@ class MemoryTokenStore(TokenStore):
 
     async def reschedule(self, key: str, due: float | None) -> None:
         self._schedule(key, due)
+
+    async def stored(self, page: int = 500) -> AsyncIterator[list[Stored]]:
+        rows, codec = list(self._records.items()), Codec()
+        for start in range(0, len(rows), page):
+            yield [
+                Stored(k, r.version, codec.record(k, r), r, self._due.get(k), self._used.get(k))
+                for k, r in rows[start : start + page]
+            ]
+
+    async def adopt(self, rows: Sequence[Stored]) -> int:
+        adopted = 0
+        for row in rows:
+            current = self._records.get(row.key)
+            if row.record is None or (current is not None and current.version >= row.version):
+                continue
+            self._records[row.key] = replace(row.record, version=row.version)
+            self._top = max(self._top, row.version)
+            if row.used is not None:
+                self._used[row.key] = row.used
+            self._schedule(row.key, row.due)
+            adopted += 1
+        return adopted
 
     async def mark_used(self, key: str, at: float) -> None:
         if key in self._records:

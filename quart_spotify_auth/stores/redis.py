@@ -16,7 +16,7 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
@@ -33,7 +33,7 @@ from ..config import DEFAULTS, mask_password
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
-from .base import Due, DueKey, TokenStore, url_or
+from .base import Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .codec import Codec
 
@@ -42,11 +42,16 @@ __all__ = ["RedisTokenStore"]
 from ..signals import logger
 
 # A login (ARGV[6] empty) or a refresh over version ARGV[6]: a new version, its due time and
-# use, and the news published.
+# use, and the news published. With ARGV[7], a login moved in at that version, over no newer.
 _WRITE = """
 local v = redis.call('HGET', KEYS[1], 'v')
 if ARGV[6] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[6])) then return 0 end
-local n = redis.call('INCR', KEYS[3])
+local n
+if ARGV[7] then
+  n = tonumber(ARGV[7])
+  if v and tonumber(v) >= n then return 0 end
+  if tonumber(redis.call('GET', KEYS[3]) or '0') < n then redis.call('SET', KEYS[3], n) end
+else n = redis.call('INCR', KEYS[3]) end
 redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
@@ -290,12 +295,59 @@ class RedisTokenStore(TokenStore):
     async def _write(
         self, key: str, record: TokenRecord, due: float | None, used: float | None, over: int | str
     ) -> int:
-        blob, ttl = self._codec.record(key, record), self._ttl_ms(record)
+        with _unavailable():
+            return int(await self.redis.eval(*self._writing(key, record, due, used, over)))
+
+    def _writing(
+        self,
+        key: str,
+        record: TokenRecord,
+        due: float | None,
+        used: float | None,
+        over: int | str,
+        moved: Stored | None = None,
+    ) -> list[Any]:
+        """The arguments of :data:`_WRITE`; a ``moved`` login keeps its blob and version."""
+        blob = moved.blob if moved else self._codec.record(key, record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         due_at, used_at = ("" if at is None else at for at in (due, used))  # "": none
+        adopted = [moved.version] if moved else []
+        return [_WRITE, 5, *keys, blob, self._ttl_ms(record), due_at, key, used_at, over, *adopted]
+
+    def stored(self, page: int = 500) -> AsyncIterator[list[Stored]]:
+        return self._stored(page)
+
+    async def _stored(self, page: int) -> AsyncIterator[list[Stored]]:
+        start, cursor = len(self._tkey("")), 0
+        match = "".join("\\" + c if c in "*?[]\\" else c for c in self._tkey("")) + "*"
+        while True:
+            with _unavailable():
+                cursor, names = await self.redis.scan(cursor, match=match, count=page)
+                batch = self.redis.pipeline(transaction=False)
+                keys = [_bytes(name).decode()[start:] for name in names]
+                for key in keys:
+                    batch.hmget(self._tkey(key), ["v", "d"])
+                    batch.zscore(self._due, key)
+                    batch.zscore(self._used, key)
+                found = await batch.execute()
+            rows = []
+            for key, (version, blob), due, used in zip(keys, *[iter(found)] * 3, strict=True):
+                if version is not None and blob is not None:
+                    blob, version = _bytes(blob), int(version)
+                    record = self._codec.readable(key, blob, version)
+                    rows.append(Stored(key, version, blob, record, due, used))
+            if rows:
+                yield rows
+            if cursor == 0:
+                return
+
+    async def adopt(self, rows: Sequence[Stored]) -> int:
+        batch = self.redis.pipeline(transaction=False)
+        for row in rows:
+            if row.record is not None and row.record.reauthorize_by > self._clock():
+                batch.eval(*self._writing(row.key, row.record, row.due, row.used, "", row))
         with _unavailable():
-            version = await self.redis.eval(_WRITE, 5, *keys, blob, ttl, due_at, key, used_at, over)
-        return int(version)
+            return sum(map(bool, await batch.execute()))
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
         expected = "" if old is None else old.version

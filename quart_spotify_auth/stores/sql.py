@@ -13,7 +13,7 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
@@ -27,7 +27,7 @@ from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel
 from ..tokens import TokenRecord
-from .base import Due, DueKey, TokenStore, url_or
+from .base import Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec
@@ -247,6 +247,49 @@ class SQLTokenStore(TokenStore):
         statement = self._sql.delete if old is None else self._sql.delete_version
         which = bind(key=key, old=None if old is None else old.version)  # old: delete_version's
         return await self._write(key, lambda c: bool(c.execute(statement, which).rowcount))
+
+    async def stored(self, page: int = 500) -> AsyncIterator[list[Stored]]:
+        after = ""
+        while True:
+            rows = await self._page(after, page)
+            if not rows:
+                return
+            yield [
+                Stored(k, v, bytes(b), self._codec.readable(k, bytes(b), v), due, used)
+                for k, v, b, due, used in rows
+            ]
+            after = rows[-1][0]
+
+    async def _page(self, after: str, limit: int) -> Sequence[Any]:
+        where = bind(after=after, now=self._clock(), limit=limit)
+        return await self.transaction(lambda c: c.execute(self._sql.page, where).all(), write=False)
+
+    async def adopt(self, rows: Sequence[Stored]) -> int:
+        now, sql = self._clock(), self._sql
+        moved = [
+            (row, min(now + self._idle, row.record.reauthorize_by)) for row in rows if row.record
+        ]
+
+        def write(connection: Connection) -> list[str]:
+            adopted = []
+            for row, expires in moved:
+                values = bind(key=row.key, version=row.version, record=row.blob, due=row.due)
+                values |= bind(used=row.used, expires=expires)
+                if expires > now and connection.execute(sql.adopt, values).rowcount == 1:
+                    adopted.append(row.key)
+                    if self.dialect == "postgresql":
+                        connection.execute(
+                            sql.notify, bind(channel=self.schema.channel, key=row.key)
+                        )
+            top = max((row.version for row, _ in moved), default=0)
+            connection.execute(sql.versions_above, bind(top=top))
+            return adopted
+
+        adopted = await self.transaction(write)
+        if self._slots is not None:
+            for key in adopted:
+                self._slots.changed(key)
+        return len(adopted)
 
     async def reschedule(self, key: str, due: float | None) -> None:
         await self.transaction(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))

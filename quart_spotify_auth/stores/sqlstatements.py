@@ -46,6 +46,19 @@ class Statements:
             | {"used": func.coalesce(written.excluded.used, tokens.c.used)},
         )
         old = tokens.c.version == bindparam("p_old")
+        # key, version, record, due, used, expires: a login moved in, over no newer version
+        self.adopt = written.on_conflict_do_update(
+            index_elements=[tokens.c.key],
+            set_={name: written.excluded[name] for name in (*saved, "used")},
+            where=tokens.c.version < written.excluded.version,
+        )
+        # after, now, limit: a page of live logins, by key
+        self.page = (
+            select(tokens.c.key, tokens.c.version, tokens.c.record, tokens.c.due, tokens.c.used)
+            .where(tokens.c.key > bindparam("p_after"), live)
+            .order_by(tokens.c.key)
+            .limit(bindparam("p_limit"))
+        )
         # key, old, version, record, due, expires: only over version ``old``
         self.swap = update(tokens).where(tokens.c.key == key, old).values(row)
         # key; key, old
@@ -92,6 +105,11 @@ class Statements:
             .where(meta.c.name == "versions")
             .values(value=meta.c.value + 1)
             .returning(meta.c.value)
+        )
+        # top: versions given from now on are above it
+        top: Any = bindparam("p_top")
+        self.versions_above = (
+            update(meta).where(meta.c.name == "versions", meta.c.value < top).values(value=top)
         )
         # channel, key: PostgreSQL only
         self.notify = text("SELECT pg_notify(:p_channel, :p_key)")
