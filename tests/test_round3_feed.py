@@ -23,6 +23,7 @@ from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, log_in
 
 from .apps import served_worker, two_workers
+from .conftest import FeedLosses
 from .servers import PostgreSQLServer, RedisServer, until
 
 QUICK = {"SPOTIFY_HTTP_TIMEOUT": 2.0, "SPOTIFY_RETRIES": 0, "SPOTIFY_RETRY_AFTER_CAP": 0}
@@ -94,6 +95,7 @@ async def test_a_quiet_feed_stays_up_through_its_heartbeats(
     monkeypatch: pytest.MonkeyPatch,
     redis_prefix: str,
     sql_prefix: str,
+    feed_losses: FeedLosses,
 ) -> None:
     """Nothing written for several heartbeats: each probe (a PING, a ``SELECT 1``) is
     answered, and the feed is never dropped for its quiet."""
@@ -114,14 +116,7 @@ async def test_a_quiet_feed_stays_up_through_its_heartbeats(
 
     monkeypatch.setattr(owner, name, counted)
     store.cache.heartbeat = BEAT
-    lost: list[bool] = []
-    listen = store.cache.listen
-
-    def recorded(listening: bool) -> None:
-        lost.extend([] if listening else [listening])
-        listen(listening)
-
-    monkeypatch.setattr(store.cache, "listen", recorded)
+    lost = feed_losses(store.cache)
     await store.open()
     try:
         await until(lambda: store.cache.listening, "the feed never came up")
