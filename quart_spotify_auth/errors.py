@@ -160,3 +160,12 @@ class StoreUnavailable(SpotifyAuthError):
     description = (
         "The login store is unavailable right now (the app cannot reach it). Try again shortly."
     )
+
+    @classmethod
+    def of(cls, kind: str, cause: BaseException, where: str | None, said: str) -> StoreUnavailable:
+        """The 503 for ``cause``: its page names the store's ``kind`` and the error's type; its
+        note, for the log, also ``where`` it was met and what the store ``said``."""
+        name = type(cause).__name__
+        exc = cls(f"The login store is unavailable right now ({kind}: {name}). Try again shortly.")
+        exc.add_note(f"{where}: {name}: {said}")
+        return exc

@@ -3,6 +3,8 @@ a Spotify-login app has, in-process or served by hypercorn."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import flask
@@ -12,7 +14,7 @@ from quart import Quart, ResponseReturnValue, jsonify, redirect, request
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
-from quart_spotify_auth.serving import free_port
+from quart_spotify_auth.serving import free_port, serve
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
@@ -115,6 +117,20 @@ def served_worker(fake_url: str, store: Any, **options: Any) -> tuple[Quart, Spo
     )
     app.config["TEST_PORT"] = port
     return app, spotify
+
+
+@contextlib.asynccontextmanager
+async def two_workers(
+    app_a: Quart, app_b: Quart
+) -> AsyncIterator[tuple[str, str, httpx.AsyncClient]]:
+    """Serve two :func:`served_worker` apps on their ports; yields their base URLs and a
+    client to call them with (all stopped on exit)."""
+    async with (
+        serve(app_a, port=app_a.config["TEST_PORT"]) as a,
+        serve(app_b, port=app_b.config["TEST_PORT"]) as b,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        yield a, b, http
 
 
 def make_flask_app(

@@ -4,7 +4,7 @@ import asyncio
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.serving import free_port, serve
+from quart_spotify_auth.stores.cache import ReadCache
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, make_fake
 
 from .apps import CLIENT_ID, make_app, make_flask_app
@@ -208,6 +209,29 @@ def _pg_server() -> Iterator[PostgreSQLServer]:
 def _sql_prefix() -> str:
     """A table prefix of this test's own, so tests share one database without clashing."""
     return f"t{secrets.token_hex(4)}_"
+
+
+#: The ``feed_losses`` fixture's type.
+FeedLosses = Callable[[ReadCache], list[bool]]
+
+
+@pytest.fixture(name="feed_losses")
+def _feed_losses(monkeypatch: pytest.MonkeyPatch) -> FeedLosses:
+    """``feed_losses(cache)``: a list that gets a ``False`` each time ``cache`` is told its
+    change feed is lost (``cache.listen(False)``); the calls still reach the cache."""
+
+    def recorded(cache: ReadCache) -> list[bool]:
+        lost: list[bool] = []
+        listen = cache.listen
+
+        def recording(listening: bool) -> None:
+            lost.extend([] if listening else [listening])
+            listen(listening)
+
+        monkeypatch.setattr(cache, "listen", recording)
+        return lost
+
+    return recorded
 
 
 class ServedFlask:

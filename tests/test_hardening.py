@@ -19,7 +19,7 @@ from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, log_in
 
-from .apps import make_app, served_worker
+from .apps import make_app, served_worker, two_workers
 from .conftest import require_redis
 from .servers import RedisServer, until
 
@@ -44,11 +44,7 @@ async def test_a_slow_reply_keeps_its_claim_and_no_worker_burns_the_rotated_toke
     (app_a, spotify_a), (app_b, _) = (
         served_worker(fake_url, store, SPOTIFY_AUTO_RENEW=False, **QUICK) for store in stores
     )
-    async with (
-        serve(app_a, port=app_a.config["TEST_PORT"]) as a,
-        serve(app_b, port=app_b.config["TEST_PORT"]) as b,
-        httpx.AsyncClient(timeout=30) as http,
-    ):
+    async with two_workers(app_a, app_b) as (a, b, http):
         await log_in(app_a.test_client(), fake, identity="u")
         first = (await http.get(a + "/token")).json()["access_token"]
         fake.trickle = 2.5  # headers at once, the body over 2.5 s: each read is in time

@@ -9,7 +9,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from quart import Quart
 
 from quart_spotify_auth import SpotifyAuth
@@ -17,7 +16,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, log_in
 
-from .apps import served_worker
+from .apps import served_worker, two_workers
 from .servers import RedisServer, until
 
 QUICK: dict[str, Any] = {
@@ -90,11 +89,7 @@ async def test_a_renewed_unsaved_token_is_served_30_s_at_most_after_a_logout_els
         app_a, spotify_a = _worker(fake_url, cable.url, redis_prefix, clock)
         app_b, spotify_b = _worker(fake_url, redis_server.url, redis_prefix, clock)
         refresher = spotify_a.core(app_a).refresher
-        async with (
-            serve(app_a, port=app_a.config["TEST_PORT"]) as a,
-            serve(app_b, port=app_b.config["TEST_PORT"]) as b,
-            httpx.AsyncClient(timeout=30) as http,
-        ):
+        async with two_workers(app_a, app_b) as (a, b, http):
             await log_in(app_a.test_client(), fake, identity="u")
             first = (await http.get(a + "/token")).json()["access_token"]
             fake.slow = 0.4  # Spotify takes its time; A is cut off from Redis meanwhile

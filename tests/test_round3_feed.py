@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import httpx
 import pytest
 from redis.asyncio.client import PubSub
 
@@ -23,7 +22,8 @@ from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, log_in
 
-from .apps import served_worker
+from .apps import served_worker, two_workers
+from .conftest import FeedLosses
 from .servers import PostgreSQLServer, RedisServer, until
 
 QUICK = {"SPOTIFY_HTTP_TIMEOUT": 2.0, "SPOTIFY_RETRIES": 0, "SPOTIFY_RETRY_AFTER_CAP": 0}
@@ -95,6 +95,7 @@ async def test_a_quiet_feed_stays_up_through_its_heartbeats(
     monkeypatch: pytest.MonkeyPatch,
     redis_prefix: str,
     sql_prefix: str,
+    feed_losses: FeedLosses,
 ) -> None:
     """Nothing written for several heartbeats: each probe (a PING, a ``SELECT 1``) is
     answered, and the feed is never dropped for its quiet."""
@@ -115,14 +116,7 @@ async def test_a_quiet_feed_stays_up_through_its_heartbeats(
 
     monkeypatch.setattr(owner, name, counted)
     store.cache.heartbeat = BEAT
-    lost: list[bool] = []
-    listen = store.cache.listen
-
-    def recorded(listening: bool) -> None:
-        lost.extend([] if listening else [listening])
-        listen(listening)
-
-    monkeypatch.setattr(store.cache, "listen", recorded)
+    lost = feed_losses(store.cache)
     await store.open()
     try:
         await until(lambda: store.cache.listening, "the feed never came up")
@@ -147,13 +141,8 @@ async def test_a_blackholed_redis_feed_is_noticed_and_a_logout_elsewhere_is_not_
         store_b = RedisTokenStore(redis_server.url, prefix=redis_prefix)
         app_b, _ = served_worker(fake_url, store_b, clock=clock, **QUICK)
         refresher = spotify_a.core(app_a).refresher
-        serving_a = contextlib.AsyncExitStack()
-        async with (
-            serving_a,
-            serve(app_b, port=app_b.config["TEST_PORT"]) as b,
-            httpx.AsyncClient(timeout=30) as http,
-        ):
-            a = await serving_a.enter_async_context(serve(app_a, port=app_a.config["TEST_PORT"]))
+        async with contextlib.AsyncExitStack() as serving:
+            a, b, http = await serving.enter_async_context(two_workers(app_a, app_b))
             await until(lambda: store_a.cache.listening, "A's feed never came up")
             await log_in(app_a.test_client(), fake, identity="u")
             token = (await http.get(a + "/token")).json()["access_token"]
@@ -173,10 +162,10 @@ async def test_a_blackholed_redis_feed_is_noticed_and_a_logout_elsewhere_is_not_
             gone = await http.get(a + "/token")
             assert gone.status_code == 401, gone.text
 
-            proxy.freeze()  # and worker A shut down while blackholed stops, bounded
+            proxy.freeze()  # and the workers shut down while A is blackholed stop, bounded
             await until(lambda: not store_a.cache.listening, "the second silence went unnoticed")
             async with asyncio.timeout(30):  # a ceiling, not an expected time
-                await serving_a.aclose()
+                await serving.aclose()
             proxy.thaw()
 
 

@@ -25,7 +25,7 @@ from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify
 
 from .apps import make_app
-from .conftest import Browser
+from .conftest import Browser, FeedLosses
 from .servers import RedisServer, until
 
 SECRET = "s3cr3t"
@@ -160,7 +160,7 @@ async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_rea
     redis_server: RedisServer,
     redis_prefix: str,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    feed_losses: FeedLosses,
 ) -> None:
     """A malformed message on ``<prefix>written`` and a record encrypted with a key this
     process lacks (a rolling key rotation) are counted and logged, content unshown; the
@@ -169,14 +169,7 @@ async def test_the_redis_listener_keeps_listening_through_messages_it_cannot_rea
     listener = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old])
     rotated = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[new, old])
     writer = RedisTokenStore(redis_server.url, prefix=redis_prefix, encryption_keys=[old])
-    lost: list[bool] = []
-    listen = listener.cache.listen
-
-    def recorded(listening: bool) -> None:
-        lost.extend([] if listening else [listening])
-        listen(listening)
-
-    monkeypatch.setattr(listener.cache, "listen", recorded)
+    lost = feed_losses(listener.cache)
     caplog.set_level(logging.DEBUG)
     now = time.time()
     token = "AQD" + secrets.token_urlsafe(40)

@@ -399,9 +399,4 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except RedisError as exc:
-        error = StoreUnavailable(
-            f"The login store is unavailable right now (Redis: {type(exc).__name__}). Try "
-            "again shortly."
-        )
-        error.add_note(f"Redis: {type(exc).__name__}: {mask_password(str(exc))[:200]}")  # the log's
-        raise error from exc
+        raise StoreUnavailable.of("Redis", exc, "Redis", mask_password(str(exc))[:200]) from exc

@@ -159,9 +159,4 @@ def unavailable(dialect: str, where: str | None, exc: BaseException) -> StoreUna
     sqlite = dialect == "sqlite"
     said = detail.replace("read-only", "readonly") if sqlite else ""
     hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
-    error = StoreUnavailable(
-        f"The login store is unavailable right now ({'SQLite' if sqlite else 'PostgreSQL'}{hint}: "
-        f"{type(cause).__name__}). Try again shortly."
-    )
-    error.add_note(f"{where}: {type(cause).__name__}: {detail}")
-    return error
+    return StoreUnavailable.of(("SQLite" if sqlite else "PostgreSQL") + hint, cause, where, detail)
