@@ -1,13 +1,14 @@
 """The test app as a module for hypercorn worker processes (``tests.served_app:app``),
 configured by environment variables: ``TEST_FAKE_URL``, ``TEST_PORT``, ``TEST_STORE`` (unset:
 the default store, SQLite in ``TEST_INSTANCE``), ``TEST_AUTO_RENEW``, ``TEST_PREFIX``,
-``TEST_ENCRYPTION_KEYS``, ``TEST_SECRET_KEY``."""
+``TEST_ENCRYPTION_KEYS``, ``TEST_SECRET_KEY``; with ``TEST_IDENTITY=1``, a request's
+``X-Test-User`` header is the app's user id (the ``identity`` hook), else the browser's login."""
 
 from __future__ import annotations
 
 import os
 
-from quart import ResponseReturnValue, jsonify
+from quart import ResponseReturnValue, jsonify, request
 
 from tests.apps import SECRET_KEY, make_app
 
@@ -20,6 +21,9 @@ app, spotify = make_app(
     SPOTIFY_TOKEN_STORE_PREFIX=os.environ.get("TEST_PREFIX", "quart_spotify_auth:"),
     SPOTIFY_TOKEN_ENCRYPTION_KEYS=os.environ.get("TEST_ENCRYPTION_KEYS") or None,
     secret_key=os.environ.get("TEST_SECRET_KEY") or SECRET_KEY,
+    identity=(lambda: request.headers.get("X-Test-User"))
+    if os.environ.get("TEST_IDENTITY")
+    else None,
 )
 
 
