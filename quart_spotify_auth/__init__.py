@@ -21,6 +21,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .extension import SpotifyAuth
+from .logins import Login
 from .secret_key import instance_secret_key
 from .stores import MemoryTokenStore, TokenStore
 from .tokens import AccessToken, TokenRecord
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidCallback",
     "InvalidClient",
+    "Login",
     "LoginRequired",
     "MemoryTokenStore",
     "RateLimited",

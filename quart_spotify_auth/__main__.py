@@ -244,12 +244,16 @@ def _on_store(spec: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
         finally:
             await core.store.close()
 
+    quiet = logging.getLogger("quart_spotify_auth")
+    was, quiet.disabled = quiet.disabled, True  # an error is said once, below, with its notes
     try:
         return asyncio.run(run())
     except (SpotifyAuthError, OSError) as error:
         said = getattr(error, "description", None) or str(error)
-        print(f"Error: {said}", file=sys.stderr)
+        print(f"Error: {said}", *getattr(error, "__notes__", ()), sep="\n", file=sys.stderr)
         return 1
+    finally:
+        quiet.disabled = was
 
 
 async def _logins(args: argparse.Namespace, _app: Any, core: Any) -> int:

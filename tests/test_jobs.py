@@ -235,9 +235,13 @@ async def test_admins_list_and_forget_logins_from_the_command_line(
         (["logins", "user:ada", *spec], "invalid choice"),
         (["logins", "forget", "--idle", "0", *spec], "not a number of days above 0"),
         (["logins", "--app", "no_such_module:app"], "Cannot load the app"),
-    ):
+        (["migrate", *spec, "--to", "redis://:hunter2@127.0.0.1:1/0"], "store is unavailable"),
+        (["migrate", *spec, "--to", f"sqlite:///{tmp_path}/quart_spotify_auth.sqlite3"],
+         "names the store the app uses already"),
+    ):  # fmt: skip
         done = await _cli(*wrong, env=env)
         assert done.returncode in (1, 2) and said in done.stderr, (wrong, done.stderr)
+        assert "hunter2" not in done.stdout + done.stderr
 
 
 async def test_every_login_moves_from_sqlite_to_postgresql_and_nobody_logs_in_again(
