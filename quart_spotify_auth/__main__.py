@@ -231,10 +231,10 @@ def _on_store(spec: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
         print(f"Cannot load the app {spec}: {error}", file=sys.stderr)
         return 1
     if core is None:
-        print(
-            f"{spec} does not set up SpotifyAuth (SpotifyAuth(app) or init_app(app)).",
-            file=sys.stderr,
-        )
+        print(f"{spec} has no SpotifyAuth(app) or init_app(app).", file=sys.stderr)
+        return 1
+    if not core.store.shared:  # the memory store: its logins live in the app's process
+        print(f"{spec} keeps its logins in {core.store!r}, out of reach here.", file=sys.stderr)
         return 1
 
     async def run() -> int:

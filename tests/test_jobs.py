@@ -242,6 +242,8 @@ async def test_admins_list_and_forget_logins_from_the_command_line(
         done = await _cli(*wrong, env=env)
         assert done.returncode in (1, 2) and said in done.stderr, (wrong, done.stderr)
         assert "hunter2" not in done.stdout + done.stderr
+    in_memory = await _cli("logins", *spec, env={**env, "TEST_STORE": "memory"})
+    assert in_memory.returncode == 1 and "MemoryTokenStore" in in_memory.stderr
 
 
 async def test_every_login_moves_from_sqlite_to_postgresql_and_nobody_logs_in_again(
