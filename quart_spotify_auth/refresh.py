@@ -123,11 +123,15 @@ class Refresher:
         if self.deferred.renewed(key) and not await self.deferred.flush():
             raise StoreUnavailable()  # unsaved too long to serve unseen: a logout may be there
         mark = self._use_to_mark(key, now)
+        if mark:  # one mark, however many callers read the key at once
+            bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
         try:
             record = await self.records.get(key)
             if mark and record is not None:
                 await self.store.mark_used(key, now)
         except StoreUnavailable:
+            if mark:
+                self._use_stamps.pop(key, None)  # not marked: the next read tries again
             # Through a store restart: the copy held here, if still valid and not written.
             known = self.records.cache.last_known(key)
             if known is None or known.stale(now):
@@ -140,10 +144,8 @@ class Refresher:
             if key != APP_KEY:
                 raise LoginRequired()
             return await self.refresh(key)
-        if mark:
-            bounded_insert(self._use_stamps, key, now, MAX_USE_STAMPS)
-            if not self.store.shared:
-                self.wake(None)
+        if mark and not self.store.shared:
+            self.wake(None)
         return await self.refresh(key, record) if record.stale(now) else record
 
     async def refresh(
@@ -161,11 +163,11 @@ class Refresher:
             task = asyncio.ensure_future(self._refresh(key, seen, max_wait, not wait))
             self._inflight[key] = task
             task.add_done_callback(lambda t: self._finished(key, t))
-        timeout = None if wait else self.settings.join_timeout
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
-            raise SpotifyUnavailable(_TOO_LONG) from None
+        if not task.done():  # waited for, never cancelled by a caller going away
+            await asyncio.wait((task,), timeout=None if wait else self.settings.join_timeout)
+            if not task.done():
+                raise SpotifyUnavailable(_TOO_LONG)
+        return task.result()
 
     async def wait_for_inflight(self, timeout: float) -> None:
         """Let refreshes in flight land (up to ``timeout`` seconds) at shutdown."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from quart_spotify_auth import MemoryTokenStore, TokenRecord, TokenStore
+from quart_spotify_auth import MemoryTokenStore, StoreUnavailable, TokenRecord, TokenStore
 from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.cache import CachedRecords, ReadCache
 from quart_spotify_auth.stores.redis import RedisTokenStore
@@ -342,3 +343,73 @@ async def test_the_memory_stores_ended_claims_are_let_go() -> None:
     assert len(store._claims) <= 1  # what the process holds
     assert await store.claim("k", 60, "a") == "a"
     assert await store.claim("k", 60, "b") is None  # one that has not ended still holds
+
+
+class _GatedStore(MemoryTokenStore):
+    """No cache of its own (every read reaches it), reads held at a gate and counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = None
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()  # set as each read starts
+        self.reads = 0
+        self.fail_next = False
+
+    async def get(self, key: str) -> TokenRecord | None:
+        self.reads += 1
+        self.started.set()
+        await self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            self.gate.clear()
+            raise StoreUnavailable()
+        return await super().get(key)
+
+
+async def _started(count: int, records: CachedRecords) -> list[asyncio.Task[TokenRecord | None]]:
+    tasks = [asyncio.ensure_future(records.get("k")) for _ in range(count)]
+    await asyncio.sleep(0)  # each task runs to its first wait before this one resumes
+    return tasks
+
+
+async def test_callers_asking_for_one_key_at_once_share_one_read() -> None:
+    store = _GatedStore()
+    stored = await store.put("k", _record())
+    records = CachedRecords(store)
+    waiting = await _started(100, records)
+    assert store.reads == 1
+    store.gate.set()
+    assert await asyncio.gather(*waiting) == [stored] * 100
+    # A caller after a write this process made reads anew, never the read from before it.
+    store.gate.clear()
+    before = await _started(5, records)
+    newer = await records.put("k", _record("a2"))
+    after = await _started(5, records)
+    store.gate.set()
+    assert store.reads == 3 and await asyncio.gather(*after) == [newer] * 5
+    assert len(await asyncio.gather(*before)) == 5
+
+
+async def test_a_shared_read_that_fails_or_is_cancelled_leaves_the_others_to_read_again() -> None:
+    store = _GatedStore()
+    stored = await store.put("k", _record())
+    records = CachedRecords(store)
+    first, *others = await _started(10, records)
+    store.started.clear()
+    first.cancel()  # the caller whose read the others share goes away
+    await store.started.wait()  # one of the others reads again, which the rest share
+    assert store.reads == 2
+    store.gate.set()
+    assert await asyncio.gather(*others) == [stored] * 9 and store.reads == 2
+    store.gate.clear()
+    store.fail_next = True  # the next read fails, and closes the gate behind it
+    first, *others = await _started(10, records)
+    store.started.clear()
+    store.gate.set()
+    with pytest.raises(StoreUnavailable):
+        await first  # the error is its own caller's; the others read again, once
+    await store.started.wait()
+    assert store.reads == 4
+    store.gate.set()
+    assert await asyncio.gather(*others) == [stored] * 9 and store.reads == 4

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from ..retry import backoff
 from ..signals import logger
@@ -16,6 +16,17 @@ from ..tokens import TokenRecord
 from .base import Records, TokenStore
 
 __all__ = ["CachedRecords", "ReadCache", "bounded_insert"]
+
+_FAILED = object()  # a shared read's outcome when it raised: each caller reads for itself
+
+
+class _Read:
+    """A read in flight that callers share: when it began, and what it found once ``done``."""
+
+    __slots__ = ("begun", "done", "outcome")
+
+    def __init__(self, begun: tuple[int, int]) -> None:
+        self.begun, self.done, self.outcome = begun, asyncio.Event(), _FAILED
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -159,14 +170,32 @@ class CachedRecords(Records):
     def __init__(self, store: TokenStore) -> None:
         self.store = store
         self.cache = store.cache or ReadCache(ttl=0)
+        #: Reads in flight, by key: when each began (:meth:`ReadCache.begin`) and its outcome.
+        self._reading: dict[str, _Read] = {}
 
     async def get(self, key: str) -> TokenRecord | None:
-        record = self.cache.get(key)
-        if record is None:
+        """The cache's copy, else the store's record; callers that ask for a key while a read
+        of it is in flight, with no change heard since it began, share that read."""
+        while (record := self.cache.get(key)) is None:
             begun = self.cache.begin(key)
-            record = await self.store.get(key)
-            self.cache.remember(key, record, begun)
+            reading = self._reading.get(key)
+            if reading is None or reading.begun != begun:
+                return await self._read(key, begun)
+            await reading.done.wait()
+            if reading.outcome is not _FAILED:  # else: read again, each for itself
+                return cast("TokenRecord | None", reading.outcome)
         return record
+
+    async def _read(self, key: str, begun: tuple[int, int]) -> TokenRecord | None:
+        shared = self._reading[key] = _Read(begun)
+        try:
+            shared.outcome = record = await self.store.get(key)
+            self.cache.remember(key, record, begun)
+            return record
+        finally:
+            if self._reading.get(key) is shared:
+                del self._reading[key]
+            shared.done.set()
 
     async def put(
         self, key: str, record: TokenRecord, *, due: float | None = None, used: float | None = None
