@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import flood, rollover, scale, singleflight, soak, stores, web
+from . import flood, migrate, rollover, scale, singleflight, soak, stores, web
 
 Measure = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
 
@@ -44,6 +44,7 @@ MEASURES: dict[str, Measure] = {
     "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
     "flood": lambda a: flood.run(rounds=2 if a.quick else 5, delay=2.0 if a.quick else 3.0),
     "workers-singleflight": lambda a: stores.single_flight(callers=200 if a.quick else 1000),
+    "migrate": lambda a: migrate.run(logins=2_000 if a.quick else 10_000),
     "soak": _soak,
 }
 
