@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from quart_spotify_auth import DEFAULTS
 from quart_spotify_auth.__main__ import main
 from quart_spotify_auth.serving import free_port, wait_for_port
 
+from ._httplib import httpx
 from .servers import PostgreSQLServer, RedisServer
 
 

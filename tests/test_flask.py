@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,6 +20,7 @@ from quart_spotify_auth.flask import SpotifyAuth, block_on
 from quart_spotify_auth.serving import free_port, wait_for_port
 from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
+from ._httplib import httpx
 from .apps import make_flask_app
 from .conftest import Browser
 from .servers import RedisServer

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from quart import Quart
 
@@ -27,6 +26,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify, make_fake
 
+from ._httplib import httpx
 from .apps import make_app
 from .conftest import Browser
 from .servers import PostgreSQLServer, until
