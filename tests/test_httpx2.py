@@ -6,6 +6,8 @@ default, and a transport of the other library than the setting names is a Config
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -210,3 +212,43 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert load_settings({"SPOTIFY_CLIENT_ID": CLIENT_ID}).http_library == "httpx2"
     config = {"SPOTIFY_CLIENT_ID": CLIENT_ID, "SPOTIFY_HTTP_LIBRARY": "httpx"}
     assert load_settings(config).http_library == "httpx"  # app.config comes first
+
+
+#: An app that calls httpx2.alias_httpx() first: ``import httpx`` is httpx2 in the whole process,
+#: so everything here is httpx2's with the setting naming httpx (or unset).
+ALIASED = """
+import asyncio, json
+import httpx2
+httpx2.alias_httpx()
+import httpx
+from quart import Quart
+from quart_spotify_auth import SpotifyAuth
+from quart_spotify_auth.testing import log_in, make_fake
+
+async def main():
+    fake = make_fake()
+    app = Quart("app")
+    app.config.update({**fake.app_config("https://fake.invalid"), "SECRET_KEY": "x" * 32})
+    transport = httpx.ASGITransport(app=fake)
+    spotify = SpotifyAuth(app, transport=transport, SPOTIFY_HTTP_LIBRARY="httpx")
+
+    @app.route("/me")
+    async def me():
+        reply = await (await spotify.web_api()).get("/me")
+        return {"httpx2": isinstance(reply, httpx2.Response), "id": reply.json()["id"]}
+
+    async with app.test_app():
+        client = app.test_client()
+        await log_in(client, fake, "alice")
+        print(json.dumps(await (await client.get("/me")).get_json()))
+
+asyncio.run(main())
+"""
+
+
+def test_alias_httpx_makes_the_whole_process_httpx2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", ALIASED], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {"httpx2": True, "id": "alice"}
