@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-__all__ = ["NAME", "httpx", "needs_real_httpx"]
+__all__ = ["CHOICE", "NAME", "httpx", "needs_real_httpx"]
 
 #: ``"httpx"`` or ``"httpx2"``: also what each app under test reads from the environment.
 NAME = os.environ.get("SPOTIFY_HTTP_LIBRARY") or "httpx"
+
+#: The choice, for a process the tests give an environment without ``SPOTIFY_*`` variables.
+CHOICE = {"SPOTIFY_HTTP_LIBRARY": NAME} if os.environ.get("SPOTIFY_HTTP_LIBRARY") else {}
 
 if TYPE_CHECKING:
     import httpx as httpx
