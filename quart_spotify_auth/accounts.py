@@ -21,7 +21,7 @@ from .errors import (
     SpotifyBadResponse,
     SpotifyUnavailable,
 )
-from .http import library_of
+from .http import choose
 from .retry import MAX_SECONDS, Retry, retry_after
 from .tokens import TokenRecord
 
@@ -64,7 +64,7 @@ class AccountsClient:
         self.clock = clock
         self.retry = retry or settings.retry
         self._token_url = settings.accounts_url + "/api/token"
-        secret, self._lib = settings.client_secret, (lib := library_of(http))  # httpx or httpx2
+        secret, self._lib = settings.client_secret, (lib := choose(None, http))  # its library
         #: HTTP Basic for a confidential client; a public one sends its id in the body.
         self._auth = lib.Auth() if secret is None else lib.BasicAuth(settings.client_id, secret)
         #: Code exchanges in flight at once, and the longest a callback waits for one of them

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from .errors import ConfigurationError
 
-__all__ = ["LIBRARIES", "Transport", "choose", "library_of"]
+__all__ = ["LIBRARIES", "Transport", "choose"]
 
 LIBRARIES = ("httpx", "httpx2")
 
@@ -21,20 +21,11 @@ class Transport(Protocol):
     async def handle_async_request(self, request: Any) -> Any: ...
 
 
-def _name_of(obj: object) -> str | None:
-    """The library ``obj``'s class (or a base of it) comes from, or ``None``."""
-    tops = (cls.__module__.partition(".")[0] for cls in type(obj).__mro__)
-    return next((top for top in tops if top in LIBRARIES), None)
-
-
-def library_of(obj: object) -> ModuleType:
-    """The module of the library whose client (or transport) ``obj`` is."""
-    return importlib.import_module(_name_of(obj) or "httpx")
-
-
 def choose(setting: str | None, transport: object = None) -> ModuleType:
-    """The library ``SPOTIFY_HTTP_LIBRARY`` names, else the transport's, else httpx."""
-    given = None if transport is None else _name_of(transport)
+    """The library ``SPOTIFY_HTTP_LIBRARY`` names, else the one ``transport`` (or a client) is
+    from, else httpx."""
+    tops = (cls.__module__.partition(".")[0] for cls in type(transport).__mro__)
+    given = next((top for top in tops if top in LIBRARIES), None)
     name = setting or given or "httpx"
     try:
         lib = importlib.import_module(name)

@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .errors import RateLimited, SpotifyUnavailable
-from .http import library_of
+from .http import choose
 from .retry import Retry
 from .tokens import TokenRecord
 
@@ -110,7 +110,7 @@ class WebAPI(Verbs[Coroutine[Any, Any, "httpx.Response"]]):
     def __init__(
         self, http: httpx.AsyncClient, base_url: str, auth: SpotifyBearer, retry: Retry
     ) -> None:
-        self._http, self._lib = http, (lib := library_of(http))  # httpx or httpx2
+        self._http, self._lib = http, (lib := choose(None, http))  # its library
         self._base = base_url.rstrip("/")
         if not isinstance(auth, lib.Auth):  # the same flow, as an Auth this client takes
             auth = bearer_class(lib)(**{f.name: getattr(auth, f.name) for f in fields(auth)})
