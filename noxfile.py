@@ -1,6 +1,7 @@
 """Sessions: `nox` runs lint, typing, tests (on every Python the classifiers claim: 3.11, 3.12
 and 3.13; one missing is skipped on your machine and an error in CI), peers (the recipes for
-tekore and spotipy), lowest (the lowest allowed versions), docs (into docs/_build/html) and
+tekore and spotipy), httpx2 (the suite on httpx2, without httpx), lowest (the lowest allowed
+versions), docs (into docs/_build/html) and
 package (the sdist and wheel, checked as a package index would); `nox -s bench` the
 benchmarks; `nox -s demo` serves the demo on http://127.0.0.1:5000."""
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests", "peers", "lowest", "docs", "package"]
+nox.options.sessions = ["lint", "typing", "tests", "peers", "httpx2", "lowest", "docs", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -63,6 +64,30 @@ def peers(session: nox.Session) -> None:
     0.29, so it is kept out of the suite's environment)."""
     _install(session, "peers", extras=EXTRAS)
     session.run("pytest", "-p", "no:cacheprovider", "tests/test_recipes.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def httpx2(session: nox.Session) -> None:
+    """The suite on httpx2 (httpx's fork) with httpx not installed: SPOTIFY_HTTP_LIBRARY=httpx2
+    makes the tests (tests/_httplib.py) and every app under test choose it."""
+    _install(session, "test", extras=EXTRAS)
+    session.run("python", "-m", "pip", "uninstall", "--yes", "httpx", "httpcore")
+    session.install("httpx2")
+    session.run("python", "-c", _NO_HTTPX)
+    session.run(
+        "pytest", "-n", "2", "-p", "no:cacheprovider", *session.posargs,
+        env={"SPOTIFY_HTTP_LIBRARY": "httpx2"},
+    )  # fmt: skip
+
+
+_NO_HTTPX = """
+try:
+    import httpx
+except ImportError:
+    print("httpx is not installed: the suite runs on httpx2 alone.")
+else:
+    raise SystemExit(f"httpx is still importable ({httpx.__file__}): the session proves nothing.")
+"""
 
 
 def _same_as_a_plain_install(session: nox.Session) -> None:

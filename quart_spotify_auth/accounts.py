@@ -9,10 +9,8 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import httpx
 
 from .config import Settings
 from .errors import (
@@ -23,8 +21,12 @@ from .errors import (
     SpotifyBadResponse,
     SpotifyUnavailable,
 )
+from .http import choose
 from .retry import MAX_SECONDS, Retry, retry_after
 from .tokens import TokenRecord
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["EXCHANGES", "POOL_CONNECTIONS", "AccountsClient", "code_challenge"]
 
@@ -62,9 +64,9 @@ class AccountsClient:
         self.clock = clock
         self.retry = retry or settings.retry
         self._token_url = settings.accounts_url + "/api/token"
-        secret = settings.client_secret
+        secret, self._lib = settings.client_secret, (lib := choose(None, http))  # its library
         #: HTTP Basic for a confidential client; a public one sends its id in the body.
-        self._auth = httpx.Auth() if secret is None else httpx.BasicAuth(settings.client_id, secret)
+        self._auth = lib.Auth() if secret is None else lib.BasicAuth(settings.client_id, secret)
         #: Code exchanges in flight at once, and the longest a callback waits for one of them
         #: to end before a :class:`SpotifyUnavailable`.
         self.exchanges, self.exchange_wait = EXCHANGES, settings.http_timeout
@@ -164,12 +166,10 @@ class AccountsClient:
             try:
                 async with asyncio.timeout(self.settings.http_timeout * DEADLINE_FACTOR):
                     reply = await self.http.post(self._token_url, data=data, auth=self._auth)
-            except (httpx.TransportError, TimeoutError) as exc:
-                name = type(exc).__name__
+            except (self._lib.TransportError, TimeoutError) as exc:
+                name, lib = type(exc).__name__, self._lib
                 logger.warning("Spotify token request failed: %s", name)
-                unsent = isinstance(
-                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-                )
+                unsent = isinstance(exc, lib.ConnectError | lib.ConnectTimeout | lib.PoolTimeout)
                 if not unsent and not resend:
                     raise SpotifyUnavailable(
                         f"Spotify's accounts service did not answer ({name}) after receiving "

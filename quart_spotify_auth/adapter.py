@@ -10,9 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
-
-import httpx
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from . import signals
 from .config import DEFAULTS, load_settings, unknown_keys, warn_user
@@ -25,6 +23,9 @@ from .stores import TokenStore, open_store
 from .stores.cache import bounded_insert
 from .tokens import AccessToken, TokenRecord
 from .webapi import WebAPI
+
+if TYPE_CHECKING:
+    from .http import Transport
 
 __all__ = [
     "BaseSpotifyAuth",
@@ -59,7 +60,7 @@ def build_core(
     *,
     secret_key: str | bytes | Callable[[], object],
     store: TokenStore | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     clock: Callable[[], float] = time.time,
     identity: Callable[[], Any] | None = None,
     sender: Any = None,
@@ -181,7 +182,7 @@ class BaseSpotifyAuth(SeedNames):
         *,
         store: TokenStore | None = None,
         identity: Identity | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
         **config: Any,
     ) -> None:

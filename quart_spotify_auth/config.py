@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .http import LIBRARIES
 from .retry import Retry
 from .scopes import KNOWN_SCOPES, REMOVED_SCOPES, parse_scopes
 from .stores import STORE_SCHEMES
@@ -152,6 +153,12 @@ def _store_url(key: str, raw: Any) -> str | None:
     return url
 
 
+def _library(key: str, raw: Any) -> str | None:
+    if (name := _text(key, raw).lower() or None) not in (None, *LIBRARIES):
+        raise ConfigurationError(f"{key} must be 'httpx' or 'httpx2' or unset, not {_shown(raw)}.")
+    return name
+
+
 def _keys(key: str, raw: Any) -> tuple[str, ...]:
     items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else list(raw or ())
     return tuple(k.decode() if isinstance(k, bytes) else str(k).strip() for k in items if k)
@@ -185,6 +192,8 @@ class Settings:
     """Seconds a started login may take to come back."""
     http_timeout: float = setting(10.0, _number())
     """Seconds, for each request to Spotify."""
+    http_library: str | None = setting(None, _library, env=True)
+    """`"httpx"` or `"httpx2"`; unset: httpx, or httpx2 if `transport=` is an httpx2 one."""
     retries: int = setting(2, _number(zero=True, whole=True))
     """Extra attempts after network errors, timeouts, 5xx and unreadable replies."""
     retry_after_cap: float = setting(5.0, _number(zero=True))

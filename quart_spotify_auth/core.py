@@ -11,9 +11,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from . import signals
 from .accounts import POOL_CONNECTIONS, AccountsClient, code_challenge
@@ -21,12 +19,16 @@ from .config import Settings
 from .diagnostics import FOREIGN_SESSION_COOKIE, NO_PENDING_LOGIN
 from .errors import AuthorizationDenied, InvalidCallback, LoginRequired, StoreUnavailable
 from .grants import APP_KEY
+from .http import Transport, choose
 from .renewer import renewal
 from .scopes import parse_scopes
 from .states import LoginStates
 from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["EXTENSION_KEY", "MAX_PENDING", "Caller", "Core"]
 
@@ -56,7 +58,7 @@ class Core:
         store: TokenStore,
         secret_key: str | bytes | Callable[[], object],
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
         identity: Callable[[], Any] | None = None,
         sender: Any = None,
@@ -80,10 +82,11 @@ class Core:
         return f"Core({self.settings!r}, {self.store!r})"
 
     def _pool(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.http_timeout),
+        lib = choose(self.settings.http_library, self._transport)  # a ConfigurationError first
+        return lib.AsyncClient(  # type: ignore[no-any-return]
+            timeout=lib.Timeout(self.settings.http_timeout),
             transport=self._transport,
-            limits=httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=20),
+            limits=lib.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=20),
             headers={"User-Agent": "quart-spotify-auth"},
         )
 

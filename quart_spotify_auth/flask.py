@@ -9,9 +9,8 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import httpx
 from flask import Flask, after_this_request, current_app, g, request, session
 from flask.signals import before_render_template
 
@@ -23,6 +22,9 @@ from .loopthread import block_on
 from .loopthread import stop as stop_loop
 from .tokens import AccessToken, TokenRecord
 from .webapi import Verbs, WebAPI
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["SpotifyAuth", "SyncUser", "SyncWebAPI", "block_on"]
 
@@ -212,7 +214,7 @@ class SyncUser:
         return SyncWebAPI(block_on(self.user.web_api()))
 
 
-class SyncWebAPI(Verbs[httpx.Response]):
+class SyncWebAPI(Verbs["httpx.Response"]):
     """:class:`~.webapi.WebAPI` for sync code: each call runs on the shim's loop."""
 
     def __init__(self, api: WebAPI) -> None:

@@ -8,8 +8,10 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after"]
 

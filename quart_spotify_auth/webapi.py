@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-
-import httpx
+from dataclasses import dataclass, fields
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .errors import RateLimited, SpotifyUnavailable
+from .http import choose
 from .retry import Retry
 from .tokens import TokenRecord
 
-__all__ = ["SpotifyBearer", "Verbs", "WebAPI"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["SpotifyBearer", "Verbs", "WebAPI", "bearer_class"]
 
 R = TypeVar("R")
 
@@ -20,17 +24,13 @@ R = TypeVar("R")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parsed = httpx.URL(url)
-    return parsed.scheme, parsed.host, parsed.port
-
-
 @dataclass(eq=False)
-class SpotifyBearer(httpx.Auth):
+class SpotifyBearer:
     """An ``httpx.Auth`` flow: the bearer; one refresh (single-flight) and retry on 401;
     ``Retry-After`` waited out up to the cap on 429, then :class:`~.errors.RateLimited`;
     idempotent requests retried with backoff on 5xx. ``token()`` gives the record to send;
-    ``refresh(sent)`` renews it unless somebody did since ``sent`` was read."""
+    ``refresh(sent)`` renews it unless somebody did since ``sent`` was read. An ``Auth`` of
+    httpx or httpx2 as :func:`bearer_class` makes it (:attr:`WebAPI.auth` is one)."""
 
     requires_request_body = True  # so retries re-send the body intact
     token: Callable[[], Awaitable[TokenRecord]]
@@ -72,6 +72,13 @@ class SpotifyBearer(httpx.Auth):
             return
 
 
+@functools.cache
+def bearer_class(lib: ModuleType) -> type[SpotifyBearer]:
+    """:class:`SpotifyBearer` as an ``Auth`` of ``lib`` (httpx or httpx2: each client takes
+    only its own library's)."""
+    return cast(type[SpotifyBearer], type("SpotifyBearer", (SpotifyBearer, lib.Auth), {}))
+
+
 class Verbs(Generic[R]):
     """``get``, ``post``, ``put`` and ``delete`` in terms of ``request``."""
 
@@ -90,7 +97,7 @@ class Verbs(Generic[R]):
         return self.request("DELETE", path, **kwargs)
 
 
-class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
+class WebAPI(Verbs[Coroutine[Any, Any, "httpx.Response"]]):
     """A small Web API client bound to one user (or the app) and the app's pooled client.
 
     .. code-block:: python
@@ -103,8 +110,10 @@ class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
     def __init__(
         self, http: httpx.AsyncClient, base_url: str, auth: SpotifyBearer, retry: Retry
     ) -> None:
-        self._http = http
+        self._http, self._lib = http, (lib := choose(None, http))  # its library
         self._base = base_url.rstrip("/")
+        if not isinstance(auth, lib.Auth):  # the same flow, as an Auth this client takes
+            auth = bearer_class(lib)(**{f.name: getattr(auth, f.name) for f in fields(auth)})
         self.auth = auth
         self._retry = retry
 
@@ -116,17 +125,21 @@ class WebAPI(Verbs[Coroutine[Any, Any, httpx.Response]]):
         origin, such as a paging link) with the user's bearer. Unsent requests are retried,
         lost replies only for idempotent methods; then :class:`SpotifyUnavailable`."""
         absolute = path.startswith(("http://", "https://"))
-        if absolute and _origin(path) != _origin(self._base):
+        if absolute and self._origin(path) != self._origin(self._base):
             raise ValueError(f"{path!r} is not on SPOTIFY_API_URL's origin.")
         url = path if absolute else f"{self._base}/{path.lstrip('/')}"
         idempotent = method.upper() in IDEMPOTENT
-        attempts = self._retry.attempts()
+        attempts, auth = self._retry.attempts(), cast("httpx.Auth", self.auth)
         while True:
             try:
-                return await self._http.request(method, url, auth=self.auth, **kwargs)
-            except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError)
+                return await self._http.request(method, url, auth=auth, **kwargs)
+            except self._lib.TransportError as exc:
+                unsent = isinstance(exc, self._lib.ConnectError)
                 if not (unsent or idempotent) or not await attempts.backoff():
                     raise SpotifyUnavailable(
                         f"Spotify's Web API could not be reached ({type(exc).__name__})."
                     ) from exc
+
+    def _origin(self, url: str) -> tuple[str, str, int | None]:
+        parsed = self._lib.URL(url)
+        return parsed.scheme, parsed.host, parsed.port

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import flask
-import httpx
 from flask.typing import ResponseReturnValue as FlaskReturnValue
 from quart import Quart, ResponseReturnValue, jsonify, redirect, request
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.serving import free_port, serve
+
+from ._httplib import httpx
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"

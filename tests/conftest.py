@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from flask import Flask
 from quart import Quart
@@ -21,6 +20,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.cache import ReadCache
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, make_fake
 
+from ._httplib import httpx
 from .apps import CLIENT_ID, make_app, make_flask_app
 from .servers import IN_CI, PostgreSQLServer, RedisServer, postgresql_bin, redis_bin
 

@@ -6,7 +6,6 @@ import secrets
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from quart_spotify_auth import (
@@ -24,6 +23,8 @@ from quart_spotify_auth.config import Settings, load_settings
 from quart_spotify_auth.retry import Retry
 from quart_spotify_auth.scopes import parse_scopes
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
+
+from ._httplib import httpx
 
 REDIRECT = "http://127.0.0.1:5000/callback/"
 

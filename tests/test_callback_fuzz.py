@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeSpotify, make_fake
 
+from ._httplib import httpx
 from .apps import CLIENT_ID, make_app
 
 pytestmark = pytest.mark.slow

@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from quart_spotify_auth import DEFAULTS
 from quart_spotify_auth.__main__ import main
 from quart_spotify_auth.serving import free_port, wait_for_port
 
+from ._httplib import CHOICE, httpx
 from .servers import PostgreSQLServer, RedisServer
 
 
@@ -42,7 +42,7 @@ def test_check_accepts_a_good_configuration(
 
 async def test_demo_command_serves_the_app_and_the_fake() -> None:
     port, fake_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")} | CHOICE
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quart_spotify_auth", "demo", "--port", str(port),
         "--fake-port", str(fake_port),
@@ -104,7 +104,7 @@ async def test_a_taken_port_is_an_error_that_names_it(command: str) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "quart_spotify_auth", command, "--port", str(port), *fake,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")},
+            env={k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")} | CHOICE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
@@ -132,11 +132,11 @@ def _cli(
     *args: str, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """``python -m quart_spotify_auth ARGS`` in a process of its own, with no ``SPOTIFY_*``
-    variable but those of ``env``."""
+    variable but those of ``env`` (and the suite's HTTP library)."""
     clean = {k: v for k, v in os.environ.items() if "SPOTIFY" not in k.upper()}
     return subprocess.run(
         [sys.executable, "-m", "quart_spotify_auth", *args],
-        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
+        env={**clean, **CHOICE, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -94,6 +94,7 @@ def test_the_derived_names_are_the_declaration() -> None:
         "SPOTIFY_REDIRECT_URI",
         "SPOTIFY_ACCOUNTS_URL",
         "SPOTIFY_API_URL",
+        "SPOTIFY_HTTP_LIBRARY",
         "SPOTIFY_TOKEN_STORE",
         "SPOTIFY_TOKEN_ENCRYPTION_KEYS",
     )

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -25,6 +24,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify, log_in
 
+from ._httplib import httpx
 from .apps import make_app
 from .conftest import Browser
 from .servers import PostgreSQLServer, until
@@ -272,9 +272,9 @@ def test_the_schema_command_prints_the_tables(capsys: pytest.CaptureFixture[str]
 #: A user's app on the default store, in a Python where greenlet cannot be imported (the
 #: default install has none: SQLAlchemy 2.1 then refuses to import its asyncio part).
 WITHOUT_GREENLET = """
-import asyncio, sys
+import asyncio, os, sys
 sys.modules["greenlet"] = None  # an import of it now fails, as on a machine without it
-import httpx
+httpx = __import__(os.environ.get("SPOTIFY_HTTP_LIBRARY") or "httpx")
 from quart import Quart
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.testing import log_in, make_fake

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-import httpx
 import pytest
 
 from quart_spotify_auth.serving import free_port, wait_for_port
 from quart_spotify_auth.testing import make_fake
+
+from ._httplib import httpx
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
 import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -23,6 +22,8 @@ from quart_spotify_auth.testing import (
     FakeUser,
     make_fake,
 )
+
+from ._httplib import httpx
 
 CLIENT_ID = "test-client"
 SECRET = "test-secret"

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,6 +20,7 @@ from quart_spotify_auth.flask import SpotifyAuth, block_on
 from quart_spotify_auth.serving import free_port, wait_for_port
 from quart_spotify_auth.testing import FakeSpotify, SignalRecorder
 
+from ._httplib import CHOICE, httpx
 from .apps import make_flask_app
 from .conftest import Browser
 from .servers import RedisServer
@@ -284,6 +284,7 @@ def test_the_seed_names_are_said_to_be_deprecated_under_flask_run(tmp_path: Path
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS" and "SPOTIFY" not in k}
+    env |= CHOICE  # the suite's HTTP library
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
     server = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "seedapp", "run", "--port", str(port)],

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-import httpx
 from quart import Quart
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.accounts import code_challenge
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, make_fake
 
+from ._httplib import httpx
 from .apps import CLIENT_ID, make_app
 from .conftest import login_in_process
 

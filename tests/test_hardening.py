@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
 
 from quart_spotify_auth import MemoryTokenStore, StoreUnavailable, TokenRecord
@@ -19,6 +18,7 @@ from quart_spotify_auth.stores.base import Due
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder, log_in
 
+from ._httplib import httpx
 from .apps import make_app, served_worker, two_workers
 from .conftest import require_redis
 from .servers import RedisServer, until

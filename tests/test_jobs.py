@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from quart import Quart
 
@@ -27,6 +26,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify, make_fake
 
+from ._httplib import CHOICE, httpx
 from .apps import make_app
 from .conftest import Browser
 from .servers import PostgreSQLServer, until
@@ -49,7 +49,7 @@ def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if "SPOTIFY" not in k.upper()}
     return subprocess.run(
         [sys.executable, *args],
-        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+        env={**clean, **CHOICE, "PYTHONPATH": os.pathsep.join(sys.path), **env},
         cwd=Path(__file__).parent.parent,
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from quart import Quart
 
@@ -18,6 +17,7 @@ from quart_spotify_auth.grants import APP_KEY
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.testing import FakeClock, FakeSpotify, SignalRecorder
 
+from ._httplib import httpx
 from .apps import make_app
 from .conftest import Stack, login_in_process
 from .servers import RedisServer

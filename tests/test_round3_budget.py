@@ -10,7 +10,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from flask import Flask
 
@@ -22,6 +21,7 @@ from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.testing import FakeSpotify, make_fake
 
+from ._httplib import httpx
 from .apps import CLIENT_ID, app_config, make_app
 from .conftest import Browser
 

@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import flask
-import httpx
 import pytest
 from flask import Flask
 from quart import Response, render_template_string, stream_template_string
@@ -26,6 +25,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.states import LoginStates
 from quart_spotify_auth.testing import FakeSpotify
 
+from ._httplib import httpx
 from .apps import make_app, make_flask_app
 from .conftest import Browser, ServedFlask, Stack
 from .servers import RedisServer

@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-import httpx
 import pytest
 from quart import Quart, render_template_string
 
@@ -24,6 +23,7 @@ from quart_spotify_auth.testing import FakeSpotify
 from quart_spotify_auth.tokens import TokenRecord
 from quart_spotify_auth.webapi import SpotifyBearer, WebAPI
 
+from ._httplib import httpx
 from .apps import CLIENT_ID, CLIENT_SECRET
 
 

@@ -20,10 +20,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks import soak
-from benchmarks.servers import Server
+from ._httplib import needs_real_httpx
 
-from .conftest import require_redis
+needs_real_httpx("The soak (benchmarks/soak.py: its browsers)")
+
+from benchmarks import soak  # noqa: E402
+from benchmarks.servers import Server  # noqa: E402
+
+from .conftest import require_redis  # noqa: E402
 
 OPTIONS = soak.Options(seconds=12, browsers=40, rate=8, burst=2, lifetime=4, margin=1.5, docs=False)
 CONTENDERS = [c for c in soak.CONTENDERS if c.name != "peer"]  # the peer needs Authlib

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import inspect
 
-import httpx
 import pytest
 
 from quart_spotify_auth import SpotifyAuth
 from quart_spotify_auth.flask import SpotifyAuth as FlaskSpotifyAuth
 from quart_spotify_auth.testing import FakeSpotify, SignalRecorder, log_in
 
+from ._httplib import httpx
 from .apps import make_app, make_flask_app
 
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.testing import FakeSpotify
 
+from ._httplib import httpx
 from .conftest import Browser, require_redis
 from .servers import PostgreSQLServer, RedisServer, until
 
