@@ -28,6 +28,7 @@ class _Read:
     def __init__(self, begun: tuple[int, int]) -> None:
         self.begun, self.done, self.outcome = begun, asyncio.Event(), _FAILED
 
+
 K = TypeVar("K")
 V = TypeVar("V")
 
