@@ -45,16 +45,14 @@ def typing(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The suite, on the newest release of every dependency: what a plain install gets."""
+    """The suite, on the newest release of every dependency: what a plain install gets.
+    Coverage is measured on the first Python, in the test processes and in every Python process
+    they start (the command line, served apps): that doubles its time, so only there."""
     _install(session, "test", extras=EXTRAS)
     _same_as_a_plain_install(session)
+    measure = ["--cov=quart_spotify_auth", "--cov-report=term-missing:skip-covered"]
     session.run(
-        "pytest",
-        "-n",
-        "2",
-        "--cov=quart_spotify_auth",
-        "--cov-report=term-missing:skip-covered",
-        *session.posargs,
+        "pytest", "-n", "2", *(measure if session.python == PYTHONS[0] else ()), *session.posargs
     )
 
 
