@@ -13,10 +13,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import httpx
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client  # warns: it prefers httpx2
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+# Authlib 1.9 runs on httpx2 when it is installed (else on httpx, with a deprecation warning):
+# its client takes a transport, and raises errors, of that library only.
+try:
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - the bench installs httpx2 with the test group
+    import httpx  # type: ignore[no-redef]
 from quart import Quart, ResponseReturnValue, redirect, request, session
 
 from .soak_settings import CLIENT_ID, CLIENT_SECRET, FAKE_URL, MARGIN, REDIRECT_URI, SECRET_KEY

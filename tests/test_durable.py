@@ -3,12 +3,14 @@ SIGKILL and many workers, PostgreSQL across a restart, and what a broken databas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -309,3 +311,33 @@ def test_the_default_store_works_without_greenlet(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["200", "SQLTokenStore"]
     assert (tmp_path / "instance" / "quart_spotify_auth.sqlite3").exists()
+
+
+async def test_the_stores_own_connections_to_its_file_are_closed_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store runs its own statements straight on sqlite3 connections, one per store
+    thread; concurrent work opens several, and close() closes every one of them."""
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.dbapi2.connect
+
+    def recorded(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", recorded)
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
+    await store.open()
+    now = time.time()
+    record = TokenRecord("a", "r", now + 3600, now, frozenset(), now)
+    await asyncio.gather(*(store.put(f"k{i}", record) for i in range(20)))
+    found = await asyncio.gather(*(store.get(f"k{i}") for i in range(20)))
+    assert all(record is not None for record in found)
+    assert len(opened) >= 2  # the tables' creation, and the threads' own
+    await store.close()
+    for connection in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            connection.execute("SELECT 1")
+    reopened = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
+    assert (await reopened.get("k19")) is not None  # committed, not left in a transaction
+    await reopened.close()

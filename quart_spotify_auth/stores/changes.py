@@ -15,6 +15,18 @@ from ..signals import logger
 __all__ = ["ChangeSlots"]
 
 _SLOT = struct.Struct("<Q")
+_OFFSETS = 10_000  # keys whose slot offset is remembered (a request's check skips the crc32)
+
+#: This process's id, kept current across forks: a syscall per check cost a third of it.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid  # set in a forked child, read by every check
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class ChangeSlots:
@@ -25,12 +37,13 @@ class ChangeSlots:
         self._slots = slots
         self._map: mmap.mmap | None = None
         self._pid = 0
+        self._offsets: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"ChangeSlots({self.path!r})"
 
     def _mapped(self) -> mmap.mmap:
-        if self._map is None or self._pid != os.getpid():
+        if self._map is None or self._pid != _pid:
             size = self._slots * _SLOT.size
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -39,11 +52,17 @@ class ChangeSlots:
                 self._map = mmap.mmap(fd, size)
             finally:
                 os.close(fd)
-            self._pid = os.getpid()
+            self._pid = _pid
         return self._map
 
     def _offset(self, key: str) -> int:
-        return (zlib.crc32(key.encode("utf-8", "surrogatepass")) % self._slots) * _SLOT.size
+        offset = self._offsets.get(key)
+        if offset is None:
+            offset = (zlib.crc32(key.encode("utf-8", "surrogatepass")) % self._slots) * _SLOT.size
+            if len(self._offsets) >= _OFFSETS:
+                self._offsets.clear()
+            self._offsets[key] = offset
+        return offset
 
     def seen(self, key: str) -> int:
         """The number in ``key``'s slot now (when the file cannot be read, a number never
@@ -61,6 +80,6 @@ class ChangeSlots:
             logger.warning("The change file %s cannot be written (%s)", self.path, exc)
 
     def close(self) -> None:
-        if self._map is not None and self._pid == os.getpid():
+        if self._map is not None and self._pid == _pid:
             self._map.close()
         self._map = None

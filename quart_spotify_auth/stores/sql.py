@@ -31,7 +31,7 @@ from .base import Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec
-from .sqlengine import is_async, listen, make_engine, unavailable
+from .sqlengine import DirectSQLite, Executes, is_async, listen, make_engine, unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -131,6 +131,7 @@ class SQLTokenStore(TokenStore):
         # SQLite's writers queue here, in order, not in its busy handler (which sleeps).
         self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._threads: ThreadPoolExecutor | None = None
+        self._direct: DirectSQLite | None = None  # the parent's connections are not ours
 
     async def open(self) -> None:
         """Create the tables when missing (an unreachable database is logged; requests get
@@ -166,6 +167,9 @@ class SQLTokenStore(TokenStore):
         threads, self._threads = self._threads, None
         if threads is not None:
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
         if self._owned and self._engine is not None:
             engine, self._engine = self._engine, None
             if is_async(engine):
@@ -210,7 +214,7 @@ class SQLTokenStore(TokenStore):
 
     async def get(self, key: str) -> TokenRecord | None:
         read, now = self._sql.read, self._clock()
-        row = await self.transaction(
+        row = await self._run(
             lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False
         )
         return self._codec.read(key, bytes(row[1]), int(row[0])) if row else None
@@ -235,7 +239,7 @@ class SQLTokenStore(TokenStore):
         row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
         statement = self._sql.swap if "old" in more else self._sql.upsert
 
-        def write(connection: Connection) -> int:
+        def write(connection: Executes) -> int:
             version = int(connection.execute(self._sql.next_version).scalar_one())
             if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
                 raise _Stale()
@@ -262,7 +266,7 @@ class SQLTokenStore(TokenStore):
 
     async def _page(self, after: str, limit: int) -> Sequence[Any]:
         where = bind(after=after, now=self._clock(), limit=limit)
-        return await self.transaction(lambda c: c.execute(self._sql.page, where).all(), write=False)
+        return await self._run(lambda c: c.execute(self._sql.page, where).all(), write=False)
 
     async def adopt(self, rows: Sequence[Stored]) -> int:
         now, sql = self._clock(), self._sql
@@ -270,7 +274,7 @@ class SQLTokenStore(TokenStore):
             (row, min(now + self._idle, row.record.reauthorize_by)) for row in rows if row.record
         ]
 
-        def write(connection: Connection) -> list[str]:
+        def write(connection: Executes) -> list[str]:
             adopted = []
             for row, expires in moved:
                 values = bind(key=row.key, version=row.version, record=row.blob, due=row.due)
@@ -285,23 +289,23 @@ class SQLTokenStore(TokenStore):
             connection.execute(sql.versions_above, bind(top=top))
             return adopted
 
-        adopted = await self.transaction(write)
+        adopted = await self._run(write)
         if self._slots is not None:
             for key in adopted:
                 self._slots.changed(key)
         return len(adopted)
 
     async def reschedule(self, key: str, due: float | None) -> None:
-        await self.transaction(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
+        await self._run(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
 
     async def mark_used(self, key: str, at: float) -> None:
         used = bind(key=key, now=self._clock(), at=at)
-        await self.transaction(lambda c: c.execute(self._sql.mark_used, used))
+        await self._run(lambda c: c.execute(self._sql.mark_used, used))
 
     async def due(self, now: float, limit: int) -> Due:
         sql, sweep = self._sql, self._swept + SWEEP_EVERY <= now
 
-        def read(connection: Connection) -> Due:
+        def read(connection: Executes) -> Due:
             keys = connection.execute(sql.due, bind(now=now, limit=limit)).all()
             first = connection.execute(sql.next_due, bind(now=now)).scalar()
             if sweep:  # rows past their expiry, and claims long ended, go
@@ -309,7 +313,7 @@ class SQLTokenStore(TokenStore):
                 connection.execute(sql.sweep_claims, bind(ended=now - 3600))
             return Due([DueKey(str(k), used) for k, used in keys], first)
 
-        found = await self.transaction(read, write=sweep)
+        found = await self._run(read, write=sweep)
         if sweep:
             self._swept = now
         return found
@@ -317,24 +321,24 @@ class SQLTokenStore(TokenStore):
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
         taken = {"key": key, "holder": holder, "until": now + ttl, "now": now, "mine": f"{owner}/"}
-        row = await self.transaction(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
+        row = await self._run(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
         return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
-        await self.transaction(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
+        await self._run(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
 
-    async def _write(self, key: str, work: Callable[[Connection], T]) -> T:
+    async def _write(self, key: str, work: Callable[[Executes], T]) -> T:
         """Run a write of ``key`` and report it: PostgreSQL notifies in its transaction,
         SQLite moves the key's change slot after it (committed or not)."""
 
-        def reported(connection: Connection) -> T:
+        def reported(connection: Executes) -> T:
             done = work(connection)
             if self.dialect == "postgresql":
                 connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
             return done
 
         try:
-            return await self.transaction(reported)
+            return await self._run(reported)
         finally:
             if self._slots is not None:
                 self._slots.changed(key)
@@ -342,14 +346,23 @@ class SQLTokenStore(TokenStore):
     async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """Run ``work(connection)`` (a sync ``Connection``) in one transaction; the database's
         failures become a clean 503."""
+        return await self._run(cast("Callable[[Executes], T]", work), write=write, direct=False)
+
+    async def _run(
+        self, work: Callable[[Executes], T], *, write: bool = True, direct: bool = True
+    ) -> T:
+        """:meth:`transaction` for the store's own statements (``direct``: on a SQLite file
+        of the store's own, straight on the driver, :class:`.DirectSQLite`)."""
         try:
             if not self._ready:
                 await self._ensure()
-            return await self._in_transaction(work, write=write)
+            return await self._in_transaction(work, write=write, direct=direct)
         except _FAILURES as exc:
             raise unavailable(self.dialect, self._where, exc) from exc
 
-    async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    async def _in_transaction(
+        self, work: Callable[[Any], T], *, write: bool, direct: bool = False
+    ) -> T:  # work takes a Connection, or (direct) what Executes
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
@@ -360,8 +373,15 @@ class SQLTokenStore(TokenStore):
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
 
-            def transaction() -> T:
-                with cast(Engine, engine).execution_options(**options).begin() as connection:
-                    return work(connection)
+            run: Callable[[], T]
+            if direct and self._owned and self.dialect == "sqlite":
+                if self._direct is None:
+                    self._direct = DirectSQLite(cast(Engine, engine))
+                run = functools.partial(self._direct.transaction, work, write)
+            else:
 
-            return await asyncio.get_running_loop().run_in_executor(self._threads, transaction)
+                def run() -> T:
+                    with cast(Engine, engine).execution_options(**options).begin() as connection:
+                        return work(connection)
+
+            return await asyncio.get_running_loop().run_in_executor(self._threads, run)
