@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import flood, migrate, rollover, scale, singleflight, soak, stores, web
+from . import flood, migrate, rollover, scale, scale_pg, singleflight, soak, stores, web
 
 Measure = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
 
@@ -29,7 +29,7 @@ def _soak(args: argparse.Namespace) -> Awaitable[dict[str, Any]]:
 
 
 MEASURES: dict[str, Measure] = {
-    "hotpath": lambda a: stores.hot_path(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
+    "hotpath": lambda a: stores.hot_path(seconds=2 if a.quick else 3, rounds=3 if a.quick else 8),
     "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "login-authlib": lambda a: web.logins_beside_authlib(
         seconds=2 if a.quick else 4, rounds=3 if a.quick else 5
@@ -40,6 +40,9 @@ MEASURES: dict[str, Measure] = {
     ),
     "scale-sqlite": lambda a: scale.run_sqlite(
         tokens=10_000 if a.quick else 100_000, observe=30 if a.quick else 120
+    ),
+    "scale-postgresql": lambda a: scale_pg.run_postgresql(
+        tokens=100_000 if a.quick else 1_000_000, observe=30 if a.quick else 120
     ),
     "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
     "flood": lambda a: flood.run(rounds=2 if a.quick else 5, delay=2.0 if a.quick else 3.0),

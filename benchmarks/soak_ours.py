@@ -26,6 +26,8 @@ ours.config.update(
     SPOTIFY_API_URL=FAKE_URL + "/v1",
     SPOTIFY_REFRESH_MARGIN=MARGIN,
 )
+if "BENCH_HTTP_LIBRARY" in os.environ:  # "httpx2": the library Authlib's client runs on
+    ours.config["SPOTIFY_HTTP_LIBRARY"] = os.environ["BENCH_HTTP_LIBRARY"]
 if STORE != "default":
     ours.config["SPOTIFY_TOKEN_STORE"] = STORE
 spotify = SpotifyAuth(ours)

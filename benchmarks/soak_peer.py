@@ -17,12 +17,13 @@ from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-# Authlib 1.9 runs on httpx2 when it is installed (else on httpx, with a deprecation warning):
-# its client takes a transport, and raises errors, of that library only.
+# Authlib 1.9 runs on httpx2 when it is installed (else on httpx, with a deprecation warning;
+# before 1.9, always on httpx): its client takes a transport, and raises errors, of that
+# library only. Its choice, read where it made it:
 try:
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - the bench installs httpx2 with the test group
-    import httpx  # type: ignore[no-redef]
+    from authlib.integrations.httpx_client._compat import httpx2 as httpx
+except ImportError:  # Authlib before 1.9
+    import httpx
 from quart import Quart, ResponseReturnValue, redirect, request, session
 
 from .soak_settings import CLIENT_ID, CLIENT_SECRET, FAKE_URL, MARGIN, REDIRECT_URI, SECRET_KEY

@@ -82,7 +82,8 @@ async def hot_path(*, seconds: float, rounds: int) -> dict[str, Any]:
                     served / result["token_requests_served"], 4
                 )
         results[name] = result
-        print(f"  hot path, {name}: {result['ratio']:.3f}", flush=True)
+        low, high = result["cpu_ratio_spread"]
+        print(f"  hot path, {name}: CPU {result['cpu_ratio']:.3f} ({low}-{high})", flush=True)
     return results
 
 

@@ -1,0 +1,22 @@
+"""The benchmarks' contenders work: a measure whose app cannot log in measures nothing (the
+Authlib app broke once, unseen, when Authlib moved to httpx2). A few logins of each, over
+real HTTP, through the measure itself; the figures are for ``nox -s bench``, not here."""
+
+from __future__ import annotations
+
+import pytest
+
+from ._httplib import needs_real_httpx
+
+needs_real_httpx("The benchmarks (their load runs on httpx)")
+
+from benchmarks import web  # noqa: E402
+
+
+@pytest.mark.slow
+async def test_every_login_contender_logs_in() -> None:
+    result = await web.logins_beside_authlib(seconds=0.5, rounds=1, concurrency=2)
+    contenders = ["ours", "ours_sqlite", "ours_httpx2", "ours_sqlite_httpx2", "authlib"]
+    for name in contenders:  # the measure itself fails on any failed login
+        assert result[f"{name}_logins_per_s"] > 0, (name, result)
+        assert result[f"{name}_cpu_us_per_login"] > 0, (name, result)
