@@ -95,10 +95,10 @@ class Renewer:
                 await self._refresher.deferred.flush()
                 due = await self._store.due(self._clock(), limit)
                 for key, used in due.entries:
-                    if key in self._renewing:
+                    if key in self._renewing:  # put back while renewing, or its lease ended
                         if not self._store.shared:  # off the schedule now: ours to look at
                             self._again[key] = used
-                        continue  # a shared store hands it out until it is rescheduled
+                        continue  # a shared store hands it out again after DUE_LEASE
                     await self._slots.acquire()
                     self._renewing.add(key)
                     task = asyncio.get_running_loop().create_task(self._renew(key, used))
@@ -106,7 +106,7 @@ class Renewer:
                     task.add_done_callback(self._tasks.discard)
                 if due.next is not None:
                     timeout = min(timeout, max(due.next - self._clock(), 0.0))
-                    if self._store.shared:  # hands out due keys until they are rescheduled
+                    if self._store.shared:  # other processes' keys are due too: not a spin
                         timeout = max(timeout, 0.05)
                 if away:
                     away = False
@@ -140,8 +140,9 @@ class Renewer:
             self._renewing.discard(key)
             self._again.pop(key, None)
             self._slots.release()
-            if not done and not self._store.shared:
-                # Stopped or broken mid-renewal: handed out, it left the schedule; due again now.
+            if not done:
+                # Stopped or broken mid-renewal: handed out, it left the schedule (or is put off
+                # by DUE_LEASE); due again now, for this process or another.
                 with contextlib.suppress(Exception):
                     await self._store.reschedule(key, self._clock())
 

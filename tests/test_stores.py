@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from quart_spotify_auth import MemoryTokenStore, StoreUnavailable, TokenRecord, TokenStore
-from quart_spotify_auth.stores.base import Due
+from quart_spotify_auth.stores.base import DUE_LEASE, Due
 from quart_spotify_auth.stores.cache import CachedRecords, ReadCache
 from quart_spotify_auth.stores.redis import RedisTokenStore
 from quart_spotify_auth.stores.sql import SQLTokenStore
@@ -115,6 +115,20 @@ async def test_schedule_hands_out_at_most_the_limit(store: TokenStore) -> None:
     due = await store.due(100.0, 2)
     assert due.entries == [("k0", None), ("k1", None)]
     assert due.next is not None and due.next <= 2.0
+
+
+async def test_a_key_handed_out_is_not_handed_to_another_renewer(store: TokenStore) -> None:
+    """Two renewers reading the schedule at once take different keys (else both wait on the
+    same claims, and two processes renew no faster than one); a key whose renewer died is
+    handed out again once its lease ends."""
+    for i in range(4):
+        await store.put(f"k{i}", _record(), due=float(i))
+    first, second = await asyncio.gather(store.due(100.0, 2), store.due(100.0, 2))
+    taken = [key for key, _ in first.entries + second.entries]
+    assert sorted(taken) == ["k0", "k1", "k2", "k3"]
+    assert (await store.due(101.0, 10)).entries == []
+    again = await store.due(100.0 + DUE_LEASE, 10)
+    assert len(again.entries) == (4 if store.shared else 0)
 
 
 async def test_replace_moves_the_schedule(store: TokenStore) -> None:

@@ -52,6 +52,11 @@ class DueKey(NamedTuple):
     used: float | None
 
 
+#: Seconds a shared store puts a key it hands out off by (a renewal takes well under one):
+#: two renewers each take keys of their own instead of both waiting on the same claims.
+DUE_LEASE = 30.0
+
+
 class Due(NamedTuple):
     """What :meth:`Schedule.due` hands out: the keys due now, earliest first, and the earliest
     due time left on the schedule, if any."""
@@ -67,8 +72,10 @@ class Schedule(ABC):
 
     @abstractmethod
     async def due(self, now: float, limit: int) -> Due:
-        """Up to ``limit`` keys due at ``now``, and the next due time. A shared store hands a
-        key out until it is rescheduled; one that serves one process, once."""
+        """Up to ``limit`` keys due at ``now``, and the next due time. A store that serves one
+        process hands a key out once. A shared store puts each key it hands out off by
+        :data:`DUE_LEASE` seconds (due at ``now + DUE_LEASE``), so another process's renewer
+        takes other keys; a renewer that dies mid-renewal leaves its keys due again then."""
 
     @abstractmethod
     async def reschedule(self, key: str, due: float | None) -> None:

@@ -33,7 +33,7 @@ from ..config import DEFAULTS, mask_password
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel, stop_if_cancelled
 from ..tokens import TokenRecord
-from .base import Due, DueKey, Stored, TokenStore, url_or
+from .base import DUE_LEASE, Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .codec import Codec
 
@@ -77,8 +77,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 """
 
-# Due keys with when each was last used, and the earliest due time; usage stamps of keys
-# that expired unused go with them.
+# Due keys with when each was last used, each put off until ARGV[4] (DUE_LEASE), and the
+# earliest due time; usage stamps of keys that expired unused go with them.
 _DUE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -86,6 +86,7 @@ local out = {}
 for _, k in ipairs(keys) do
   out[#out + 1] = k
   out[#out + 1] = redis.call('ZSCORE', KEYS[2], k) or ''
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[4], k)
 end
 return {out, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')}
 """
@@ -369,7 +370,7 @@ class RedisTokenStore(TokenStore):
     async def due(self, now: float, limit: int) -> Due:
         with _unavailable():
             found, first = await self.redis.eval(
-                _DUE, 2, self._due, self._used, now, limit, now - self._idle
+                _DUE, 2, self._due, self._used, now, limit, now - self._idle, now + DUE_LEASE
             )
         pairs = zip(found[::2], found[1::2], strict=True)
         keys = [DueKey(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]

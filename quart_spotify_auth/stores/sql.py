@@ -27,7 +27,7 @@ from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
 from ..tasks import cancel
 from ..tokens import TokenRecord
-from .base import Due, DueKey, Stored, TokenStore, url_or
+from .base import DUE_LEASE, Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec
@@ -307,13 +307,16 @@ class SQLTokenStore(TokenStore):
 
         def read(connection: Executes) -> Due:
             keys = connection.execute(sql.due, bind(now=now, limit=limit)).all()
+            if keys:
+                until = now + DUE_LEASE
+                connection.execute(sql.lease, [bind(key=k, until=until) for k, _ in keys])
             first = connection.execute(sql.next_due, bind(now=now)).scalar()
             if sweep:  # rows past their expiry, and claims long ended, go
                 connection.execute(sql.sweep_tokens, bind(now=now))
                 connection.execute(sql.sweep_claims, bind(ended=now - 3600))
             return Due([DueKey(str(k), used) for k, used in keys], first)
 
-        found = await self._run(read, write=sweep)
+        found = await self._run(read)
         if sweep:
             self._swept = now
         return found

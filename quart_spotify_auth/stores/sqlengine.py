@@ -194,7 +194,9 @@ class Executes(Protocol):
     """What the store's statements run on: a SQLAlchemy ``Connection``, or a driver's
     connection behind :class:`DirectSQLite`."""
 
-    def execute(self, statement: Any, parameters: Mapping[str, Any] | None = None) -> Any: ...
+    def execute(
+        self, statement: Any, parameters: Mapping[str, Any] | list[Mapping[str, Any]] | None = None
+    ) -> Any: ...
 
 
 class _Rows:
@@ -226,8 +228,13 @@ class _Driver:
     def __init__(self, connection: sqlite3.Connection, compiled: Callable[[Any], Any]) -> None:
         self._connection, self._compiled = connection, compiled
 
-    def execute(self, statement: Any, parameters: Mapping[str, Any] | None = None) -> _Rows:
+    def execute(
+        self, statement: Any, parameters: Mapping[str, Any] | list[Mapping[str, Any]] | None = None
+    ) -> _Rows:
         sql, constants = self._compiled(statement)
+        if isinstance(parameters, list):  # one statement for each (SQLAlchemy's executemany)
+            many = self._connection.executemany(sql, [{**constants, **p} for p in parameters])
+            return _Rows([], many.rowcount)
         values = {**constants, **parameters} if parameters else constants
         cursor = self._connection.execute(sql, values)
         rows = cursor.fetchall()  # before rowcount: a RETURNING statement counts as it is read

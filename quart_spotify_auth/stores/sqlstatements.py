@@ -66,13 +66,18 @@ class Statements:
         self.delete_version = self.delete.where(old)
         # key, due
         self.reschedule = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_due"))
-        # now, limit: the keys due, soonest first; now: when the next one is
-        self.due = (
+        # now, limit: the keys due, soonest first (PostgreSQL: none another renewer is
+        # leasing this moment); now: when the next one is
+        due = (
             select(tokens.c.key, tokens.c.used)
             .where(tokens.c.due <= now, live)
             .order_by(tokens.c.due)
             .limit(bindparam("p_limit"))
         )
+        self.due = due.with_for_update(skip_locked=True) if dialect == "postgresql" else due
+        # key, until: a key handed out is put off until ``until`` (DUE_LEASE), in the same
+        # transaction, so the other renewers take other keys
+        self.lease = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_until"))
         # (the first in the index's order, not min(): min() reads every scheduled row)
         self.next_due = (
             select(tokens.c.due)
