@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
-import importlib
-import json
-import logging
 import math
-import os
 import sys
-import time
-import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from .config import DEFAULTS, FIELDS, Settings, load_settings, mask_password, unknown_keys
+from .cli_admin import logins_command, migrate_command, on_store
+from .cli_check import check
+from .config import DEFAULTS
 from .config import validate_redirect_uri as _valid_redirect_uri
 from .errors import ConfigurationError
 from .serving import PortInUse
-from .states import signing_key
 
 PROG = "python -m quart_spotify_auth"
 
@@ -175,9 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("a KEY or --idle goes with `logins forget`")
         if args.action == "forget" and (args.key is None) == (args.idle is None):
             parser.error("`logins forget` takes a KEY or --idle DAYS (one of them)")
-        return _on_store(args.app, functools.partial(_logins, args))
+        return on_store(args.app, functools.partial(logins_command, args))
     if args.command == "migrate":
-        return _on_store(args.app, functools.partial(_migrate, args))
+        return on_store(args.app, functools.partial(migrate_command, args))
     if args.command == "fake":
         from .demo import run_fake
 
@@ -202,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(create_statements(args.dialect, args.prefix), end="")
         return 0
-    return _check(args.app, timeout=args.timeout, strict=args.strict)
+    return check(args.app, timeout=args.timeout, strict=args.strict)
 
 
 def _serve(work: Coroutine[Any, Any, None]) -> int:
@@ -214,113 +207,6 @@ def _serve(work: Coroutine[Any, Any, None]) -> int:
     except PortInUse as error:
         print(f"Cannot serve: {error}", file=sys.stderr)
         return 2
-    return 0
-
-
-# -- logins and migrate -------------------------------------------------------------------
-
-
-def _on_store(spec: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
-    """Run ``work(app, core)`` with the app's core, its store open; 1 (said why) on failure."""
-    from .errors import SpotifyAuthError
-
-    try:
-        app = _load_app(spec)
-        core = _registered_core(app)
-    except (_CannotLoad, ConfigurationError) as error:
-        print(f"Cannot load the app {spec}: {error}", file=sys.stderr)
-        return 1
-    if core is None:
-        print(f"{spec} has no SpotifyAuth(app) or init_app(app).", file=sys.stderr)
-        return 1
-    if not core.store.shared:  # the memory store: its logins live in the app's process
-        print(f"{spec} keeps its logins in {core.store!r}, out of reach here.", file=sys.stderr)
-        return 1
-
-    async def run() -> int:
-        await core.store.open()
-        try:
-            return await work(app, core)
-        finally:
-            await core.store.close()
-
-    quiet = logging.getLogger("quart_spotify_auth")
-    was, quiet.disabled = quiet.disabled, True  # an error is said once, below, with its notes
-    try:
-        return asyncio.run(run())
-    except (SpotifyAuthError, OSError) as error:
-        said = getattr(error, "description", None) or str(error)
-        print(f"Error: {said}", *getattr(error, "__notes__", ()), sep="\n", file=sys.stderr)
-        return 1
-    finally:
-        quiet.disabled = was
-
-
-async def _logins(args: argparse.Namespace, _app: Any, core: Any) -> int:
-    from .logins import logins
-
-    if args.action == "forget" and args.key is not None:
-        if await core.forget(args.key):
-            print(f"Forgot the login {args.key}.")
-            return 0
-        print(f"No login is stored under {args.key!r} (`logins` lists them).", file=sys.stderr)
-        return 1
-    if args.action == "forget":
-        before, forgotten = time.time() - args.idle * 86400, 0
-        async for login in logins(core.store):
-            last = login.last_used if login.last_used is not None else login.authorized_at
-            if last is not None and last < before:
-                forgotten += await core.forget(login.key)
-        print(f"Forgot {forgotten} login(s) unused for {args.idle:g} days.")
-        return 0
-    found = [login async for login in logins(core.store)]
-    if args.json:
-        print(json.dumps([login.as_dict() for login in found], indent=1))
-        return 0
-    rows: list[tuple[str, ...]] = [("KEY", "USER", "CONSENTED", "EXPIRES", "LAST USED", "SCOPES")]
-    for login in found:
-        when = [_when(t) for t in (login.authorized_at, login.expires_at, login.last_used)]
-        scopes = " ".join(sorted(login.scopes)) if login.readable else "(unreadable with the keys)"
-        rows.append((login.key, login.user_id or "browser", *when, scopes))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=False)) + "  " + row[5])
-    print(f"{len(found)} login(s) in {core.store!r}.")
-    return 0
-
-
-def _when(at: float | None) -> str:
-    return "-" if at is None else time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(at))
-
-
-async def _migrate(args: argparse.Namespace, app: Any, core: Any) -> int:
-    from .logins import move
-    from .stores import open_store
-
-    settings = dataclasses.replace(core.settings, token_store=args.to)
-    target = open_store(settings, core.clock, app.instance_path)
-    if repr(target) == repr(core.store):
-        print(f"--to names the store the app uses already: {target!r}.", file=sys.stderr)
-        return 1
-    await target.open()
-    try:
-        moved = await move(core.store, target, dry_run=args.dry_run)
-    finally:
-        await target.close()
-    where = mask_password(args.to)
-    done = "would be copied" if args.dry_run else "copied"
-    print(
-        f"{moved.copied} login(s) {done} from {core.store!r} to {where} in {moved.seconds:.1f} s; "
-        f"{moved.current} already there (the same or newer)."
-    )
-    if moved.unreadable:
-        print(
-            f"{moved.unreadable} login(s) could not be read with SPOTIFY_TOKEN_ENCRYPTION_KEYS "
-            "and were left behind.",
-            file=sys.stderr,
-        )
-    if not args.dry_run:
-        print(f"Next: set SPOTIFY_TOKEN_STORE={where} and start the app again.")
     return 0
 
 
@@ -359,193 +245,6 @@ def _redirect_uri(text: str) -> str:
         return _valid_redirect_uri(text, name="--redirect-uri")
     except ConfigurationError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-# -- check --------------------------------------------------------------------------------
-
-
-def _check(spec: str | None, *, timeout: float, strict: bool) -> int:
-    """Read the settings as the app does, list them, and try the store. 0: all good."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        try:
-            app = _load_app(spec) if spec else None
-            config: Mapping[str, Any] = app.config if app is not None else {}
-            core = _registered_core(app)
-            settings = core.settings if core is not None else load_settings(config)
-            if app is not None:
-                signing_key(app.secret_key)
-        except ConfigurationError as error:
-            print(f"Configuration error: {error}", file=sys.stderr)
-            return 1
-        except _CannotLoad as error:
-            print(f"Cannot load the app {spec}: {error}", file=sys.stderr)
-            return 1
-    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-    notes = list(dict.fromkeys([*unknown_keys(config), *(s for s in said if "SPOTIFY" in s)]))
-    instance = getattr(app, "instance_path", None)
-    store_error = _try_store(core, settings, instance, timeout)
-    listing = _listing(settings, config, instance)
-    for note in notes:
-        print(f"Warning: {note}", file=sys.stderr)
-    if store_error is not None:
-        print(listing)
-        print(f"Store error: {store_error}", file=sys.stderr)
-        return 1
-    what = f"the app {spec}" if spec else "the settings in the environment"
-    if core is None and instance is None and _in_instance_folder(settings.token_store):
-        store = "the store (SQLite in the app's instance folder) is tried with --app"
-    else:
-        store = "the token store answered"
-    warned = f"; {len(notes)} warning(s), on stderr" if notes else ""
-    if strict and notes:
-        print(
-            f"Not OK under --strict: {what} can work, but has {len(notes)} warning(s), on stderr."
-        )
-    else:
-        print(f"OK: {what} can work; {store}{warned}.")
-    print(listing)
-    return 1 if strict and notes else 0
-
-
-class _CannotLoad(Exception):
-    """--app names nothing that can be imported, or no app."""
-
-
-def _load_app(spec: str) -> Any:
-    """The app ``MODULE[:NAME]`` names, imported as ``flask --app`` and hypercorn do (from the
-    current directory; ``NAME()`` calls a factory)."""
-    module_name, _, name = spec.partition(":")
-    name = name or "app"
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise _CannotLoad(f"{type(error).__name__}: {error}") from error
-    factory = name.endswith("()")
-    found = getattr(module, name.removesuffix("()"), None)
-    if factory and callable(found):
-        found = found()
-    if not hasattr(found, "config") or not hasattr(found, "extensions"):
-        raise _CannotLoad(f"{module_name} has no Quart or Flask app named {name!r}.")
-    return found
-
-
-def _registered_core(app: Any) -> Any:
-    """The core ``SpotifyAuth(app)`` built for ``app``, if it was: its settings and store are
-    the app's own (keyword arguments and a ``store=`` included)."""
-    from .core import EXTENSION_KEY, Core
-
-    found = None if app is None else app.extensions.get(EXTENSION_KEY)
-    core = getattr(found, "_core", found)  # the Flask shim keeps its core, not started, there
-    return core if isinstance(core, Core) else None
-
-
-def _try_store(core: Any, settings: Settings, instance: str | None, timeout: float) -> str | None:
-    """Open the token store, read one key, close it: ``None``, or what went wrong."""
-    from .stores import SQLITE_FILE, open_store
-
-    if core is not None:
-        store, url = core.store, settings.token_store
-    elif instance is None and _in_instance_folder(settings.token_store):
-        return None  # a SQLite file in the app's instance folder: --app names the folder
-    else:
-        url = settings.token_store
-        try:
-            store = open_store(settings, instance_path=instance or "instance")
-        except (ConfigurationError, OSError) as error:
-            return f"the token store {mask_password(str(url))} cannot be opened: {error}"
-    if url is None and instance is not None:
-        url = "sqlite:///" + os.path.join(instance, SQLITE_FILE)
-
-    async def probe() -> None:
-        await store.open()
-        try:
-            await store.get("check:quart-spotify-auth")
-        finally:
-            await store.close()
-
-    quiet = logging.getLogger("quart_spotify_auth")
-    was, quiet.disabled = quiet.disabled, True  # the error is said once, below
-    try:
-        asyncio.run(asyncio.wait_for(probe(), timeout))
-    except TimeoutError:
-        return f"the token store {mask_password(str(url))} did not answer within {timeout:g} s."
-    except Exception as error:
-        said = getattr(error, "description", None) or f"{type(error).__name__}: {error}"
-        said = said.replace(" Try again shortly; your login is kept.", "")
-        cause = error.__cause__
-        if cause is not None and str(cause) and str(cause) not in said:
-            said += f" {type(cause).__name__}: {str(cause).splitlines()[0][:200]}"
-        return f"the token store {mask_password(str(url))} cannot be reached: {_scrub(said, url)}"
-    finally:
-        quiet.disabled = was
-    return None
-
-
-def _in_instance_folder(url: str | None) -> bool:
-    """Whether the store is a SQLite file in the app's instance folder: the default, or a
-    relative ``sqlite:///`` path."""
-    scheme = "sqlite:///"
-    return url is None or (url.startswith(scheme) and not os.path.isabs(url[len(scheme) :]))
-
-
-def _listing(settings: Settings, config: Mapping[str, Any], instance: str | None) -> str:
-    """Every setting, its value as the app uses it (secrets masked), and where it came from."""
-    arguments = _arguments(settings, config)
-    rows = []
-    for key, field in FIELDS.items():
-        value = getattr(settings, field.name)
-        source = "SpotifyAuth(...) argument" if key in arguments else _source(key, config)
-        rows.append((key, _shown(key, value, instance), source))
-    width = max(len(key) for key, _, _ in rows)
-    values = min(max(len(value) for _, value, _ in rows), 50)
-    return "\n".join(f"  {k:<{width}}  {v:<{values}}  {s}" for k, v, s in rows)
-
-
-def _shown(key: str, value: Any, instance: str | None) -> str:
-    if key == "SPOTIFY_CLIENT_SECRET":
-        return "None (a public client: PKCE only)" if value is None else "'***'"
-    if key == "SPOTIFY_TOKEN_ENCRYPTION_KEYS":
-        return "None (in clear)" if not value else f"{len(value)} key(s), '***'"
-    if key == "SPOTIFY_TOKEN_STORE":
-        if value is None:
-            where = instance or "the app's instance folder"
-            return f"None (SQLite in {where})"
-        return repr(mask_password(value))
-    if key == "SPOTIFY_SCOPES":
-        return repr(" ".join(value))
-    return repr(value)
-
-
-def _arguments(settings: Settings, config: Mapping[str, Any]) -> set[str]:
-    """The keys whose value the app's ``SpotifyAuth(...)`` keyword arguments gave: those
-    where its settings differ from what ``config`` and the environment give alone."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            alone = load_settings({**config, "SPOTIFY_CLIENT_ID": settings.client_id})
-        except ConfigurationError:
-            return set()  # config alone cannot work: an argument fixed it, which one is unsaid
-    given = {k for k, f in FIELDS.items() if getattr(alone, f.name) != getattr(settings, f.name)}
-    if config.get("SPOTIFY_CLIENT_ID") is None and not os.environ.get("SPOTIFY_CLIENT_ID"):
-        given.add("SPOTIFY_CLIENT_ID")
-    return given
-
-
-def _source(key: str, config: Mapping[str, Any]) -> str:
-    if config.get(key) is not None:
-        return "app.config"
-    if os.environ.get(key):
-        return "environment" if FIELDS[key].metadata["env"] else "default (environment ignored)"
-    return "default"
-
-
-def _scrub(text: str, url: str | None) -> str:
-    """An error's text without the store URL's password, should a driver repeat it."""
-    password = urlsplit(url).password if url else None
-    return text.replace(password, "***") if password else text
 
 
 if __name__ == "__main__":
