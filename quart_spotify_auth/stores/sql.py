@@ -31,7 +31,8 @@ from .base import DUE_LEASE, Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec
-from .sqlengine import DirectSQLite, Executes, is_async, listen, make_engine, unavailable
+from .sqldirect import DirectSQLite, Executes
+from .sqlengine import is_async, listen, make_engine, unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
