@@ -40,69 +40,7 @@ from .codec import Codec
 __all__ = ["RedisTokenStore"]
 
 from ..signals import logger
-
-# A login (ARGV[6] empty) or a refresh over version ARGV[6]: a new version, its due time and
-# use, and the news published. With ARGV[7], a login moved in at that version, over no newer.
-_WRITE = """
-local v = redis.call('HGET', KEYS[1], 'v')
-if ARGV[6] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[6])) then return 0 end
-local n
-if ARGV[7] then
-  n = tonumber(ARGV[7])
-  if v and tonumber(v) >= n then return 0 end
-  if tonumber(redis.call('GET', KEYS[3]) or '0') < n then redis.call('SET', KEYS[3], n) end
-else n = redis.call('INCR', KEYS[3]) end
-redis.call('HSET', KEYS[1], 'v', n, 'd', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-else redis.call('ZREM', KEYS[2], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
-redis.call('PUBLISH', KEYS[5], '\0' .. n .. ':' .. #ARGV[4] .. ':' .. ARGV[4] .. ARGV[1])
-return n
-"""
-
-_DELETE = """
-local v = redis.call('HGET', KEYS[1], 'v')
-if ARGV[1] ~= '' and (not v or tonumber(v) ~= tonumber(ARGV[1])) then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('PUBLISH', KEYS[4], ARGV[2])
-return redis.call('DEL', KEYS[1])
-"""
-
-_MARK_USED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[2], 'LT', ARGV[1], ARGV[2])
-end
-"""
-
-# Due keys with when each was last used, each put off until ARGV[4] (DUE_LEASE), and the
-# earliest due time; usage stamps of keys that expired unused go with them.
-_DUE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, k in ipairs(keys) do
-  out[#out + 1] = k
-  out[#out + 1] = redis.call('ZSCORE', KEYS[2], k) or ''
-  redis.call('ZADD', KEYS[1], 'XX', ARGV[4], k)
-end
-return {out, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')}
-"""
-
-# Take the claim if free, or if held by the same owner (ARGV[3], a prefix of its claims).
-_CLAIM = """
-local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from .redisscripts import CLAIM, DELETE, DUE, MARK_USED, RELEASE, WRITE
 
 
 class RedisTokenStore(TokenStore):
@@ -308,12 +246,12 @@ class RedisTokenStore(TokenStore):
         over: int | str,
         moved: Stored | None = None,
     ) -> list[Any]:
-        """The arguments of :data:`_WRITE`; a ``moved`` login keeps its blob and version."""
+        """The arguments of :data:`WRITE`; a ``moved`` login keeps its blob and version."""
         blob = moved.blob if moved else self._codec.record(key, record)
         keys = [self._tkey(key), self._due, self._versions, self._used, self._channel]
         due_at, used_at = ("" if at is None else at for at in (due, used))  # "": none
         adopted = [moved.version] if moved else []
-        return [_WRITE, 5, *keys, blob, self._ttl_ms(record), due_at, key, used_at, over, *adopted]
+        return [WRITE, 5, *keys, blob, self._ttl_ms(record), due_at, key, used_at, over, *adopted]
 
     def stored(self, page: int = 500) -> AsyncIterator[list[Stored]]:
         return self._stored(page)
@@ -354,7 +292,7 @@ class RedisTokenStore(TokenStore):
         expected = "" if old is None else old.version
         keys = [self._tkey(key), self._due, self._used, self._channel]
         with _unavailable():
-            return bool(await self.redis.eval(_DELETE, 4, *keys, expected, key))
+            return bool(await self.redis.eval(DELETE, 4, *keys, expected, key))
 
     async def reschedule(self, key: str, due: float | None) -> None:
         with _unavailable():
@@ -365,12 +303,12 @@ class RedisTokenStore(TokenStore):
 
     async def mark_used(self, key: str, at: float) -> None:
         with _unavailable():
-            await self.redis.eval(_MARK_USED, 3, self._tkey(key), self._due, self._used, at, key)
+            await self.redis.eval(MARK_USED, 3, self._tkey(key), self._due, self._used, at, key)
 
     async def due(self, now: float, limit: int) -> Due:
         with _unavailable():
             found, first = await self.redis.eval(
-                _DUE, 2, self._due, self._used, now, limit, now - self._idle, now + DUE_LEASE
+                DUE, 2, self._due, self._used, now, limit, now - self._idle, now + DUE_LEASE
             )
         pairs = zip(found[::2], found[1::2], strict=True)
         keys = [DueKey(_bytes(k).decode(), float(used) if used else None) for k, used in pairs]
@@ -381,13 +319,13 @@ class RedisTokenStore(TokenStore):
         claim = prefix + secrets.token_hex(8)
         with _unavailable():
             taken = await self.redis.eval(
-                _CLAIM, 1, f"{self._prefix}claim:{key}", claim, max(1, int(ttl * 1000)), prefix
+                CLAIM, 1, f"{self._prefix}claim:{key}", claim, max(1, int(ttl * 1000)), prefix
             )
         return claim if taken else None
 
     async def release(self, key: str, claim: str) -> None:
         with _unavailable():
-            await self.redis.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", claim)
+            await self.redis.eval(RELEASE, 1, f"{self._prefix}claim:{key}", claim)
 
 
 def _bytes(value: Any) -> bytes:
