@@ -24,6 +24,7 @@ from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.__main__ import main
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
+from quart_spotify_auth.stores.sqldirect import CHECKPOINT_EVERY
 from quart_spotify_auth.testing import FakeSpotify, log_in
 
 from ._httplib import httpx
@@ -125,6 +126,12 @@ def _record() -> TokenRecord:
     return TokenRecord("a", "r", 4_000_000_000.0, 1_000_000_000.0, frozenset(), 1_000_000_000.0)
 
 
+def _fresh() -> TokenRecord:
+    """A login given consent now (a store reads no login past its six months)."""
+    now = time.time()
+    return TokenRecord("a", "r", now + 3600, now, frozenset(), now)
+
+
 async def test_a_corrupt_file_is_a_clean_503_and_is_never_replaced(tmp_path: Path) -> None:
     database = tmp_path / "tokens.sqlite3"
     database.write_bytes(b"this is not a database " * 200)
@@ -180,6 +187,54 @@ async def test_a_file_locked_too_long_is_a_503_and_works_when_released(tmp_path:
         holder.close()
     assert (await store.put("k", _record())).version == 1
     await store.close()
+
+
+async def test_a_call_waits_for_another_processs_lock_without_holding_up_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The store's one-row calls run on the event loop's thread while the file is free; one
+    that finds another process's write lock waits for it on a store thread, and the loop
+    serves other calls meanwhile. Were it to wait on the loop, the read below would come only
+    after the 30 s busy timeout, far past its own deadline."""
+    database = tmp_path / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}", busy_timeout=30, cache_ttl=0)
+    first = await store.put("other", _fresh())
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        writing = asyncio.create_task(store.put("k", _fresh()))
+        claiming = asyncio.create_task(store.claim("state:x", 60, "me"))
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        assert await store.get("other") == first  # the tasks above run their first steps
+        assert loop.time() - began < 10  # not held up for the busy timeout (30 s)
+        assert not writing.done() and not claiming.done()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (await writing).version == first.version + 1
+    assert await claiming is not None
+    assert await store.get("k") == await writing
+    await store.close()
+
+
+async def test_writes_on_the_loop_keep_the_write_ahead_log_from_growing(tmp_path: Path) -> None:
+    """Inline connections never checkpoint themselves (it would stall the loop); the store
+    checkpoints on a thread every CHECKPOINT_EVERY writes, so the log is used again instead of
+    growing by about five pages a write."""
+    database = tmp_path / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}", cache_ttl=0)
+    sizes = []
+    for i in range(8 * CHECKPOINT_EVERY):
+        await store.put(f"browser:{i}", _fresh(), due=3e9, used=1e9)
+        if (i + 1) % CHECKPOINT_EVERY == 0:
+            sizes.append(Path(f"{database}-wal").stat().st_size)
+    await store.close()
+    assert sizes[-1] < 2 * sizes[0], sizes  # without checkpoints: 8 times
+    reopened = SQLTokenStore(f"sqlite:///{database}")
+    assert await reopened.get(f"browser:{8 * CHECKPOINT_EVERY - 1}") is not None
+    assert await reopened.get("browser:0") is not None
+    await reopened.close()
 
 
 @contextlib.contextmanager
@@ -333,7 +388,8 @@ async def test_the_stores_own_connections_to_its_file_are_closed_with_it(
     await asyncio.gather(*(store.put(f"k{i}", record) for i in range(20)))
     found = await asyncio.gather(*(store.get(f"k{i}") for i in range(20)))
     assert all(record is not None for record in found)
-    assert len(opened) >= 2  # the tables' creation, and the threads' own
+    await asyncio.gather(*(store.due(now + 7200, 5) for _ in range(4)))  # on store threads
+    assert len(opened) >= 2  # the loop's own (reused from the tables' creation), the threads'
     await store.close()
     for connection in opened:
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):

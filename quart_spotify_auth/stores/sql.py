@@ -1,8 +1,9 @@
 """The SQL store: SQLite (the default, shared by the workers of one host) or PostgreSQL (many
 hosts), one implementation on SQLAlchemy Core.
 
-Each read or write is one transaction: for SQLite on a few threads with ``sqlite3`` (an async
-driver hops threads for every cursor call, 2 ms against 0.1), for PostgreSQL on asyncpg. Writes
+Each read or write is one transaction: for SQLite with ``sqlite3``, a one-row one on the event
+loop's thread while no other process holds the lock, else on a few threads (an async driver
+hops threads for every cursor call, 2 ms against 0.1); for PostgreSQL on asyncpg. Writes
 are compare-and-set on a version counter; a claim is a row with an expiry. Other processes hear
 of writes by PostgreSQL's ``NOTIFY`` or SQLite's change slots (:mod:`.changes`)."""
 
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -31,7 +32,7 @@ from .base import DUE_LEASE, Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
 from .changes import ChangeSlots
 from .codec import Codec
-from .sqldirect import DirectSQLite, Executes
+from .sqldirect import Busy, DirectSQLite, Executes
 from .sqlengine import is_async, listen, make_engine, unavailable
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ THREADS = 4
 
 #: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
+
+
+#: Where a transaction runs: "loop", inline where the store may (else as "thread"); "thread",
+#: straight on the driver on a store thread; "engine", through SQLAlchemy.
+_On = Literal["loop", "thread", "engine"]
 
 
 class _Stale(Exception):
@@ -133,6 +139,7 @@ class SQLTokenStore(TokenStore):
         self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._threads: ThreadPoolExecutor | None = None
         self._direct: DirectSQLite | None = None  # the parent's connections are not ours
+        self._checkpointing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Create the tables when missing (an unreachable database is logged; requests get
@@ -165,6 +172,9 @@ class SQLTokenStore(TokenStore):
         if listener is not None:
             await cancel(listener)
         self.cache.listen(False)
+        checkpointing, self._checkpointing = self._checkpointing, None
+        if checkpointing is not None:
+            await checkpointing
         threads, self._threads = self._threads, None
         if threads is not None:
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
@@ -267,7 +277,8 @@ class SQLTokenStore(TokenStore):
 
     async def _page(self, after: str, limit: int) -> Sequence[Any]:
         where = bind(after=after, now=self._clock(), limit=limit)
-        return await self._run(lambda c: c.execute(self._sql.page, where).all(), write=False)
+        page = self._sql.page
+        return await self._run(lambda c: c.execute(page, where).all(), write=False, on="thread")
 
     async def adopt(self, rows: Sequence[Stored]) -> int:
         now, sql = self._clock(), self._sql
@@ -290,7 +301,7 @@ class SQLTokenStore(TokenStore):
             connection.execute(sql.versions_above, bind(top=top))
             return adopted
 
-        adopted = await self._run(write)
+        adopted = await self._run(write, on="thread")
         if self._slots is not None:
             for key in adopted:
                 self._slots.changed(key)
@@ -317,7 +328,7 @@ class SQLTokenStore(TokenStore):
                 connection.execute(sql.sweep_claims, bind(ended=now - 3600))
             return Due([DueKey(str(k), used) for k, used in keys], first)
 
-        found = await self._run(read)
+        found = await self._run(read, on="thread")  # many rows, and a sweep may delete many
         if sweep:
             self._swept = now
         return found
@@ -350,23 +361,25 @@ class SQLTokenStore(TokenStore):
     async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """Run ``work(connection)`` (a sync ``Connection``) in one transaction; the database's
         failures become a clean 503."""
-        return await self._run(cast("Callable[[Executes], T]", work), write=write, direct=False)
+        return await self._run(cast("Callable[[Executes], T]", work), write=write, on="engine")
 
     async def _run(
-        self, work: Callable[[Executes], T], *, write: bool = True, direct: bool = True
+        self, work: Callable[[Executes], T], *, write: bool = True, on: _On = "loop"
     ) -> T:
-        """:meth:`transaction` for the store's own statements (``direct``: on a SQLite file
-        of the store's own, straight on the driver, :class:`.DirectSQLite`)."""
+        """:meth:`transaction` for the store's own statements: on a SQLite file of the
+        store's own, straight on the driver (:class:`.DirectSQLite`), and the one-row ones
+        (``on="loop"``) inline on the event loop's thread while no other process holds the
+        lock."""
         try:
             if not self._ready:
                 await self._ensure()
-            return await self._in_transaction(work, write=write, direct=direct)
+            return await self._in_transaction(work, write=write, on=on)
         except _FAILURES as exc:
             raise unavailable(self.dialect, self._where, exc) from exc
 
     async def _in_transaction(
-        self, work: Callable[[Any], T], *, write: bool, direct: bool = False
-    ) -> T:  # work takes a Connection, or (direct) what Executes
+        self, work: Callable[[Any], T], *, write: bool, on: _On = "engine"
+    ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         engine = self.engine
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
@@ -377,10 +390,16 @@ class SQLTokenStore(TokenStore):
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
 
+            loop = asyncio.get_running_loop()
             run: Callable[[], T]
-            if direct and self._owned and self.dialect == "sqlite":
+            if on != "engine" and self._owned and self.dialect == "sqlite":
                 if self._direct is None:
                     self._direct = DirectSQLite(cast(Engine, engine))
+                if on == "loop":
+                    try:
+                        return await self._inline(self._direct, work, write)
+                    except Busy:
+                        pass  # another process holds the lock: wait for it on a thread
                 run = functools.partial(self._direct.transaction, work, write)
             else:
 
@@ -388,4 +407,31 @@ class SQLTokenStore(TokenStore):
                     with cast(Engine, engine).execution_options(**options).begin() as connection:
                         return work(connection)
 
-            return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+            return await loop.run_in_executor(self._threads, run)
+
+    async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
+        """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
+        ``CHECKPOINT_EVERY`` writes, a checkpoint follows on a store thread."""
+        if not direct.has_inline():  # opened on a thread: its set-up may wait for a lock
+            direct.use_inline(
+                await asyncio.get_running_loop().run_in_executor(self._threads, direct.open_inline)
+            )
+        done = direct.inline(work, write)
+        if write and direct.checkpoint_due() and self._checkpointing is None:
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint(direct))
+        await asyncio.sleep(0)  # as a thread's answer would: a loop of calls lets others run
+        return done
+
+    async def _checkpoint(self, direct: DirectSQLite) -> None:
+        """Checkpoint on a store thread what inline writes left in the write-ahead log (a
+        page for each table and index a write touches), this process's writes waiting: were
+        they to go on, the checkpoint would never catch up and the log would only grow."""
+        try:
+            async with self._writing or nullcontext():
+                if self._threads is not None:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self._threads, direct.checkpoint)
+        except sqlite3.Error as exc:  # the next one tries again
+            logger.debug("A SQLite checkpoint failed: %s", exc)
+        finally:
+            self._checkpointing = None

@@ -40,7 +40,7 @@ def is_async(engine: object) -> TypeGuard[AsyncEngine]:
 
 
 def make_engine(url: str, busy_timeout: float = 5.0) -> Engine | AsyncEngine:
-    """The engine for ``url``. PostgreSQL: asyncpg. SQLite: ``sqlite3`` (on the store's threads),
+    """The engine for ``url``. PostgreSQL: asyncpg. SQLite: ``sqlite3`` (see :mod:`.sqldirect`),
     its file made private, each connection set up by :func:`sqlite_setup`."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
