@@ -26,7 +26,7 @@ from .retry import backoff
 from .signals import logger
 from .stores import TokenStore
 from .stores.cache import CachedRecords, bounded_insert
-from .tasks import stop_if_cancelled
+from .tasks import Flight, stop_if_cancelled
 from .tokens import Clock, RenewalPolicy, TokenRecord
 
 __all__ = ["Refresher"]
@@ -70,7 +70,7 @@ class Refresher:
         self.deferred = Deferred(store, clock, self.records.cache.last_known_for)
         self._claims = Claims(store, self.deferred)
         self.wake: Callable[[float | None], None] = lambda at: None
-        self._inflight: dict[str, asyncio.Task[TokenRecord]] = {}
+        self._inflight: dict[str, Flight[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
         self._revoked: dict[str, None] = {}
 
@@ -158,27 +158,27 @@ class Refresher:
     ) -> TokenRecord:
         """Refresh ``key`` now, or join its refresh in flight; a valid record newer than ``seen``
         is returned unrefreshed. Callers wait ``join_timeout`` (then 503) unless ``wait=True``."""
-        task = self._inflight.get(key)
-        if task is None:
+        flight = self._inflight.get(key)
+        if flight is None:
             task = asyncio.ensure_future(self._refresh(key, seen, max_wait, not wait))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t: self._finished(key, t))
-        if not task.done():  # waited for, never cancelled by a caller going away
-            await asyncio.wait((task,), timeout=None if wait else self.settings.join_timeout)
-            if not task.done():
-                raise SpotifyUnavailable(_TOO_LONG)
-        return task.result()
+            flight = self._inflight[key] = Flight(task, self.settings.join_timeout)
+            task.add_done_callback(lambda t: self._finished(key, flight))
+        if wait:  # waited for, never cancelled by a caller going away
+            await asyncio.wait((flight.task,))
+        elif not await flight.join():
+            raise SpotifyUnavailable(_TOO_LONG)
+        return flight.task.result()
 
     async def wait_for_inflight(self, timeout: float) -> None:
         """Let refreshes in flight land (up to ``timeout`` seconds) at shutdown."""
         if self._inflight:
-            await asyncio.wait(set(self._inflight.values()), timeout=timeout)
+            await asyncio.wait({flight.task for flight in self._inflight.values()}, timeout=timeout)
 
-    def _finished(self, key: str, task: asyncio.Task[TokenRecord]) -> None:
-        if self._inflight.get(key) is task:
+    def _finished(self, key: str, flight: Flight[TokenRecord]) -> None:
+        if self._inflight.get(key) is flight:
             del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here so an unawaited failure is not reported twice
+        if not flight.task.cancelled():
+            flight.task.exception()  # retrieved here so an unawaited failure is not reported twice
 
     async def _refresh(
         self, key: str, seen: TokenRecord | None, max_wait: float | None, on_request: bool
