@@ -417,10 +417,12 @@ class SQLTokenStore(TokenStore):
                 await asyncio.get_running_loop().run_in_executor(self._threads, direct.open_inline)
             )
         done = direct.inline(work, write)
-        if write and direct.checkpoint_due() and self._checkpointing is None:
-            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint(direct))
-        await asyncio.sleep(0)  # as a thread's answer would: a loop of calls lets others run
-        return done
+        if write:  # the lock held, others run (a checkpoint queues for it): a loop of writes
+            if direct.checkpoint_due() and self._checkpointing is None:  # lets them in
+                loop = asyncio.get_running_loop()
+                self._checkpointing = loop.create_task(self._checkpoint(direct))
+            await asyncio.sleep(0)
+        return done  # a read answers at once: its callers find the copy it left
 
     async def _checkpoint(self, direct: DirectSQLite) -> None:
         """Checkpoint on a store thread what inline writes left in the write-ahead log (a
