@@ -10,8 +10,15 @@ a 503 through an error handler, as ours is.
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
+import warnings
 from typing import Any
+
+if os.environ.get("BENCH_HTTP_LIBRARY") == "httpx":  # Authlib as it runs without httpx2
+    sys.modules["httpx2"] = None  # type: ignore[assignment]  # its import fails, as if absent
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", module="authlib")
 
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
@@ -63,6 +70,12 @@ def oauth_client(login_id: str | None = None) -> AsyncOAuth2Client:
         code_challenge_method="S256",
         transport=pool,
     )
+
+
+@peer.route("/library")
+async def peer_library() -> ResponseReturnValue:
+    """The HTTP library Authlib's client runs on here, for the measure to report."""
+    return {"library": httpx.__name__}
 
 
 @peer.route("/login")

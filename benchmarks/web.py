@@ -125,9 +125,12 @@ async def logins_beside_authlib(
             {"BENCH_STORE": "default", "BENCH_HTTP_LIBRARY": "httpx2"},
         ),
         "authlib": ("benchmarks.soak_peer:peer", {}),
+        # Authlib where httpx2 is not installed: on httpx, as ours runs by default.
+        "authlib_httpx": ("benchmarks.soak_peer:peer", {"BENCH_HTTP_LIBRARY": "httpx"}),
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     cpu: dict[str, list[float]] = {name: [] for name in contenders}
+    libraries: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as instance:
         async with (
             hypercorn("benchmarks.apps:soak_login_fake") as fake_url,
@@ -144,6 +147,9 @@ async def logins_beside_authlib(
                 }
                 url, pid = await stack.enter_async_context(served(target, env=env, port=port))
                 apps[name] = (url, children(pid) or [pid])
+            async with httpx.AsyncClient() as http:  # what each Authlib app runs on
+                for name in ("authlib", "authlib_httpx"):
+                    libraries[name] = (await http.get(apps[name][0] + "/library")).json()["library"]
             names = list(contenders)
             for i in range(rounds):
                 for name in names[i % len(names) :] + names[: i % len(names)]:
@@ -172,6 +178,11 @@ async def logins_beside_authlib(
         "cpu_authlib_over_ours_sqlite_httpx2": round(
             cost["authlib"] / cost["ours_sqlite_httpx2"], 3
         ),
+        "authlib_library": libraries["authlib"],
+        "authlib_httpx_library": libraries["authlib_httpx"],
+        # Both on httpx: Authlib where httpx2 is not installed, ours by default.
+        "cpu_authlib_httpx_over_ours": round(cost["authlib_httpx"] / cost["ours"], 3),
+        "cpu_authlib_httpx_over_ours_sqlite": round(cost["authlib_httpx"] / cost["ours_sqlite"], 3),
         "rounds": rounds,
         "seconds": seconds,
     }
