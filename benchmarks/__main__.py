@@ -45,7 +45,7 @@ MEASURES: dict[str, Measure] = {
     "scale-postgresql": lambda a: scale_pg.run_postgresql(
         tokens=100_000 if a.quick else 1_000_000, observe=30 if a.quick else 120
     ),
-    "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10),
+    "rollover": lambda a: rollover.run(seconds=5 if a.quick else 10, runs=1 if a.quick else 3),
     "flood": lambda a: flood.run(rounds=2 if a.quick else 5, delay=2.0 if a.quick else 3.0),
     "workers-singleflight": lambda a: stores.single_flight(callers=200 if a.quick else 1000),
     "migrate": lambda a: migrate.run(logins=2_000 if a.quick else 10_000),

@@ -29,42 +29,68 @@ async def _login_users(app_url: str, users: int) -> None:
 
 
 async def run(
-    *, seconds: float = 10, users: int = 100, lifetime: int = 4, connections: int = 4
+    *, seconds: float = 10, users: int = 100, lifetime: int = 4, connections: int = 4, runs: int = 1
 ) -> dict[str, Any]:
+    """The three modes, ``runs`` times over: each mode's figures from its median run (by
+    p99 / p50), and every run's p99 / p50 beside them (the target holds in every run)."""
     results: dict[str, Any] = {
         "users": users,
         "token_lifetime_s": lifetime,
         "seconds": seconds,
         "connections": connections,
+        "runs": runs,
     }
+    every: dict[str, list[dict[str, Any]]] = {}
     async with hypercorn("benchmarks.apps:fake") as fake_url, httpx.AsyncClient() as control:
-        modes = (("background", "1", lifetime), ("lazy", "0", lifetime), ("steady", "1", 3600))
-        for mode, auto, ttl in modes:
-            port = free_port()
-            env = {
-                "BENCH_APP_PORT": str(port),
-                "BENCH_FAKE_URL": fake_url,
-                "BENCH_AUTO_RENEW": auto,
-            }
-            async with hypercorn("benchmarks.apps:rollover", env=env, port=port) as app_url:
-                await control.post(fake_url + "/_fake/control", json={"access_ttl": ttl, "slow": 0})
-                await _login_users(app_url, users)
-                await control.post(
-                    fake_url + "/_fake/control", json={"slow": 0.05, "reset_counters": True}
-                )
-                load = await run_json(
-                    "benchmarks.load", f"{app_url}/token", "--seconds", str(seconds),
-                    "--connections", str(connections), "--users", str(users),
-                )  # fmt: skip
-                state = (await control.get(fake_url + "/_fake/state")).json()
-                stats = (await control.get(app_url + "/stats")).json()
-            assert set(load["statuses"]) == {"200"}, load
-            results[mode] = {
-                "rps": round(load["rps"]),
-                "p50_ms": round(load["p50_ms"], 2),
-                "p99_ms": round(load["p99_ms"], 2),
-                "p99_over_p50": round(load["p99_ms"] / load["p50_ms"], 2),
-                "refreshes": state["requests"].get("token:refresh_token", 0),
-                "refreshed_on_a_request": stats.get("lazy", 0),
-            }
+        for _ in range(runs):
+            for mode, figures in (
+                await _modes(fake_url, control, seconds, users, lifetime, connections)
+            ).items():
+                every.setdefault(mode, []).append(figures)
+    for mode, runs_of_mode in every.items():
+        ranked = sorted(runs_of_mode, key=lambda r: float(r["p99_over_p50"]))
+        results[mode] = ranked[len(ranked) // 2] | {
+            "p99_over_p50_runs": [r["p99_over_p50"] for r in runs_of_mode]
+        }
+    return results
+
+
+async def _modes(
+    fake_url: str,
+    control: httpx.AsyncClient,
+    seconds: float,
+    users: int,
+    lifetime: int,
+    connections: int,
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    modes = (("background", "1", lifetime), ("lazy", "0", lifetime), ("steady", "1", 3600))
+    for mode, auto, ttl in modes:
+        port = free_port()
+        env = {
+            "BENCH_APP_PORT": str(port),
+            "BENCH_FAKE_URL": fake_url,
+            "BENCH_AUTO_RENEW": auto,
+        }
+        async with hypercorn("benchmarks.apps:rollover", env=env, port=port) as app_url:
+            await control.post(fake_url + "/_fake/control", json={"access_ttl": ttl, "slow": 0})
+            await _login_users(app_url, users)
+            await control.post(
+                fake_url + "/_fake/control", json={"slow": 0.05, "reset_counters": True}
+            )
+            load = await run_json(
+                "benchmarks.load", f"{app_url}/token", "--seconds", str(seconds),
+                "--connections", str(connections), "--users", str(users),
+            )  # fmt: skip
+            state = (await control.get(fake_url + "/_fake/state")).json()
+            stats = (await control.get(app_url + "/stats")).json()
+        assert set(load["statuses"]) == {"200"}, load
+        results[mode] = {
+            "rps": round(load["rps"]),
+            "p50_ms": round(load["p50_ms"], 2),
+            "p99_ms": round(load["p99_ms"], 2),
+            "p99_over_p50": round(load["p99_ms"] / load["p50_ms"], 2),
+            "refreshes": state["requests"].get("token:refresh_token", 0),
+            "refreshed_on_a_request": stats.get("lazy", 0),
+        }
     return results

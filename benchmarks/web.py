@@ -183,6 +183,22 @@ async def logins_beside_authlib(
         # Both on httpx: Authlib where httpx2 is not installed, ours by default.
         "cpu_authlib_httpx_over_ours": round(cost["authlib_httpx"] / cost["ours"], 3),
         "cpu_authlib_httpx_over_ours_sqlite": round(cost["authlib_httpx"] / cost["ours_sqlite"], 3),
+        # The same ratios round by round (each round ran every contender): least and most.
+        "spread": {
+            f"{peer}/{ours}": _spread(cpu[peer], cpu[ours])
+            for peer, ours in (
+                ("authlib", "ours_httpx2"),
+                ("authlib", "ours_sqlite_httpx2"),
+                ("authlib_httpx", "ours"),
+                ("authlib_httpx", "ours_sqlite"),
+            )
+        },
         "rounds": rounds,
         "seconds": seconds,
     }
+
+
+def _spread(peer: list[float], ours: list[float]) -> list[float]:
+    """The least and the most of the per-round ratios ``peer / ours``."""
+    ratios = [p / o for p, o in zip(peer, ours, strict=True)]
+    return [round(min(ratios), 3), round(max(ratios), 3)]
