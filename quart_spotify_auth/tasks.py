@@ -70,7 +70,7 @@ class Flight(Generic[T]):
         self._waiters.append((deadline, waiter))
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire)
-        return await waiter
+        return await waiter or self.task.done()  # landed as its time ran out: in time
 
     def _landed(self, _: asyncio.Task[T]) -> None:
         if self._timer is not None:
@@ -83,7 +83,7 @@ class Flight(Generic[T]):
 
     def _expire(self) -> None:
         self._timer = None
-        now = self._loop.time() + 0.001  # a timer may fire up to the clock's resolution early
+        now = self._loop.time()  # (a timer that fires a hair early is set again)
         waiters = self._waiters
         while waiters and waiters[0][0] <= now:
             _deadline, waiter = waiters.popleft()

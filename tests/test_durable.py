@@ -10,14 +10,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from benchmarks.servers import Server
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
@@ -126,6 +128,10 @@ def _record() -> TokenRecord:
     return TokenRecord("a", "r", 4_000_000_000.0, 1_000_000_000.0, frozenset(), 1_000_000_000.0)
 
 
+def _busy_timeout(connection: Connection) -> int:
+    return int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+
+
 def _fresh() -> TokenRecord:
     """A login given consent now (a store reads no login past its six months)."""
     now = time.time()
@@ -198,6 +204,13 @@ async def test_a_call_waits_for_another_processs_lock_without_holding_up_the_loo
     after the 30 s busy timeout, far past its own deadline."""
     database = tmp_path / "tokens.sqlite3"
     store = SQLTokenStore(f"sqlite:///{database}", busy_timeout=30, cache_ttl=0)
+    # The first calls at once open the loop's connection once: none that never waits may go
+    # back to the pool, where the store's threads (which must wait) would take it.
+    assert await asyncio.gather(*(store.get(f"k{i}") for i in range(8))) == [None] * 8
+    waits = await asyncio.gather(
+        *(store.transaction(_busy_timeout, write=False) for _ in range(12))
+    )  # every connection the pool hands the threads
+    assert waits == [30_000] * 12
     first = await store.put("other", _fresh())
     holder = sqlite3.connect(database, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -216,6 +229,39 @@ async def test_a_call_waits_for_another_processs_lock_without_holding_up_the_loo
     assert await claiming is not None
     assert await store.get("k") == await writing
     await store.close()
+
+
+async def test_a_write_cancelled_is_not_made(tmp_path: Path) -> None:
+    """A write that yields to the loop does so before its statement: a caller cancelled there
+    gets CancelledError and nothing was written (not a login saved behind its back)."""
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
+    await store.put("warm", _fresh())  # the loop's connection is open
+    writing = asyncio.create_task(store.put("k", _fresh()))
+    await asyncio.sleep(0)  # the task runs up to its first yield
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    assert await store.get("k") is None
+    assert await store.get("warm") is not None
+    await store.close()
+
+
+def test_a_loop_thread_that_ends_gives_its_connection_back(tmp_path: Path) -> None:
+    """Sync code may call the store from short-lived threads, each with its own loop
+    (``asyncio.run``): each thread's own connection closes with it, so the pool (5 and 10
+    more) is never spent, which would make every later call wait 30 s and fail."""
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
+    asyncio.run(store.put("k", _fresh()))
+    found: list[TokenRecord | None] = []
+    for _ in range(20):
+        worker = threading.Thread(target=lambda: found.append(asyncio.run(store.get("k"))))
+        worker.start()
+        worker.join(60)
+    assert len(found) == 20 and all(record is not None for record in found)
+    pool = store.engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedout() <= 2, pool.status()  # this thread's own, and a store thread's
+    asyncio.run(store.close())
 
 
 async def test_writes_on_the_loop_keep_the_write_ahead_log_from_growing(tmp_path: Path) -> None:

@@ -61,6 +61,18 @@ _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
 _On = Literal["loop", "thread", "engine"]
 
 
+#: This process's id, kept current across forks (a system call per transaction otherwise).
+_pid = os.getpid()
+
+
+def _at_fork() -> None:
+    global _pid  # set in a forked child, read by every transaction
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_at_fork)
+
+
 class _Stale(Exception):
     """A compare-and-set found another version: roll the transaction back."""
 
@@ -144,7 +156,7 @@ class SQLTokenStore(TokenStore):
     async def open(self) -> None:
         """Create the tables when missing (an unreachable database is logged; requests get
         503 until it answers); refuse tables of another schema version."""
-        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
+        if self._pid != _pid:  # a forked child: the parent's connections are not ours
             self._forked()
             self.cache.listen(False)
             if is_async(self._engine):
@@ -381,6 +393,10 @@ class SQLTokenStore(TokenStore):
         self, work: Callable[[Any], T], *, write: bool, on: _On = "engine"
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         engine = self.engine
+        if self._pid != _pid and not is_async(engine):  # forked, and open() not called: never
+            self._forked()  # the parent's connections (SQLite's own docs forbid it)
+            self.cache.listen(False)
+            engine.dispose(close=False)
         # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
         options = {"write": True} if write else {}
         async with self._writing if write and self._writing else nullcontext():
@@ -412,17 +428,18 @@ class SQLTokenStore(TokenStore):
     async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
         """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
         ``CHECKPOINT_EVERY`` writes, a checkpoint follows on a store thread."""
-        if not direct.has_inline():  # opened on a thread: its set-up may wait for a lock
-            direct.use_inline(
-                await asyncio.get_running_loop().run_in_executor(self._threads, direct.open_inline)
-            )
+        loop = asyncio.get_running_loop()
+        if not direct.has_inline():  # opened once per thread, on a store thread (it may wait)
+            start = functools.partial(loop.run_in_executor, self._threads, direct.open_inline)
+            opening = direct.inline_opening(start)
+            await asyncio.shield(opening)
+            direct.install(opening)
+        if write:  # the lock held, others run (a queued checkpoint takes it next); cancelled
+            await asyncio.sleep(0)  # here, nothing was written
         done = direct.inline(work, write)
-        if write:  # the lock held, others run (a checkpoint queues for it): a loop of writes
-            if direct.checkpoint_due() and self._checkpointing is None:  # lets them in
-                loop = asyncio.get_running_loop()
-                self._checkpointing = loop.create_task(self._checkpoint(direct))
-            await asyncio.sleep(0)
-        return done  # a read answers at once: its callers find the copy it left
+        if write and direct.checkpoint_due() and self._checkpointing is None:
+            self._checkpointing = loop.create_task(self._checkpoint(direct))
+        return done  # no yield after: a read's callers find the copy it left
 
     async def _checkpoint(self, direct: DirectSQLite) -> None:
         """Checkpoint on a store thread what inline writes left in the write-ahead log (a
@@ -433,7 +450,7 @@ class SQLTokenStore(TokenStore):
                 if self._threads is not None:
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(self._threads, direct.checkpoint)
-        except sqlite3.Error as exc:  # the next one tries again
-            logger.debug("A SQLite checkpoint failed: %s", exc)
+        except Exception as exc:  # the file locked, away, the pool spent: the next one tries
+            logger.debug("A SQLite checkpoint failed: %r", exc)
         finally:
             self._checkpointing = None

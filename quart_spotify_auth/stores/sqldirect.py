@@ -10,8 +10,10 @@ GIL: 250 to 400 µs of CPU in a served process, more than the transaction itself
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
@@ -30,6 +32,20 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: Inline writes between two checkpoints: the pages they add to the write-ahead log stay
 #: well under SQLite's own trigger (1,000 pages), which inline connections turn off.
 CHECKPOINT_EVERY = 200
+
+
+#: Marks an inline connection (in its ``info``): never given back to the pool as it is.
+_INLINE = "quart_spotify_auth_inline"
+
+
+class _Inline:
+    """A thread's inline connection, held in its locals (weakly referable: its end closes
+    the connection)."""
+
+    __slots__ = ("__weakref__", "proxied")
+
+    def __init__(self, proxied: Any) -> None:
+        self.proxied = proxied
 
 
 class Busy(Exception):
@@ -141,14 +157,25 @@ class DirectSQLite:
         """Whether this thread (the event loop's) has its inline connection."""
         return getattr(self._local, "inline", None) is not None
 
+    def inline_opening(self, start: Callable[[], asyncio.Future[Any]]) -> asyncio.Future[Any]:
+        """This thread's one open of its inline connection: ``start()`` (:meth:`open_inline`
+        on a store thread) unless one is under way. It is installed when it lands, whether
+        or not its callers are still there."""
+        opening: asyncio.Future[Any] | None = getattr(self._local, "opening", None)
+        if opening is None:
+            opening = self._local.opening = start()
+            opening.add_done_callback(self.install)
+        return opening
+
     def open_inline(self) -> Any:
-        """A connection for an event loop's thread, opened here, on a store thread: its set-up
-        may wait for a lock. Hand it to :meth:`use_inline` on the loop's thread."""
+        """A connection for an event loop's thread, opened on a store thread (its set-up may
+        wait for a lock): no busy timeout, no checkpoints of its own."""
         proxied = self._engine.raw_connection()
         try:
             driver = cast(sqlite3.Connection, proxied.driver_connection)
             driver.execute("PRAGMA busy_timeout = 0")
             driver.execute("PRAGMA wal_autocheckpoint = 0")
+            proxied.info[_INLINE] = True
         except BaseException:
             proxied.invalidate()
             raise
@@ -156,20 +183,25 @@ class DirectSQLite:
             self._held.append(proxied)
         return proxied
 
-    def use_inline(self, proxied: Any) -> None:
-        """Make ``proxied`` (from :meth:`open_inline`) this thread's inline connection, unless
-        another was made so meanwhile (``proxied`` then goes back to the pool)."""
-        if not self.has_inline():
-            self._local.inline = proxied
+    def install(self, opening: asyncio.Future[Any]) -> None:
+        """Make what ``opening`` (done) opened this thread's inline connection, once: its
+        done callback does, and so does a caller that found it done before that ran."""
+        if getattr(self._local, "opening", None) is opening:
+            self._local.opening = None
+        if opening.cancelled() or opening.exception() is not None:
+            return  # the callers that waited have the error; the next call tries again
+        if self.has_inline():
             return
-        with self._lock:
-            self._held.remove(proxied)
-        proxied.close()
+        inline = _Inline(opening.result())
+        # When the thread ends, its locals go, and the connection with them (not to the pool).
+        weakref.finalize(inline, self._release, inline.proxied)
+        self._local.inline = inline
 
     def inline(self, work: Callable[[Executes], T], write: bool) -> T:
         """Run ``work`` in one transaction on this thread's inline connection, never waiting:
         a lock held by another connection is :class:`Busy`."""
-        done = self._within(self._local.inline.driver_connection, "inline", work, write)
+        connection = self._local.inline.proxied.driver_connection
+        done = self._within(connection, "inline", work, write)
         if write:
             self.writes += 1
         return done
@@ -211,18 +243,28 @@ class DirectSQLite:
             raise
 
     def _drop(self, slot: str) -> None:
-        proxied = self._local.__dict__.pop(slot, None)
-        if proxied is not None:
-            with self._lock:
-                self._held.remove(proxied)
-            proxied.invalidate()
+        held = self._local.__dict__.pop(slot, None)
+        if held is not None:
+            self._release(held.proxied if isinstance(held, _Inline) else held)
+
+    def _release(self, proxied: Any) -> None:
+        """Close ``proxied`` for good (an inline one, or one that failed), if still held."""
+        with self._lock:
+            if proxied not in self._held:
+                return  # closed already, or a forked parent's
+            self._held.remove(proxied)
+        proxied.invalidate()
 
     def close(self) -> None:
-        """Give every connection back to the pool (after the store's threads have ended)."""
+        """Give every store thread's connection back to the pool, close the inline ones
+        (after the store's threads have ended)."""
         with self._lock:
             held, self._held = self._held, []
         for proxied in held:
-            proxied.close()
+            if proxied.info.get(_INLINE):
+                proxied.invalidate()
+            else:
+                proxied.close()
         self._local = threading.local()
 
     def forget(self) -> None:
