@@ -63,9 +63,31 @@ class LoopThread:
 
 
 def _serve(runner: asyncio.Runner) -> None:
-    """Run the loop until stopped, then close it as ``asyncio.run`` closes its own."""
-    with runner:
-        runner.get_loop().run_forever()
+    """Run the loop until stopped, then close it as ``asyncio.run`` closes its own; at the
+    interpreter's exit (``atexit`` stops it) without starting a thread, which Python 3.12
+    refuses then and ``asyncio.run`` needs to wait for the default executor."""
+    loop = runner.get_loop()
+    try:
+        loop.run_forever()
+    finally:
+        if threading.main_thread().is_alive():
+            runner.close()
+        else:
+            _close_at_exit(loop)
+
+
+def _close_at_exit(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``Runner.close`` does, but the default executor's threads are told to stop, not
+    waited for (``loop.close``): the process is ending."""
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 _LOOP = LoopThread()

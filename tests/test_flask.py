@@ -302,3 +302,52 @@ def test_the_seed_names_are_said_to_be_deprecated_under_flask_run(tmp_path: Path
     line = f"{tmp_path / 'seedapp.py'}:9: SpotifyAuth.getUser() is Flask-Spotify-Auth's name"
     assert said.count(line) == 1, said  # once per process, however many calls
     assert "use get_user()" in said
+
+
+EXITING_APP = """
+import sys
+
+import flask
+
+from quart_spotify_auth.flask import SpotifyAuth
+
+app = flask.Flask("exiting", instance_path=sys.argv[1])
+app.secret_key = "a-test-secret-key-of-enough-length"
+app.config.update(
+    SPOTIFY_CLIENT_ID="id",
+    SPOTIFY_CLIENT_SECRET="secret",
+    SPOTIFY_REDIRECT_URI="http://127.0.0.1:5000/callback/",
+)
+spotify = SpotifyAuth(app)
+
+
+@app.route("/callback/")
+def callback() -> str:
+    spotify.get_user_token()
+    return "logged in"
+
+
+@app.route("/")
+def index() -> str:
+    return str(spotify.is_logged_in())
+
+
+print(app.test_client().get("/").get_data(as_text=True))
+"""
+
+
+def test_an_app_on_the_default_store_exits_cleanly(tmp_path: Path) -> None:
+    """The shim closes its core and its loop at exit (atexit). Python 3.12 starts no thread
+    then, and both closing the store's threads and asyncio's own close of the loop wanted
+    one: every Flask app on the default store printed a traceback as it exited."""
+    result = subprocess.run(
+        [sys.executable, "-c", EXITING_APP, str(tmp_path / "instance")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **CHOICE},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["False"]
+    assert result.stderr == "", result.stderr[-3000:]  # no traceback, nor any warning
+    assert not Path(f"{tmp_path}/instance/quart_spotify_auth.sqlite3-wal").exists()  # closed

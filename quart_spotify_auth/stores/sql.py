@@ -13,6 +13,7 @@ import asyncio
 import functools
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -188,8 +189,12 @@ class SQLTokenStore(TokenStore):
         if checkpointing is not None:
             await checkpointing
         threads, self._threads = self._threads, None
-        if threads is not None:
+        if threads is None:
+            pass
+        elif threading.main_thread().is_alive():
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
+        else:  # at the interpreter's exit (atexit), when Python 3.12 starts no thread
+            threads.shutdown()
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()
