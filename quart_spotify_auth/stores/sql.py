@@ -13,13 +13,10 @@ import asyncio
 import functools
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -31,10 +28,11 @@ from ..tasks import cancel
 from ..tokens import TokenRecord
 from .base import DUE_LEASE, Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
-from .changes import ChangeSlots
+from .changes import ChangeSlots, current_pid
 from .codec import Codec
-from .sqldirect import Busy, DirectSQLite, Executes
+from .sqldirect import Executes
 from .sqlengine import is_async, listen, make_engine, unavailable
+from .sqlrun import On, Runner
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,28 +48,8 @@ T = TypeVar("T")
 #: How often (seconds) a process drops rows past their expiry and claims long ended.
 SWEEP_EVERY = 60.0
 
-#: Threads a process runs SQLite's transactions on (one writes at a time; reads go beside it).
-THREADS = 4
-
 #: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
-
-
-#: Where a transaction runs: "loop", inline where the store may (else as "thread"); "thread",
-#: straight on the driver on a store thread; "engine", through SQLAlchemy.
-_On = Literal["loop", "thread", "engine"]
-
-
-#: This process's id, kept current across forks (a system call per transaction otherwise).
-_pid = os.getpid()
-
-
-def _at_fork() -> None:
-    global _pid  # set in a forked child, read by every transaction
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_at_fork)
 
 
 class _Stale(Exception):
@@ -146,24 +124,25 @@ class SQLTokenStore(TokenStore):
 
     def _forked(self) -> None:
         """Start afresh in this process (a forked child has none of the parent's)."""
-        self._pid, self._listener, self._ready = os.getpid(), None, False
+        self._pid, self._listener, self._ready = current_pid(), None, False
         self._ready_lock = asyncio.Lock()
-        # SQLite's writers queue here, in order, not in its busy handler (which sleeps).
-        self._writing: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
-        self._threads: ThreadPoolExecutor | None = None
-        self._direct: DirectSQLite | None = None  # the parent's connections are not ours
-        self._checkpointing: asyncio.Task[None] | None = None
+        sqlite = self.dialect == "sqlite"  # the parent's threads and connections are not ours
+        self._runner = Runner(sqlite=sqlite, direct=sqlite and self._owned)
+
+    async def _adopt_fork(self) -> None:
+        """In a forked child: start afresh, the parent's pooled connections left to it."""
+        self._forked()
+        self.cache.listen(False)
+        if is_async(self._engine):
+            await self._engine.dispose(close=False)
+        elif self._engine is not None:
+            self._engine.dispose(close=False)
 
     async def open(self) -> None:
         """Create the tables when missing (an unreachable database is logged; requests get
         503 until it answers); refuse tables of another schema version."""
-        if self._pid != _pid:  # a forked child: the parent's connections are not ours
-            self._forked()
-            self.cache.listen(False)
-            if is_async(self._engine):
-                await self._engine.dispose(close=False)
-            elif self._engine is not None:
-                self._engine.dispose(close=False)
+        if self._pid != current_pid():  # a forked child: the parent's connections are not ours
+            await self._adopt_fork()
         try:
             await self._ensure()
         except StoreUnavailable as exc:
@@ -185,19 +164,7 @@ class SQLTokenStore(TokenStore):
         if listener is not None:
             await cancel(listener)
         self.cache.listen(False)
-        checkpointing, self._checkpointing = self._checkpointing, None
-        if checkpointing is not None:
-            await checkpointing
-        threads, self._threads = self._threads, None
-        if threads is None:
-            pass
-        elif threading.main_thread().is_alive():
-            await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
-        else:  # at the interpreter's exit (atexit), when Python 3.12 starts no thread
-            threads.shutdown()
-        direct, self._direct = self._direct, None
-        if direct is not None:
-            direct.close()
+        await self._runner.close()
         if self._owned and self._engine is not None:
             engine, self._engine = self._engine, None
             if is_async(engine):
@@ -381,7 +348,7 @@ class SQLTokenStore(TokenStore):
         return await self._run(cast("Callable[[Executes], T]", work), write=write, on="engine")
 
     async def _run(
-        self, work: Callable[[Executes], T], *, write: bool = True, on: _On = "loop"
+        self, work: Callable[[Executes], T], *, write: bool = True, on: On = "loop"
     ) -> T:
         """:meth:`transaction` for the store's own statements: on a SQLite file of the
         store's own, straight on the driver (:class:`.DirectSQLite`), and the one-row ones
@@ -395,67 +362,8 @@ class SQLTokenStore(TokenStore):
             raise unavailable(self.dialect, self._where, exc) from exc
 
     async def _in_transaction(
-        self, work: Callable[[Any], T], *, write: bool, on: _On = "engine"
+        self, work: Callable[[Any], T], *, write: bool, on: On = "engine"
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
-        engine = self.engine
-        if self._pid != _pid and not is_async(engine):  # forked, and open() not called: never
-            self._forked()  # the parent's connections (SQLite's own docs forbid it)
-            self.cache.listen(False)
-            engine.dispose(close=False)
-        # A write takes SQLite's write lock at once (see sqlengine), one per process at a time.
-        options = {"write": True} if write else {}
-        async with self._writing if write and self._writing else nullcontext():
-            if is_async(engine):
-                async with engine.execution_options(**options).begin() as connection:
-                    return await connection.run_sync(work)
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-
-            loop = asyncio.get_running_loop()
-            run: Callable[[], T]
-            if on != "engine" and self._owned and self.dialect == "sqlite":
-                if self._direct is None:
-                    self._direct = DirectSQLite(cast(Engine, engine))
-                if on == "loop":
-                    try:
-                        return await self._inline(self._direct, work, write)
-                    except Busy:
-                        pass  # another process holds the lock: wait for it on a thread
-                run = functools.partial(self._direct.transaction, work, write)
-            else:
-
-                def run() -> T:
-                    with cast(Engine, engine).execution_options(**options).begin() as connection:
-                        return work(connection)
-
-            return await loop.run_in_executor(self._threads, run)
-
-    async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
-        """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
-        ``CHECKPOINT_EVERY`` writes, a checkpoint follows on a store thread."""
-        loop = asyncio.get_running_loop()
-        if not direct.has_inline():  # opened once per thread, on a store thread (it may wait)
-            start = functools.partial(loop.run_in_executor, self._threads, direct.open_inline)
-            opening = direct.inline_opening(start)
-            await asyncio.shield(opening)
-            direct.install(opening)
-        if write:  # the lock held, others run (a queued checkpoint takes it next); cancelled
-            await asyncio.sleep(0)  # here, nothing was written
-        done = direct.inline(work, write)
-        if write and direct.checkpoint_due() and self._checkpointing is None:
-            self._checkpointing = loop.create_task(self._checkpoint(direct))
-        return done  # no yield after: a read's callers find the copy it left
-
-    async def _checkpoint(self, direct: DirectSQLite) -> None:
-        """Checkpoint on a store thread what inline writes left in the write-ahead log (a
-        page for each table and index a write touches), this process's writes waiting: were
-        they to go on, the checkpoint would never catch up and the log would only grow."""
-        try:
-            async with self._writing or nullcontext():
-                if self._threads is not None:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(self._threads, direct.checkpoint)
-        except Exception as exc:  # the file locked, away, the pool spent: the next one tries
-            logger.debug("A SQLite checkpoint failed: %r", exc)
-        finally:
-            self._checkpointing = None
+        if self._pid != current_pid():  # forked, and open() not called: never the parent's
+            await self._adopt_fork()  # connections (SQLite's own docs forbid it)
+        return await self._runner.run(self.engine, work, write=write, on=on)

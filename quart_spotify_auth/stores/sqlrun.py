@@ -1,0 +1,126 @@
+"""Where the SQL store's transactions run, in one process (:class:`Runner`): an async engine's
+on the event loop; a sync engine's on a few store threads; a SQLite file of the store's own
+straight on ``sqlite3`` (:mod:`.sqldirect`), its one-row statements inline on the loop's
+thread while no other process holds the lock, with the checkpoints that inline writes leave
+for a store thread."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+from sqlalchemy.engine import Engine
+
+from ..signals import logger
+from .sqldirect import Busy, DirectSQLite, Executes
+from .sqlengine import is_async
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["THREADS", "On", "Runner"]
+
+T = TypeVar("T")
+
+#: Threads a process runs SQLite's transactions on (one writes at a time; reads go beside it).
+THREADS = 4
+
+#: Where a transaction runs: "loop", inline where the store may (else as "thread"); "thread",
+#: straight on the driver on a store thread; "engine", through SQLAlchemy.
+On = Literal["loop", "thread", "engine"]
+
+
+class Runner:
+    """One process's transactions for a store: ``sqlite`` queues this process's writers in
+    order (not in SQLite's busy handler, which sleeps); ``direct``, a SQLite file the store
+    owns, runs the store's own statements straight on the driver."""
+
+    def __init__(self, *, sqlite: bool, direct: bool) -> None:
+        self.writing: asyncio.Lock | None = asyncio.Lock() if sqlite else None
+        self._direct_allowed = direct
+        self._threads: ThreadPoolExecutor | None = None
+        self._direct: DirectSQLite | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
+
+    async def run(
+        self, engine: Engine | AsyncEngine, work: Callable[[Any], T], *, write: bool, on: On
+    ) -> T:  # work takes a Connection, or (not on the engine) what Executes
+        """``work`` in one transaction (a write takes SQLite's write lock at once, see
+        :mod:`.sqlengine`, one per process at a time)."""
+        options = {"write": True} if write else {}
+        async with self.writing if write and self.writing else nullcontext():
+            if is_async(engine):
+                async with engine.execution_options(**options).begin() as connection:
+                    return await connection.run_sync(work)
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
+            run: Callable[[], T]
+            if on != "engine" and self._direct_allowed:
+                if self._direct is None:
+                    self._direct = DirectSQLite(cast(Engine, engine))
+                if on == "loop":
+                    try:
+                        return await self._inline(self._direct, work, write)
+                    except Busy:
+                        pass  # another process holds the lock: wait for it on a thread
+                run = functools.partial(self._direct.transaction, work, write)
+            else:
+
+                def run() -> T:
+                    with cast(Engine, engine).execution_options(**options).begin() as connection:
+                        return work(connection)
+
+            return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
+        """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
+        ``CHECKPOINT_EVERY`` writes, a checkpoint follows on a store thread."""
+        loop = asyncio.get_running_loop()
+        if not direct.has_inline():  # opened once per thread, on a store thread (it may wait)
+            start = functools.partial(loop.run_in_executor, self._threads, direct.open_inline)
+            opening = direct.inline_opening(start)
+            await asyncio.shield(opening)
+            direct.install(opening)
+        if write:  # the lock held, others run (a queued checkpoint takes it next); cancelled
+            await asyncio.sleep(0)  # here, nothing was written
+        done = direct.inline(work, write)
+        if write and direct.checkpoint_due() and self._checkpointing is None:
+            self._checkpointing = loop.create_task(self._checkpoint(direct))
+        return done  # no yield after: a read's callers find the copy it left
+
+    async def _checkpoint(self, direct: DirectSQLite) -> None:
+        """Checkpoint on a store thread what inline writes left in the write-ahead log (a
+        page for each table and index a write touches), this process's writes waiting: were
+        they to go on, the checkpoint would never catch up and the log would only grow."""
+        try:
+            async with self.writing or nullcontext():
+                if self._threads is not None:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self._threads, direct.checkpoint)
+        except Exception as exc:  # the file locked, away, the pool spent: the next one tries
+            logger.debug("A SQLite checkpoint failed: %r", exc)
+        finally:
+            self._checkpointing = None
+
+    async def close(self) -> None:
+        """Let a checkpoint in progress end, the store threads finish, and close the
+        driver's connections (the engine is the store's to dispose of)."""
+        checkpointing, self._checkpointing = self._checkpointing, None
+        if checkpointing is not None:
+            await checkpointing
+        threads, self._threads = self._threads, None
+        if threads is not None and threading.main_thread().is_alive():
+            await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
+        elif threads is not None:  # at the interpreter's exit (atexit): Python 3.12 starts no
+            threads.shutdown()  # thread then
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
