@@ -231,16 +231,29 @@ async def test_a_call_waits_for_another_processs_lock_without_holding_up_the_loo
     await store.close()
 
 
-async def test_a_write_cancelled_is_not_made(tmp_path: Path) -> None:
-    """A write that yields to the loop does so before its statement: a caller cancelled there
-    gets CancelledError and nothing was written (not a login saved behind its back)."""
+async def test_a_write_is_made_whole_or_cancelled_unmade(tmp_path: Path) -> None:
+    """With nothing of this process on the lock, a write runs at once, with no await, so a
+    caller cancelled after it began still finds it made and reported; one that waits its turn
+    (a checkpoint about to start, as every CHECKPOINT_EVERY writes) waits before its
+    statement, so a caller cancelled there gets CancelledError and nothing was written (not
+    a login saved behind its back)."""
     store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
     await store.put("warm", _fresh())  # the loop's connection is open
-    writing = asyncio.create_task(store.put("k", _fresh()))
-    await asyncio.sleep(0)  # the task runs up to its first yield
-    writing.cancel()
+    at_once = asyncio.create_task(store.put("now", _fresh()))
+    await asyncio.sleep(0)  # the task runs until its first await: there is none
+    at_once.cancel()
+    assert (await at_once).version > 0 and await store.get("now") is not None
+    runner = store._runner
+    for i in range(2 * CHECKPOINT_EVERY):  # until a checkpoint is due (not started yet)
+        await store.put(f"browser:{i}", _fresh())
+        if runner._checkpointing is not None:
+            break
+    assert runner._checkpointing is not None
+    waiting = asyncio.create_task(store.put("k", _fresh()))
+    await asyncio.sleep(0)  # the checkpoint takes the lock; the write waits for its turn
+    waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await writing
+        await waiting
     assert await store.get("k") is None
     assert await store.get("warm") is not None
     await store.close()

@@ -46,6 +46,8 @@ class Runner:
         self._threads: ThreadPoolExecutor | None = None
         self._direct: DirectSQLite | None = None
         self._checkpointing: asyncio.Task[None] | None = None
+        #: Calls of this process taking their turn with the lock (it held, or waited for).
+        self._queued = 0
 
     def __repr__(self) -> str:
         return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
@@ -55,30 +57,51 @@ class Runner:
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
         :mod:`.sqlengine`, one per process at a time)."""
-        options = {"write": True} if write else {}
-        async with self.writing if write and self.writing else nullcontext():
-            if is_async(engine):
-                async with engine.execution_options(**options).begin() as connection:
-                    return await connection.run_sync(work)
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
-            run: Callable[[], T]
-            if on != "engine" and self._direct_allowed:
-                if self._direct is None:
-                    self._direct = DirectSQLite(cast(Engine, engine))
-                if on == "loop":
-                    try:
-                        return await self._inline(self._direct, work, write)
-                    except Busy:
-                        pass  # another process holds the lock: wait for it on a thread
-                run = functools.partial(self._direct.transaction, work, write)
-            else:
+        direct = self._direct
+        quiet = not self._queued and (not write or self._checkpointing is None)
+        if on == "loop" and quiet and direct is not None and direct.has_inline():
+            # Nothing of this process holds the lock, waits for it, or has a checkpoint to
+            # start: run at once, with no lock and no await (so never cancelled halfway). A
+            # write's one yield here cost more CPU than its SQL.
+            try:
+                return self._now(direct, work, write)
+            except Busy:
+                on = "thread"  # another process holds the lock: wait for it on a thread
+        self._queued += 1
+        try:
+            async with self.writing if write and self.writing else nullcontext():
+                return await self._in_turn(engine, work, write, on)
+        finally:
+            self._queued -= 1
 
-                def run() -> T:
-                    with cast(Engine, engine).execution_options(**options).begin() as connection:
-                        return work(connection)
+    async def _in_turn(
+        self, engine: Engine | AsyncEngine, work: Callable[[Any], T], write: bool, on: On
+    ) -> T:
+        """:meth:`run` with this process's write lock held (for a write)."""
+        if is_async(engine):
+            options = {"write": True} if write else {}
+            async with engine.execution_options(**options).begin() as connection:
+                return await connection.run_sync(work)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
+        run: Callable[[], T]
+        if on != "engine" and self._direct_allowed:
+            if self._direct is None:
+                self._direct = DirectSQLite(cast(Engine, engine))
+            if on == "loop":
+                try:
+                    return await self._inline(self._direct, work, write)
+                except Busy:
+                    pass  # another process holds the lock: wait for it on a thread
+            run = functools.partial(self._direct.transaction, work, write)
+        else:
 
-            return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+            def run() -> T:
+                options = {"write": True} if write else {}
+                with cast(Engine, engine).execution_options(**options).begin() as connection:
+                    return work(connection)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
 
     async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
         """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
@@ -89,11 +112,16 @@ class Runner:
             opening = direct.inline_opening(start)
             await asyncio.shield(opening)
             direct.install(opening)
-        if write:  # the lock held, others run (a queued checkpoint takes it next); cancelled
-            await asyncio.sleep(0)  # here, nothing was written
+        if write and self._checkpointing is not None:  # let the checkpoint start and queue
+            await asyncio.sleep(0)  # for the lock (held): it runs next. Cancelled here,
+        return self._now(direct, work, write)  # nothing was written
+
+    def _now(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
+        """``work`` inline, at once; every ``CHECKPOINT_EVERY`` writes a checkpoint task is
+        made (it runs on a store thread, this process's writes waiting for it)."""
         done = direct.inline(work, write)
         if write and direct.checkpoint_due() and self._checkpointing is None:
-            self._checkpointing = loop.create_task(self._checkpoint(direct))
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint(direct))
         return done  # no yield after: a read's callers find the copy it left
 
     async def _checkpoint(self, direct: DirectSQLite) -> None:
