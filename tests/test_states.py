@@ -61,3 +61,37 @@ def test_without_pkce_there_is_no_verifier_and_long_nexts_are_dropped() -> None:
     state, pending = states.issue("/" + "x" * MAX_NEXT)
     assert pending.code_verifier is None and pending.next_url is None
     assert states.open(state) == pending
+
+
+def test_only_a_long_state_is_compressed_and_each_opens_either_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A usual state is random bits that zlib cannot shrink, and compressing it cost more than
+    the rest of issuing it: it is not tried. A long ``next`` is still compressed. Both forms
+    open here and with itsdangerous' own serializer (states issued before this change too)."""
+    import zlib
+
+    from itsdangerous import URLSafeSerializer
+
+    tried: list[int] = []
+    compress = zlib.compress
+
+    def counted(data: bytes, /, level: int = -1, wbits: int = 15) -> bytes:
+        tried.append(len(data))
+        return compress(data, level, wbits)
+
+    monkeypatch.setattr(zlib, "compress", counted)  # itsdangerous calls it through the module
+    clock = FakeClock(1000)
+    states = _states(clock)
+    short, _ = states.issue("/playlists?page=2")
+    assert tried == [] and not short.startswith(".")
+    long_next = "/search?q=" + "la " * 300
+    long, _ = states.issue(long_next)
+    assert len(tried) == 1 and long.startswith(".")
+    salt = f"login state for an-app at {REDIRECT}"
+    stock = URLSafeSerializer(b"a-secret-key", salt=salt)
+    for state, next_url in ((short, "/playlists?page=2"), (long, long_next)):
+        assert states.open(state).next_url == next_url
+        assert stock.loads(state)["x"] == next_url
+    before = stock.dumps({"n": "n" * 43, "e": 1600.0, "x": "/old"})  # issued by 0.2 as released
+    assert states.open(before).next_url == "/old"
