@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -257,6 +258,36 @@ async def test_a_write_is_made_whole_or_cancelled_unmade(tmp_path: Path) -> None
     assert await store.get("k") is None
     assert await store.get("warm") is not None
     await store.close()
+
+
+def _use_unopened(store: SQLTokenStore, parent: int, out: multiprocessing.Queue[object]) -> None:
+    try:
+
+        async def use() -> tuple[bool, bool]:
+            found = await store.get("k")
+            await store.put("from-child", _fresh())
+            return found is not None, id(store._runner) != parent
+
+        out.put(asyncio.run(use()))
+    except BaseException as exc:  # report anything to the parent
+        out.put(repr(exc))
+
+
+def test_a_forked_child_that_skips_open_uses_connections_of_its_own(tmp_path: Path) -> None:
+    """A worker forked after its parent used the store (gunicorn --preload), calling it
+    without open(): its first call starts afresh, never on the parent's SQLite connections
+    (SQLite forbids using one across a fork), and each process sees the other's writes."""
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
+    asyncio.run(store.put("k", _fresh()))  # the parent's inline connection is open
+    context = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[object] = context.Queue()
+    child = context.Process(target=_use_unopened, args=(store, id(store._runner), out))
+    child.start()
+    result = out.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0 and result == (True, True), result
+    assert asyncio.run(store.get("from-child")) is not None  # the parent's connection is sound
+    asyncio.run(store.close())
 
 
 def test_a_loop_thread_that_ends_gives_its_connection_back(tmp_path: Path) -> None:
