@@ -15,7 +15,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import flood, migrate, profile, rollover, scale, scale_pg, singleflight, soak, stores, web
+from . import (
+    flood,
+    instructions,
+    migrate,
+    profile,
+    rollover,
+    scale,
+    scale_pg,
+    singleflight,
+    soak,
+    stores,
+    web,
+)
 
 Measure = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
 
@@ -31,6 +43,7 @@ def _soak(args: argparse.Namespace) -> Awaitable[dict[str, Any]]:
 MEASURES: dict[str, Measure] = {
     "hotpath": lambda a: stores.hot_path(seconds=2 if a.quick else 3, rounds=3 if a.quick else 8),
     "profile": lambda a: profile.run(),
+    "login-instructions": lambda a: instructions.run(),
     "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "login-authlib": lambda a: web.logins_beside_authlib(
         seconds=2 if a.quick else 4, rounds=3 if a.quick else 5
