@@ -244,12 +244,12 @@ async def test_a_write_is_made_whole_or_cancelled_unmade(tmp_path: Path) -> None
     await asyncio.sleep(0)  # the task runs until its first await: there is none
     at_once.cancel()
     assert (await at_once).version > 0 and await store.get("now") is not None
-    runner = store._runner
+    turn = store._runner._turn()
     for i in range(2 * CHECKPOINT_EVERY):  # until a checkpoint is due (not started yet)
         await store.put(f"browser:{i}", _fresh())
-        if runner._checkpointing is not None:
+        if turn.checkpointing is not None:
             break
-    assert runner._checkpointing is not None
+    assert turn.checkpointing is not None
     waiting = asyncio.create_task(store.put("k", _fresh()))
     await asyncio.sleep(0)  # the checkpoint takes the lock; the write waits for its turn
     waiting.cancel()
@@ -325,6 +325,28 @@ async def test_writes_on_the_loop_keep_the_write_ahead_log_from_growing(tmp_path
     assert await reopened.get(f"browser:{8 * CHECKPOINT_EVERY - 1}") is not None
     assert await reopened.get("browser:0") is not None
     await reopened.close()
+
+
+def test_a_store_used_by_one_loop_after_another_keeps_checkpointing(tmp_path: Path) -> None:
+    """A store may serve one event loop after another (a script's asyncio.run per task, a
+    loop thread started again): each loop's writers take turns on a lock of their own, so
+    the checkpoints go on in the next loop and the log stays bounded. Before, the lock stayed
+    bound to the first loop that waited on it, and every later checkpoint failed."""
+    database = tmp_path / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}", cache_ttl=0)
+
+    async def write(first: int, count: int) -> list[int]:
+        sizes = []
+        for i in range(first, first + count):
+            await store.put(f"browser:{i}", _fresh(), due=3e9, used=1e9)
+            if (i + 1) % CHECKPOINT_EVERY == 0:
+                sizes.append(Path(f"{database}-wal").stat().st_size)
+        return sizes
+
+    asyncio.run(write(0, 2 * CHECKPOINT_EVERY))  # a checkpoint waited on this loop's lock
+    sizes = asyncio.run(write(10 * CHECKPOINT_EVERY, 8 * CHECKPOINT_EVERY))
+    asyncio.run(store.close())
+    assert sizes[-1] < 2 * sizes[0], sizes  # without checkpoints: 8 times
 
 
 @contextlib.contextmanager

@@ -35,47 +35,86 @@ THREADS = 4
 On = Literal["loop", "thread", "engine"]
 
 
+class _Turn:
+    """This process's writers on one event loop (a lock is bound to the loop that first
+    waits on it): their lock, how many calls are taking their turn with it (holding it or
+    waiting for it, or on a store thread), and the checkpoint task, while one is pending."""
+
+    __slots__ = ("checkpointing", "lock", "queued")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.queued = 0
+        self.checkpointing: asyncio.Task[None] | None = None
+
+    def checkpoint_pending(self) -> bool:
+        """Whether a checkpoint is yet to run or running (one cancelled before it ran, as
+        its loop ended, is not)."""
+        if self.checkpointing is not None and self.checkpointing.done():
+            self.checkpointing = None
+        return self.checkpointing is not None
+
+
 class Runner:
     """One process's transactions for a store: ``sqlite`` queues this process's writers in
-    order (not in SQLite's busy handler, which sleeps); ``direct``, a SQLite file the store
-    owns, runs the store's own statements straight on the driver."""
+    order on each event loop (not in SQLite's busy handler, which sleeps); ``direct``, a
+    SQLite file the store owns, runs the store's own statements straight on the driver."""
 
     def __init__(self, *, sqlite: bool, direct: bool) -> None:
-        self.writing: asyncio.Lock | None = asyncio.Lock() if sqlite else None
+        self._sqlite = sqlite
         self._direct_allowed = direct
         self._threads: ThreadPoolExecutor | None = None
         self._direct: DirectSQLite | None = None
-        self._checkpointing: asyncio.Task[None] | None = None
-        #: Calls of this process taking their turn with the lock (it held, or waited for).
-        self._queued = 0
+        #: Each event loop's writers (a store may serve one loop after another, or several
+        #: loops' threads at once); the last one looked up, first.
+        self._turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
+        self._last: tuple[asyncio.AbstractEventLoop, _Turn] | None = None
 
     def __repr__(self) -> str:
         return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
+
+    def _turn(self) -> _Turn:
+        """The running loop's writers (those of loops since closed are forgotten)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        turn = self._turns.get(loop)
+        if turn is None:
+            self._turns = {k: v for k, v in self._turns.items() if not k.is_closed()}
+            turn = self._turns[loop] = _Turn()
+        self._last = loop, turn
+        return turn
 
     async def run(
         self, engine: Engine | AsyncEngine, work: Callable[[Any], T], *, write: bool, on: On
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
         :mod:`.sqlengine`, one per process at a time)."""
-        direct = self._direct
-        quiet = not self._queued and (not write or self._checkpointing is None)
+        direct, turn = self._direct, self._turn()
+        quiet = not turn.queued and (not write or not turn.checkpoint_pending())
         if on == "loop" and quiet and direct is not None and direct.has_inline():
             # Nothing of this process holds the lock, waits for it, or has a checkpoint to
             # start: run at once, with no lock and no await (so never cancelled halfway). A
             # write's one yield here cost more CPU than its SQL.
             try:
-                return self._now(direct, work, write)
+                return self._now(direct, turn, work, write)
             except Busy:
                 on = "thread"  # another process holds the lock: wait for it on a thread
-        self._queued += 1
+        turn.queued += 1
         try:
-            async with self.writing if write and self.writing else nullcontext():
-                return await self._in_turn(engine, work, write, on)
+            async with turn.lock if write and self._sqlite else nullcontext():
+                return await self._in_turn(engine, turn, work, write, on)
         finally:
-            self._queued -= 1
+            turn.queued -= 1
 
     async def _in_turn(
-        self, engine: Engine | AsyncEngine, work: Callable[[Any], T], write: bool, on: On
+        self,
+        engine: Engine | AsyncEngine,
+        turn: _Turn,
+        work: Callable[[Any], T],
+        write: bool,
+        on: On,
     ) -> T:
         """:meth:`run` with this process's write lock held (for a write)."""
         if is_async(engine):
@@ -90,7 +129,7 @@ class Runner:
                 self._direct = DirectSQLite(cast(Engine, engine))
             if on == "loop":
                 try:
-                    return await self._inline(self._direct, work, write)
+                    return await self._inline(self._direct, turn, work, write)
                 except Busy:
                     pass  # another process holds the lock: wait for it on a thread
             run = functools.partial(self._direct.transaction, work, write)
@@ -103,7 +142,9 @@ class Runner:
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, run)
 
-    async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
+    async def _inline(
+        self, direct: DirectSQLite, turn: _Turn, work: Callable[[Executes], T], write: bool
+    ) -> T:
         """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
         ``CHECKPOINT_EVERY`` writes, a checkpoint follows on a store thread."""
         loop = asyncio.get_running_loop()
@@ -112,37 +153,42 @@ class Runner:
             opening = direct.inline_opening(start)
             await asyncio.shield(opening)
             direct.install(opening)
-        if write and self._checkpointing is not None:  # let the checkpoint start and queue
-            await asyncio.sleep(0)  # for the lock (held): it runs next. Cancelled here,
-        return self._now(direct, work, write)  # nothing was written
+        if write and turn.checkpoint_pending():  # let the checkpoint start and queue for
+            await asyncio.sleep(0)  # the lock (held): it runs next. Cancelled here, nothing
+        return self._now(direct, turn, work, write)  # was written
 
-    def _now(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
+    def _now(
+        self, direct: DirectSQLite, turn: _Turn, work: Callable[[Executes], T], write: bool
+    ) -> T:
         """``work`` inline, at once; every ``CHECKPOINT_EVERY`` writes a checkpoint task is
         made (it runs on a store thread, this process's writes waiting for it)."""
         done = direct.inline(work, write)
-        if write and direct.checkpoint_due() and self._checkpointing is None:
-            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint(direct))
+        if write and direct.checkpoint_due() and not turn.checkpoint_pending():
+            turn.checkpointing = asyncio.get_running_loop().create_task(
+                self._checkpoint(direct, turn)
+            )
         return done  # no yield after: a read's callers find the copy it left
 
-    async def _checkpoint(self, direct: DirectSQLite) -> None:
+    async def _checkpoint(self, direct: DirectSQLite, turn: _Turn) -> None:
         """Checkpoint on a store thread what inline writes left in the write-ahead log (a
         page for each table and index a write touches), this process's writes waiting: were
         they to go on, the checkpoint would never catch up and the log would only grow."""
         try:
-            async with self.writing or nullcontext():
+            async with turn.lock:
                 if self._threads is not None:
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(self._threads, direct.checkpoint)
         except Exception as exc:  # the file locked, away, the pool spent: the next one tries
             logger.debug("A SQLite checkpoint failed: %r", exc)
         finally:
-            self._checkpointing = None
+            turn.checkpointing = None
 
     async def close(self) -> None:
         """Let a checkpoint in progress end, the store threads finish, and close the
         driver's connections (the engine is the store's to dispose of)."""
-        checkpointing, self._checkpointing = self._checkpointing, None
-        if checkpointing is not None:
+        turn = self._turn()
+        checkpointing, turn.checkpointing = turn.checkpointing, None
+        if checkpointing is not None:  # (another loop's ended with its loop)
             await checkpointing
         threads, self._threads = self._threads, None
         if threads is not None and threading.main_thread().is_alive():
