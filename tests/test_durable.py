@@ -247,9 +247,9 @@ async def test_a_write_is_made_whole_or_cancelled_unmade(tmp_path: Path) -> None
     turn = store._runner._turn()
     for i in range(2 * CHECKPOINT_EVERY):  # until a checkpoint is due (not started yet)
         await store.put(f"browser:{i}", _fresh())
-        if turn.checkpointing is not None:
+        if turn.checkpoint_pending():
             break
-    assert turn.checkpointing is not None
+    assert turn.checkpoint_pending()
     waiting = asyncio.create_task(store.put("k", _fresh()))
     await asyncio.sleep(0)  # the checkpoint takes the lock; the write waits for its turn
     waiting.cancel()

@@ -50,9 +50,7 @@ class _Turn:
     def checkpoint_pending(self) -> bool:
         """Whether a checkpoint is yet to run or running (one cancelled before it ran, as
         its loop ended, is not)."""
-        if self.checkpointing is not None and self.checkpointing.done():
-            self.checkpointing = None
-        return self.checkpointing is not None
+        return self.checkpointing is not None and not self.checkpointing.done()
 
 
 class Runner:
@@ -66,9 +64,8 @@ class Runner:
         self._threads: ThreadPoolExecutor | None = None
         self._direct: DirectSQLite | None = None
         #: Each event loop's writers (a store may serve one loop after another, or several
-        #: loops' threads at once); the last one looked up, first.
+        #: loops' threads at once).
         self._turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
-        self._last: tuple[asyncio.AbstractEventLoop, _Turn] | None = None
 
     def __repr__(self) -> str:
         return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
@@ -76,14 +73,10 @@ class Runner:
     def _turn(self) -> _Turn:
         """The running loop's writers (those of loops since closed are forgotten)."""
         loop = asyncio.get_running_loop()
-        last = self._last
-        if last is not None and last[0] is loop:
-            return last[1]
         turn = self._turns.get(loop)
         if turn is None:
             self._turns = {k: v for k, v in self._turns.items() if not k.is_closed()}
             turn = self._turns[loop] = _Turn()
-        self._last = loop, turn
         return turn
 
     async def run(
@@ -92,11 +85,15 @@ class Runner:
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
         :mod:`.sqlengine`, one per process at a time)."""
         direct, turn = self._direct, self._turn()
-        quiet = not turn.queued and (not write or not turn.checkpoint_pending())
-        if on == "loop" and quiet and direct is not None and direct.has_inline():
-            # Nothing of this process holds the lock, waits for it, or has a checkpoint to
-            # start: run at once, with no lock and no await (so never cancelled halfway). A
-            # write's one yield here cost more CPU than its SQL.
+        checkpointing = turn.checkpointing
+        if write and checkpointing is not None and turn.checkpoint_pending():
+            # The log is copied back first: writes that went on would keep the checkpoint
+            # from ever catching up. Cancelled here, nothing was written.
+            await asyncio.shield(checkpointing)
+        if on == "loop" and not turn.queued and direct is not None and direct.has_inline():
+            # Nothing else of this process holds the lock or waits for it: run at once, with
+            # no lock and no await (so never cancelled halfway). A write's one yield here
+            # cost more CPU than its SQL.
             try:
                 return self._now(direct, turn, work, write)
             except Busy:
@@ -117,8 +114,8 @@ class Runner:
         on: On,
     ) -> T:
         """:meth:`run` with this process's write lock held (for a write)."""
+        options = {"write": True} if write else {}
         if is_async(engine):
-            options = {"write": True} if write else {}
             async with engine.execution_options(**options).begin() as connection:
                 return await connection.run_sync(work)
         if self._threads is None:
@@ -136,7 +133,6 @@ class Runner:
         else:
 
             def run() -> T:
-                options = {"write": True} if write else {}
                 with cast(Engine, engine).execution_options(**options).begin() as connection:
                     return work(connection)
 
@@ -153,9 +149,7 @@ class Runner:
             opening = direct.inline_opening(start)
             await asyncio.shield(opening)
             direct.install(opening)
-        if write and turn.checkpoint_pending():  # let the checkpoint start and queue for
-            await asyncio.sleep(0)  # the lock (held): it runs next. Cancelled here, nothing
-        return self._now(direct, turn, work, write)  # was written
+        return self._now(direct, turn, work, write)
 
     def _now(
         self, direct: DirectSQLite, turn: _Turn, work: Callable[[Executes], T], write: bool
@@ -180,16 +174,13 @@ class Runner:
                     await loop.run_in_executor(self._threads, direct.checkpoint)
         except Exception as exc:  # the file locked, away, the pool spent: the next one tries
             logger.debug("A SQLite checkpoint failed: %r", exc)
-        finally:
-            turn.checkpointing = None
 
     async def close(self) -> None:
         """Let a checkpoint in progress end, the store threads finish, and close the
         driver's connections (the engine is the store's to dispose of)."""
         turn = self._turn()
-        checkpointing, turn.checkpointing = turn.checkpointing, None
-        if checkpointing is not None:  # (another loop's ended with its loop)
-            await checkpointing
+        if turn.checkpointing is not None and turn.checkpoint_pending():  # (another loop's
+            await turn.checkpointing  # ended with its loop)
         threads, self._threads = self._threads, None
         if threads is not None and threading.main_thread().is_alive():
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
