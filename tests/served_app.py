@@ -29,4 +29,7 @@ app, spotify = make_app(
 
 @app.route("/worker")
 async def worker() -> ResponseReturnValue:
-    return jsonify(pid=os.getpid())
+    """This process's pid, and whether its store's feed of the other workers' writes is up
+    (until it is, nothing read is kept as a copy)."""
+    cache = spotify.core().store.cache
+    return jsonify(pid=os.getpid(), hearing=cache is not None and cache.listening)
