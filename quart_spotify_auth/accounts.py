@@ -23,6 +23,7 @@ from .errors import (
 )
 from .http import choose
 from .retry import MAX_SECONDS, Retry, retry_after
+from .tasks import PerLoop
 from .tokens import TokenRecord
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class AccountsClient:
         #: Code exchanges in flight at once, and the longest a callback waits for one of them
         #: to end before a :class:`SpotifyUnavailable`.
         self.exchanges, self.exchange_wait = EXCHANGES, settings.http_timeout
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        #: The bound on code exchanges, one per event loop (the Flask shim's is its thread's).
+        self._slots = PerLoop(lambda: asyncio.Semaphore(self.exchanges))
 
     def __repr__(self) -> str:
         return f"AccountsClient({self.settings!r})"
@@ -108,7 +110,7 @@ class AccountsClient:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
-        slots = self._exchange_slots()
+        slots = self._slots.get()
         try:
             async with asyncio.timeout(self.exchange_wait):
                 await slots.acquire()
@@ -119,13 +121,6 @@ class AccountsClient:
         finally:
             slots.release()
         return _record(body, now=self.clock())
-
-    def _exchange_slots(self) -> asyncio.Semaphore:
-        """The bound on code exchanges, one per event loop (the Flask shim's is its thread's)."""
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = loop, asyncio.Semaphore(self.exchanges)
-        return self._slots[1]
 
     async def refresh(self, record: TokenRecord, *, max_wait: float | None = None) -> TokenRecord:
         """Renew ``record``; ``invalid_grant`` is :class:`ReauthorizationRequired`, never retried.

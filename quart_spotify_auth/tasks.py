@@ -1,14 +1,16 @@
 """Stopping background tasks, even through a driver that swallows a cancellation; a task
-many callers join (:class:`Flight`)."""
+many callers join (:class:`Flight`); asyncio's primitives, one per event loop (:class:`PerLoop`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Flight", "cancel", "stop_if_cancelled"]
+__all__ = ["Flight", "PerLoop", "cancel", "stop_if_cancelled"]
 
 T = TypeVar("T")
 
@@ -39,6 +41,37 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class PerLoop(Generic[T]):
+    """One ``make()`` for each running event loop. asyncio's locks, semaphores and events are
+    bound to the first loop that waits on them, and a store or a client may serve one loop
+    after another (an ``asyncio.run`` per task, a test framework's loop per test, a loop
+    thread started again) or several loops' threads at once. Those of closed loops are
+    forgotten when another loop first asks."""
+
+    __slots__ = ("_guard", "_items", "_make")
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._items: dict[asyncio.AbstractEventLoop, T] = {}
+        self._guard = threading.Lock()  # two loops' threads making theirs at once
+
+    def __repr__(self) -> str:
+        return f"PerLoop(loops={len(self._items)})"
+
+    def get(self) -> T:
+        """The running loop's (made on its first call)."""
+        loop = asyncio.get_running_loop()
+        item = self._items.get(loop)
+        if item is None:
+            with self._guard:
+                for closed in [known for known in self._items if known.is_closed()]:
+                    del self._items[closed]
+                item = self._items.get(loop)
+                if item is None:
+                    item = self._items[loop] = self._make()
+        return item
 
 
 class Flight(Generic[T]):

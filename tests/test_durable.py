@@ -244,7 +244,7 @@ async def test_a_write_is_made_whole_or_cancelled_unmade(tmp_path: Path) -> None
     await asyncio.sleep(0)  # the task runs until its first await: there is none
     at_once.cancel()
     assert (await at_once).version > 0 and await store.get("now") is not None
-    turn = store._runner._turn()
+    turn = store._runner._turns.get()
     for i in range(2 * CHECKPOINT_EVERY):  # until a checkpoint is due (not started yet)
         await store.put(f"browser:{i}", _fresh())
         if turn.checkpoint_pending():
@@ -347,6 +347,28 @@ def test_a_store_used_by_one_loop_after_another_keeps_checkpointing(tmp_path: Pa
     sizes = asyncio.run(write(10 * CHECKPOINT_EVERY, 8 * CHECKPOINT_EVERY))
     asyncio.run(store.close())
     assert sizes[-1] < 2 * sizes[0], sizes  # without checkpoints: 8 times
+
+
+def test_a_store_closed_and_used_on_another_loop_takes_a_burst_of_first_calls(
+    tmp_path: Path,
+) -> None:
+    """A store's first calls wait for one creation of its tables, on a lock of the running
+    loop's: a store closed and used again on another loop (a script's asyncio.run per task, a
+    test framework's loop per test) takes a burst of first calls there too. Before, the lock
+    stayed bound to the first loop that waited on it, and the second burst raised
+    RuntimeError."""
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
+
+    async def first_calls_at_once(put: bool) -> list[TokenRecord | None]:
+        written = [await store.put("k", _fresh())] if put else []
+        found = await asyncio.gather(*(store.get("k") for _ in range(8)))  # 7 wait on the lock
+        await store.close()
+        return written + found
+
+    assert asyncio.run(first_calls_at_once(put=False)) == [None] * 8
+    assert asyncio.run(first_calls_at_once(put=False)) == [None] * 8  # another loop
+    written, *found = asyncio.run(first_calls_at_once(put=True))
+    assert written is not None and found == [written] * 8
 
 
 @contextlib.contextmanager

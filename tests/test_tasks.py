@@ -1,11 +1,12 @@
 """A task many callers join (:class:`Flight`, what every caller of one refresh waits on): each
-caller for its own timeout, none of them able to cancel it."""
+caller for its own timeout, none of them able to cancel it. asyncio's primitives, one per
+event loop (:class:`PerLoop`)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from quart_spotify_auth.tasks import Flight
+from quart_spotify_auth.tasks import Flight, PerLoop
 
 
 async def _held(gate: asyncio.Event) -> str:
@@ -64,3 +65,22 @@ async def test_a_failed_task_ends_every_wait_and_keeps_its_error() -> None:
     gate.set()
     assert await asyncio.gather(*joined) == [True] * 3
     assert isinstance(flight.task.exception(), LookupError)
+
+
+def test_each_loop_has_its_own_and_a_closed_loops_is_forgotten() -> None:
+    locks = PerLoop(asyncio.Lock)
+
+    async def contended() -> asyncio.Lock:
+        lock = locks.get()
+        assert locks.get() is lock  # one per loop
+        async with lock:  # a waiter binds the lock to this loop
+            waiter = asyncio.ensure_future(lock.acquire())
+            await asyncio.sleep(0)
+        assert await waiter
+        lock.release()
+        return lock
+
+    first = asyncio.run(contended())
+    second = asyncio.run(contended())  # would raise RuntimeError on the first loop's lock
+    assert second is not first
+    assert repr(locks) == "PerLoop(loops=1)"  # the first loop's, closed, is gone

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
-from ..tasks import cancel
+from ..tasks import PerLoop, cancel
 from ..tokens import TokenRecord
 from .base import DUE_LEASE, Due, DueKey, Stored, TokenStore, url_or
 from .cache import ReadCache
@@ -125,7 +125,7 @@ class SQLTokenStore(TokenStore):
     def _forked(self) -> None:
         """Start afresh in this process (a forked child has none of the parent's)."""
         self._pid, self._listener, self._ready = current_pid(), None, False
-        self._ready_lock = asyncio.Lock()
+        self._ready_lock = PerLoop(asyncio.Lock)  # a loop's first calls wait for one creation
         sqlite = self.dialect == "sqlite"  # the parent's threads and connections are not ours
         self._runner = Runner(sqlite=sqlite, direct=sqlite and self._owned)
 
@@ -176,7 +176,7 @@ class SQLTokenStore(TokenStore):
         self._ready = False
 
     async def _ensure(self) -> None:
-        async with self._ready_lock:  # transaction() calls it only while not ready
+        async with self._ready_lock.get():  # transaction() calls it only while not ready
             if self._ready:
                 return
             meta = self.schema.meta

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from sqlalchemy.engine import Engine
 
 from ..signals import logger
+from ..tasks import PerLoop
 from .sqldirect import Busy, DirectSQLite, Executes
 from .sqlengine import is_async
 
@@ -63,28 +64,18 @@ class Runner:
         self._direct_allowed = direct
         self._threads: ThreadPoolExecutor | None = None
         self._direct: DirectSQLite | None = None
-        #: Each event loop's writers (a store may serve one loop after another, or several
-        #: loops' threads at once).
-        self._turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
+        #: Each event loop's writers.
+        self._turns = PerLoop(_Turn)
 
     def __repr__(self) -> str:
         return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
-
-    def _turn(self) -> _Turn:
-        """The running loop's writers (those of loops since closed are forgotten)."""
-        loop = asyncio.get_running_loop()
-        turn = self._turns.get(loop)
-        if turn is None:
-            self._turns = {k: v for k, v in self._turns.items() if not k.is_closed()}
-            turn = self._turns[loop] = _Turn()
-        return turn
 
     async def run(
         self, engine: Engine | AsyncEngine, work: Callable[[Any], T], *, write: bool, on: On
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
         :mod:`.sqlengine`, one per process at a time)."""
-        direct, turn = self._direct, self._turn()
+        direct, turn = self._direct, self._turns.get()
         checkpointing = turn.checkpointing
         if write and checkpointing is not None and turn.checkpoint_pending():
             # The log is copied back first: writes that went on would keep the checkpoint
@@ -178,7 +169,7 @@ class Runner:
     async def close(self) -> None:
         """Let a checkpoint in progress end, the store threads finish, and close the
         driver's connections (the engine is the store's to dispose of)."""
-        turn = self._turn()
+        turn = self._turns.get()
         if turn.checkpointing is not None and turn.checkpoint_pending():  # (another loop's
             await turn.checkpointing  # ended with its loop)
         threads, self._threads = self._threads, None
