@@ -21,3 +21,12 @@ async def test_every_login_contender_logs_in() -> None:
         assert result[f"{name}_logins_per_s"] > 0, (name, result)
         assert result[f"{name}_cpu_us_per_login"] > 0, (name, result)
     assert result["authlib_httpx_library"] == "httpx"  # as where httpx2 is not installed
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_the_instruction_count_counts_logins_that_land(store: str) -> None:
+    """``login-instructions`` counts what its child process's logins cost: each must get a
+    token of its own, and the last be in the store (else the child exits with an error)."""
+    from benchmarks import instructions
+
+    assert instructions.child(store, 3) == 3
