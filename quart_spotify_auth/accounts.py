@@ -115,7 +115,9 @@ class AccountsClient:
             async with asyncio.timeout(self.exchange_wait):
                 await slots.acquire()
         except TimeoutError:
-            raise SpotifyUnavailable("Too many logins in progress; try again shortly.") from None
+            raise SpotifyUnavailable(
+                "Too many logins in progress; start the login again shortly."
+            ) from None
         try:
             body = await self._token_request(data, rejected=_code_rejected, resend=False)
         finally:
@@ -157,6 +159,8 @@ class AccountsClient:
             data = {**data, "client_id": self.settings.client_id}
         attempts = self.retry.attempts(max_wait)
         lost = False  # a reply that may have done its work was lost, and the grant sent again
+        # What to do about a failure: a code is spent once sent, so a login starts again.
+        again = "Try again" if resend else "Start the login again"
         while True:
             try:
                 async with asyncio.timeout(self.settings.http_timeout * DEADLINE_FACTOR):
@@ -174,14 +178,14 @@ class AccountsClient:
                     lost = lost or not unsent
                     continue
                 raise SpotifyUnavailable(
-                    f"Spotify's accounts service could not be reached ({name}). Try again shortly."
+                    f"Spotify's accounts service could not be reached ({name}). {again} shortly."
                 ) from None
             if reply.status_code == 429:
                 if resend and await attempts.retry_after(reply):
                     logger.warning("Spotify asked to wait %s s (429)", attempts.wait)
                     continue
                 raise SpotifyUnavailable(
-                    "Spotify is rate-limiting this app (429). Try again later.",
+                    f"Spotify is rate-limiting this app (429). {again} later.",
                     retry_after=int(attempts.wait or retry_after(reply)),
                 )
             body = _json_object(reply)
@@ -190,7 +194,7 @@ class AccountsClient:
                 if resend and await attempts.backoff():
                     lost = True
                     continue
-                raise _unreadable(reply)
+                raise _unreadable(reply, again)
             if reply.status_code == 200:
                 return body
             error = str(body.get("error", "unknown_error"))
@@ -213,14 +217,14 @@ def _json_object(reply: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _unreadable(reply: httpx.Response) -> SpotifyAuthError:
+def _unreadable(reply: httpx.Response, again: str) -> SpotifyAuthError:
     if reply.status_code >= 500:
         return SpotifyUnavailable(
-            f"Spotify's accounts service failed (HTTP {reply.status_code}). Try again shortly."
+            f"Spotify's accounts service failed (HTTP {reply.status_code}). {again} shortly."
         )
     return SpotifyBadResponse(
         f"Spotify's accounts service sent an unreadable reply (HTTP {reply.status_code}, "
-        f"{reply.headers.get('content-type', 'no type')})."
+        f"{reply.headers.get('content-type', 'no type')}). {again} shortly."
     )
 
 

@@ -98,6 +98,7 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
     app = Quart(__name__)
     app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     app.config["SPOTIFY_SCOPES"] = "user-read-private user-read-email"
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # as docs/security.md asks of every app
     # A demo keeps its logins in memory (and writes no file); your app's default is SQLite.
     app.config["SPOTIFY_TOKEN_STORE"] = os.environ.get("SPOTIFY_TOKEN_STORE", "memory")
     app.config["SPOTIFY_REDIRECT_URI"] = os.environ.get(
@@ -146,7 +147,7 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
 
     @app.errorhandler(SpotifyAuthError)
     async def failed(error: SpotifyAuthError) -> ResponseReturnValue:
-        return await page(error=error), error.code or 500
+        return await page(error=error), error.code or 500, error.response_headers
 
     return app
 

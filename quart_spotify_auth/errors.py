@@ -41,6 +41,18 @@ class SpotifyAuthError(HTTPException):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.description!r})"
 
+    @property
+    def response_headers(self) -> dict[str, str]:
+        """The headers its response needs besides a page's own (``Retry-After``, when it is
+        known): for an error handler of your own, ``return page, error.code,
+        error.response_headers``."""
+        return {}
+
+    def get_headers(
+        self, environ: Any = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        return [*super().get_headers(environ, scope), *self.response_headers.items()]
+
 
 class InvalidCallback(SpotifyAuthError):
     """400: the callback's ``state`` is missing, forged, replayed or expired, or Spotify
@@ -111,13 +123,9 @@ class SpotifyUnavailable(SpotifyAuthError):
         super().__init__(description)
         self.retry_after = retry_after
 
-    def get_headers(
-        self, environ: Any = None, scope: dict[str, Any] | None = None
-    ) -> list[tuple[str, str]]:
-        headers = super().get_headers(environ, scope)
-        if self.retry_after is not None:
-            headers.append(("Retry-After", str(self.retry_after)))
-        return headers
+    @property
+    def response_headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class RateLimited(SpotifyUnavailable):

@@ -9,19 +9,27 @@ import pytest
 
 from quart_spotify_auth.demo import create_app
 from quart_spotify_auth.serving import free_port, serve
-from quart_spotify_auth.testing import make_fake
+from quart_spotify_auth.testing import FakeSpotify, make_fake
 
 from .conftest import Browser
 
 
-@pytest.fixture(name="demo")
-async def _demo() -> AsyncIterator[Browser]:
-    port = free_port()
-    fake = make_fake(
+@pytest.fixture(name="port")
+def _port() -> int:
+    return free_port()
+
+
+@pytest.fixture(name="fake")
+def _fake(port: int) -> FakeSpotify:
+    return make_fake(
         client_id="demo-client",
         client_secret="demo-secret",
         redirect_uri=f"http://127.0.0.1:{port}/callback/",
     )
+
+
+@pytest.fixture(name="demo")
+async def _demo(fake: FakeSpotify, port: int) -> AsyncIterator[Browser]:
     async with (
         serve(fake) as fake_url,
         serve(create_app(port=port, fake_url=fake_url), port=port) as url,
@@ -40,7 +48,9 @@ async def test_demo_login_renew_logout(demo: Browser) -> None:
     home = await demo.get("/")
     assert 'id="login"' in home.text
     assert "fake Spotify" in home.text
-    assert (await demo.login("bob")).status_code == 302
+    landed = await demo.login("bob")
+    assert landed.status_code == 302
+    assert "samesite=lax" in landed.headers["set-cookie"].lower()  # never sent cross-site
     page = (await demo.get("/")).text
     assert _field(page, "name") == "Bob"
     assert "user-read-email" in _field(page, "scopes") or "user-read-email" in page
@@ -67,3 +77,14 @@ async def test_demo_broken_callback_gets_a_friendly_page(demo: Browser) -> None:
     assert response.status_code == 400
     assert 'id="error"' in response.text
     assert "<h1>Login could not be completed</h1>" in response.text
+
+
+async def test_demo_rate_limited_login_says_when_to_start_again(
+    demo: Browser, fake: FakeSpotify
+) -> None:
+    callback = await demo.consent(await demo.start_login())
+    fake.rate_limit_next(1, retry_after=9)
+    response = await demo.http.get(callback)
+    assert response.status_code == 503 and 'id="error"' in response.text
+    assert response.headers["Retry-After"] == "9"  # the page of its own keeps the header
+    assert "Start the login again later" in response.text

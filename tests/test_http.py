@@ -164,6 +164,31 @@ async def test_token_endpoint_non_json_is_502(stack: Stack) -> None:
         response = await browser.http.get(callback)
         assert response.status_code == 502
         assert "unreadable reply" in response.text
+        assert "Start the login again" in response.text  # the code and the state are spent
+
+
+@pytest.mark.parametrize("failure", ["500", "429"])
+async def test_a_failed_code_exchange_says_to_start_the_login_again(
+    stack: Stack, failure: str
+) -> None:
+    """A code is sent once (Spotify may have spent it) and the callback's state is crossed
+    off before: loading the callback again cannot work, so the page says to log in again,
+    not to retry. A 429 still says when (Retry-After)."""
+    async with stack.browser() as browser:
+        callback = await browser.consent(await browser.start_login())
+        if failure == "429":
+            stack.fake.rate_limit_next(1, retry_after=7)
+        else:
+            stack.fake.fail_next(1, status=500)
+        sent = stack.fake.requests["token"]
+        response = await browser.http.get(callback)
+        assert response.status_code == 503
+        assert "Start the login again" in response.text and "Try again" not in response.text
+        if failure == "429":
+            assert response.headers["Retry-After"] == "7"
+        assert stack.fake.requests["token"] == sent + 1  # the code is never sent twice
+        again = await browser.http.get(callback)  # as the page says: this cannot work
+        assert again.status_code == 400 and "Start the login again" in again.text
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ async def _flood(
         await _until(lambda: sum(c.done() for c in callbacks) == beyond, "the extras are refused")
         refused = [c.result() for c in callbacks if c.done()]
         assert {r.status_code for r in refused} == {503}
-        assert all("Too many logins in progress; try again shortly." in r.text for r in refused)
+        assert all("Too many logins in progress; start the login again" in r.text for r in refused)
         # The extras never reached Spotify: their codes are not spent.
         assert fake.requests["token:authorization_code"] == exchanged + EXCHANGES
         held.set()
