@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from quart import (
     Blueprint,
@@ -45,13 +45,15 @@ T = TypeVar("T")
 BLUEPRINT = "spotify_auth"
 _ASKED = "spotify_auth_asked_scopes"  # scopes a guard sent the browser to ask for
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_URI_SAFE = "/?#[]@!$&'()*+,;=:%~"  # RFC 3986's reserved characters, and % (kept encoded)
 #: A guarded view's attribute: the scopes it asks for (a login may ask for those of its app).
 _SCOPES = "spotify_auth_scopes"
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
     """``value`` if it is a same-site path (``/...``), else ``default``: no absolute or
-    scheme-relative URL, backslash or control character, also when percent-encoded."""
+    scheme-relative URL, backslash or control character, also when percent-encoded. What is
+    not ASCII, a space or a C1 control is percent-encoded (a ``Location`` is ASCII)."""
     if not value or len(value) > MAX_NEXT:
         return default
     decoded = value
@@ -61,7 +63,7 @@ def safe_next(value: str | None, default: str = "/") -> str:
         # A path, so no scheme and no host (urlsplit would drop a tab or newline: refused).
         if candidate[:1] != "/" or candidate[:2] == "//" or _CONTROL.search(candidate):
             return default
-    return value
+    return quote(value, safe=_URI_SAFE)
 
 
 def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> Blueprint:

@@ -51,9 +51,26 @@ def test_open_redirect_attempts_land_on_a_same_site_path(attempt: str | None) ->
     assert target == "/"
 
 
-@pytest.mark.parametrize("path", ["/", "/playlists", "/player?tab=queue", "/a/b%20c"])
+@pytest.mark.parametrize(
+    "path", ["/", "/playlists", "/player?tab=queue", "/a/b%20c", "/x?a=1&b=%2F#top", "/@me"]
+)
 def test_same_site_paths_are_kept(path: str) -> None:
     assert safe_next(path) == path
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/ /evil.example", "/%20/evil.example"),
+        ("/\uff0f\uff0fevil.example", "/%EF%BC%8F%EF%BC%8Fevil.example"),  # fullwidth /
+        ("/a\u0085b", "/a%C2%85b"),  # a C1 line break
+        ("/caf\u00e9?q=\u00e9", "/caf%C3%A9?q=%C3%A9"),
+    ],
+)
+def test_a_path_that_is_not_ascii_is_sent_percent_encoded(path: str, sent: str) -> None:
+    """A ``Location`` is ASCII: a space, a C1 control or a character beyond ASCII (a
+    fullwidth slash, which some parsers fold into "/") goes as its UTF-8, percent-encoded."""
+    assert safe_next(path) == sent
 
 
 @pytest.fixture(name="routed")
