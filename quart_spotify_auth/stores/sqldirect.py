@@ -207,15 +207,13 @@ class DirectSQLite:
         return done
 
     def checkpoint_due(self) -> bool:
-        """Whether inline writes since the last checkpoint call for one (then counted anew)."""
-        if self.writes < CHECKPOINT_EVERY:
-            return False
-        self.writes = 0
-        return True
+        """Whether inline writes since the last checkpoint call for one."""
+        return self.writes >= CHECKPOINT_EVERY
 
     def checkpoint(self) -> None:
         """Move the write-ahead log's pages into the database, on a store thread, without
         waiting for readers (SQLite's ``PASSIVE`` mode): what inline writes leave for it."""
+        self.writes = 0
         self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _within(

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -66,6 +66,8 @@ class Runner:
         self._direct: DirectSQLite | None = None
         #: Each event loop's writers.
         self._turns = PerLoop(_Turn)
+        #: The last checkpoint's copy on a store thread, which goes on if its loop ends.
+        self._copying: Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
@@ -76,11 +78,14 @@ class Runner:
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
         :mod:`.sqlengine`, one per process at a time)."""
         direct, turn = self._direct, self._turns.get()
-        checkpointing = turn.checkpointing
+        checkpointing, copying = turn.checkpointing, self._copying
         if write and checkpointing is not None and turn.checkpoint_pending():
             # The log is copied back first: writes that went on would keep the checkpoint
             # from ever catching up. Cancelled here, nothing was written.
             await asyncio.shield(checkpointing)
+        elif write and copying is not None and not copying.done():
+            # One whose loop ended (an asyncio.run per call) still copies on its thread.
+            await asyncio.shield(asyncio.wrap_future(copying))
         if on == "loop" and not turn.queued and direct is not None and direct.has_inline():
             # Nothing else of this process holds the lock or waits for it: run at once, with
             # no lock and no await (so never cancelled halfway). A write's one yield here
@@ -161,8 +166,8 @@ class Runner:
         try:
             async with turn.lock:
                 if self._threads is not None:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(self._threads, direct.checkpoint)
+                    self._copying = self._threads.submit(direct.checkpoint)
+                    await asyncio.wrap_future(self._copying)
         except Exception as exc:  # the file locked, away, the pool spent: the next one tries
             logger.debug("A SQLite checkpoint failed: %r", exc)
 
