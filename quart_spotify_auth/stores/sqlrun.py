@@ -167,7 +167,8 @@ class Runner:
             async with turn.lock:
                 if self._threads is not None:
                     self._copying = self._threads.submit(direct.checkpoint)
-                    await asyncio.wrap_future(self._copying)
+                    # Shielded: a cancellation (its loop ending) leaves the copy to go on.
+                    await asyncio.shield(asyncio.wrap_future(self._copying))
         except Exception as exc:  # the file locked, away, the pool spent: the next one tries
             logger.debug("A SQLite checkpoint failed: %r", exc)
 
