@@ -72,10 +72,18 @@ async def home() -> ResponseReturnValue:
 
 
 @app.websocket("/ws")
-async def profile_feed() -> None:
+async def profile_feed() -> ResponseReturnValue | None:
     """Each message in gets the user's Spotify name back: a websocket has no request, so the
-    user is found by id."""
-    user = spotify.for_user(session["user_id"])
+    user is found by id. One not signed in, or not linked to Spotify, is refused before the
+    socket opens (an HTTP error the browser sees, where the server supports it)."""
+    user_id = signed_in_user()
+    if user_id is None:
+        return "Sign in first: /signin?user=NAME", 401
+    user = spotify.for_user(user_id)
+    try:
+        await user.get_access_token()  # linked to Spotify, and renewed if it had expired
+    except SpotifyAuthError as error:
+        return error.description or "Link Spotify first: /login", error.code or 401
     api = await user.web_api()
     while True:
         await websocket.receive()

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from quart import Quart
+from quart.testing import WebsocketResponseError
 
 from benchmarks.servers import Server
 from quart_spotify_auth import ConfigurationError, LoginRequired, SpotifyAuth, TokenRecord
@@ -165,6 +166,13 @@ async def test_the_websocket_in_the_jobs_example_finds_its_user_by_id(
     SpotifyAuth(example.app, transport=transport, identity=example.signed_in_user)
     async with example.app.test_app():
         client = example.app.test_client()
+        for refused in ("Sign in first", "Not logged in with Spotify"):  # signed in, not linked
+            with pytest.raises(WebsocketResponseError) as info:
+                async with client.websocket("/ws") as socket:
+                    await socket.send("name?")
+            assert info.value.response.status_code == 401
+            assert refused in (await info.value.response.get_data(as_text=True))
+            await client.get("/signin?user=ada")
         assert (await client.get("/signin?user=ada")).headers["Location"] == "/login"
         authorize = (await client.get("/login")).headers["Location"]
         callback = urlsplit(fake.decide(authorize, user="bob"))
