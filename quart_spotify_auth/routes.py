@@ -63,7 +63,11 @@ def safe_next(value: str | None, default: str = "/") -> str:
         # A path, so no scheme and no host (urlsplit would drop a tab or newline: refused).
         if candidate[:1] != "/" or candidate[:2] == "//" or _CONTROL.search(candidate):
             return default
-    return quote(value, safe=_URI_SAFE)
+    try:
+        sent = quote(value, safe=_URI_SAFE)
+    except UnicodeEncodeError:  # a lone surrogate: no path
+        return default
+    return sent if len(sent) <= MAX_NEXT else default
 
 
 def spotify_blueprint(spotify: SpotifyAuth, *, url_prefix: str = "/spotify") -> Blueprint:

@@ -27,7 +27,7 @@ from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.__main__ import main
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
-from quart_spotify_auth.stores.sqldirect import CHECKPOINT_EVERY
+from quart_spotify_auth.stores.sqldirect import CHECKPOINT_EVERY, DirectSQLite
 from quart_spotify_auth.testing import FakeSpotify, log_in
 
 from ._httplib import httpx
@@ -363,6 +363,41 @@ def test_a_store_written_in_a_loop_per_call_keeps_checkpointing(tmp_path: Path) 
             sizes.append(Path(f"{database}-wal").stat().st_size)
     asyncio.run(store.close())
     assert sizes[-1] < 2 * sizes[0], sizes  # without checkpoints: 4 times
+
+
+def test_a_checkpoint_that_fails_is_no_writers_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write on the next loop waits for the last loop's checkpoint copy; that copy failing
+    (the file locked, away) is logged, and the write goes on. Before, the write raised the
+    copy's error: a 503, and a login lost."""
+    copying, release = threading.Event(), threading.Event()
+
+    def failing(self: DirectSQLite) -> None:
+        self.writes = 0
+        copying.set()
+        release.wait(30)  # still copying when the next loop's write comes
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(DirectSQLite, "checkpoint", failing)
+    store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
+
+    async def until_a_checkpoint_copies() -> None:
+        for i in range(CHECKPOINT_EVERY):
+            await store.put(f"browser:{i}", _fresh())
+        await asyncio.to_thread(copying.wait, 30)  # the copy has begun; this loop ends
+
+    async def next_loop_write() -> TokenRecord:
+        writing = asyncio.create_task(store.put("next-loop", _fresh()))
+        await asyncio.sleep(0)
+        assert not writing.done()  # it waits for the copy
+        release.set()  # which fails
+        return await writing
+
+    asyncio.run(until_a_checkpoint_copies())
+    written = asyncio.run(next_loop_write())
+    assert written.version > 0 and asyncio.run(store.get("next-loop")) == written
+    asyncio.run(store.close())
 
 
 def test_a_store_closed_and_used_on_another_loop_takes_a_burst_of_first_calls(

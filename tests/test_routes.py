@@ -73,6 +73,15 @@ def test_a_path_that_is_not_ascii_is_sent_percent_encoded(path: str, sent: str) 
     assert safe_next(path) == sent
 
 
+def test_a_path_too_long_once_encoded_or_not_text_lands_on_the_default() -> None:
+    """The limit on ``next`` (what a login state carries) holds for what is sent: a path of
+    201 characters that encodes to 1,201 lands on "/", as one that long raw always did; a
+    lone surrogate (no UTF-8 at all) too, rather than a 500."""
+    assert safe_next("/" + "\u00e9" * 170) == "/" + "%C3%A9" * 170  # 1,021 sent: kept
+    assert safe_next("/" + "\u00e9" * 200) == "/"
+    assert safe_next("/a\udc80b") == "/"
+
+
 @pytest.fixture(name="routed")
 async def _routed(fake: FakeSpotify) -> AsyncIterator[tuple[Quart, SpotifyAuth]]:
     app = Quart(__name__)

@@ -166,11 +166,11 @@ class Runner:
         try:
             async with turn.lock:
                 if self._threads is not None:
-                    self._copying = self._threads.submit(direct.checkpoint)
+                    self._copying = self._threads.submit(_copy, direct)
                     # Shielded: a cancellation (its loop ending) leaves the copy to go on.
                     await asyncio.shield(asyncio.wrap_future(self._copying))
-        except Exception as exc:  # the file locked, away, the pool spent: the next one tries
-            logger.debug("A SQLite checkpoint failed: %r", exc)
+        except RuntimeError as exc:  # the store threads shut down (at exit): none to run it
+            logger.debug("A SQLite checkpoint was not started: %r", exc)
 
     async def close(self) -> None:
         """Let a checkpoint in progress end, the store threads finish, and close the
@@ -186,3 +186,12 @@ class Runner:
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()
+
+
+def _copy(direct: DirectSQLite) -> None:
+    """A checkpoint, on a store thread. Its failure is no writer's: the file locked, away,
+    the pool spent, the next one tries (a write waiting for it, on any loop, goes on)."""
+    try:
+        direct.checkpoint()
+    except Exception as exc:
+        logger.debug("A SQLite checkpoint failed: %r", exc)
