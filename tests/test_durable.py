@@ -232,29 +232,35 @@ async def test_a_call_waits_for_another_processs_lock_without_holding_up_the_loo
     await store.close()
 
 
-async def test_a_write_is_made_whole_or_cancelled_unmade(tmp_path: Path) -> None:
+async def test_a_write_is_made_whole_or_cancelled_unmade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With nothing of this process on the lock, a write runs at once, with no await, so a
     caller cancelled after it began still finds it made and reported; one that waits its turn
-    (a checkpoint about to start, as every CHECKPOINT_EVERY writes) waits before its
-    statement, so a caller cancelled there gets CancelledError and nothing was written (not
-    a login saved behind its back)."""
+    (a checkpoint copying, as every CHECKPOINT_EVERY writes) waits before its statement, so
+    a caller cancelled there gets CancelledError and nothing was written (not a login saved
+    behind its back)."""
+    copied = threading.Event()  # the checkpoint copies until the test lets it end
+    checkpoint = DirectSQLite.checkpoint
+    monkeypatch.setattr(DirectSQLite, "checkpoint", lambda d: (copied.wait(30), checkpoint(d)))
     store = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3", cache_ttl=0)
     await store.put("warm", _fresh())  # the loop's connection is open
     at_once = asyncio.create_task(store.put("now", _fresh()))
     await asyncio.sleep(0)  # the task runs until its first await: there is none
     at_once.cancel()
     assert (await at_once).version > 0 and await store.get("now") is not None
-    turn = store._runner._turns.get()
-    for i in range(2 * CHECKPOINT_EVERY):  # until a checkpoint is due (not started yet)
+    runner = store._runner
+    for i in range(2 * CHECKPOINT_EVERY):  # until a checkpoint is copying
         await store.put(f"browser:{i}", _fresh())
-        if turn.checkpoint_pending():
+        if runner.checkpoint_pending():
             break
-    assert turn.checkpoint_pending()
+    assert runner.checkpoint_pending()
     waiting = asyncio.create_task(store.put("k", _fresh()))
-    await asyncio.sleep(0)  # the checkpoint takes the lock; the write waits for its turn
+    await asyncio.sleep(0)  # the write waits for the checkpoint
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+    copied.set()
     assert await store.get("k") is None
     assert await store.get("warm") is not None
     await store.close()

@@ -38,20 +38,14 @@ On = Literal["loop", "thread", "engine"]
 
 class _Turn:
     """This process's writers on one event loop (a lock is bound to the loop that first
-    waits on it): their lock, how many calls are taking their turn with it (holding it or
-    waiting for it, or on a store thread), and the checkpoint task, while one is pending."""
+    waits on it): their lock, and how many calls are taking their turn with it (holding it
+    or waiting for it, or on a store thread)."""
 
-    __slots__ = ("checkpointing", "lock", "queued")
+    __slots__ = ("lock", "queued")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.queued = 0
-        self.checkpointing: asyncio.Task[None] | None = None
-
-    def checkpoint_pending(self) -> bool:
-        """Whether a checkpoint is yet to run or running (one cancelled before it ran, as
-        its loop ended, is not)."""
-        return self.checkpointing is not None and not self.checkpointing.done()
 
 
 class Runner:
@@ -66,7 +60,8 @@ class Runner:
         self._direct: DirectSQLite | None = None
         #: Each event loop's writers.
         self._turns = PerLoop(_Turn)
-        #: The last checkpoint's copy on a store thread, which goes on if its loop ends.
+        #: The last checkpoint, copying on a store thread (whatever becomes of the loop
+        #: whose write started it).
         self._copying: Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -77,37 +72,29 @@ class Runner:
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
         :mod:`.sqlengine`, one per process at a time)."""
-        direct, turn = self._direct, self._turns.get()
-        checkpointing, copying = turn.checkpointing, self._copying
-        if write and checkpointing is not None and turn.checkpoint_pending():
-            # The log is copied back first: writes that went on would keep the checkpoint
-            # from ever catching up. Cancelled here, nothing was written.
-            await asyncio.shield(checkpointing)
-        elif write and copying is not None and not copying.done():
-            # One whose loop ended (an asyncio.run per call) still copies on its thread.
+        direct, turn, copying = self._direct, self._turns.get(), self._copying
+        if write and copying is not None and not copying.done():
+            # The log is copied back first, whichever loop's write started it: writes that
+            # went on would keep the checkpoint from ever catching up. Shielded, as a
+            # cancelled wrapper cancels the copy; cancelled here, nothing was written.
             await asyncio.shield(asyncio.wrap_future(copying))
         if on == "loop" and not turn.queued and direct is not None and direct.has_inline():
             # Nothing else of this process holds the lock or waits for it: run at once, with
             # no lock and no await (so never cancelled halfway). A write's one yield here
             # cost more CPU than its SQL.
             try:
-                return self._now(direct, turn, work, write)
+                return self._now(direct, work, write)
             except Busy:
                 on = "thread"  # another process holds the lock: wait for it on a thread
         turn.queued += 1
         try:
             async with turn.lock if write and self._sqlite else nullcontext():
-                return await self._in_turn(engine, turn, work, write, on)
+                return await self._in_turn(engine, work, write, on)
         finally:
             turn.queued -= 1
 
     async def _in_turn(
-        self,
-        engine: Engine | AsyncEngine,
-        turn: _Turn,
-        work: Callable[[Any], T],
-        write: bool,
-        on: On,
+        self, engine: Engine | AsyncEngine, work: Callable[[Any], T], write: bool, on: On
     ) -> T:
         """:meth:`run` with this process's write lock held (for a write)."""
         options = {"write": True} if write else {}
@@ -122,7 +109,7 @@ class Runner:
                 self._direct = DirectSQLite(cast(Engine, engine))
             if on == "loop":
                 try:
-                    return await self._inline(self._direct, turn, work, write)
+                    return await self._inline(self._direct, work, write)
                 except Busy:
                     pass  # another process holds the lock: wait for it on a thread
             run = functools.partial(self._direct.transaction, work, write)
@@ -134,9 +121,7 @@ class Runner:
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, run)
 
-    async def _inline(
-        self, direct: DirectSQLite, turn: _Turn, work: Callable[[Executes], T], write: bool
-    ) -> T:
+    async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
         """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every
         ``CHECKPOINT_EVERY`` writes, a checkpoint follows on a store thread."""
         loop = asyncio.get_running_loop()
@@ -145,39 +130,26 @@ class Runner:
             opening = direct.inline_opening(start)
             await asyncio.shield(opening)
             direct.install(opening)
-        return self._now(direct, turn, work, write)
+        return self._now(direct, work, write)
 
-    def _now(
-        self, direct: DirectSQLite, turn: _Turn, work: Callable[[Executes], T], write: bool
-    ) -> T:
-        """``work`` inline, at once; every ``CHECKPOINT_EVERY`` writes a checkpoint task is
-        made (it runs on a store thread, this process's writes waiting for it)."""
+    def _now(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
+        """``work`` inline, at once; every ``CHECKPOINT_EVERY`` writes a checkpoint starts on a
+        store thread (this process's writes waiting for it, in :meth:`run`)."""
         done = direct.inline(work, write)
-        if write and direct.checkpoint_due() and not turn.checkpoint_pending():
-            turn.checkpointing = asyncio.get_running_loop().create_task(
-                self._checkpoint(direct, turn)
-            )
+        if write and direct.checkpoint_due() and not self.checkpoint_pending() and self._threads:
+            try:
+                self._copying = self._threads.submit(_copy, direct)
+            except RuntimeError as exc:  # the interpreter is exiting: no thread to run it
+                logger.debug("A SQLite checkpoint was not started: %r", exc)
         return done  # no yield after: a read's callers find the copy it left
 
-    async def _checkpoint(self, direct: DirectSQLite, turn: _Turn) -> None:
-        """Checkpoint on a store thread what inline writes left in the write-ahead log (a
-        page for each table and index a write touches), this process's writes waiting: were
-        they to go on, the checkpoint would never catch up and the log would only grow."""
-        try:
-            async with turn.lock:
-                if self._threads is not None:
-                    self._copying = self._threads.submit(_copy, direct)
-                    # Shielded: a cancellation (its loop ending) leaves the copy to go on.
-                    await asyncio.shield(asyncio.wrap_future(self._copying))
-        except RuntimeError as exc:  # the store threads shut down (at exit): none to run it
-            logger.debug("A SQLite checkpoint was not started: %r", exc)
+    def checkpoint_pending(self) -> bool:
+        """Whether a checkpoint is copying the log back (this process's writes wait)."""
+        return self._copying is not None and not self._copying.done()
 
     async def close(self) -> None:
-        """Let a checkpoint in progress end, the store threads finish, and close the
+        """Let the store threads finish (a checkpoint in progress too), and close the
         driver's connections (the engine is the store's to dispose of)."""
-        turn = self._turns.get()
-        if turn.checkpointing is not None and turn.checkpoint_pending():  # (another loop's
-            await turn.checkpointing  # ended with its loop)
         threads, self._threads = self._threads, None
         if threads is not None and threading.main_thread().is_alive():
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
