@@ -22,7 +22,7 @@ from .errors import (
     SpotifyUnavailable,
 )
 from .http import choose
-from .retry import MAX_SECONDS, Retry, retry_after
+from .retry import MAX_SECONDS, Retry, retry_after, whole_seconds
 from .tasks import PerLoop
 from .tokens import TokenRecord
 
@@ -186,7 +186,7 @@ class AccountsClient:
                     continue
                 raise SpotifyUnavailable(
                     f"Spotify is rate-limiting this app (429). {again} later.",
-                    retry_after=int(attempts.wait or retry_after(reply)),
+                    retry_after=whole_seconds(attempts.wait or retry_after(reply)),
                 )
             body = _json_object(reply)
             if reply.status_code >= 500 or body is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after"]
+__all__ = ["MAX_SECONDS", "Attempts", "Retry", "Sleep", "backoff", "retry_after", "whole_seconds"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -39,6 +39,12 @@ def retry_after(response: httpx.Response) -> float:
     except ValueError:
         return 1.0
     return min(max(wait, 0.0), MAX_SECONDS) if not math.isnan(wait) else 1.0
+
+
+def whole_seconds(wait: float) -> int:
+    """A wait as our own ``Retry-After`` says it: whole seconds, rounded up (a client told
+    to come back sooner than asked meets the rate limit again), and at least one."""
+    return max(1, math.ceil(wait))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .errors import RateLimited, SpotifyUnavailable
 from .http import choose
-from .retry import Retry
+from .retry import Retry, whole_seconds
 from .tokens import TokenRecord
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class SpotifyBearer:
                 raise RateLimited(
                     f"Spotify's Web API is rate-limiting this app (429, Retry-After "
                     f"{attempts.wait:g} s). Try again later.",
-                    retry_after=int(attempts.wait) + 1,
+                    retry_after=whole_seconds(attempts.wait),
                 )
             # A 5xx to a POST may have been done: only idempotent methods are sent again.
             if status >= 500 and request.method in IDEMPOTENT:

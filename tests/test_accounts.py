@@ -255,6 +255,22 @@ async def test_429_beyond_the_cap_is_503_with_retry_after(sleeps: Sleeps) -> Non
     assert 60 not in sleeps.waits
 
 
+@pytest.mark.parametrize(("header", "said"), [("60.5", 61), ("0.2", 1)])
+async def test_a_token_429s_retry_after_is_whole_seconds_rounded_up(
+    sleeps: Sleeps, header: str, said: int
+) -> None:
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(429, headers={"Retry-After": header})
+        )
+    )
+    client = AccountsClient(_settings(), http, retry=Retry(0, 0.0, sleep=sleeps))
+    with pytest.raises(SpotifyUnavailable) as info:
+        await client.client_credentials()
+    assert info.value.retry_after == said
+    assert ("Retry-After", str(said)) in info.value.get_headers()
+
+
 async def test_background_waits_longer_rate_limits(sleeps: Sleeps) -> None:
     fake = make_fake()
     client = _client(fake, sleeps)

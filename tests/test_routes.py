@@ -293,7 +293,18 @@ async def test_429_is_waited_out_then_the_cap_raises() -> None:
     assert tokens.sleeps == [2.0]
     with pytest.raises(RateLimited) as info:
         await _api(ScriptedAPI(429, retry_after="60"), Tokens()).get("/me")
-    assert info.value.code == 503 and info.value.retry_after == 61
+    assert info.value.code == 503 and info.value.retry_after == 60
+
+
+@pytest.mark.parametrize(("header", "said"), [("60.5", 61), ("0.2", 1), ("7", 7)])
+async def test_a_web_api_429s_retry_after_is_whole_seconds_rounded_up(
+    header: str, said: int
+) -> None:
+    """A client told to come back sooner than Spotify asked meets the limit again."""
+    with pytest.raises(RateLimited) as info:
+        await _api(ScriptedAPI(429, retry_after=header), Tokens(), cap=0.0).get("/me")
+    assert info.value.retry_after == said
+    assert ("Retry-After", str(said)) in info.value.get_headers()
 
 
 async def test_5xx_is_retried_with_backoff_for_idempotent_methods() -> None:
