@@ -58,4 +58,9 @@ async def renew() -> ResponseReturnValue:
 @same_origin_only
 async def logout() -> ResponseReturnValue:
     await spotify.logout()
-    return redirect("/")
+    return redirect("/bye")  # not "/": Spotify sends back at once a user who agreed before
+
+
+@app.route("/bye")
+async def bye() -> ResponseReturnValue:
+    return 'Logged out. <a href="/">Log in again</a>'

@@ -57,4 +57,9 @@ def logout() -> ResponseReturnValue:
     if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         abort(403)  # another site cannot log the user out
     spotify.logout()
-    return redirect("/")
+    return redirect("/bye")  # not "/": Spotify sends back at once a user who agreed before
+
+
+@app.route("/bye")
+def bye() -> ResponseReturnValue:
+    return 'Logged out. <a href="/">Log in again</a>'

@@ -71,4 +71,9 @@ async def worker() -> ResponseReturnValue:
 @same_origin_only
 async def logout() -> ResponseReturnValue:
     await spotify.logout()  # whichever worker answers, the login is gone for all of them
-    return redirect("/login")
+    return redirect("/bye")  # not /login: Spotify sends back at once a user who agreed before
+
+
+@app.route("/bye")
+async def bye() -> ResponseReturnValue:
+    return 'Logged out. <a href="/">Log in again</a>'

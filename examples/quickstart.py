@@ -1,6 +1,6 @@
-from quart import Quart, ResponseReturnValue, redirect, request
+from quart import Quart, ResponseReturnValue, redirect, render_template_string, request
 
-from quart_spotify_auth import SpotifyAuth, instance_secret_key
+from quart_spotify_auth import LoginRequired, SpotifyAuth, instance_secret_key
 from quart_spotify_auth.routes import same_origin_only
 
 app = Quart(__name__)
@@ -20,14 +20,21 @@ async def callback() -> ResponseReturnValue:
     return redirect("/")
 
 
+HOME = """<p>Logged in with Spotify, scopes {{ scopes | join(", ") }}; this token has
+{{ left }} s left.</p> <form method="post" action="/logout"><button>Log out</button></form>"""
+
+
 @app.route("/")
 async def home() -> ResponseReturnValue:
-    token = await spotify.get_access_token()  # this user's, renewed ahead of expiry; else 401
-    return {"scopes": sorted(token.scopes), "expires_in": token.expires_in}
+    try:
+        token = await spotify.get_access_token()  # this user's, renewed ahead of expiry
+    except LoginRequired:
+        return '<a href="/login">Log in with Spotify</a>'
+    return await render_template_string(HOME, scopes=sorted(token.scopes), left=token.expires_in)
 
 
 @app.post("/logout")  # POST, from this site only: another site cannot log the user out
 @same_origin_only
 async def logout() -> ResponseReturnValue:
     await spotify.logout()  # this user's tokens are forgotten, in every worker
-    return redirect("/login")
+    return redirect("/")  # not /login: Spotify sends back at once a user who agreed before
