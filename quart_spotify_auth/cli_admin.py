@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .cli_check import CannotLoad, load_app, registered_core
-from .config import mask_password
+from .config import mask_password, store_url
 from .errors import ConfigurationError
 
 __all__ = ["logins_command", "migrate_command", "on_store"]
@@ -48,7 +48,7 @@ def on_store(spec: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
     was, quiet.disabled = quiet.disabled, True  # an error is said once, below, with its notes
     try:
         return asyncio.run(run())
-    except (SpotifyAuthError, OSError) as error:
+    except (SpotifyAuthError, ConfigurationError, OSError) as error:
         said = getattr(error, "description", None) or str(error)
         print(f"Error: {said}", *getattr(error, "__notes__", ()), sep="\n", file=sys.stderr)
         return 1
@@ -97,7 +97,15 @@ async def migrate_command(args: argparse.Namespace, app: Any, core: Any) -> int:
     from .logins import move
     from .stores import open_store
 
-    settings = dataclasses.replace(core.settings, token_store=args.to)
+    to = store_url("--to", args.to)  # as SPOTIFY_TOKEN_STORE is read: postgres:// too
+    if to in (None, "memory"):  # memory: gone when this command ends, with every login
+        said = "names no store" if to is None else "memory keeps nothing once this command ends"
+        raise ConfigurationError(
+            f"--to {said}. Name the store the app will use next: "
+            "sqlite:////absolute/path/tokens.sqlite3, postgresql://user:password@host/db or "
+            "redis://host:port/db."
+        )
+    settings = dataclasses.replace(core.settings, token_store=to)
     target = open_store(settings, core.clock, app.instance_path)
     if repr(target) == repr(core.store):
         print(f"--to names the store the app uses already: {target!r}.", file=sys.stderr)
@@ -107,7 +115,7 @@ async def migrate_command(args: argparse.Namespace, app: Any, core: Any) -> int:
         moved = await move(core.store, target, dry_run=args.dry_run)
     finally:
         await target.close()
-    where = mask_password(args.to)
+    where = mask_password(to)
     done = "would be copied" if args.dry_run else "copied"
     print(
         f"{moved.copied} login(s) {done} from {core.store!r} to {where} in {moved.seconds:.1f} s; "

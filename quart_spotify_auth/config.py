@@ -128,7 +128,7 @@ def _service_url(key: str, raw: Any) -> str:
         raise ConfigurationError(
             f"{key} {_shown(url)} uses plain http to another machine: the client secret and "
             "tokens would cross the network in clear. Use https (plain http is allowed "
-            "only on 127.0.0.1, for a fake Spotify)."
+            "only to this machine, 127.0.0.1, ::1 or localhost, for a fake Spotify)."
         )
     return url
 
@@ -137,7 +137,8 @@ def _redirect_uri(key: str, raw: Any) -> str:
     return validate_redirect_uri(_text(key, raw), name=key)
 
 
-def _store_url(key: str, raw: Any) -> str | None:
+def store_url(key: str, raw: Any) -> str | None:
+    """``raw`` as a store URL (``key`` names it in the error): ``None`` for the default."""
     if raw in (None, ""):
         return None  # the default: SQLite in the app's instance folder
     # postgres:// is Heroku's and Render's DATABASE_URL spelling.
@@ -204,7 +205,7 @@ class Settings:
     """Background refreshes in flight at once, at most."""
     keep_warm: float = setting(86400.0, _number(zero=True))
     """Seconds since a user's last request during which the renewer keeps their token fresh."""
-    token_store: str | None = setting(None, _store_url, env=True)
+    token_store: str | None = setting(None, store_url, env=True)
     """Where tokens live. Unset: a SQLite file in the app's instance folder."""
     token_store_prefix: str = setting("quart_spotify_auth:", _text)
     """Redis key prefix; for SQL, the tables' name prefix."""

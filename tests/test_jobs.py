@@ -244,6 +244,11 @@ async def test_admins_list_and_forget_logins_from_the_command_line(
         (["logins", "forget", "--idle", "0", *spec], "not a number of days above 0"),
         (["logins", "--app", "no_such_module:app"], "Cannot load the app"),
         (["migrate", *spec, "--to", "redis://:hunter2@127.0.0.1:1/0"], "store is unavailable"),
+        # Read as SPOTIFY_TOKEN_STORE is: postgres:// is PostgreSQL, an unknown one is named.
+        (["migrate", *spec, "--to", "postgres://u:hunter2@127.0.0.1:1/app"], "PostgreSQL"),
+        (["migrate", *spec, "--to", "mysql://u:hunter2@db/app"], "not a store this package"),
+        (["migrate", *spec, "--to", "memory"], "memory keeps nothing"),
+        (["migrate", *spec, "--to", ""], "--to names no store"),
         (["migrate", *spec, "--to", f"sqlite:///{tmp_path}/quart_spotify_auth.sqlite3"],
          "names the store the app uses already"),
     ):  # fmt: skip
