@@ -92,6 +92,15 @@ PAGE = """<!doctype html>
 </main></body></html>"""
 
 
+def _spotify_mode() -> str:
+    """Which Spotify the demo talks to when credentials are set: the real one, unless
+    ``SPOTIFY_ACCOUNTS_URL`` names another (a fake one of the user's own)."""
+    url = os.environ.get("SPOTIFY_ACCOUNTS_URL", "").strip().rstrip("/")
+    if url in ("", "https://accounts.spotify.com"):
+        return "Real Spotify"
+    return f"The Spotify at {url} (SPOTIFY_ACCOUNTS_URL)"
+
+
 def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
     """The demo app served on ``port``; ``fake_url`` points it at a FakeSpotify instead of
     Spotify."""
@@ -113,7 +122,7 @@ def create_app(*, port: int = 5000, fake_url: str | None = None) -> Quart:
         )
         mode = f"Demo mode: the built-in fake Spotify at {fake_url} (no credentials set)"
     else:
-        mode = "Real Spotify"
+        mode = _spotify_mode()
     spotify = SpotifyAuth(app)
     app.register_blueprint(spotify_blueprint(spotify))
 
@@ -178,7 +187,8 @@ async def run(port: int = 5000, fake_port: int | None = None) -> None:
     """Serve the demo (and the fake Spotify when no credentials are set) until interrupted."""
     app_url = f"http://127.0.0.1:{port}"
     if os.environ.get("SPOTIFY_CLIENT_ID"):
-        print(f"quart-spotify-auth demo, real Spotify mode: open {app_url}/", flush=True)
+        mode = _spotify_mode()
+        print(f"quart-spotify-auth demo, {mode[0].lower()}{mode[1:]}: open {app_url}/", flush=True)
         print(f"Register {app_url}/callback/ as a redirect URI in your Spotify app.", flush=True)
         async with serve(create_app(port=port), port=port):
             await asyncio.Event().wait()

@@ -88,3 +88,27 @@ async def test_demo_rate_limited_login_says_when_to_start_again(
     assert response.status_code == 503 and 'id="error"' in response.text
     assert response.headers["Retry-After"] == "9"  # the page of its own keeps the header
     assert "Start the login again later" in response.text
+
+
+@pytest.mark.parametrize(
+    ("accounts_url", "said"),
+    [
+        (None, "Real Spotify"),
+        ("https://accounts.spotify.com/", "Real Spotify"),
+        ("http://127.0.0.1:5001", "The Spotify at http://127.0.0.1:5001 (SPOTIFY_ACCOUNTS_URL)"),
+    ],
+)
+async def test_the_demo_with_credentials_names_the_spotify_it_talks_to(
+    monkeypatch: pytest.MonkeyPatch, accounts_url: str | None, said: str
+) -> None:
+    """The quickstart's exports (a fake of the user's own) left set: the page does not claim
+    real Spotify."""
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "demo-client")
+    if accounts_url is None:
+        monkeypatch.delenv("SPOTIFY_ACCOUNTS_URL", raising=False)
+    else:
+        monkeypatch.setenv("SPOTIFY_ACCOUNTS_URL", accounts_url)
+    app = create_app(port=free_port())
+    async with app.test_app():
+        page = await (await app.test_client().get("/")).get_data(as_text=True)
+    assert f'<p class="mode">{said}</p>' in page
