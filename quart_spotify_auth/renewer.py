@@ -17,6 +17,7 @@ from .refresh import Refresher
 from .retry import backoff
 from .signals import logger
 from .stores import TokenStore
+from .stores.base import DueKey
 from .tasks import cancel, stop_if_cancelled
 from .tokens import Clock, RenewalPolicy
 
@@ -52,6 +53,9 @@ class Renewer:
         self._again: dict[str, float | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}
+        #: Until when Spotify asked this app to wait (a 429's ``Retry-After``, on a renewal):
+        #: its rate limit is the app's, so no renewal is sent before then.
+        self.paused_until = 0.0
 
     def __repr__(self) -> str:
         return f"Renewer({len(self._renewing)} renewing, running={self.running})"
@@ -94,7 +98,11 @@ class Renewer:
             try:
                 await self._refresher.deferred.flush()
                 due = await self._store.due(self._clock(), limit)
-                for key, used in due.entries:
+                entries = due.entries
+                if self._clock() < self.paused_until:  # each key due meanwhile is put off
+                    await self._hold_back(entries)  # until then, for every process
+                    entries = []
+                for key, used in entries:
                     if key in self._renewing:  # put back while renewing, or its lease ended
                         if not self._store.shared:  # off the schedule now: ours to look at
                             self._again[key] = used
@@ -123,6 +131,14 @@ class Renewer:
             self._next_look = self._clock() + timeout
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _hold_back(self, entries: list[DueKey]) -> None:
+        """Put off the keys handed out until :attr:`paused_until` (Spotify's wait)."""
+        sender = self._refresher.sender
+        for key, _used in entries:
+            if key not in self._renewing:
+                await self._store.reschedule(key, self.paused_until)
+                await signals.send(signals.renewal_skipped, sender, key=key, reason="rate-limited")
 
     async def _renew(self, key: str, used: float | None) -> None:
         done = False
@@ -155,8 +171,22 @@ class Renewer:
             await signals.send(signals.renewal_skipped, sender, key=key, reason="gone")
         except (SpotifyAuthError, OSError) as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            logger.warning("Background token renewal failed (%s); will retry", type(exc).__name__)
-            retry_at = self._clock() + backoff(failures, base=0.5, cap=60.0)
+            now = self._clock()
+            retry_at = now + backoff(failures, base=0.5, cap=60.0)
+            asked = getattr(exc, "retry_after", None)  # a 429 longer than the token has left
+            if asked is not None and now + asked > retry_at:
+                retry_at = now + asked
+                if retry_at > self.paused_until:
+                    self.paused_until = retry_at
+                    logger.warning(
+                        "Spotify is rate-limiting this app (429): background renewals wait "
+                        "%d s, as its Retry-After asks",
+                        asked,
+                    )
+            else:
+                logger.warning(
+                    "Background token renewal failed (%s); will retry", type(exc).__name__
+                )
             with contextlib.suppress(SpotifyAuthError, OSError):
                 await self._store.reschedule(key, retry_at)
             await signals.send(signals.renewal_failed, sender, key=key, error=exc)

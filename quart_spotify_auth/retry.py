@@ -28,8 +28,9 @@ def backoff(attempt: int, *, base: float = 0.2, cap: float = 60.0) -> float:
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
 
 
-#: The shortest wait after a 429, whatever its ``Retry-After`` (``0`` would be a busy loop).
-MIN_RETRY_AFTER = 0.1
+#: The shortest wait after a 429, whatever its ``Retry-After``: ``0`` (or a fraction) would
+#: send dozens of requests into a rate limit within the cap; HTTP's own unit is the second.
+MIN_RETRY_AFTER = 1.0
 
 
 def retry_after(response: httpx.Response) -> float:

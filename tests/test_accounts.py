@@ -271,6 +271,19 @@ async def test_a_token_429s_retry_after_is_whole_seconds_rounded_up(
     assert ("Retry-After", str(said)) in info.value.get_headers()
 
 
+async def test_a_429_asking_for_no_wait_is_waited_a_second_each_time(sleeps: Sleeps) -> None:
+    """Retry-After: 0 again and again: one request a second within the cap, not dozens."""
+    sent = []
+
+    def limited(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(429, headers={"Retry-After": "0"})
+
+    with pytest.raises(SpotifyUnavailable):
+        await _mocked(limited, sleeps).client_credentials()
+    assert sleeps.waits == [1.0] * 5 and len(sent) == 6  # the 5 s cap: five waits
+
+
 async def test_background_waits_longer_rate_limits(sleeps: Sleeps) -> None:
     fake = make_fake()
     client = _client(fake, sleeps)

@@ -159,6 +159,37 @@ async def test_background_rides_out_transient_faults(
     assert token["access_token"] != first["access_token"]
 
 
+async def test_a_429_in_the_background_pauses_every_renewal_until_its_retry_after(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify, signals: SignalRecorder
+) -> None:
+    """Spotify's rate limit is the app's: after a 429 asking for longer than the token has
+    left, no renewal of any user is sent before its Retry-After; then both are renewed."""
+    app, spotify, clock = clocked
+    core = spotify.core(app)
+    first, second = app.test_client(), app.test_client()
+    await login_in_process(first, fake)
+    clock.advance(1000)
+    await login_in_process(second, fake, user="bob")
+    clock.advance(2500)  # the first has 100 s left (due), the second 1,100 s (not yet)
+    fake.rate_limit_next(1, retry_after=3600)
+    sent = fake.requests["token"]
+    core.renewer.wake()
+    await signals.wait("renewal_failed")
+    assert core.renewer.paused_until == clock() + 3600
+    clock.advance(1000)  # the second is due now, within the pause
+    core.renewer.wake()
+    await signals.wait("renewal_skipped", reason="rate-limited")
+    assert fake.requests["token"] == sent + 1  # the 429, and nothing since
+    upcoming = (await core.store.due(0, 0)).next
+    assert upcoming is not None and upcoming >= core.renewer.paused_until
+    clock.advance(2700)  # past the pause
+    core.renewer.wake()
+    await signals.wait("token_renewed", 2, in_background=True)
+    assert fake.requests["token:refresh_token"] == 2
+    for client in (first, second):
+        assert (await client.get("/token")).status_code == 200
+
+
 @pytest.mark.parametrize(
     "stack", [{"SPOTIFY_HTTP_TIMEOUT": 0.2, "SPOTIFY_RETRIES": 0}], indirect=True
 )
