@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import shutil
@@ -462,6 +463,29 @@ async def test_an_unwritable_file_is_a_503_that_says_so_and_works_when_fixed(
             await store.put("k", _record())
         assert "permissions" in info.value.description
     assert (await store.put("k", _record())).version == 1  # fixed: nothing to restart
+    await store.close()
+
+
+@pytest.mark.parametrize("which", ["file", "folder"])
+async def test_an_existing_file_that_cannot_be_written_is_said_at_start(
+    tmp_path: Path, which: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its tables are there, so nothing at start needed a write: still, the start says the
+    file cannot be written (not the first login, as a 503 to retry), and ``check`` fails."""
+    folder = tmp_path / "data"
+    database = folder / "tokens.sqlite3"
+    store = SQLTokenStore(f"sqlite:///{database}")
+    await store.open()
+    await store.close()
+    with _unwritable(database if which == "file" else folder):
+        with caplog.at_level(logging.ERROR, logger="quart_spotify_auth"):
+            await store.open()
+        assert "cannot be written" in caplog.text and "permissions" in caplog.text
+        with pytest.raises(StoreUnavailable, match="cannot be written"):
+            await store.get("k")  # what check reads, after opening
+        await store.close()
+    await store.open()  # fixed: it opens, and writes
+    assert (await store.put("k", _record())).version == 1
     await store.close()
 
 

@@ -149,7 +149,7 @@ class SQLTokenStore(TokenStore):
             logger.error(
                 "The token store cannot be opened (%s). Requests that need it get 503 until it "
                 "answers; nothing has to be restarted.",
-                exc.__notes__[0],
+                "; ".join(exc.__notes__),
             )
         except ConfigurationError:
             await self.close()
@@ -188,6 +188,11 @@ class SQLTokenStore(TokenStore):
                 for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
                     if name not in found:
                         connection.execute(meta.insert().values(name=name, value=value))
+                if found and self.dialect == "sqlite":  # a file that opens but cannot be
+                    # written (read-only, its folder read-only) fails here, at start, rather
+                    # than on the first login
+                    touched = meta.update().where(meta.c.name == "schema")
+                    connection.execute(touched.values(value=meta.c.value))
                 return found
 
             try:

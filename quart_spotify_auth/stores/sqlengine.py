@@ -159,4 +159,9 @@ def unavailable(dialect: str, where: str | None, exc: BaseException) -> StoreUna
     sqlite = dialect == "sqlite"
     said = detail.replace("read-only", "readonly") if sqlite else ""
     hint = next((fix for words, fix in _SQLITE_HINTS.items() if words in said), "")
-    return StoreUnavailable.of(("SQLite" if sqlite else "PostgreSQL") + hint, cause, where, detail)
+    failed = StoreUnavailable.of(
+        ("SQLite" if sqlite else "PostgreSQL") + hint, cause, where, detail
+    )
+    if hint:  # the fix, in the log too
+        failed.add_note(hint.strip(" ()").capitalize())
+    return failed
