@@ -151,7 +151,31 @@ def store_url(key: str, raw: Any) -> str | None:
             "slashes), postgresql://user:password@host/db, redis://host:port/db or memory (or "
             "leave it unset: SQLite in the app's instance folder)."
         )
+    _server_url_parts(key, url)
     return url
+
+
+def _server_url_parts(key: str, url: str) -> None:
+    """A Redis or PostgreSQL URL whose port or Redis database number cannot work: said here,
+    naming the part, rather than by the driver at start (its text may show the password)."""
+    if not url.startswith(("redis", "postgresql")):
+        return  # sqlite:///, memory, unix:// (a socket path)
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(
+            f"{key} {_shown(url)}: its port is not a number from 1 to 65535 (a password "
+            "holding : / @ ? or # must be URL-encoded)."
+        )
+    database = parts.path.strip("/")
+    if url.startswith("redis") and database and not database.isdigit():
+        raise ConfigurationError(
+            f"{key} {_shown(url)}: the path of a Redis URL is the database number "
+            "(redis://host:6379/0), not a name."
+        )
 
 
 def _library(key: str, raw: Any) -> str | None:

@@ -96,6 +96,32 @@ def test_a_store_url_that_cannot_work_shows_both_sqlite_forms_and_no_password(ur
     assert "hunter2" not in message
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("redis://127.0.0.1:99999/0", "its port is not a number from 1 to 65535"),
+        ("postgresql://u:hunter2@127.0.0.1:99999/db", "its port is not a number from 1 to 65535"),
+        ("redis://:hunter2@127.0.0.1:port/0", "its port is not a number from 1 to 65535"),
+        ("postgres://u:p@ss@h:x/db", "its port is not a number from 1 to 65535"),
+        ("redis://127.0.0.1:6379/abc", "the path of a Redis URL is the database number"),
+    ],
+)
+def test_a_server_url_with_a_bad_port_or_database_names_the_part(url: str, said: str) -> None:
+    """Said when the settings are read, naming the part, never the password: not a driver's
+    traceback at start, nor a hint about passwords for a port out of range."""
+    with pytest.raises(ConfigurationError, match="SPOTIFY_TOKEN_STORE") as info:
+        _settings(url)
+    assert said in str(info.value) and "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "redis://h", "rediss://h:6380/15",
+            "postgresql://u:p@h/db", "postgresql+asyncpg://u@h:5433/db", "unix:///tmp/r.sock"],
+)  # fmt: skip
+def test_server_urls_that_can_work_are_kept(url: str) -> None:
+    assert _settings(url).token_store == url
+
+
 def test_a_password_in_a_query_is_masked_too() -> None:
     from quart_spotify_auth.config import mask_password
 
