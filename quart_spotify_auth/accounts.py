@@ -177,11 +177,12 @@ class AccountsClient:
                 if await attempts.backoff():
                     lost = lost or not unsent
                     continue
+                failed = "could not be reached" if unsent else "did not answer"
                 raise SpotifyUnavailable(
-                    f"Spotify's accounts service could not be reached ({name}). {again} shortly."
+                    f"Spotify's accounts service {failed} ({name}). {again} shortly."
                 ) from None
-            if reply.status_code == 429:
-                if resend and await attempts.retry_after(reply):
+            if reply.status_code == 429:  # refused unread: even a code may be sent again
+                if await attempts.retry_after(reply):
                     logger.warning("Spotify asked to wait %s s (429)", attempts.wait)
                     continue
                 raise SpotifyUnavailable(
@@ -197,8 +198,8 @@ class AccountsClient:
                 raise _unreadable(reply, again)
             if reply.status_code == 200:
                 return body
-            error = str(body.get("error", "unknown_error"))
-            description = str(body.get("error_description") or "no description")
+            error = _said(body.get("error"), "unknown_error")
+            description = _said(body.get("error_description"), "no description")
             logger.warning("Spotify token endpoint refused: %s (%s)", error, description)
             if error == "invalid_client":
                 raise InvalidClient(
@@ -207,6 +208,35 @@ class AccountsClient:
                     "the Spotify developer dashboard."
                 )
             raise rejected(error, description, lost)
+
+
+#: The most of Spotify's own words (an error's description) a page or a log line repeats.
+SAID_LIMIT = 200
+
+
+def _said(value: object, missing: str) -> str:
+    """Spotify's ``error`` or ``error_description`` as a page and a log line may repeat it:
+    text only, one line (a newline would forge a log line), at most ``SAID_LIMIT`` characters."""
+    if not isinstance(value, str) or not value.strip():
+        return missing
+    text = "".join(c if c.isprintable() else " " for c in value.strip())
+    return text if len(text) <= SAID_LIMIT else text[: SAID_LIMIT - 1] + "…"
+
+
+#: The longest token taken from Spotify (its own are a few hundred characters).
+TOKEN_LIMIT = 4096
+
+
+def _token_text(value: object) -> bool:
+    """Whether ``value`` can be a token: text that can go in an ``Authorization`` header
+    (printable ASCII, no space), of a sane length."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= TOKEN_LIMIT
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 def _json_object(reply: httpx.Response) -> dict[str, Any] | None:
@@ -258,17 +288,18 @@ def _record(body: dict[str, Any], *, now: float, authorized_at: float | None = N
     scope = body.get("scope") or ""
     refresh = body.get("refresh_token")
     if (
-        not isinstance(access, str)
-        or not access
+        not _token_text(access)
         or isinstance(expires_in, bool)
         or not isinstance(expires_in, int | float)
         or not 0 < expires_in <= sys.float_info.max  # not NaN, inf, nor an int beyond floats
         or not isinstance(token_type, str)
         or token_type.lower() != "bearer"
         or not isinstance(scope, str)
-        or not (refresh is None or isinstance(refresh, str))
+        or not (refresh is None or refresh == "" or _token_text(refresh))
     ):
-        raise SpotifyBadResponse("Spotify's token reply is missing fields or has the wrong types.")
+        raise SpotifyBadResponse(
+            "Spotify's token reply is missing fields, or has one of the wrong type or form."
+        )
     return TokenRecord(
         access_token=access,
         refresh_token=refresh or None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -225,6 +226,54 @@ async def test_429_within_the_cap_is_waited_out(sleeps: Sleeps) -> None:
     fake.rate_limit_next(1, retry_after=3)
     await _client(fake, sleeps, retry_after_cap=5.0).client_credentials()
     assert 3 in sleeps.waits
+
+
+async def test_a_code_refused_with_429_is_sent_again_after_its_retry_after(
+    sleeps: Sleeps,
+) -> None:
+    """A 429 is refused unread, so even a code (spent once used) may be sent again: the
+    login goes through, where a 503 would have sent the user back to the start."""
+    fake = make_fake()
+    client = _client(fake, sleeps)
+    code = await _login(client, fake)
+    fake.rate_limit_next(1, retry_after=2)
+    record = await client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=None)
+    assert record.refresh_token and sleeps.waits == [2]
+    assert fake.requests["token"] == 2 and fake.requests["token:authorization_code"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"access_token": "a\r\nX-Forged: 1", "expires_in": 3600},
+        {"access_token": "tok en", "expires_in": 3600},
+        {"access_token": "é" * 10, "expires_in": 3600},
+        {"access_token": "a" * 5000, "expires_in": 3600},
+        {"access_token": "a", "refresh_token": "r\n", "expires_in": 3600},
+    ],
+)
+async def test_a_token_that_cannot_go_in_a_header_is_an_unreadable_reply(
+    sleeps: Sleeps, body: dict[str, Any]
+) -> None:
+    """Stored, it would fail on every later call as a network error, naming the wrong cause."""
+    client = _mocked(lambda r: httpx.Response(200, json=body), sleeps)
+    with pytest.raises(SpotifyBadResponse, match="wrong type or form"):
+        await client.client_credentials()
+
+
+async def test_spotifys_error_text_is_one_short_line_on_the_page_and_in_the_log(
+    sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    description = "line one\nERROR forged log line " + "x" * 5000
+    body = {"error": {"nested": "object"}, "error_description": description}
+    client = _mocked(lambda r: httpx.Response(400, json=body), sleeps)
+    with pytest.raises(SpotifyBadResponse) as info:
+        await client.client_credentials()
+    said = str(info.value.description)
+    assert "\n" not in said and "unknown_error" in said and "nested" not in said
+    assert "line one ERROR forged" in said and len(said) < 400
+    logged = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert logged and all("\n" not in m and len(m) < 400 for m in logged)
 
 
 async def test_429s_are_waited_out_by_time_not_by_count(sleeps: Sleeps) -> None:
