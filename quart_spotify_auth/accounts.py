@@ -9,7 +9,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlencode
 
 from .config import Settings
@@ -227,7 +227,7 @@ def _said(value: object, missing: str) -> str:
 TOKEN_LIMIT = 4096
 
 
-def _token_text(value: object) -> bool:
+def _token_text(value: object) -> TypeGuard[str]:
     """Whether ``value`` can be a token: text that can go in an ``Authorization`` header
     (printable ASCII, no space), of a sane length."""
     return (
