@@ -160,7 +160,8 @@ def test_the_sql_table_names_stay_as_they_were(prefix: str, tables: str, tmp_pat
 
 def test_every_store_scheme_is_accepted_and_opened() -> None:
     for scheme in STORE_SCHEMES:
-        url = scheme if scheme == "memory" else scheme + "x/tokens.sqlite3"
+        kind = STORE_SCHEMES[scheme]  # each with a path it can take (Redis: a database number)
+        url = scheme if kind == "memory" else scheme + ("x/0" if kind == "redis" else "x/t.db")
         settings = load_settings({"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_TOKEN_STORE": url})
         assert settings.token_store == url
     with pytest.raises(ConfigurationError, match="not a store this package knows"):
