@@ -23,6 +23,7 @@ from . import (
     rollover,
     scale,
     scale_pg,
+    served_instructions,
     singleflight,
     soak,
     stores,
@@ -44,6 +45,7 @@ MEASURES: dict[str, Measure] = {
     "hotpath": lambda a: stores.hot_path(seconds=2 if a.quick else 3, rounds=3 if a.quick else 8),
     "profile": lambda a: profile.run(),
     "login-instructions": lambda a: instructions.run(),
+    "hotpath-instructions": lambda a: served_instructions.run(300 if a.quick else 1000),
     "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "login-authlib": lambda a: web.logins_beside_authlib(
         seconds=2 if a.quick else 4, rounds=3 if a.quick else 5

@@ -30,3 +30,20 @@ def test_the_instruction_count_counts_logins_that_land(store: str) -> None:
     from benchmarks import instructions
 
     assert instructions.child(store, 3) == 3
+
+
+@pytest.mark.slow
+async def test_the_served_hot_path_count_counts_each_batch_of_requests() -> None:
+    """``hotpath-instructions`` counts the served app's own work per request: each batch a
+    count of its own (a dump per batch), the token path above the constant one."""
+    import shutil
+
+    from benchmarks import served_instructions
+
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
+    result = await served_instructions.run(count=20, stores=("memory",))
+    memory = result["memory"]
+    assert len(memory["batches"]["/constant"]) == len(memory["batches"]["/token"]) == 2
+    assert 100_000 < memory["constant_per_request"] < memory["token_per_request"]
+    assert 0.5 < memory["ratio"] < 1
