@@ -46,6 +46,7 @@ MEASURES: dict[str, Measure] = {
     "profile": lambda a: profile.run(),
     "login-instructions": lambda a: instructions.run(),
     "hotpath-instructions": lambda a: served_instructions.run(300 if a.quick else 1000),
+    "served-login-instructions": lambda a: served_instructions.logins(100 if a.quick else 300),
     "login": lambda a: web.logins(seconds=2 if a.quick else 4, rounds=3 if a.quick else 5),
     "login-authlib": lambda a: web.logins_beside_authlib(
         seconds=2 if a.quick else 4, rounds=3 if a.quick else 5

@@ -47,3 +47,19 @@ async def test_the_served_hot_path_count_counts_each_batch_of_requests() -> None
     assert len(memory["batches"]["/constant"]) == len(memory["batches"]["/token"]) == 2
     assert 100_000 < memory["constant_per_request"] < memory["token_per_request"]
     assert 0.5 < memory["ratio"] < 1
+
+
+@pytest.mark.slow
+async def test_the_served_login_count_counts_logins_that_land() -> None:
+    """``served-login-instructions`` counts each contender's app while its logins land (a
+    failed one stops the measure): ours on the default store and Authlib's, on httpx."""
+    import shutil
+
+    from benchmarks import served_instructions
+
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
+    result = await served_instructions.logins(count=10, names=("ours_sqlite", "authlib_httpx"))
+    for name in ("ours_sqlite", "authlib_httpx"):
+        assert all(1_000_000 < n < 100_000_000 for n in result["per_login"][name]), result
+    assert 0.5 < result["authlib_httpx_over_ours_sqlite"] < 2
