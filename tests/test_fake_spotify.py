@@ -743,6 +743,12 @@ async def test_control_rejects_bad_input(http: httpx.AsyncClient) -> None:
     assert (await http.post("/_fake/control", json={"nope": 1})).status_code == 400
     assert (await http.post("/_fake/control", json=[1])).status_code == 400
     assert (await http.post("/_fake/control", json={"slow": "fast"})).status_code == 400
+    # Seconds that would hang a token request, fail it, or make the state unreadable JSON.
+    for name, value in (("slow", "inf"), ("access_ttl", "nan"), ("reply_delay", -1)):
+        reply = await http.post("/_fake/control", json={name: value})
+        assert reply.status_code == 400 and name in reply.json()["error"], (name, reply.text)
+    state = await http.get("/_fake/state")
+    assert state.status_code == 200 and "Infinity" not in state.text and "NaN" not in state.text
 
 
 async def test_advance_needs_a_fake_clock() -> None:

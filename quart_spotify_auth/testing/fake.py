@@ -254,7 +254,7 @@ class FakeSpotify(FakeAccounts):
             self.garbage_next(int(data["garbage_next"]))
         for name in ("slow", "access_ttl", "reply_delay", "trickle"):
             if name in data:
-                setattr(self, name, float(data[name]))
+                setattr(self, name, _seconds(name, data[name]))
         for name in ("rotate_confidential", "dev_mode"):
             if name in data:
                 setattr(self, name, bool(data[name]))
@@ -268,9 +268,18 @@ class FakeSpotify(FakeAccounts):
         if data.get("expire_access_tokens"):
             self.expire_access_tokens()
         if "advance" in data and isinstance(self.clock, FakeClock):
-            self.clock.advance(float(data["advance"]))
+            self.clock.advance(_seconds("advance", data["advance"]))
         if data.get("reset_counters"):
             self.reset_counters()
+
+
+def _seconds(name: str, value: Any) -> float:
+    """A control's number of seconds: finite, not negative (inf or NaN made token replies hang
+    or fail, and the state unreadable JSON)."""
+    seconds = float(value)
+    if not 0 <= seconds < 10**9:  # also False for NaN
+        raise ValueError(f"{name} must be a number of seconds from 0, not {value!r}")
+    return seconds
 
 
 def _trickled(body: bytes, seconds: float) -> Response:
