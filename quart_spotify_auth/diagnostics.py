@@ -74,3 +74,18 @@ def check_serving(app: Any, core: Core) -> None:
             "or a route there that calls get_user_token().",
             path,
         )
+    from .routes import BLUEPRINT  # routes imports the extension, which imports this
+
+    endpoints = sorted(
+        {r.endpoint for r in app.url_map.iter_rules() if r.rule == path and "GET" in r.methods}
+    )
+    callback = f"{BLUEPRINT}.callback"
+    if callback in endpoints and len(endpoints) > 1:  # the first registered answers
+        others = ", ".join(e for e in endpoints if e != callback)
+        logger.warning(
+            "GET %s, the path of SPOTIFY_REDIRECT_URI, is also a route of this app (%s): one "
+            "of them never answers. Give the redirect URI a path of its own, such as "
+            "/callback/.",
+            path,
+            others,
+        )

@@ -10,6 +10,7 @@ from quart import Quart
 
 from quart_spotify_auth import DEFAULTS, ConfigurationError, SpotifyAuth
 from quart_spotify_auth.config import load_settings, unknown_keys
+from quart_spotify_auth.routes import spotify_blueprint
 
 
 def _app(**config: Any) -> Quart:
@@ -259,6 +260,21 @@ async def test_what_would_fail_later_is_said_when_the_app_starts(
     async with app.test_app():
         pass
     assert not caplog.records
+
+
+async def test_a_redirect_uri_on_a_path_the_app_already_serves_is_said_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The blueprint's callback and the app's home page on one path: one of them never
+    answers (the demo's home showed 'no state parameter' to every visitor)."""
+    app = _app(SPOTIFY_REDIRECT_URI="http://127.0.0.1:5000")
+    spotify = SpotifyAuth(app)
+    app.add_url_rule("/", "home", lambda: "home")
+    app.register_blueprint(spotify_blueprint(spotify))
+    async with app.test_app():
+        pass
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "GET /, the path of SPOTIFY_REDIRECT_URI, is also a route of this app (home)" in said
 
 
 @pytest.mark.parametrize(
