@@ -137,18 +137,30 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time ``pid`` has used, None once it is gone."""
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """User and system CPU time ``pid`` has used, None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time ``pid`` has used, None once it is gone."""
+    times = cpu_times(pid)
+    return None if times is None else sum(times)
 
 
 def total_cpu(pids: list[int]) -> float:
     """User plus system CPU time the processes have used (those gone count nothing)."""
     return sum(c for c in map(cpu_seconds, pids) if c is not None)
+
+
+def system_cpu(pids: list[int]) -> float:
+    """The kernel's share of :func:`total_cpu` (system calls, page faults)."""
+    return sum(t[1] for t in map(cpu_times, pids) if t is not None)
 
 
 async def run_json(*args: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ async def test_every_login_contender_logs_in() -> None:
     for name in [*contenders, "authlib", "authlib_httpx"]:  # the measure fails on a failed login
         assert result[f"{name}_logins_per_s"] > 0, (name, result)
         assert result[f"{name}_cpu_us_per_login"] > 0, (name, result)
+        assert 0 <= result[f"{name}_system_cpu_us_per_login"] <= result[f"{name}_cpu_us_per_login"]
     assert result["authlib_httpx_library"] == "httpx"  # as where httpx2 is not installed
 
 
