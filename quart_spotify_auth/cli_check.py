@@ -115,17 +115,19 @@ def _try_store(core: Any, settings: Settings, instance: str | None, timeout: flo
     if url is None and instance is not None:
         url = "sqlite:///" + os.path.join(instance, SQLITE_FILE)
 
-    async def probe() -> None:
+    async def probe() -> str | None:
         await store.open()
         try:
             await store.get("check:quart-spotify-auth")
+            unwritable = getattr(store, "unwritable", None)  # a SQLite file read-only
+            return None if unwritable is None else "; ".join(unwritable.__notes__)
         finally:
             await store.close()
 
     quiet = logging.getLogger("quart_spotify_auth")
     was, quiet.disabled = quiet.disabled, True  # the error is said once, below
     try:
-        asyncio.run(asyncio.wait_for(probe(), timeout))
+        unwritable = asyncio.run(asyncio.wait_for(probe(), timeout))
     except TimeoutError:
         return f"the token store {mask_password(str(url))} did not answer within {timeout:g} s."
     except Exception as error:
@@ -137,6 +139,10 @@ def _try_store(core: Any, settings: Settings, instance: str | None, timeout: flo
         return f"the token store {mask_password(str(url))} cannot be reached: {_scrub(said, url)}"
     finally:
         quiet.disabled = was
+    if unwritable is not None:
+        return (
+            f"the token store {mask_password(str(url))} can be read but not written: {unwritable}"
+        )
     return None
 
 

@@ -160,7 +160,10 @@ def _server_url_parts(key: str, url: str) -> None:
     naming the part, rather than by the driver at start (its text may show the password)."""
     if not url.startswith(("redis", "postgresql")):
         return  # sqlite:///, memory, unix:// (a socket path)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 host
+        raise ConfigurationError(f"{key} {_shown(url)} cannot be read as a URL.") from None
     try:
         port = parts.port
     except ValueError:

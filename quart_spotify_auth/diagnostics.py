@@ -77,15 +77,22 @@ def check_serving(app: Any, core: Core) -> None:
     from .routes import BLUEPRINT  # routes imports the extension, which imports this
 
     endpoints = sorted(
-        {r.endpoint for r in app.url_map.iter_rules() if r.rule == path and "GET" in r.methods}
+        {
+            rule.endpoint
+            for rule in app.url_map.iter_rules()
+            if rule.rule == path
+            and "GET" in (rule.methods or ())
+            and not getattr(rule, "websocket", False)  # Quart's: a websocket is no GET
+            and not rule.host
+            and not rule.subdomain
+        }
     )
     callback = f"{BLUEPRINT}.callback"
     if callback in endpoints and len(endpoints) > 1:  # the first registered answers
         others = ", ".join(e for e in endpoints if e != callback)
         logger.warning(
             "GET %s, the path of SPOTIFY_REDIRECT_URI, is also a route of this app (%s): one "
-            "of them never answers. Give the redirect URI a path of its own, such as "
-            "/callback/.",
+            "of them never answers. Give the redirect URI a path no other route has.",
             path,
             others,
         )

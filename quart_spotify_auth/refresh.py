@@ -70,6 +70,8 @@ class Refresher:
         self.deferred = Deferred(store, clock, self.records.cache.last_known_for)
         self._claims = Claims(store, self.deferred)
         self.wake: Callable[[float | None], None] = lambda at: None
+        #: Told of a 429 a refresh could not wait out (its ``Retry-After``): the renewer pauses.
+        self.rate_limited: Callable[[float], None] = lambda seconds: None
         self._inflight: dict[str, Flight[TokenRecord]] = {}
         self._use_stamps: dict[str, float] = {}  # key -> when this process last marked use
         self._revoked: dict[str, None] = {}
@@ -178,7 +180,11 @@ class Refresher:
         if self._inflight.get(key) is flight:
             del self._inflight[key]
         if not flight.task.cancelled():
-            flight.task.exception()  # retrieved here so an unawaited failure is not reported twice
+            # retrieved here so an unawaited failure is not reported twice
+            failed = flight.task.exception()
+            waiting = getattr(failed, "retry_after", None)
+            if waiting is not None:  # Spotify's rate limit is the app's: no renewal meanwhile
+                self.rate_limited(waiting)
 
     async def _refresh(
         self, key: str, seen: TokenRecord | None, max_wait: float | None, on_request: bool

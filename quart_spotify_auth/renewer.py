@@ -42,6 +42,7 @@ class Renewer:
     def __init__(self, refresher: Refresher) -> None:
         self._refresher = refresher
         refresher.wake = self.wake  # the refresher's news of a changed schedule
+        refresher.rate_limited = self.pause  # and of a 429 a request's refresh met
         self._store = refresher.store
         self._clock = refresher.clock
         self._wake = asyncio.Event()
@@ -98,16 +99,14 @@ class Renewer:
             try:
                 await self._refresher.deferred.flush()
                 due = await self._store.due(self._clock(), limit)
-                entries = due.entries
-                if self._clock() < self.paused_until:  # each key due meanwhile is put off
-                    await self._hold_back(entries)  # until then, for every process
-                    entries = []
-                for key, used in entries:
+                for i, (key, used) in enumerate(due.entries):
                     if key in self._renewing:  # put back while renewing, or its lease ended
                         if not self._store.shared:  # off the schedule now: ours to look at
                             self._again[key] = used
                         continue  # a shared store hands it out again after DUE_LEASE
-                    await self._slots.acquire()
+                    if not await self._slot():  # Spotify asked the app to wait: this key
+                        await self._hold_back(due.entries[i:])  # and the rest are put off
+                        break
                     self._renewing.add(key)
                     task = asyncio.get_running_loop().create_task(self._renew(key, used))
                     self._tasks.add(task)
@@ -132,13 +131,40 @@ class Renewer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    async def _slot(self) -> bool:
+        """A renewal's slot, unless renewals are paused, before or while waiting for one (a
+        renewal in flight may meet a 429 meanwhile)."""
+        if self._clock() < self.paused_until:
+            return False
+        await self._slots.acquire()
+        if self._clock() < self.paused_until:
+            self._slots.release()
+            return False
+        return True
+
+    def pause(self, seconds: float) -> None:
+        """Send no renewal for ``seconds`` (a 429's ``Retry-After``, met by a renewal or by a
+        request's refresh: Spotify's rate limit is the app's, not the user's)."""
+        until = self._clock() + seconds
+        if until > self.paused_until:
+            self.paused_until = until
+            logger.warning(
+                "Spotify is rate-limiting this app (429): background renewals wait %d s, as "
+                "its Retry-After asks",
+                seconds,
+            )
+
     async def _hold_back(self, entries: list[DueKey]) -> None:
-        """Put off the keys handed out until :attr:`paused_until` (Spotify's wait)."""
+        """Put the keys handed out off until :attr:`paused_until`, in the schedule (shared:
+        a process that looks next finds them there, due then)."""
         sender = self._refresher.sender
-        for key, _used in entries:
-            if key not in self._renewing:
-                await self._store.reschedule(key, self.paused_until)
-                await signals.send(signals.renewal_skipped, sender, key=key, reason="rate-limited")
+        for key, used in entries:
+            if key in self._renewing:  # as in the loop: looked at again when that ends
+                if not self._store.shared:
+                    self._again[key] = used
+                continue
+            await self._store.reschedule(key, self.paused_until)
+            await signals.send(signals.renewal_skipped, sender, key=key, reason="rate-limited")
 
     async def _renew(self, key: str, used: float | None) -> None:
         done = False
@@ -176,13 +202,7 @@ class Renewer:
             asked = getattr(exc, "retry_after", None)  # a 429 longer than the token has left
             if asked is not None and now + asked > retry_at:
                 retry_at = now + asked
-                if retry_at > self.paused_until:
-                    self.paused_until = retry_at
-                    logger.warning(
-                        "Spotify is rate-limiting this app (429): background renewals wait "
-                        "%d s, as its Retry-After asks",
-                        asked,
-                    )
+                self.pause(asked)
             else:
                 logger.warning(
                     "Background token renewal failed (%s); will retry", type(exc).__name__

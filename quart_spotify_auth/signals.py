@@ -38,7 +38,7 @@ reauthorization_required = _signals.signal("reauthorization-required")
 #: The renewer looked at a token and left it: ``key``, ``reason``: ``"idle"`` (not used
 #: within ``SPOTIFY_KEEP_WARM``: renewed on next use instead), ``"current"`` (another process
 #: renewed it), ``"gone"`` (logged out or replaced meanwhile) or ``"rate-limited"`` (put off
-#: until the ``Retry-After`` of a 429 Spotify sent a renewal: its rate limit is the app's).
+#: until the ``Retry-After`` of a 429 Spotify sent a refresh: its rate limit is the app's).
 renewal_skipped = _signals.signal("renewal-skipped")
 #: A login unused for ``SPOTIFY_TOKEN_IDLE_TTL`` was forgotten: ``key``.
 login_forgotten = _signals.signal("login-forgotten")

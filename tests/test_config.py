@@ -275,6 +275,14 @@ async def test_a_redirect_uri_on_a_path_the_app_already_serves_is_said_at_start(
         pass
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "GET /, the path of SPOTIFY_REDIRECT_URI, is also a route of this app (home)" in said
+    caplog.clear()  # a websocket on the callback's path takes no GET from it: nothing to say
+    app = _app()
+    spotify = SpotifyAuth(app)
+    app.add_websocket("/callback/", "live", lambda: None)
+    app.register_blueprint(spotify_blueprint(spotify))
+    async with app.test_app():
+        pass
+    assert "is also a route" not in " ".join(r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from sqlalchemy.pool import QueuePool
 from benchmarks.servers import Server
 from quart_spotify_auth import ConfigurationError, StoreUnavailable, TokenRecord
 from quart_spotify_auth.__main__ import main
+from quart_spotify_auth.config import load_settings
 from quart_spotify_auth.serving import free_port, serve
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from quart_spotify_auth.stores.sqldirect import CHECKPOINT_EVERY, DirectSQLite
@@ -471,21 +472,34 @@ async def test_an_existing_file_that_cannot_be_written_is_said_at_start(
     tmp_path: Path, which: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its tables are there, so nothing at start needed a write: still, the start says the
-    file cannot be written (not the first login, as a 503 to retry), and ``check`` fails."""
+    file cannot be written, with the fix (not the first login, as a 503 to retry), and
+    ``check`` says so; a read-only file can still be read (a copy listed or migrated from)."""
+    from quart_spotify_auth.cli_check import _try_store
+
     folder = tmp_path / "data"
     database = folder / "tokens.sqlite3"
-    store = SQLTokenStore(f"sqlite:///{database}")
+    url = f"sqlite:///{database}"
+    store = SQLTokenStore(url)
     await store.open()
+    now = time.time()
+    await store.put("k", TokenRecord("a", "r", now + 3600, now, frozenset(), now))
     await store.close()
+    settings = load_settings({"SPOTIFY_CLIENT_ID": "c", "SPOTIFY_TOKEN_STORE": url})
     with _unwritable(database if which == "file" else folder):
         with caplog.at_level(logging.ERROR, logger="quart_spotify_auth"):
             await store.open()
         assert "cannot be written" in caplog.text and "permissions" in caplog.text
+        if which == "file":
+            assert "can be read but not written" in caplog.text
+            assert (await store.get("k")) is not None  # read-only: still read
         with pytest.raises(StoreUnavailable, match="cannot be written"):
-            await store.get("k")  # what check reads, after opening
+            await store.put("k2", _record())
         await store.close()
-    await store.open()  # fixed: it opens, and writes
-    assert (await store.put("k", _record())).version == 1
+        said = await asyncio.to_thread(_try_store, None, settings, None, 10.0)
+        assert said is not None and "cannot be written" in said, said
+    await store.open()  # fixed: it opens, and writes, with nothing restarted
+    assert (await store.put("k2", _record())).version == 2
+    assert store.unwritable is None
     await store.close()
 
 

@@ -190,6 +190,42 @@ async def test_a_429_in_the_background_pauses_every_renewal_until_its_retry_afte
         assert (await client.get("/token")).status_code == 200
 
 
+async def test_a_429_met_midway_through_a_batch_stops_the_rest_of_it(
+    fake: FakeSpotify, signals: SignalRecorder
+) -> None:
+    """Three users due at once, one renewal at a time: the first meets a long 429, and the
+    two waiting for its slot are put off, not sent into the limit one after the other."""
+    clock = FakeClock()
+    fake.clock = clock
+    app, spotify = make_app(
+        transport=httpx.ASGITransport(app=fake), clock=clock, SPOTIFY_RENEW_CONCURRENCY=1
+    )
+    async with app.test_app():
+        core = spotify.core(app)
+        for _ in range(3):  # three browsers
+            await login_in_process(app.test_client(), fake)
+        clock.advance(3500)  # all three due
+        fake.rate_limit_next(10, retry_after=3600)
+        sent = fake.requests["token"]
+        core.renewer.wake()
+        await signals.wait("renewal_skipped", 2, reason="rate-limited")
+        assert fake.requests["token"] == sent + 1  # one 429, and nothing more
+        assert core.renewer.paused_until == clock() + 3600
+
+
+async def test_a_429_a_request_could_not_wait_out_pauses_the_renewer(
+    clocked: tuple[Quart, SpotifyAuth, FakeClock], fake: FakeSpotify
+) -> None:
+    app, spotify, clock = clocked
+    client = app.test_client()
+    await login_in_process(client, fake)
+    clock.advance(3700)  # expired: the request refreshes it itself
+    fake.rate_limit_next(1, retry_after=600)
+    response = await client.get("/token")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "600"
+    assert spotify.core(app).renewer.paused_until == clock() + 600
+
+
 @pytest.mark.parametrize(
     "stack", [{"SPOTIFY_HTTP_TIMEOUT": 0.2, "SPOTIFY_RETRIES": 0}], indirect=True
 )

@@ -104,6 +104,7 @@ def test_a_store_url_that_cannot_work_shows_both_sqlite_forms_and_no_password(ur
         ("redis://:hunter2@127.0.0.1:port/0", "its port is not a number from 1 to 65535"),
         ("postgres://u:p@ss@h:x/db", "its port is not a number from 1 to 65535"),
         ("redis://127.0.0.1:6379/abc", "the path of a Redis URL is the database number"),
+        ("redis://:hunter2@[::1/0", "cannot be read as a URL"),
     ],
 )
 def test_a_server_url_with_a_bad_port_or_database_names_the_part(url: str, said: str) -> None:

@@ -92,6 +92,8 @@ class SQLTokenStore(TokenStore):
         self._url = url if url is not None else str(engine.url)  # type: ignore[union-attr]
         self._engine = engine
         self._owned = engine is None
+        #: Why the SQLite file could be read but not written at start (logged), else None.
+        self.unwritable: StoreUnavailable | None = None
         self.schema = Schema(prefix)
         self._idle = idle_ttl
         self._codec = Codec(encryption_keys, migrating=migrating)
@@ -188,11 +190,6 @@ class SQLTokenStore(TokenStore):
                 for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
                     if name not in found:
                         connection.execute(meta.insert().values(name=name, value=value))
-                if found and self.dialect == "sqlite":  # a file that opens but cannot be
-                    # written (read-only, its folder read-only) fails here, at start, rather
-                    # than on the first login
-                    touched = meta.update().where(meta.c.name == "schema")
-                    connection.execute(touched.values(value=meta.c.value))
                 return found
 
             try:
@@ -210,7 +207,27 @@ class SQLTokenStore(TokenStore):
                     "Print the tables it needs with `python -m quart_spotify_auth schema` and "
                     "migrate yours to them (or drop them: every user logs in again)."
                 )
+            if self.dialect == "sqlite" and self._owned:
+                await self._try_a_write()
             self._ready = True
+
+    async def _try_a_write(self) -> None:
+        """One write that changes nothing, at start: a file that opens but cannot be written
+        (read-only, immutable) is said now, with its fix, rather than by the first login's
+        503; reads go on (a read-only copy can still be listed or migrated from)."""
+        meta = self.schema.meta
+        touched = meta.update().where(meta.c.name == "schema").values(value=meta.c.value)
+        try:
+            await self._in_transaction(lambda c: c.execute(touched), write=True)
+        except _FAILURES as exc:
+            self.unwritable = unavailable(self.dialect, self._where, exc)
+            logger.error(
+                "The token store can be read but not written (%s). Logins and renewals get 503 "
+                "until it can; nothing has to be restarted.",
+                "; ".join(self.unwritable.__notes__),
+            )
+        else:
+            self.unwritable = None
 
     async def get(self, key: str) -> TokenRecord | None:
         read, now = self._sql.read, self._clock()
