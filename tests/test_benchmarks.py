@@ -4,9 +4,12 @@ real HTTP, through the measure itself; the figures are for ``nox -s bench``, not
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from ._httplib import needs_real_httpx
+from .conftest import require
 
 needs_real_httpx("The benchmarks (their load runs on httpx)")
 
@@ -37,12 +40,9 @@ def test_the_instruction_count_counts_logins_that_land(store: str) -> None:
 async def test_the_served_hot_path_count_counts_each_batch_of_requests() -> None:
     """``hotpath-instructions`` counts the served app's own work per request: each batch a
     count of its own (a dump per batch), the token path above the constant one."""
-    import shutil
-
     from benchmarks import served_instructions
 
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed")
+    _require_valgrind()
     result = await served_instructions.run(count=20, stores=("memory",))
     memory = result["memory"]
     assert len(memory["batches"]["/constant"]) == len(memory["batches"]["/token"]) == 2
@@ -54,13 +54,15 @@ async def test_the_served_hot_path_count_counts_each_batch_of_requests() -> None
 async def test_the_served_login_count_counts_logins_that_land() -> None:
     """``served-login-instructions`` counts each contender's app while its logins land (a
     failed one stops the measure): ours on the default store and Authlib's, on httpx."""
-    import shutil
-
     from benchmarks import served_instructions
 
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed")
+    _require_valgrind()
     result = await served_instructions.logins(count=10, names=("ours_sqlite", "authlib_httpx"))
     for name in ("ours_sqlite", "authlib_httpx"):
         assert all(1_000_000 < n < 100_000_000 for n in result["per_login"][name]), result
     assert 0.5 < result["authlib_httpx_over_ours_sqlite"] < 2
+
+
+def _require_valgrind() -> None:
+    found = shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
+    require("valgrind", found, "apt-get install valgrind")
