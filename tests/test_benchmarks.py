@@ -5,6 +5,7 @@ real HTTP, through the measure itself; the figures are for ``nox -s bench``, not
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,26 @@ async def test_the_served_login_count_counts_logins_that_land() -> None:
 def _require_valgrind() -> None:
     found = shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
     require("valgrind", found, "apt-get install valgrind")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warm", [True, False])
+async def test_a_single_flight_round_counts_only_its_callers_token_requests(
+    warm: bool, tmp_path: Path
+) -> None:
+    """``singleflight`` times each contender warm (one refresh made before, untimed) and on
+    its first refresh: the timed part's token requests are the callers' own, one for a
+    single flight, whichever way."""
+    import httpx
+
+    from benchmarks import singleflight
+    from benchmarks.servers import hypercorn
+
+    async with hypercorn("benchmarks.apps:fake") as fake_url, httpx.AsyncClient() as http:
+        for store in (f"sqlite:///{tmp_path}/tokens.sqlite3", "memory"):
+            bench = singleflight.Round(http, fake_url, 50, warm)
+            assert await singleflight.ours(bench, store) > 0
+            assert bench.requests == 1, store
+        bench = singleflight.Round(http, fake_url, 50, warm)
+        assert await singleflight.authlib_shared(bench) > 0
+        assert bench.requests == 1
