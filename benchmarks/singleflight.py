@@ -77,6 +77,10 @@ class Round:
         self.requests = await _refresh_count(self.http, self.fake_url) - before
         return took
 
+    async def expired_token(self) -> dict[str, Any]:
+        """A new login's token at the fake, as a peer's token dict, expired."""
+        return _expired_token(await _fresh_login(self.http, self.fake_url))
+
 
 async def ours(bench: Round, store: str | None = None) -> float:
     """The default store (SQLite: a claim, the save and the release are writes); ``store``.
@@ -121,14 +125,13 @@ async def authlib_shared(bench: Round) -> float:
     before."""
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-    http, fake_url = bench.http, bench.fake_url
     async with AsyncOAuth2Client(
-        CLIENT_ID, CLIENT_SECRET, token=_expired_token(await _fresh_login(http, fake_url)),
-        token_endpoint=fake_url + "/api/token", limits=httpx.Limits(max_connections=100),
+        CLIENT_ID, CLIENT_SECRET, token=await bench.expired_token(),
+        token_endpoint=bench.fake_url + "/api/token", limits=httpx.Limits(max_connections=100),
     ) as client:  # fmt: skip
         if bench.warm:
             await client.ensure_active_token(client.token)
-            client.token = _expired_token(await _fresh_login(http, fake_url))
+            client.token = await bench.expired_token()
 
         async def callers() -> None:
             await asyncio.gather(
@@ -142,7 +145,7 @@ async def authlib_per_request(bench: Round) -> float:
     """A client per caller: nothing outlives a caller, so there is nothing to warm."""
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-    token = _expired_token(await _fresh_login(bench.http, bench.fake_url))
+    token = await bench.expired_token()
 
     async def one() -> None:
         async with AsyncOAuth2Client(
@@ -165,9 +168,7 @@ async def tekore_async(bench: Round) -> float:
     credentials = tekore.Credentials(CLIENT_ID, CLIENT_SECRET, REDIRECT, asynchronous=True)
 
     async def expired() -> Any:
-        info = _expired_token(await _fresh_login(bench.http, bench.fake_url))
-        info["expires_in"] = -10
-        return tekore.Token(info, uses_pkce=False)
+        return tekore.Token(await bench.expired_token() | {"expires_in": -10}, uses_pkce=False)
 
     if bench.warm:
         await credentials.refresh(await expired())
@@ -187,18 +188,16 @@ async def spotipy_threads(bench: Round) -> float:
     class FakeOAuth(spotipy.SpotifyOAuth):  # type: ignore[misc]
         OAUTH_TOKEN_URL = bench.fake_url + "/api/token"
 
-    async def expired() -> dict[str, Any]:
-        return _expired_token(await _fresh_login(bench.http, bench.fake_url))
-
-    cache = spotipy.MemoryCacheHandler(token_info=await expired())
+    cache = spotipy.MemoryCacheHandler(token_info=await bench.expired_token())
     oauth = FakeOAuth(CLIENT_ID, CLIENT_SECRET, REDIRECT, cache_handler=cache, open_browser=False)
     loop = asyncio.get_running_loop()
-    if bench.warm:
-        await loop.run_in_executor(None, lambda: oauth.get_access_token(as_dict=False))
-        cache.save_token_to_cache(await expired())
 
     def one() -> None:
         oauth.get_access_token(as_dict=False)
+
+    if bench.warm:
+        await loop.run_in_executor(None, one)
+        cache.save_token_to_cache(await bench.expired_token())
 
     with ThreadPoolExecutor(max_workers=min(bench.callers, 100)) as pool:
 
@@ -237,11 +236,14 @@ CONTENDERS: dict[str, Contender] = {
 NOTHING_TO_WARM = {"authlib client per request"}
 
 
-def _summary(seconds: list[float]) -> dict[str, Any]:
+def _summary(seconds: list[float], prefix: str = "") -> dict[str, Any]:
+    """The median of ``seconds`` and their spread, under ``prefix``."""
+    if not seconds:
+        return {}
     ordered = sorted(seconds)
     return {
-        "seconds": round(statistics.median(ordered), 3),
-        "spread": [round(ordered[0], 3), round(ordered[-1], 3)],
+        f"{prefix}seconds": round(statistics.median(ordered), 3),
+        f"{prefix}spread": [round(ordered[0], 3), round(ordered[-1], 3)],
     }
 
 
@@ -274,10 +276,5 @@ async def run(callers: int = 1000, rounds: int = 5) -> dict[str, Any]:
     for name in CONTENDERS:
         if name not in results:
             results[name] = {"token_requests": made[name], **_summary(times[name, True])}
-            if times.get((name, False)):
-                first = _summary(times[name, False])
-                results[name] |= {
-                    "first_seconds": first["seconds"],
-                    "first_spread": first["spread"],
-                }
+            results[name] |= _summary(times.get((name, False), []), "first_")
     return results
