@@ -626,3 +626,136 @@ async def test_the_stores_own_connections_to_its_file_are_closed_with_it(
     reopened = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
     assert (await reopened.get("k19")) is not None  # committed, not left in a transaction
     await reopened.close()
+
+
+# PostgreSQL's versions: from a sequence, so no write waits for another's commit.
+
+
+def _live() -> TokenRecord:
+    """A login made now (a row lives until its reauthorization is due)."""
+    now = time.time()
+    return TokenRecord("a", "r", now + 3600, now, frozenset(), now)
+
+
+async def _as_owner(pg: PostgreSQLServer, *statements: str) -> Any:
+    """Run ``statements`` as the cluster's owner; the last one's first value."""
+    import asyncpg
+
+    connection = await asyncpg.connect(pg.url)
+    try:
+        for statement in statements[:-1]:
+            await connection.execute(statement)
+        return await connection.fetchval(statements[-1])
+    finally:
+        await connection.close()
+
+
+async def test_a_postgresql_write_does_not_wait_for_another_holding_the_version_counter(
+    pg_server: PostgreSQLServer, sql_prefix: str
+) -> None:
+    import asyncpg
+
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    first = await store.put("user:a", _live())
+    # A writer holding the counter row (as every write of an earlier release did, from its
+    # count until its commit): a write waiting on it would fail at the 5 s statement timeout.
+    holder = await asyncpg.connect(pg_server.url)
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                f"SELECT value FROM {sql_prefix}meta WHERE name = 'versions' FOR UPDATE"
+            )
+            second = await store.put("user:b", _live())
+            renewed = await store.replace("user:a", first, first.renewed(_live()))
+        assert renewed is not None and renewed.version > second.version > first.version
+        assert await store.get("user:a") == renewed
+    finally:
+        await holder.close()
+        await store.close()
+
+
+async def test_tables_of_an_earlier_release_give_versions_above_its_counter(
+    pg_server: PostgreSQLServer, sql_prefix: str
+) -> None:
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    old = await store.put("user:a", _live())
+    await store.close()
+    # As 0.2 left them: no sequence, and its counter at 41.
+    counter = f"UPDATE {sql_prefix}meta SET value = 41 WHERE name = 'versions'"
+    await _as_owner(pg_server, f"DROP SEQUENCE {sql_prefix}versions", counter, "SELECT 1")
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    try:
+        renewed = await store.replace("user:a", old, old.renewed(_live()))
+        # An earlier release's process, still counting on the row in a rolling upgrade, would
+        # need 2**32 writes to give a version this one gives.
+        assert renewed is not None and renewed.version == 41 + 2**32
+        assert (await store.get("user:a")) == renewed
+    finally:
+        await store.close()
+
+
+async def test_a_role_without_rights_on_the_sequence_counts_on_the_row_and_says_what_to_run(
+    pg_server: PostgreSQLServer, sql_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await owner.open()
+    await owner.close()
+    role, tables = (
+        f"{sql_prefix}app",
+        ", ".join(f"{sql_prefix}{name}" for name in ("tokens", "claims", "meta")),
+    )
+    await _as_owner(
+        pg_server,
+        f"DROP SEQUENCE {sql_prefix}versions",  # tables made by an earlier release
+        f"CREATE ROLE {role} LOGIN",  # may not create anything in the schema (PostgreSQL 15)
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {role}",
+        "SELECT 1",
+    )
+    url = pg_server.url.replace("postgres@", f"{role}@")
+    counted = f"SELECT value FROM {sql_prefix}meta WHERE name = 'versions'"
+
+    async def writes(advice: str) -> int:
+        """Open the store as the role: two logins, stored; the log's advice; their versions'
+        rise in the counter row."""
+        caplog.clear()
+        before = await _as_owner(pg_server, counted)
+        store = SQLTokenStore(url, prefix=sql_prefix)
+        with caplog.at_level(logging.WARNING, logger="quart_spotify_auth"):
+            await store.open()
+        try:
+            logins = [await store.put(f"user:{n}", _live()) for n in range(2)]
+            assert logins[1].version > logins[0].version
+            assert [await store.get(f"user:{n}") for n in range(2)] == logins
+        finally:
+            await store.close()
+        assert advice in caplog.text if advice else not caplog.text
+        return int(await _as_owner(pg_server, counted)) - int(before)
+
+    # (the counter at 0: the sequence starts 2**32 above it)
+    run = f"CREATE SEQUENCE {sql_prefix}versions START WITH {2**32}"
+    assert await writes(f"Run `{run}`") == 2  # not created: counted on the row
+    await _as_owner(pg_server, run, "SELECT 1")  # the advice taken, as the owner
+    assert await writes("Grant USAGE on it to this role") == 2  # not usable yet
+    granted = f"GRANT USAGE ON SEQUENCE {sql_prefix}versions TO {role}"
+    await _as_owner(pg_server, granted, "SELECT 1")
+    assert await writes("") == 0  # from the sequence: the row is left alone
+
+
+async def test_the_postgresql_schema_runs_as_printed_and_its_sequence_is_used(
+    pg_server: PostgreSQLServer, sql_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["schema", "--prefix", sql_prefix]) == 0
+    printed = capsys.readouterr().out
+    assert f"CREATE SEQUENCE {sql_prefix}versions;" in printed
+    await _as_owner(pg_server, printed, "SELECT 1")
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    try:
+        assert (await store.put("user:a", _live())).version == 1  # the sequence's first
+    finally:
+        await store.close()
+    counted = f"SELECT value FROM {sql_prefix}meta WHERE name = 'versions'"
+    assert await _as_owner(pg_server, counted) == 0

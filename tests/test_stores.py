@@ -59,7 +59,7 @@ async def test_put_get_delete(store: TokenStore) -> None:
 async def test_put_always_moves_the_version_forward(store: TokenStore) -> None:
     first = await store.put("k", _record())
     second = await store.put("k", replace(_record("a2"), version=1))
-    assert second.version == first.version + 1
+    assert second.version > first.version  # (PostgreSQL's sequence may skip numbers)
     assert await store.get("k") == second
 
 

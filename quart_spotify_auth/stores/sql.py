@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Sequence as SQLSequence
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateSequence
 
 from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
@@ -48,8 +50,20 @@ T = TypeVar("T")
 #: How often (seconds) a process drops rows past their expiry and claims long ended.
 SWEEP_EVERY = 60.0
 
+#: How far above an earlier release's counter the sequence of versions starts (see ``_sequence``).
+VERSION_GAP = 2**32
+#: PostgreSQL's SQLSTATE for "permission denied".
+INSUFFICIENT_PRIVILEGE = "42501"
+
 #: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
+
+
+def _sqlstate(exc: SQLAlchemyError) -> str | None:
+    """The SQLSTATE of the driver's error (asyncpg and psycopg say ``sqlstate``, psycopg2
+    ``pgcode``)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
 class _Stale(Exception):
@@ -183,20 +197,23 @@ class SQLTokenStore(TokenStore):
                 return
             meta = self.schema.meta
 
-            def create(connection: Connection) -> dict[str, int]:
+            def create(connection: Connection) -> tuple[dict[str, int], bool]:
                 self.schema.metadata.create_all(connection)
                 rows = connection.execute(select(meta.c.name, meta.c.value)).all()
                 found: dict[str, int] = {str(name): int(value) for name, value in rows}
                 for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
                     if name not in found:
                         connection.execute(meta.insert().values(name=name, value=value))
-                return found
+                sequenced = self.dialect == "postgresql" and self._sequence(
+                    connection, found.get("versions")
+                )
+                return found, sequenced
 
             try:
-                found = await self._in_transaction(create, write=True)
+                found, sequenced = await self._in_transaction(create, write=True)
             except _FAILURES:  # two processes creating the tables at once: one loses
                 try:
-                    found = await self._in_transaction(create, write=True)
+                    found, sequenced = await self._in_transaction(create, write=True)
                 except _FAILURES as exc:
                     raise unavailable(self.dialect, self._where, exc) from exc
             version = found.get("schema", SCHEMA_VERSION)
@@ -209,7 +226,44 @@ class SQLTokenStore(TokenStore):
                 )
             if self.dialect == "sqlite" and self._owned:
                 await self._try_a_write()
+            if sequenced != self._sql.sequenced:
+                self._sql = Statements(self.schema, self.dialect, sequenced=sequenced)
             self._ready = True
+
+    def _sequence(self, connection: Connection, counted: int | None) -> bool:
+        """PostgreSQL: whether writes can take their versions from the sequence, created when
+        missing. Tables of an earlier release (their counter ``counted``; None: new tables)
+        get it above their counter, by 2**32, so its processes still counting on the row
+        during a rolling upgrade never give a version it gives. Without the right to create it
+        or use it, writes count on the row, as before, and the log says what to run."""
+        sequence = self.schema.versions
+        named = connection.dialect.identifier_preparer.format_sequence(sequence)
+        first = 1 if counted is None else counted + VERSION_GAP
+        if not connection.dialect.has_sequence(connection, sequence.name):
+            try:
+                with connection.begin_nested():  # a refusal leaves the transaction usable
+                    connection.execute(CreateSequence(SQLSequence(sequence.name, start=first)))
+            except SQLAlchemyError as exc:
+                if _sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
+                    raise  # (another process creating it meanwhile: created again, found)
+                logger.warning(
+                    "The token store cannot create the sequence %s in %s (permission denied): "
+                    "each login and refresh waits for the one before it to commit. Run "
+                    "`CREATE SEQUENCE %s START WITH %d` as the tables' owner, and grant USAGE "
+                    "on it to this role.",
+                    named, self._where, named, first,
+                )  # fmt: skip
+                return False
+            return True
+        usable = text("SELECT has_sequence_privilege(:name, 'USAGE')")
+        if not connection.execute(usable, {"name": named}).scalar():
+            logger.warning(
+                "The token store may not use the sequence %s in %s: each login and refresh "
+                "waits for the one before it to commit. Grant USAGE on it to this role.",
+                named, self._where,
+            )  # fmt: skip
+            return False
+        return True
 
     async def _try_a_write(self) -> None:
         """One write that changes nothing, at start: a file that opens but cannot be written
@@ -254,13 +308,19 @@ class SQLTokenStore(TokenStore):
         :class:`_Stale`). Returns the new version."""
         row = {"key": key, "record": self._codec.record(key, record), "due": due, **more}
         row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
-        statement = self._sql.swap if "old" in more else self._sql.upsert
 
         def write(connection: Executes) -> int:
-            version = int(connection.execute(self._sql.next_version).scalar_one())
-            if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
+            sql = self._sql  # (sequenced or not: known once the store is ready, by now)
+            statement = sql.swap if "old" in more else sql.upsert
+            if sql.sequenced:  # the statement takes its version, and returns it
+                version = connection.execute(statement, bind(**row)).scalar()
+            else:  # one counter, taken first: each write waits for the one before to commit
+                version = int(connection.execute(sql.next_version).scalar_one())
+                if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
+                    version = None
+            if version is None:
                 raise _Stale()
-            return version
+            return int(version)
 
         return await self._write(key, write)
 
@@ -287,13 +347,13 @@ class SQLTokenStore(TokenStore):
         return await self._run(lambda c: c.execute(page, where).all(), write=False, on="thread")
 
     async def adopt(self, rows: Sequence[Stored]) -> int:
-        now, sql = self._clock(), self._sql
+        now = self._clock()
         moved = [
             (row, min(now + self._idle, row.record.reauthorize_by)) for row in rows if row.record
         ]
 
         def write(connection: Executes) -> list[str]:
-            adopted = []
+            adopted, sql = [], self._sql  # (as the store is, once ready)
             for row, expires in moved:
                 values = bind(key=row.key, version=row.version, record=row.blob, due=row.due)
                 values |= bind(used=row.used, expires=expires)
@@ -305,6 +365,8 @@ class SQLTokenStore(TokenStore):
                         )
             top = max((row.version for row, _ in moved), default=0)
             connection.execute(sql.versions_above, bind(top=top))
+            if sql.sequence_above is not None:
+                connection.execute(sql.sequence_above, bind(top=top))
             return adopted
 
         adopted = await self._run(write, on="thread")

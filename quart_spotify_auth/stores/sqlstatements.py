@@ -3,7 +3,7 @@ more, a third of a SQLite transaction). The dialects differ in ``ON CONFLICT`` a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Text, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,9 +20,14 @@ def bind(**values: Any) -> dict[str, Any]:
 
 class Statements:
     """The store's statements for ``schema`` on ``dialect`` (``sqlite`` or ``postgresql``).
-    Parameters are named as each attribute's comment says, and passed through :func:`bind`."""
+    Parameters are named as each attribute's comment says, and passed through :func:`bind`.
 
-    def __init__(self, schema: Schema, dialect: str) -> None:
+    ``sequenced`` (PostgreSQL with its sequence, :attr:`.Schema.versions`): a write takes its
+    version from the sequence, once it holds the row, and returns it; else the writer takes
+    one first (:attr:`next_version`) and passes it as ``version``."""
+
+    def __init__(self, schema: Schema, dialect: str, *, sequenced: bool = False) -> None:
+        self.sequenced = sequenced
         tokens, claims, meta = schema.tokens, schema.claims, schema.meta
         insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
         key: Any = bindparam("p_key")
@@ -38,19 +43,24 @@ class Statements:
         self.mark_used = update(tokens).where(tokens.c.key == key, live).values(used=at, due=sooner)
         saved = ("version", "record", "due", "expires")
         row: dict[str, Any] = {name: bindparam(f"p_{name}") for name in saved}
+        # (version: in a sequenced statement, taken where it is evaluated: for an update, after
+        # the row is locked, so a key's versions rise in the order its writes commit)
+        version: dict[str, Any] = {"version": schema.versions.next_value()} if sequenced else {}
         # key, version, record, due, used, expires: a new login (``used`` kept when None)
-        written = insert(tokens).values(row | {"key": key, "used": bindparam("p_used")})
-        self.upsert = written.on_conflict_do_update(
+        given = insert(tokens).values(row | {"key": key, "used": bindparam("p_used")})
+        written = given.values(version)
+        upsert = written.on_conflict_do_update(
             index_elements=[tokens.c.key],
             set_={name: written.excluded[name] for name in saved}
-            | {"used": func.coalesce(written.excluded.used, tokens.c.used)},
+            | {"used": func.coalesce(written.excluded.used, tokens.c.used)}
+            | version,
         )
         old = tokens.c.version == bindparam("p_old")
         # key, version, record, due, used, expires: a login moved in, over no newer version
-        self.adopt = written.on_conflict_do_update(
+        self.adopt = given.on_conflict_do_update(
             index_elements=[tokens.c.key],
-            set_={name: written.excluded[name] for name in (*saved, "used")},
-            where=tokens.c.version < written.excluded.version,
+            set_={name: given.excluded[name] for name in (*saved, "used")},
+            where=tokens.c.version < given.excluded.version,
         )
         # after, now, limit: a page of live logins, by key
         self.page = (
@@ -60,7 +70,10 @@ class Statements:
             .limit(bindparam("p_limit"))
         )
         # key, old, version, record, due, expires: only over version ``old``
-        self.swap = update(tokens).where(tokens.c.key == key, old).values(row)
+        swap = update(tokens).where(tokens.c.key == key, old).values(row | version)
+        # sequenced: each returns the version it wrote
+        self.upsert = upsert.returning(tokens.c.version) if sequenced else upsert
+        self.swap = swap.returning(tokens.c.version) if sequenced else swap
         # key; key, old
         self.delete = delete(tokens).where(tokens.c.key == key)
         self.delete_version = self.delete.where(old)
@@ -111,10 +124,18 @@ class Statements:
             .values(value=meta.c.value + 1)
             .returning(meta.c.value)
         )
-        # top: versions given from now on are above it
+        # top: versions given from now on are above it (sequenced: the sequence's as well)
         top: Any = bindparam("p_top")
         self.versions_above = (
             update(meta).where(meta.c.name == "versions", meta.c.value < top).values(value=top)
         )
+        self.sequence_above = None
+        if sequenced:
+            # (the name: the prefix's word characters, quoted by the dialect)
+            pg: Any = cast(Any, postgresql.dialect)()
+            named = pg.identifier_preparer.format_sequence(schema.versions)
+            self.sequence_above = text(
+                f"SELECT setval('{named}', GREATEST(:p_top, last_value)) FROM {named}"  # noqa: S608
+            )
         # channel, key: PostgreSQL only
         self.notify = text("SELECT pg_notify(:p_channel, :p_key)")
