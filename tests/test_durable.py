@@ -759,3 +759,41 @@ async def test_the_postgresql_schema_runs_as_printed_and_its_sequence_is_used(
         await store.close()
     counted = f"SELECT value FROM {sql_prefix}meta WHERE name = 'versions'"
     assert await _as_owner(pg_server, counted) == 0
+
+
+async def test_a_postgresql_store_sends_one_statement_writes_and_reads_with_nothing_around(
+    pg_server: PostgreSQLServer, sql_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login's and a refresh's reads, claims and writes are one statement each: no BEGIN,
+    COMMIT or ping around them (each was a round trip; three more per statement)."""
+    import asyncpg
+
+    sent: list[str] = []
+    for name in ("execute", "fetchrow"):  # what BEGIN, COMMIT, ROLLBACK and pings go by
+        plain = getattr(asyncpg.Connection, name)
+
+        def counted(self: Any, query: str, *args: Any, _plain: Any = plain, **kw: Any) -> Any:
+            sent.append(query)
+            return _plain(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, counted)
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    try:
+        sent.clear()
+        login = await store.put("user:a", _live(), due=time.time() + 60, used=time.time())
+        holder = await store.claim("user:a", 30, "me")
+        assert holder is not None and await store.get("user:a") == login
+        renewed = await store.replace("user:a", login, login.renewed(_live()))
+        assert renewed is not None and await store.get("user:a") == renewed
+        assert await store.replace("user:a", login, login.renewed(_live())) is None  # stale
+        await store.release("user:a", holder)
+        await store.mark_used("user:a", time.time())
+        await store.reschedule("user:a", time.time() + 30)
+        assert not await store.delete("user:a", login)  # not at that version
+        assert await store.delete("user:a", renewed) and await store.get("user:a") is None
+        assert sent == []
+        await store.due(time.time(), 10)  # several statements: a transaction
+        assert any(query.startswith("BEGIN") for query in sent)
+    finally:
+        await store.close()

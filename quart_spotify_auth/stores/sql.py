@@ -286,7 +286,7 @@ class SQLTokenStore(TokenStore):
     async def get(self, key: str) -> TokenRecord | None:
         read, now = self._sql.read, self._clock()
         row = await self._run(
-            lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False
+            lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False, single=True
         )
         return self._codec.read(key, bytes(row[1]), int(row[0])) if row else None
 
@@ -309,8 +309,7 @@ class SQLTokenStore(TokenStore):
         row = {"key": key, "record": self._codec.record(key, record), "due": due, **more}
         row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
 
-        def write(connection: Executes) -> int:
-            sql = self._sql  # (sequenced or not: known once the store is ready, by now)
+        def write(connection: Executes, sql: Statements) -> int:
             statement = sql.swap if "old" in more else sql.upsert
             if sql.sequenced:  # the statement takes its version, and returns it
                 version = connection.execute(statement, bind(**row)).scalar()
@@ -325,9 +324,13 @@ class SQLTokenStore(TokenStore):
         return await self._write(key, write)
 
     async def delete(self, key: str, old: TokenRecord | None = None) -> bool:
-        statement = self._sql.delete if old is None else self._sql.delete_version
         which = bind(key=key, old=None if old is None else old.version)  # old: delete_version's
-        return await self._write(key, lambda c: bool(c.execute(statement, which).rowcount))
+
+        def gone(connection: Executes, sql: Statements) -> bool:
+            done = connection.execute(sql.delete if old is None else sql.delete_version, which)
+            return done.first() is not None if sql.notifying else bool(done.rowcount)
+
+        return await self._write(key, gone)
 
     async def stored(self, page: int = 500) -> AsyncIterator[list[Stored]]:
         after = ""
@@ -376,11 +379,12 @@ class SQLTokenStore(TokenStore):
         return len(adopted)
 
     async def reschedule(self, key: str, due: float | None) -> None:
-        await self._run(lambda c: c.execute(self._sql.reschedule, bind(key=key, due=due)))
+        moved = bind(key=key, due=due)
+        await self._run(lambda c: c.execute(self._sql.reschedule, moved), single=True)
 
     async def mark_used(self, key: str, at: float) -> None:
         used = bind(key=key, now=self._clock(), at=at)
-        await self._run(lambda c: c.execute(self._sql.mark_used, used))
+        await self._run(lambda c: c.execute(self._sql.mark_used, used), single=True)
 
     async def due(self, now: float, limit: int) -> Due:
         sql, sweep = self._sql, self._swept + SWEEP_EVERY <= now
@@ -404,24 +408,32 @@ class SQLTokenStore(TokenStore):
     async def claim(self, key: str, ttl: float, owner: str) -> str | None:
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
         taken = {"key": key, "holder": holder, "until": now + ttl, "now": now, "mine": f"{owner}/"}
-        row = await self._run(lambda c: c.execute(self._sql.claim, bind(**taken)).first())
+        row = await self._run(
+            lambda c: c.execute(self._sql.claim, bind(**taken)).first(), single=True
+        )
         return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
-        await self._run(lambda c: c.execute(self._sql.release, bind(key=key, holder=claim)))
+        ended = bind(key=key, holder=claim)
+        await self._run(lambda c: c.execute(self._sql.release, ended), single=True)
 
-    async def _write(self, key: str, work: Callable[[Executes], T]) -> T:
-        """Run a write of ``key`` and report it: PostgreSQL notifies in its transaction,
-        SQLite moves the key's change slot after it (committed or not)."""
+    async def _write(self, key: str, work: Callable[[Executes, Statements], T]) -> T:
+        """Run a write of ``key`` (``work(connection, statements)``, the statements as the store
+        found the database) and report it: PostgreSQL notifies in its transaction (a notifying
+        statement, one of its own), SQLite moves the key's change slot after it (committed or
+        not)."""
+        if not self._ready:
+            await self._ensure()
+        sql = self._sql
 
         def reported(connection: Executes) -> T:
-            done = work(connection)
-            if self.dialect == "postgresql":
-                connection.execute(self._sql.notify, bind(channel=self.schema.channel, key=key))
+            done = work(connection, sql)
+            if self.dialect == "postgresql" and not sql.notifying:
+                connection.execute(sql.notify, bind(channel=self.schema.channel, key=key))
             return done
 
         try:
-            return await self._run(reported)
+            return await self._run(reported, single=sql.notifying)
         finally:
             if self._slots is not None:
                 self._slots.changed(key)
@@ -432,22 +444,28 @@ class SQLTokenStore(TokenStore):
         return await self._run(cast("Callable[[Executes], T]", work), write=write, on="engine")
 
     async def _run(
-        self, work: Callable[[Executes], T], *, write: bool = True, on: On = "loop"
+        self,
+        work: Callable[[Executes], T],
+        *,
+        write: bool = True,
+        on: On = "loop",
+        single: bool = False,
     ) -> T:
         """:meth:`transaction` for the store's own statements: on a SQLite file of the
         store's own, straight on the driver (:class:`.DirectSQLite`), and the one-row ones
         (``on="loop"``) inline on the event loop's thread while no other process holds the
-        lock."""
+        lock. ``single``: ``work`` runs one statement, a transaction by itself (PostgreSQL:
+        no BEGIN and COMMIT sent)."""
         try:
             if not self._ready:
                 await self._ensure()
-            return await self._in_transaction(work, write=write, on=on)
+            return await self._in_transaction(work, write=write, on=on, single=single)
         except _FAILURES as exc:
             raise unavailable(self.dialect, self._where, exc) from exc
 
     async def _in_transaction(
-        self, work: Callable[[Any], T], *, write: bool, on: On = "engine"
+        self, work: Callable[[Any], T], *, write: bool, on: On = "engine", single: bool = False
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         if self._pid != current_pid():  # forked, and open() not called: never the parent's
             await self._adopt_fork()  # connections (SQLite's own docs forbid it)
-        return await self._runner.run(self.engine, work, write=write, on=on)
+        return await self._runner.run(self.engine, work, write=write, on=on, single=single)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["THREADS", "On", "Runner"]
 
 T = TypeVar("T")
+E = TypeVar("E", "Engine", "AsyncEngine")
 
 #: Threads a process runs SQLite's transactions on (one writes at a time; reads go beside it).
 THREADS = 4
@@ -60,6 +61,8 @@ class Runner:
         self._direct: DirectSQLite | None = None
         #: Each event loop's writers.
         self._turns = PerLoop(_Turn)
+        #: Engines with execution options (:meth:`_with`).
+        self._engines: dict[tuple[object, tuple[tuple[str, Any], ...]], object] = {}
         #: The last checkpoint, copying on a store thread (whatever becomes of the loop
         #: whose write started it).
         self._copying: Future[None] | None = None
@@ -68,10 +71,18 @@ class Runner:
         return f"Runner(threads={self._threads is not None}, direct={self._direct!r})"
 
     async def run(
-        self, engine: Engine | AsyncEngine, work: Callable[[Any], T], *, write: bool, on: On
+        self,
+        engine: Engine | AsyncEngine,
+        work: Callable[[Any], T],
+        *,
+        write: bool,
+        on: On,
+        single: bool = False,
     ) -> T:  # work takes a Connection, or (not on the engine) what Executes
         """``work`` in one transaction (a write takes SQLite's write lock at once, see
-        :mod:`.sqlengine`, one per process at a time)."""
+        :mod:`.sqlengine`, one per process at a time). ``single``: ``work`` runs one
+        statement, its own transaction: but on SQLite, sent with no BEGIN and COMMIT (on
+        PostgreSQL, two of a write's three round trips)."""
         direct, turn, copying = self._direct, self._turns.get(), self._copying
         if write and copying is not None and not copying.done():
             # The log is copied back first, whichever loop's write started it: writes that
@@ -89,17 +100,24 @@ class Runner:
         turn.queued += 1
         try:
             async with turn.lock if write and self._sqlite else nullcontext():
-                return await self._in_turn(engine, work, write, on)
+                return await self._in_turn(engine, work, write, on, single)
         finally:
             turn.queued -= 1
 
     async def _in_turn(
-        self, engine: Engine | AsyncEngine, work: Callable[[Any], T], write: bool, on: On
+        self,
+        engine: Engine | AsyncEngine,
+        work: Callable[[Any], T],
+        write: bool,
+        on: On,
+        single: bool = False,
     ) -> T:
         """:meth:`run` with this process's write lock held (for a write)."""
-        options = {"write": True} if write else {}
+        options: dict[str, Any] = {"write": True} if write else {}
+        if single and not self._sqlite:
+            options = {"isolation_level": "AUTOCOMMIT"}
         if is_async(engine):
-            async with engine.execution_options(**options).begin() as connection:
+            async with self._with(engine, options).begin() as connection:
                 return await connection.run_sync(work)
         if self._threads is None:
             self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="spotify-store")
@@ -116,10 +134,18 @@ class Runner:
         else:
 
             def run() -> T:
-                with cast(Engine, engine).execution_options(**options).begin() as connection:
+                with self._with(cast(Engine, engine), options).begin() as connection:
                     return work(connection)
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    def _with(self, engine: E, options: dict[str, Any]) -> E:
+        """``engine`` with ``options``, made once (made anew, 17 to 22 µs a transaction)."""
+        key = (engine, tuple(options.items()))
+        found = self._engines.get(key)
+        if found is None:
+            found = self._engines[key] = engine.execution_options(**options)
+        return cast("E", found)
 
     async def _inline(self, direct: DirectSQLite, work: Callable[[Executes], T], write: bool) -> T:
         """``work`` on the event loop's thread, never waiting (else :class:`.Busy`); every

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Text, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Text, bindparam, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .sqlschema import Schema
@@ -71,12 +71,25 @@ class Statements:
         )
         # key, old, version, record, due, expires: only over version ``old``
         swap = update(tokens).where(tokens.c.key == key, old).values(row | version)
-        # sequenced: each returns the version it wrote
-        self.upsert = upsert.returning(tokens.c.version) if sequenced else upsert
-        self.swap = swap.returning(tokens.c.version) if sequenced else swap
+        self.upsert, self.swap = upsert, swap
         # key; key, old
         self.delete = delete(tokens).where(tokens.c.key == key)
         self.delete_version = self.delete.where(old)
+        #: Each write is one statement that notifies the other processes itself (one
+        #: transaction of its own, with no BEGIN and COMMIT to wait for): sequenced, the
+        #: upsert and the swap return the version they wrote; the deletes, the key gone.
+        self.notifying = sequenced
+        if sequenced:
+            heard: Any = func.pg_notify(literal(schema.channel), key)
+
+            def notifying(written: Any, *returned: Any) -> Any:
+                done = written.returning(*returned).cte("written")
+                return select(*[done.c[c.name] for c in returned], heard).select_from(done)
+
+            self.upsert = notifying(upsert, tokens.c.version)
+            self.swap = notifying(swap, tokens.c.version)
+            self.delete = notifying(self.delete, tokens.c.key)
+            self.delete_version = notifying(self.delete_version, tokens.c.key)
         # key, due
         self.reschedule = update(tokens).where(tokens.c.key == key).values(due=bindparam("p_due"))
         # now, limit: the keys due, soonest first (PostgreSQL: none another renewer is
