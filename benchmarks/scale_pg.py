@@ -36,7 +36,7 @@ from quart_spotify_auth.adapter import build_core
 from quart_spotify_auth.stores.sql import SQLTokenStore
 from tests.servers import PostgreSQLServer
 
-from .servers import children, cpu_seconds
+from .servers import children, cpu_seconds, reaped_cpu_seconds
 
 LIFETIME = 3600.0  # Spotify's access tokens
 #: The settings both app processes run with: the defaults, but for the client.
@@ -147,7 +147,7 @@ async def run_postgresql(
         await asyncio.sleep(max(0.0, start - time.time()))
         before = _cpu_by_process(database)
         await asyncio.sleep(observe - 1.0)
-        after = _cpu_by_process(database)  # a process gone meanwhile (autovacuum) counts 0
+        after = _cpu_by_process(database)
         db_cpu = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items()) / (observe - 1)
         outs = [await worker.communicate() for worker in workers]
         if any(worker.returncode for worker in workers):
@@ -159,8 +159,11 @@ async def run_postgresql(
 
 
 def _cpu_by_process(postmaster: int) -> dict[int, float]:
-    """The CPU seconds of the database's processes (the postmaster and its children)."""
+    """The CPU seconds of the database's processes (the postmaster and its children), and
+    under ``-1`` those of its children that ended (a connection closed, an autovacuum
+    worker): unseen, a connection made and closed within the window counted nothing."""
     found = {pid: cpu_seconds(pid) for pid in [postmaster, *children(postmaster)]}
+    found[-1] = reaped_cpu_seconds(postmaster)
     return {pid: cpu for pid, cpu in found.items() if cpu is not None}
 
 

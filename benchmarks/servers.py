@@ -147,6 +147,16 @@ def cpu_times(pid: int) -> tuple[float, float] | None:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def reaped_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of ``pid``'s children that have ended (and been waited for),
+    None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User plus system CPU time ``pid`` has used, None once it is gone."""
     times = cpu_times(pid)
