@@ -26,6 +26,7 @@ async def _logins(store_url: str, count: int) -> int:
     """``count`` logins, a browser each: how many distinct tokens they got (0: the last one
     is not in the store)."""
     import httpx
+    from quart.testing import TestApp
 
     from quart_spotify_auth.core import Caller
     from quart_spotify_auth.extension import current_core
@@ -34,7 +35,10 @@ async def _logins(store_url: str, count: int) -> int:
 
     fake = make_fake()
     app, _ = make_app(transport=httpx.ASGITransport(app=fake), store_url=store_url)
-    async with app.test_app(), app.test_request_context("/"):
+    # (Quart gives a test app's start 6 s: under callgrind, many times slower, a busy machine
+    # went past it)
+    harness = TestApp(app, startup_timeout=600, shutdown_timeout=600)
+    async with harness, app.test_request_context("/"):
         core = current_core(app)
         tokens: set[str] = set()
         session: dict[str, Any] = {}

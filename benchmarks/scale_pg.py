@@ -148,7 +148,8 @@ async def run_postgresql(
         before = _cpu_by_process(database)
         await asyncio.sleep(observe - 1.0)
         after = _cpu_by_process(database)
-        db_cpu = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items()) / (observe - 1)
+        # (a process gone meanwhile is in the reaped total, its CPU before taken off)
+        db_cpu = (sum(after.values()) - sum(before.values())) / (observe - 1)
         outs = [await worker.communicate() for worker in workers]
         if any(worker.returncode for worker in workers):
             raise RuntimeError("a renewer process failed")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
 from benchmarks.servers import Server
@@ -736,9 +736,9 @@ async def test_a_role_without_rights_on_the_sequence_counts_on_the_row_and_says_
 
     # (the counter at 0: the sequence starts 2**32 above it)
     run = f"CREATE SEQUENCE {sql_prefix}versions START WITH {2**32}"
-    assert await writes(f"Run `{run}`") == 2  # not created: counted on the row
+    assert await writes(f"Run `{run}` as the tables' owner, and grant USAGE") == 2  # counted
     await _as_owner(pg_server, run, "SELECT 1")  # the advice taken, as the owner
-    assert await writes("Grant USAGE on it to this role") == 2  # not usable yet
+    assert await writes("Grant USAGE on the sequence to this role") == 2  # not usable yet
     granted = f"GRANT USAGE ON SEQUENCE {sql_prefix}versions TO {role}"
     await _as_owner(pg_server, granted, "SELECT 1")
     assert await writes("") == 0  # from the sequence: the row is left alone
@@ -749,12 +749,12 @@ async def test_the_postgresql_schema_runs_as_printed_and_its_sequence_is_used(
 ) -> None:
     assert main(["schema", "--prefix", sql_prefix]) == 0
     printed = capsys.readouterr().out
-    assert f"CREATE SEQUENCE {sql_prefix}versions;" in printed
+    assert f"CREATE SEQUENCE {sql_prefix}versions START WITH {2**32};" in printed
     await _as_owner(pg_server, printed, "SELECT 1")
     store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
     await store.open()
     try:
-        assert (await store.put("user:a", _live())).version == 1  # the sequence's first
+        assert (await store.put("user:a", _live())).version == 2**32  # the sequence's first
     finally:
         await store.close()
     counted = f"SELECT value FROM {sql_prefix}meta WHERE name = 'versions'"
@@ -795,5 +795,129 @@ async def test_a_postgresql_store_sends_one_statement_writes_and_reads_with_noth
         assert sent == []
         await store.due(time.time(), 10)  # several statements: a transaction
         assert any(query.startswith("BEGIN") for query in sent)
+    finally:
+        await store.close()
+
+
+async def test_a_sequence_made_by_hand_below_the_counter_is_not_used_and_said(
+    pg_server: PostgreSQLServer, sql_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await store.open()
+    await store.close()
+    sequence, counted = f"{sql_prefix}versions", f"{sql_prefix}meta WHERE name = 'versions'"
+    await _as_owner(
+        pg_server,
+        f"DROP SEQUENCE {sequence}",
+        f"UPDATE {counted.replace(' WHERE', ' SET value = 41 WHERE')}",
+        f"CREATE SEQUENCE {sequence}",  # at 1: it would give versions the counter gave
+        "SELECT 1",
+    )
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    with caplog.at_level(logging.WARNING, logger="quart_spotify_auth"):
+        await store.open()
+    try:
+        assert f"the sequence {sequence} stands at 0, not above the 41 versions" in caplog.text
+        assert f"SELECT setval('{sequence}', {41 + 2**32})" in caplog.text
+        assert (await store.put("user:a", _live())).version == 42  # counted on the row
+    finally:
+        await store.close()
+
+
+async def test_a_read_only_role_opens_the_store_and_reads(
+    pg_server: PostgreSQLServer, sql_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica, or a role whose transactions are read-only: the sequence cannot be created,
+    but logins can still be read (listed, moved out)."""
+    owner = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await owner.open()
+    login = await owner.put("user:a", _live())
+    await owner.close()
+    role = f"{sql_prefix}reader"
+    await _as_owner(
+        pg_server,
+        f"DROP SEQUENCE {sql_prefix}versions",  # tables of an earlier release
+        f"CREATE ROLE {role} LOGIN",
+        f"ALTER ROLE {role} SET default_transaction_read_only = on",
+        f"GRANT SELECT ON {sql_prefix}tokens, {sql_prefix}claims, {sql_prefix}meta TO {role}",
+        "SELECT 1",
+    )
+    store = SQLTokenStore(pg_server.url.replace("postgres@", f"{role}@"), prefix=sql_prefix)
+    with caplog.at_level(logging.WARNING, logger="quart_spotify_auth"):
+        await store.open()
+    try:
+        assert "cannot create the sequence" in caplog.text
+        assert await store.get("user:a") == login
+    finally:
+        await store.close()
+
+
+async def test_logins_moved_into_postgresql_keep_later_versions_above_theirs(
+    pg_server: PostgreSQLServer, sql_prefix: str, tmp_path: Path
+) -> None:
+    from quart_spotify_auth.logins import move
+
+    source = SQLTokenStore(f"sqlite:///{tmp_path}/tokens.sqlite3")
+    target = SQLTokenStore(pg_server.url, prefix=sql_prefix)
+    await source.open()
+    await target.open()
+    try:
+        # A source whose versions run far above the target's sequence (new: at 2**32).
+        high = 10**12
+        await source.put("user:a", _live())
+        direct = f"UPDATE quart_spotify_auth_tokens SET version = {high}"
+        await source.transaction(lambda c: c.exec_driver_sql(direct))
+        assert (await move(source, target)).copied == 1
+        assert (await target.get("user:a")) is not None
+        later = await target.put("user:b", _live())
+        assert later.version > high
+        # A role that may take versions but not move the sequence cannot move logins in.
+        role = f"{sql_prefix}mover"
+        tables = ", ".join(f"{sql_prefix}{n}" for n in ("tokens", "claims", "meta"))
+        await _as_owner(
+            pg_server,
+            f"CREATE ROLE {role} LOGIN",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {role}",
+            f"GRANT USAGE ON SEQUENCE {sql_prefix}versions TO {role}",
+            "SELECT 1",
+        )
+        limited = SQLTokenStore(pg_server.url.replace("postgres@", f"{role}@"), prefix=sql_prefix)
+        try:
+            with pytest.raises(ConfigurationError, match=f"GRANT UPDATE ON SEQUENCE {sql_prefix}"):
+                await move(source, limited)
+            assert (await limited.put("user:c", _live())).version > later.version  # it writes
+        finally:
+            await limited.close()
+    finally:
+        await source.close()
+        await target.close()
+
+
+async def test_a_postgresql_read_survives_a_connection_dropped_unheard(
+    pg_server: PostgreSQLServer, sql_prefix: str
+) -> None:
+    """A connection the server (or a NAT between) dropped while its driver heard nothing: the
+    read is sent again on a new connection, not a 503."""
+    import sqlalchemy
+
+    from quart_spotify_auth.stores.sqlengine import _closed_is_gone
+
+    store = SQLTokenStore(pg_server.url, prefix=sql_prefix, cache_ttl=0)
+    await store.open()
+    try:
+        login = await store.put("user:a", _live())
+        assert await store.get("user:a") == login  # a pooled connection, used
+        others = (  # the store's connections: every client's but this one's
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        # As if the driver had not heard yet: the pool hands the dead connection out.
+        engine = store.engine
+        assert isinstance(engine, AsyncEngine)
+        sqlalchemy.event.remove(engine.sync_engine, "checkout", _closed_is_gone)
+        assert await _as_owner(pg_server, others) >= 1
+        assert await store.get("user:a") == login
+        assert await _as_owner(pg_server, others) >= 1
+        assert await store.claim("user:a", 30, "me") is not None
     finally:
         await store.close()

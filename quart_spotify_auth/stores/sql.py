@@ -19,9 +19,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Sequence as SQLSequence
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.schema import CreateSequence
 
 from ..config import DEFAULTS
@@ -38,7 +38,7 @@ from .sqlrun import On, Runner
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
-from .sqlschema import SCHEMA_VERSION, Schema
+from .sqlschema import SCHEMA_VERSION, VERSION_GAP, Schema
 from .sqlstatements import Statements, bind
 
 __all__ = ["SQLTokenStore"]
@@ -50,10 +50,8 @@ T = TypeVar("T")
 #: How often (seconds) a process drops rows past their expiry and claims long ended.
 SWEEP_EVERY = 60.0
 
-#: How far above an earlier release's counter the sequence of versions starts (see ``_sequence``).
-VERSION_GAP = 2**32
-#: PostgreSQL's SQLSTATE for "permission denied".
-INSUFFICIENT_PRIVILEGE = "42501"
+#: PostgreSQL's SQLSTATEs of a sequence that another process created at the same moment.
+CREATED_MEANWHILE = ("23505", "42P07")
 
 #: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
 _FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
@@ -126,6 +124,8 @@ class SQLTokenStore(TokenStore):
         self._swept = 0.0
         self._busy_timeout = busy_timeout
         self._pid = 0
+        #: PostgreSQL: whether this role may move the sequence of versions (a move's copies).
+        self._movable = False
         self._forked()
 
     def __repr__(self) -> str:
@@ -232,38 +232,49 @@ class SQLTokenStore(TokenStore):
 
     def _sequence(self, connection: Connection, counted: int | None) -> bool:
         """PostgreSQL: whether writes can take their versions from the sequence, created when
-        missing. Tables of an earlier release (their counter ``counted``; None: new tables)
-        get it above their counter, by 2**32, so its processes still counting on the row
-        during a rolling upgrade never give a version it gives. Without the right to create it
-        or use it, writes count on the row, as before, and the log says what to run."""
+        missing 2**32 above the tables' counter ``counted`` (so processes of an earlier
+        release, still counting on the row in a rolling upgrade, never give a version it
+        gives). Writes count on the row as before, and the log says what to run, when it
+        cannot be created (no right to, a read-only server) or used, or stands at or below
+        the counter (made by hand, starting at 1)."""
         sequence = self.schema.versions
         named = connection.dialect.identifier_preparer.format_sequence(sequence)
-        first = 1 if counted is None else counted + VERSION_GAP
+        first = (counted or 0) + VERSION_GAP
         if not connection.dialect.has_sequence(connection, sequence.name):
             try:
                 with connection.begin_nested():  # a refusal leaves the transaction usable
                     connection.execute(CreateSequence(SQLSequence(sequence.name, start=first)))
             except SQLAlchemyError as exc:
-                if _sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
-                    raise  # (another process creating it meanwhile: created again, found)
-                logger.warning(
-                    "The token store cannot create the sequence %s in %s (permission denied): "
-                    "each login and refresh waits for the one before it to commit. Run "
-                    "`CREATE SEQUENCE %s START WITH %d` as the tables' owner, and grant USAGE "
-                    "on it to this role.",
-                    named, self._where, named, first,
-                )  # fmt: skip
-                return False
+                if _sqlstate(exc) in CREATED_MEANWHILE:
+                    raise  # by another process: this one's second try finds it
+                reason = type(getattr(exc, "orig", None) or exc).__name__
+                fix = f"Run `CREATE SEQUENCE {named} START WITH {first}` as the tables' owner"
+                return self._counting(f"it cannot create the sequence {named} ({reason})", fix)
+            self._movable = True
             return True
-        usable = text("SELECT has_sequence_privilege(:name, 'USAGE')")
-        if not connection.execute(usable, {"name": named}).scalar():
-            logger.warning(
-                "The token store may not use the sequence %s in %s: each login and refresh "
-                "waits for the one before it to commit. Grant USAGE on it to this role.",
-                named, self._where,
-            )  # fmt: skip
-            return False
+        found = connection.execute(self._sql.sequence_state, {"name": named}).first()
+        usable, position, self._movable = found if found is not None else (False, None, False)
+        if not usable:
+            return self._counting(f"it may not use the sequence {named}", "")
+        if position is not None and position <= (counted or 0):
+            fix = f"Run `SELECT setval('{named}', {first})` as the tables' owner"
+            return self._counting(
+                f"the sequence {named} stands at {position}, not above the {counted} versions "
+                "the tables' counter gave",
+                fix,
+            )
         return True
+
+    def _counting(self, reason: str, fix: str) -> bool:
+        """Writes count their versions on the meta row: said once, with ``fix``."""
+        grant = "grant USAGE on the sequence to this role, then restart"
+        advice = f"{fix}, and {grant}" if fix else grant[0].upper() + grant[1:]
+        logger.warning(
+            "The token store in %s counts versions on a row, as earlier releases did: %s. Each "
+            "login and refresh then waits for the one before it to commit. %s.",
+            self._where, reason, advice,
+        )  # fmt: skip
+        return False
 
     async def _try_a_write(self) -> None:
         """One write that changes nothing, at start: a file that opens but cannot be written
@@ -286,7 +297,10 @@ class SQLTokenStore(TokenStore):
     async def get(self, key: str) -> TokenRecord | None:
         read, now = self._sql.read, self._clock()
         row = await self._run(
-            lambda c: c.execute(read, bind(key=key, now=now)).first(), write=False, single=True
+            lambda c: c.execute(read, bind(key=key, now=now)).first(),
+            write=False,
+            single=True,
+            retry=True,
         )
         return self._codec.read(key, bytes(row[1]), int(row[0])) if row else None
 
@@ -350,6 +364,15 @@ class SQLTokenStore(TokenStore):
         return await self._run(lambda c: c.execute(page, where).all(), write=False, on="thread")
 
     async def adopt(self, rows: Sequence[Stored]) -> int:
+        if not self._ready:
+            await self._ensure()
+        if self._sql.sequenced and not self._movable:
+            named = self._sql.sequence_named
+            raise ConfigurationError(
+                f"Moving logins into {self._where} needs the right to move the sequence "
+                f"{named} (the versions given after them stay above theirs): run the move as "
+                f"the tables' owner, or GRANT UPDATE ON SEQUENCE {named} to this role."
+            )
         now = self._clock()
         moved = [
             (row, min(now + self._idle, row.record.reauthorize_by)) for row in rows if row.record
@@ -380,11 +403,11 @@ class SQLTokenStore(TokenStore):
 
     async def reschedule(self, key: str, due: float | None) -> None:
         moved = bind(key=key, due=due)
-        await self._run(lambda c: c.execute(self._sql.reschedule, moved), single=True)
+        await self._run(lambda c: c.execute(self._sql.reschedule, moved), single=True, retry=True)
 
     async def mark_used(self, key: str, at: float) -> None:
         used = bind(key=key, now=self._clock(), at=at)
-        await self._run(lambda c: c.execute(self._sql.mark_used, used), single=True)
+        await self._run(lambda c: c.execute(self._sql.mark_used, used), single=True, retry=True)
 
     async def due(self, now: float, limit: int) -> Due:
         sql, sweep = self._sql, self._swept + SWEEP_EVERY <= now
@@ -409,13 +432,13 @@ class SQLTokenStore(TokenStore):
         holder, now = f"{owner}/{os.urandom(8).hex()}", self._clock()
         taken = {"key": key, "holder": holder, "until": now + ttl, "now": now, "mine": f"{owner}/"}
         row = await self._run(
-            lambda c: c.execute(self._sql.claim, bind(**taken)).first(), single=True
+            lambda c: c.execute(self._sql.claim, bind(**taken)).first(), single=True, retry=True
         )
         return holder if row is not None else None
 
     async def release(self, key: str, claim: str) -> None:
         ended = bind(key=key, holder=claim)
-        await self._run(lambda c: c.execute(self._sql.release, ended), single=True)
+        await self._run(lambda c: c.execute(self._sql.release, ended), single=True, retry=True)
 
     async def _write(self, key: str, work: Callable[[Executes, Statements], T]) -> T:
         """Run a write of ``key`` (``work(connection, statements)``, the statements as the store
@@ -450,16 +473,26 @@ class SQLTokenStore(TokenStore):
         write: bool = True,
         on: On = "loop",
         single: bool = False,
+        retry: bool = False,
     ) -> T:
         """:meth:`transaction` for the store's own statements: on a SQLite file of the
         store's own, straight on the driver (:class:`.DirectSQLite`), and the one-row ones
         (``on="loop"``) inline on the event loop's thread while no other process holds the
         lock. ``single``: ``work`` runs one statement, a transaction by itself (PostgreSQL:
-        no BEGIN and COMMIT sent)."""
+        no BEGIN and COMMIT sent). ``retry``: ``work`` may run twice (a read; a claim, which its
+        holder takes again; a release, a use mark, a schedule, each setting what it sets),
+        and does, on a new connection, when its own was found dead."""
         try:
             if not self._ready:
                 await self._ensure()
-            return await self._in_transaction(work, write=write, on=on, single=single)
+            try:
+                return await self._in_transaction(work, write=write, on=on, single=single)
+            except DBAPIError as exc:
+                if not (retry and exc.connection_invalidated):
+                    raise
+                # A connection the server dropped unheard (a NAT's idle timeout, a failover):
+                # once more, on a new one.
+                return await self._in_transaction(work, write=write, on=on, single=single)
         except _FAILURES as exc:
             raise unavailable(self.dialect, self._where, exc) from exc
 

@@ -176,6 +176,7 @@ class Runner:
     async def close(self) -> None:
         """Let the store threads finish (a checkpoint in progress too), and close the
         driver's connections (the engine is the store's to dispose of)."""
+        self._engines.clear()
         threads, self._threads = self._threads, None
         if threads is not None and threading.main_thread().is_alive():
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)

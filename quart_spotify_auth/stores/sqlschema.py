@@ -25,10 +25,14 @@ from sqlalchemy.schema import CreateIndex, CreateSequence, CreateTable
 
 from ..config import DEFAULTS
 
-__all__ = ["SCHEMA_VERSION", "Schema", "create_statements"]
+__all__ = ["SCHEMA_VERSION", "VERSION_GAP", "Schema", "create_statements"]
 
 #: The version of these tables; a store refuses tables of another version (and says what to do).
 SCHEMA_VERSION = 1
+
+#: Where PostgreSQL's sequence of versions starts above the tables' counter: processes of an
+#: earlier release still counting on the row (a rolling upgrade) never give a version it gives.
+VERSION_GAP = 2**32
 
 
 class Schema:
@@ -101,7 +105,8 @@ def create_statements(
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             lines.append(str(CreateIndex(index).compile(dialect=chosen)).strip() + ";")
     if dialect == "postgresql":
-        lines.append(str(CreateSequence(schema.versions).compile(dialect=chosen)).strip() + ";")
+        first = Sequence(schema.versions.name, start=VERSION_GAP)
+        lines.append(str(CreateSequence(first).compile(dialect=chosen)).strip() + ";")
     for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
         row = schema.meta.insert().values(name=name, value=value)
         lines.append(str(row.compile(dialect=chosen, compile_kwargs={"literal_binds": True})) + ";")

@@ -142,13 +142,25 @@ class Statements:
         self.versions_above = (
             update(meta).where(meta.c.name == "versions", meta.c.value < top).values(value=top)
         )
+        # top: sequenced, the sequence moved above it, unless it stands there already (with a
+        # margin: what other processes take from it meanwhile is never given again)
         self.sequence_above = None
+        # (the name: the prefix's word characters, quoted by the dialect)
+        pg: Any = cast(Any, postgresql.dialect)()
+        self.sequence_named = named = pg.identifier_preparer.format_sequence(schema.versions)
         if sequenced:
-            # (the name: the prefix's word characters, quoted by the dialect)
-            pg: Any = cast(Any, postgresql.dialect)()
-            named = pg.identifier_preparer.format_sequence(schema.versions)
             self.sequence_above = text(
-                f"SELECT setval('{named}', GREATEST(:p_top, last_value)) FROM {named}"  # noqa: S608
+                f"SELECT setval('{named}', CAST(:p_top AS BIGINT) + {2**20}) "  # noqa: S608
+                "FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename)::regclass = "
+                f"'{named}'::regclass AND coalesce(last_value, start_value - 1) < :p_top"
             )
+        # name (the sequence's, quoted): whether this role may take versions from it (USAGE),
+        # the last it gave (or the one before its start), and whether it may move it (UPDATE)
+        self.sequence_state = text(
+            "SELECT has_sequence_privilege(:name, 'USAGE'), "
+            "coalesce(last_value, start_value - 1), has_sequence_privilege(:name, 'UPDATE') "
+            "FROM pg_sequences "
+            "WHERE format('%I.%I', schemaname, sequencename)::regclass = to_regclass(:name)"
+        )
         # channel, key: PostgreSQL only
         self.notify = text("SELECT pg_notify(:p_channel, :p_key)")
