@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Sequence as SQLSequence
-from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.schema import CreateSequence
+from sqlalchemy.exc import DBAPIError
 
 from ..config import DEFAULTS
 from ..errors import ConfigurationError, StoreUnavailable
@@ -38,8 +34,9 @@ from .sqlrun import On, Runner
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
-from .sqlschema import SCHEMA_VERSION, VERSION_GAP, Schema
+from .sqlschema import Schema
 from .sqlstatements import Statements, bind
+from .sqlversions import FAILURES, Found, moved_in, open_tables, saved, unwritable
 
 __all__ = ["SQLTokenStore"]
 
@@ -49,19 +46,6 @@ T = TypeVar("T")
 
 #: How often (seconds) a process drops rows past their expiry and claims long ended.
 SWEEP_EVERY = 60.0
-
-#: PostgreSQL's SQLSTATEs of a sequence that another process created at the same moment.
-CREATED_MEANWHILE = ("23505", "42P07")
-
-#: What a database that is away, locked or damaged raises (``sqlite3``'s for our BEGIN).
-_FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
-
-
-def _sqlstate(exc: SQLAlchemyError) -> str | None:
-    """The SQLSTATE of the driver's error (asyncpg and psycopg say ``sqlstate``, psycopg2
-    ``pgcode``)."""
-    orig = getattr(exc, "orig", None)
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
 class _Stale(Exception):
@@ -195,104 +179,24 @@ class SQLTokenStore(TokenStore):
         async with self._ready_lock.get():  # transaction() calls it only while not ready
             if self._ready:
                 return
-            meta = self.schema.meta
 
-            def create(connection: Connection) -> tuple[dict[str, int], bool]:
-                self.schema.metadata.create_all(connection)
-                rows = connection.execute(select(meta.c.name, meta.c.value)).all()
-                found: dict[str, int] = {str(name): int(value) for name, value in rows}
-                for name, value in (("schema", SCHEMA_VERSION), ("versions", 0)):
-                    if name not in found:
-                        connection.execute(meta.insert().values(name=name, value=value))
-                sequenced = self.dialect == "postgresql" and self._sequence(
-                    connection, found.get("versions")
-                )
-                return found, sequenced
+            def create(connection: Connection) -> Found:
+                return open_tables(connection, self.schema, self._sql, self._where)
 
             try:
-                found, sequenced = await self._in_transaction(create, write=True)
-            except _FAILURES:  # two processes creating the tables at once: one loses
+                found = await self._in_transaction(create, write=True)
+            except FAILURES:  # two processes creating the tables at once: one loses
                 try:
-                    found, sequenced = await self._in_transaction(create, write=True)
-                except _FAILURES as exc:
+                    found = await self._in_transaction(create, write=True)
+                except FAILURES as exc:
                     raise unavailable(self.dialect, self._where, exc) from exc
-            version = found.get("schema", SCHEMA_VERSION)
-            if version != SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"The token tables {self.schema.prefix}* in {self._where} are schema "
-                    f"version {version}; this quart-spotify-auth uses version {SCHEMA_VERSION}. "
-                    "Print the tables it needs with `python -m quart_spotify_auth schema` and "
-                    "migrate yours to them (or drop them: every user logs in again)."
-                )
-            if self.dialect == "sqlite" and self._owned:
-                await self._try_a_write()
-            if sequenced != self._sql.sequenced:
-                self._sql = Statements(self.schema, self.dialect, sequenced=sequenced)
+            if self.dialect == "sqlite" and self._owned:  # a file that cannot be written, said
+                write = functools.partial(self._in_transaction, write=True)
+                self.unwritable = await unwritable(write, self.schema, self._where)
+            self._movable = found.movable
+            if found.sequenced != self._sql.sequenced:
+                self._sql = Statements(self.schema, self.dialect, sequenced=found.sequenced)
             self._ready = True
-
-    def _sequence(self, connection: Connection, counted: int | None) -> bool:
-        """PostgreSQL: whether writes can take their versions from the sequence, created when
-        missing 2**32 above the tables' counter ``counted`` (so processes of an earlier
-        release, still counting on the row in a rolling upgrade, never give a version it
-        gives). Writes count on the row as before, and the log says what to run, when it
-        cannot be created (no right to, a read-only server) or used, or stands at or below
-        the counter (made by hand, starting at 1)."""
-        sequence = self.schema.versions
-        named = connection.dialect.identifier_preparer.format_sequence(sequence)
-        first = (counted or 0) + VERSION_GAP
-        if not connection.dialect.has_sequence(connection, sequence.name):
-            try:
-                with connection.begin_nested():  # a refusal leaves the transaction usable
-                    connection.execute(CreateSequence(SQLSequence(sequence.name, start=first)))
-            except SQLAlchemyError as exc:
-                if _sqlstate(exc) in CREATED_MEANWHILE:
-                    raise  # by another process: this one's second try finds it
-                reason = type(getattr(exc, "orig", None) or exc).__name__
-                fix = f"Run `CREATE SEQUENCE {named} START WITH {first}` as the tables' owner"
-                return self._counting(f"it cannot create the sequence {named} ({reason})", fix)
-            self._movable = True
-            return True
-        found = connection.execute(self._sql.sequence_state, {"name": named}).first()
-        usable, position, self._movable = found if found is not None else (False, None, False)
-        if not usable:
-            return self._counting(f"it may not use the sequence {named}", "")
-        if position is not None and position <= (counted or 0):
-            fix = f"Run `SELECT setval('{named}', {first})` as the tables' owner"
-            return self._counting(
-                f"the sequence {named} stands at {position}, not above the {counted} versions "
-                "the tables' counter gave",
-                fix,
-            )
-        return True
-
-    def _counting(self, reason: str, fix: str) -> bool:
-        """Writes count their versions on the meta row: said once, with ``fix``."""
-        grant = "grant USAGE on the sequence to this role, then restart"
-        advice = f"{fix}, and {grant}" if fix else grant[0].upper() + grant[1:]
-        logger.warning(
-            "The token store in %s counts versions on a row, as earlier releases did: %s. Each "
-            "login and refresh then waits for the one before it to commit. %s.",
-            self._where, reason, advice,
-        )  # fmt: skip
-        return False
-
-    async def _try_a_write(self) -> None:
-        """One write that changes nothing, at start: a file that opens but cannot be written
-        (read-only, immutable) is said now, with its fix, rather than by the first login's
-        503; reads go on (a read-only copy can still be listed or migrated from)."""
-        meta = self.schema.meta
-        touched = meta.update().where(meta.c.name == "schema").values(value=meta.c.value)
-        try:
-            await self._in_transaction(lambda c: c.execute(touched), write=True)
-        except _FAILURES as exc:
-            self.unwritable = unavailable(self.dialect, self._where, exc)
-            logger.error(
-                "The token store can be read but not written (%s). Logins and renewals get 503 "
-                "until it can; nothing has to be restarted.",
-                "; ".join(self.unwritable.__notes__),
-            )
-        else:
-            self.unwritable = None
 
     async def get(self, key: str) -> TokenRecord | None:
         read, now = self._sql.read, self._clock()
@@ -324,16 +228,10 @@ class SQLTokenStore(TokenStore):
         row["expires"] = min(self._clock() + self._idle, record.reauthorize_by)
 
         def write(connection: Executes, sql: Statements) -> int:
-            statement = sql.swap if "old" in more else sql.upsert
-            if sql.sequenced:  # the statement takes its version, and returns it
-                version = connection.execute(statement, bind(**row)).scalar()
-            else:  # one counter, taken first: each write waits for the one before to commit
-                version = int(connection.execute(sql.next_version).scalar_one())
-                if connection.execute(statement, bind(**row, version=version)).rowcount != 1:
-                    version = None
+            version = saved(connection, sql, "old" in more, row)
             if version is None:
                 raise _Stale()
-            return int(version)
+            return version
 
         return await self._write(key, write)
 
@@ -364,10 +262,9 @@ class SQLTokenStore(TokenStore):
         return await self._run(lambda c: c.execute(page, where).all(), write=False, on="thread")
 
     async def adopt(self, rows: Sequence[Stored]) -> int:
-        if not self._ready:
-            await self._ensure()
-        if self._sql.sequenced and not self._movable:
-            named = self._sql.sequence_named
+        sql = await self._statements()
+        if sql.sequenced and not self._movable:
+            named = sql.sequence_named
             raise ConfigurationError(
                 f"Moving logins into {self._where} needs the right to move the sequence "
                 f"{named} (the versions given after them stay above theirs): run the move as "
@@ -378,22 +275,10 @@ class SQLTokenStore(TokenStore):
             (row, min(now + self._idle, row.record.reauthorize_by)) for row in rows if row.record
         ]
 
+        channel = self.schema.channel if self.dialect == "postgresql" else None
+
         def write(connection: Executes) -> list[str]:
-            adopted, sql = [], self._sql  # (as the store is, once ready)
-            for row, expires in moved:
-                values = bind(key=row.key, version=row.version, record=row.blob, due=row.due)
-                values |= bind(used=row.used, expires=expires)
-                if expires > now and connection.execute(sql.adopt, values).rowcount == 1:
-                    adopted.append(row.key)
-                    if self.dialect == "postgresql":
-                        connection.execute(
-                            sql.notify, bind(channel=self.schema.channel, key=row.key)
-                        )
-            top = max((row.version for row, _ in moved), default=0)
-            connection.execute(sql.versions_above, bind(top=top))
-            if sql.sequence_above is not None:
-                connection.execute(sql.sequence_above, bind(top=top))
-            return adopted
+            return moved_in(connection, sql, moved, now, channel)
 
         adopted = await self._run(write, on="thread")
         if self._slots is not None:
@@ -445,9 +330,7 @@ class SQLTokenStore(TokenStore):
         found the database) and report it: PostgreSQL notifies in its transaction (a notifying
         statement, one of its own), SQLite moves the key's change slot after it (committed or
         not)."""
-        if not self._ready:
-            await self._ensure()
-        sql = self._sql
+        sql = await self._statements()
 
         def reported(connection: Executes) -> T:
             done = work(connection, sql)
@@ -460,6 +343,12 @@ class SQLTokenStore(TokenStore):
         finally:
             if self._slots is not None:
                 self._slots.changed(key)
+
+    async def _statements(self) -> Statements:
+        """The statements for the database as the store found it (opened first if need be)."""
+        if not self._ready:
+            await self._ensure()
+        return self._sql
 
     async def transaction(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """Run ``work(connection)`` (a sync ``Connection``) in one transaction; the database's
@@ -493,7 +382,7 @@ class SQLTokenStore(TokenStore):
                 # A connection the server dropped unheard (a NAT's idle timeout, a failover):
                 # once more, on a new one.
                 return await self._in_transaction(work, write=write, on=on, single=single)
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise unavailable(self.dialect, self._where, exc) from exc
 
     async def _in_transaction(
