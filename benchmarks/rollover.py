@@ -5,17 +5,60 @@ beside lazy refresh (``SPOTIFY_AUTO_RENEW=False``), same app, same fake, same lo
 With background renewal no request waits on Spotify, so p99 stays near p50; with lazy
 refresh the requests that find an expired token wait a token round trip. Beside them, the
 same load with no renewal in the run (tokens living an hour): the tail the server has anyway.
+
+Beside them, what each token request costs the app's event loop: CPU per request (this
+process's) on httpx's own transport and on the one the app uses (``quart_spotify_auth.wire``),
+side by side against the same fake, alternating rounds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import statistics
+import time
+from typing import Any, cast
 
 import httpx
 
+from quart_spotify_auth.accounts import POOL_CONNECTIONS
 from quart_spotify_auth.serving import free_port
+from quart_spotify_auth.wire import TokenTransport
+from tests.apps import CLIENT_ID, CLIENT_SECRET
 
 from .servers import hypercorn, run_json
+
+
+async def _token_request_cpu(fake_url: str, rounds: int = 5, count: int = 300) -> dict[str, Any]:
+    """CPU (µs) per client-credentials token request, httpx's own transport beside ours: the
+    median of ``rounds`` alternating rounds of ``count`` requests each."""
+    auth = httpx.BasicAuth(CLIENT_ID, CLIENT_SECRET)
+    ours = TokenTransport(httpx, max_connections=POOL_CONNECTIONS, keepalive=20)
+    clients = {
+        "httpx": httpx.AsyncClient(),
+        "ours": httpx.AsyncClient(transport=cast(httpx.AsyncBaseTransport, ours)),
+    }
+    figures: dict[str, list[float]] = {name: [] for name in clients}
+    try:
+        for _ in range(rounds):
+            for name, http in clients.items():
+                for _ in range(20):  # a connection open and warm
+                    await http.post(fake_url + "/api/token", data=_GRANT, auth=auth)
+                began = time.process_time()
+                for _ in range(count):
+                    reply = await http.post(fake_url + "/api/token", data=_GRANT, auth=auth)
+                    assert reply.status_code == 200, reply.text
+                figures[name].append((time.process_time() - began) / count * 1e6)
+    finally:
+        for http in clients.values():
+            await http.aclose()
+    medians = {name: round(statistics.median(runs), 1) for name, runs in figures.items()}
+    return {
+        "cpu_us": medians,
+        "cpu_us_runs": {name: [round(r, 1) for r in runs] for name, runs in figures.items()},
+        "ours_over_httpx": round(medians["ours"] / medians["httpx"], 3),
+    }
+
+
+_GRANT = {"grant_type": "client_credentials"}
 
 
 async def _login_users(app_url: str, users: int) -> None:
@@ -42,6 +85,7 @@ async def run(
     }
     every: dict[str, list[dict[str, Any]]] = {}
     async with hypercorn("benchmarks.apps:fake") as fake_url, httpx.AsyncClient() as control:
+        results["token_request"] = await _token_request_cpu(fake_url)
         for _ in range(runs):
             for mode, figures in (
                 await _modes(fake_url, control, seconds, users, lifetime, connections)

@@ -26,6 +26,7 @@ from .states import LoginStates
 from .stores import TokenStore
 from .tokens import AccessToken, TokenRecord
 from .webapi import SpotifyBearer, WebAPI
+from .wire import lean_transport_for
 
 if TYPE_CHECKING:
     import httpx
@@ -72,7 +73,7 @@ class Core:
         self.sender = sender
         self._transport = transport
         self.http = self._pool()  # the Web API's; token requests have a pool of their own
-        self.accounts = AccountsClient(settings, self._pool(), clock=clock)
+        self.accounts = AccountsClient(settings, self._pool(tokens=True), clock=clock)
         self.refresher, self.renewer = renewal(self.accounts, store, settings, clock, sender)
         #: The ``SPOTIFY_*`` part of the app's configuration when it was read.
         self.seen_config: dict[str, Any] = {}
@@ -81,11 +82,18 @@ class Core:
     def __repr__(self) -> str:
         return f"Core({self.settings!r}, {self.store!r})"
 
-    def _pool(self) -> httpx.AsyncClient:
+    def _pool(self, *, tokens: bool = False) -> httpx.AsyncClient:
+        """An HTTP client of the app's library; for ``tokens`` (the accounts service's) on
+        :mod:`.wire`'s transport unless the app gave one or a proxy is set."""
         lib = choose(self.settings.http_library, self._transport)  # a ConfigurationError first
+        transport = self._transport
+        if tokens and transport is None:
+            transport = lean_transport_for(
+                lib, self.settings.accounts_url, max_connections=POOL_CONNECTIONS, keepalive=20
+            )
         return lib.AsyncClient(  # type: ignore[no-any-return]
             timeout=lib.Timeout(self.settings.http_timeout),
-            transport=self._transport,
+            transport=transport,
             limits=lib.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=20),
             headers={"User-Agent": "quart-spotify-auth"},
         )
@@ -101,7 +109,7 @@ class Core:
         await self.renewer.stop()
         await self.store.close()
         pools = self.http, self.accounts.http
-        self.http, self.accounts.http = self._pool(), self._pool()
+        self.http, self.accounts.http = self._pool(), self._pool(tokens=True)
         for pool in pools:
             await pool.aclose()
 

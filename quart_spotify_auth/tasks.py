@@ -73,6 +73,11 @@ class PerLoop(Generic[T]):
                     item = self._items[loop] = self._make()
         return item
 
+    def made(self) -> list[T]:
+        """Every loop's, the closed loops' too until forgotten."""
+        with self._guard:
+            return list(self._items.values())
+
 
 class Flight(Generic[T]):
     """A task that many callers join, each for at most ``timeout`` seconds from when it
