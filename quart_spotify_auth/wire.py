@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 import time
 import urllib.request
@@ -30,8 +31,9 @@ from .tasks import PerLoop
 
 __all__ = ["KEEPALIVE_EXPIRY", "TokenTransport", "lean_transport_for"]
 
-#: An idle connection is closed after this many seconds unused (httpx's default too).
-KEEPALIVE_EXPIRY = 5.0
+#: An idle connection is closed after this many seconds unused: below the 5 s after which
+#: many servers (hypercorn among them) close theirs, so a request never races that close.
+KEEPALIVE_EXPIRY = 4.0
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -44,7 +46,9 @@ def lean_transport_for(lib: ModuleType, url: str, *, max_connections: int, keepa
     proxies = urllib.request.getproxies()  # what httpx reads: *_PROXY, any case
     if scheme not in ("http", "https") or any(k in proxies for k in (scheme, "all")):
         return None
-    return TokenTransport(lib, max_connections=max_connections, keepalive=keepalive)
+    return TokenTransport(
+        lib, max_connections=max_connections, keepalive=keepalive, tls=scheme == "https"
+    )
 
 
 class _Wire(asyncio.Protocol):
@@ -54,6 +58,7 @@ class _Wire(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.received = bytearray()
         self.ended = False
+        self.error: Exception | None = None  # how the connection was lost, if not cleanly
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,6 +76,7 @@ class _Wire(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
+        self.error = exc
         self._wake()
 
     def _wake(self) -> None:
@@ -106,26 +112,42 @@ class _Connection:
         self.idle_since = 0.0
 
     def reusable(self, now: float) -> bool:
-        """Idle, open, not expired, with nothing unasked-for arrived (a late 408, a close)."""
+        """Idle, open, not expired, with nothing unasked-for arrived (a late 408, a close):
+        neither heard by the loop nor waiting unread on the socket (a busy loop has not read
+        the server's close yet, and a request sent on it would be lost)."""
         wire = self.wire
-        return not wire.ended and not wire.received and now - self.idle_since < KEEPALIVE_EXPIRY
+        if wire.ended or wire.received or now - self.idle_since >= KEEPALIVE_EXPIRY:
+            return False
+        sock = wire.transport.get_extra_info("socket") if wire.transport else None
+        if sock is None:
+            return False
+        return not _readable(sock.fileno())
 
 
 class _Pool:
     """One event loop's connections (a connection serves the loop that opened it)."""
 
-    __slots__ = ("idle", "slots")
+    __slots__ = ("idle", "loop", "slots")
 
     def __init__(self, max_connections: int) -> None:
+        self.loop = asyncio.get_running_loop()
         self.slots = asyncio.Semaphore(max_connections)
         self.idle: dict[_Origin, deque[_Connection]] = {}
 
     def close(self) -> None:
-        for conns in self.idle.values():
-            for conn in conns:
-                with contextlib.suppress(RuntimeError):  # its loop is closed, and its socket
-                    conn.wire.close()
+        """Close the idle connections, on their own loop's thread if it is another's."""
+        wires = [conn.wire for conns in self.idle.values() for conn in conns]
         self.idle.clear()
+        try:
+            here = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            here = False
+        for wire in wires:
+            with contextlib.suppress(RuntimeError):  # that loop is closed, its sockets with it
+                if here:
+                    wire.close()
+                else:
+                    self.loop.call_soon_threadsafe(wire.close)
 
 
 class TokenTransport:
@@ -133,10 +155,14 @@ class TokenTransport:
     ``keepalive`` kept open while idle, per origin and event loop; TLS verified as httpx
     verifies it (``create_ssl_context``: certifi's roots, or ``SSL_CERT_FILE``)."""
 
-    def __init__(self, lib: ModuleType, *, max_connections: int, keepalive: int) -> None:
+    def __init__(
+        self, lib: ModuleType, *, max_connections: int, keepalive: int, tls: bool = False
+    ) -> None:
         self._lib = lib
         self._keepalive = keepalive
-        self._ssl: ssl.SSLContext | None = None  # made on the first https request
+        #: Made here for an https service (reading the roots takes tens of ms: not on the
+        #: serving loop's first token request), else on the first https request.
+        self._ssl: ssl.SSLContext | None = lib.create_ssl_context() if tls else None
         self._pools = PerLoop(lambda: _Pool(max_connections))
         self._closed = False
 
@@ -171,16 +197,16 @@ class TokenTransport:
         try:
             conn = _reused(pool, origin) or await self._connect(origin, timeouts.get("connect"))
             reply = await self._exchange(conn, request, body, timeouts)
-            if reply[4]:
+            if reply[5]:
                 self._keep(pool, origin, conn)
         finally:
             pool.slots.release()
-        status, headers, reason, content, _ = reply
+        status, headers, version, reason, content, _ = reply
         return lib.Response(
             status,
             headers=headers,
             stream=lib.ByteStream(content),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+            extensions={"http_version": version, "reason_phrase": reason},
         )
 
     async def _connect(self, origin: _Origin, timeout: float | None) -> _Connection:
@@ -204,7 +230,7 @@ class TokenTransport:
 
     async def _exchange(
         self, conn: _Connection, request: Any, body: bytes, timeouts: dict[str, float | None]
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes, bool]:
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes, bytes, bool]:
         """Send ``request`` on ``conn`` and read the whole reply, and whether ``conn`` may
         serve another request (else it is closed here, as it is on any failure)."""
         lib, wire, machine = self._lib, conn.wire, conn.h11
@@ -223,7 +249,7 @@ class TokenTransport:
             if wire.ended or wire.transport is None or wire.transport.is_closing():
                 raise lib.WriteError("The connection was closed before the request was sent")
             wire.transport.write(data)  # a token request fits the transport's buffer
-            status, headers, reason, chunks = 0, [], b"", []
+            status, headers, version, reason, chunks = 0, [], b"HTTP/1.1", b"", []
             heard = False  # whether any of the reply arrived
             read_timeout = timeouts.get("read")  # for each read, as httpx's own transport
             while True:
@@ -236,20 +262,26 @@ class TokenTransport:
                         machine.receive_data(received)
                         continue
                 except h11.RemoteProtocolError as exc:
+                    if wire.error is not None:  # reset: the same error httpx's transport gives
+                        raise lib.ReadError(f"The connection was lost: {wire.error}") from exc
                     raise lib.RemoteProtocolError(_protocol_error(exc, heard)) from exc
                 if isinstance(event, h11.Response):
                     status, reason = event.status_code, event.reason
+                    version = b"HTTP/" + event.http_version
                     headers = list(event.headers.raw_items())
+                elif isinstance(event, h11.InformationalResponse):
+                    continue  # 100 Continue, 103 Early Hints: the reply follows
                 elif isinstance(event, h11.Data):
                     chunks.append(bytes(event.data))
                 elif isinstance(event, h11.EndOfMessage):
                     break
-                else:  # h11.ConnectionClosed, or an informational reply: not Spotify's way
+                else:  # h11.ConnectionClosed before the end of the reply
                     raise lib.RemoteProtocolError(f"Unexpected from the server: {event!r}")
             if machine.our_state is h11.DONE and machine.their_state is h11.DONE:
                 machine.start_next_cycle()
-                kept = not self._closed
-            return status, headers, reason, b"".join(chunks), kept
+                # Bytes after the reply were never asked for: not a connection to trust again.
+                kept = not self._closed and not machine.trailing_data[0]
+            return status, headers, version, reason, b"".join(chunks), kept
         except TimeoutError as exc:
             raise lib.ReadTimeout("Spotify's reply did not arrive in time") from exc
         finally:
@@ -263,6 +295,19 @@ class TokenTransport:
         else:
             conn.idle_since = time.monotonic()
             conns.append(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or its end): poll where there is one (no
+    limit on descriptor numbers, unlike select's 1024), select elsewhere (Windows)."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # not a socket to trust
 
 
 def _reused(pool: _Pool, origin: _Origin) -> _Connection | None:

@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import gzip
 import json
+import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import cast
@@ -419,3 +421,85 @@ async def test_an_app_s_token_requests_go_through_the_lean_transport(
                 assert (await core.accounts.client_credentials()).access_token == "A1"
     assert server.accepted == 1
     assert server.requests[0].startswith(b"POST /api/token HTTP/1.1")
+
+
+async def test_an_idle_connection_past_its_expiry_is_closed_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("quart_spotify_auth.wire.KEEPALIVE_EXPIRY", 0.0)
+    async with served() as server, client() as http:
+        for _ in range(3):
+            assert (await post(http, server.url)).json() == TOKEN
+        async with asyncio.timeout(5):
+            while server.closed_by_client < 2:  # the two expired ones, closed by the client
+                await asyncio.sleep(0.005)
+    assert server.accepted == 3
+
+
+async def test_an_idle_connection_closed_while_the_loop_was_busy_is_not_used() -> None:
+    """The server's close arrives while the event loop is busy (it has not read it yet): the
+    socket is looked at before reuse, so the next request goes on a new connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    closed = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:  # blocking, on a thread: it runs while the client's loop cannot
+        for number in (1, 2):
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            conn.recv(65536)
+            conn.sendall(reply())
+            if number == 1:
+                conn.close()  # keep-alive promised, then closed while idle
+                closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with client() as http:
+            assert (await post(http, url)).json() == TOKEN
+            assert closed.wait(5)  # blocks the loop: the close is not read by it
+            assert (await post(http, url)).json() == TOKEN
+        thread.join(5)
+        assert len(accepted) == 2
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+async def test_informational_replies_are_skipped_and_the_version_is_the_server_s() -> None:
+    informational = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    answer = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY
+
+    async def handler(
+        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await server.request(reader)
+        writer.write(informational + answer)
+        writer.close()  # HTTP/1.0 with no length: the body ends with the connection
+
+    async with served(handler) as server, client() as http:
+        response = await post(http, server.url)
+        assert response.json() == TOKEN
+        assert response.http_version == "HTTP/1.0"
+        assert (await post(http, server.url)).json() == TOKEN  # not kept: a new connection
+    assert server.accepted == 2
+
+
+async def test_bytes_after_a_reply_are_never_taken_for_the_next_reply() -> None:
+    unasked = reply(b'{"access_token": "FORGED"}')
+
+    async def handler(
+        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await server.request(reader) is not None:
+            writer.write(reply() + (unasked if server.accepted == 1 else b""))
+            await writer.drain()
+
+    async with served(handler) as server, client() as http:
+        for _ in range(3):
+            assert (await post(http, server.url)).json() == TOKEN
+    assert server.accepted == 2  # the first connection, with bytes beyond its reply, dropped
