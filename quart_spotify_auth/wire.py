@@ -23,7 +23,7 @@ import time
 import urllib.request
 from collections import deque
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import h11
 
@@ -99,6 +99,17 @@ class _Wire(asyncio.Protocol):
         self.ended = True
         if self.transport is not None:
             self.transport.close()
+
+
+class _Reply(NamedTuple):
+    """A whole reply as read, and whether its connection may serve another request."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    version: bytes
+    reason: bytes
+    content: bytes
+    reusable: bool
 
 
 class _Connection:
@@ -197,16 +208,15 @@ class TokenTransport:
         try:
             conn = _reused(pool, origin) or await self._connect(origin, timeouts.get("connect"))
             reply = await self._exchange(conn, request, body, timeouts)
-            if reply[5]:
+            if reply.reusable:
                 self._keep(pool, origin, conn)
         finally:
             pool.slots.release()
-        status, headers, version, reason, content, _ = reply
         return lib.Response(
-            status,
-            headers=headers,
-            stream=lib.ByteStream(content),
-            extensions={"http_version": version, "reason_phrase": reason},
+            reply.status,
+            headers=reply.headers,
+            stream=lib.ByteStream(reply.content),
+            extensions={"http_version": reply.version, "reason_phrase": reply.reason},
         )
 
     async def _connect(self, origin: _Origin, timeout: float | None) -> _Connection:
@@ -230,7 +240,7 @@ class TokenTransport:
 
     async def _exchange(
         self, conn: _Connection, request: Any, body: bytes, timeouts: dict[str, float | None]
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bytes, bytes, bool]:
+    ) -> _Reply:
         """Send ``request`` on ``conn`` and read the whole reply, and whether ``conn`` may
         serve another request (else it is closed here, as it is on any failure)."""
         lib, wire, machine = self._lib, conn.wire, conn.h11
@@ -249,7 +259,9 @@ class TokenTransport:
             if wire.ended or wire.transport is None or wire.transport.is_closing():
                 raise lib.WriteError("The connection was closed before the request was sent")
             wire.transport.write(data)  # a token request fits the transport's buffer
-            status, headers, version, reason, chunks = 0, [], b"HTTP/1.1", b"", []
+            status, version, reason = 0, b"HTTP/1.1", b""
+            headers: list[tuple[bytes, bytes]] = []
+            chunks: list[bytes] = []
             heard = False  # whether any of the reply arrived
             read_timeout = timeouts.get("read")  # for each read, as httpx's own transport
             while True:
@@ -281,7 +293,7 @@ class TokenTransport:
                 machine.start_next_cycle()
                 # Bytes after the reply were never asked for: not a connection to trust again.
                 kept = not self._closed and not machine.trailing_data[0]
-            return status, headers, version, reason, b"".join(chunks), kept
+            return _Reply(status, headers, version, reason, b"".join(chunks), kept)
         except TimeoutError as exc:
             raise lib.ReadTimeout("Spotify's reply did not arrive in time") from exc
         finally:

@@ -111,6 +111,22 @@ def reply_each(answer: bytes | None = None) -> Handler:
     return handler
 
 
+def first_differently(first: Callable[[asyncio.StreamWriter], Awaitable[bool]]) -> Handler:
+    """A handler answering the server's first request with ``first`` (``False``: the
+    connection ends there) and every later one with a token reply."""
+
+    async def handler(
+        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await server.request(reader) is not None:
+            if len(server.requests) == 1 and not await first(writer):
+                return
+            writer.write(reply())
+            await writer.drain()
+
+    return handler
+
+
 def client(**limits: int) -> httpx.AsyncClient:
     transport = TokenTransport(
         httpx, max_connections=limits.get("max_connections", 10), keepalive=limits.get("keep", 5)
@@ -201,20 +217,12 @@ def _idle_ended(transport: TokenTransport) -> bool:
 
 async def test_a_reply_that_never_comes_is_a_read_timeout_and_the_connection_is_dropped() -> None:
     hold = asyncio.Event()
-    calls = 0
 
-    async def handler(
-        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        nonlocal calls
-        while await server.request(reader) is not None:
-            calls += 1
-            if calls == 1:
-                await hold.wait()  # never answers the first
-            writer.write(reply())
-            await writer.drain()
+    async def held(writer: asyncio.StreamWriter) -> bool:
+        await hold.wait()  # not answered in time
+        return True
 
-    async with served(handler) as server, client() as http:
+    async with served(first_differently(held)) as server, client() as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(server.url + "/api/token", timeout=0.2)
         assert (await post(http, server.url)).json() == TOKEN
@@ -233,22 +241,12 @@ async def test_a_reply_that_never_comes_is_a_read_timeout_and_the_connection_is_
 async def test_a_broken_reply_is_a_protocol_error_and_the_next_request_works(
     answer: bytes, message: str
 ) -> None:
-    calls = 0
+    async def broken(writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer)
+        writer.close()
+        return False
 
-    async def handler(
-        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        nonlocal calls
-        while await server.request(reader) is not None:
-            calls += 1
-            if calls == 1:
-                writer.write(answer)
-                writer.close()
-                return
-            writer.write(reply())
-            await writer.drain()
-
-    async with served(handler) as server, client() as http:
+    async with served(first_differently(broken)) as server, client() as http:
         with pytest.raises(httpx.RemoteProtocolError, match=message):
             await post(http, server.url)
         assert (await post(http, server.url)).json() == TOKEN
@@ -303,16 +301,11 @@ async def test_connections_beyond_the_limit_wait_for_one_then_time_out() -> None
 
 
 async def test_a_cancelled_request_drops_its_connection() -> None:
-    async def handler(
-        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        while await server.request(reader) is not None:
-            if len(server.requests) == 1:
-                await asyncio.Event().wait()  # the first is never answered
-            writer.write(reply())
-            await writer.drain()
+    async def never(writer: asyncio.StreamWriter) -> bool:
+        await asyncio.Event().wait()  # the first is never answered
+        return False
 
-    async with served(handler) as server, client() as http:
+    async with served(first_differently(never)) as server, client() as http:
         task = asyncio.ensure_future(post(http, server.url))
         async with asyncio.timeout(5):
             while not server.requests:
