@@ -3,13 +3,15 @@ whatever else the machine is doing (the CPU ratios move by several points a run)
 ``/token`` (``get_access_token()``) costs over ``/constant`` (:func:`run`), and what a login
 costs each contender of the login measure (:func:`logins`).
 
-``benchmarks.apps:hotpath`` is served by hypercorn in one process under callgrind, counting
-nothing until a measured batch starts; the fake Spotify runs in its own process, uncounted.
-For each store, after a login and a warm-up, batches of ``REQUESTS`` requests on eight
-connections, ``/constant`` and ``/token`` in turn, twice each: between callgrind's zeroing
-and its dump, the server's own instructions (hypercorn, Quart, the extension, the store). The
-least of each path's two is kept. What the kernel does for a request (the same for both paths:
-the replies have the same length) is not counted.
+``benchmarks.apps:hotpath`` (and the same hot path on Flask through the shim,
+``benchmarks.apps:flask_hotpath``, served as a WSGI app in hypercorn's threads) is served by
+hypercorn in one process under callgrind, counting nothing until a measured batch starts; the
+fake Spotify runs in its own process, uncounted. For each app and store, after a login and a
+warm-up, batches of ``REQUESTS`` requests on eight connections, ``/constant`` and ``/token``
+in turn, twice each: between callgrind's zeroing and its dump, the server's own instructions
+(hypercorn, the framework, the extension, the store). The least of each path's two is kept.
+What the kernel does for a request (the same for both paths: the replies have the same
+length) is not counted.
 
 A login is counted the same way, each contender's app in turn under callgrind: batches of
 complete logins by four browsers at a time, the app's own work for each (not the fake's).
@@ -41,8 +43,14 @@ from .web import _session_cookie
 
 #: Requests in one counted batch.
 REQUESTS = 1000
-#: The stores measured, as ``SPOTIFY_TOKEN_STORE`` (``{folder}``: a folder of the run's own).
-STORES = {"memory": "memory", "sqlite": "sqlite:///{folder}/hotpath.sqlite3"}
+#: The hot paths counted: name -> (the app, as ``BENCH_TARGET``; its ``SPOTIFY_TOKEN_STORE``,
+#: where ``{folder}`` is a folder of the run's own).
+APPS = {
+    "memory": ("benchmarks.apps:hotpath", "memory"),
+    "sqlite": ("benchmarks.apps:hotpath", "sqlite:///{folder}/hotpath.sqlite3"),
+    "flask_memory": ("benchmarks.apps:flask_hotpath", "memory"),
+    "flask_sqlite": ("benchmarks.apps:flask_hotpath", "sqlite:///{folder}/flask.sqlite3"),
+}
 
 
 def totals(dump: str) -> int:
@@ -111,11 +119,11 @@ async def _batch(pid: int, folder: Path, load: Awaitable[None]) -> int:
     return totals(dump.read_text())
 
 
-async def _store(store_url: str, folder: Path, count: int) -> dict[str, Any]:
+async def _hot_path(target: str, store_url: str, folder: Path, count: int) -> dict[str, Any]:
     async with hypercorn("benchmarks.apps:fake") as fake_url:
         port = free_port()
         env = {"BENCH_APP_PORT": str(port), "BENCH_FAKE_URL": fake_url,
-               "SPOTIFY_TOKEN_STORE": store_url}  # fmt: skip
+               "BENCH_TARGET": target, "SPOTIFY_TOKEN_STORE": store_url}  # fmt: skip
         async with _counted_server(env, folder) as pid:
             app_url = f"http://127.0.0.1:{port}"
             cookie = await _session_cookie(app_url)
@@ -201,13 +209,15 @@ async def logins(
     return results
 
 
-async def run(count: int = REQUESTS, stores: tuple[str, ...] = tuple(STORES)) -> dict[str, Any]:
+async def run(count: int = REQUESTS, apps: tuple[str, ...] = tuple(APPS)) -> dict[str, Any]:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         return {"skipped": "valgrind is not installed"}
     results: dict[str, Any] = {"requests": count}
     with tempfile.TemporaryDirectory() as folder:
-        for name in stores:
-            results[name] = await _store(STORES[name].format(folder=folder), Path(folder), count)
+        for name in apps:
+            target, store = APPS[name]
+            store = store.format(folder=folder)
+            results[name] = await _hot_path(target, store, Path(folder), count)
     return results
 
 
