@@ -165,12 +165,24 @@ class Context:
     after_this_request: Callable[[Any], Any]
     before_render_template: Any
 
+    def current_app(self) -> Any:
+        """The current app itself, not the proxy (an attribute read through a proxy costs
+        several times a lookup of the object; this is on every token's path)."""
+        return self.app._get_current_object()
+
     def caller(self, identity: object) -> Caller:
         """The request's :class:`Caller`, given what the ``identity`` hook returned. It holds
-        the real session, not the proxy: the Flask shim's core runs on another thread."""
+        the real session, not the proxy: the Flask shim's core runs on another thread. The
+        request's cookies are read only if the login check asks (a parse and a proxy read
+        less on each token's path)."""
         app = self.app._get_current_object()
-        foreign = partial(foreign_session_cookie, app, self.request.cookies)
+        request = self.request._get_current_object()
+        foreign = partial(_foreign_cookie, app, request)
         return Caller(self.session._get_current_object(), identity_of(identity), foreign)
+
+
+def _foreign_cookie(app: Any, request: Any) -> bool:
+    return foreign_session_cookie(app, request.cookies)
 
 
 class BaseSpotifyAuth(SeedNames):

@@ -23,7 +23,7 @@ QUART = Context(current_app, request, session, g, after_this_request, before_ren
 
 def current_core(app: Quart | None = None) -> Core:
     """The :class:`~.core.Core` of ``app`` (default: the current app)."""
-    return cast(Core, registered(app if app is not None else current_app))
+    return cast(Core, registered(app if app is not None else QUART.current_app()))
 
 
 class SpotifyAuth(BaseSpotifyAuth):

@@ -87,7 +87,7 @@ os.register_at_fork(before=_stop_all)
 
 def current_core(app: Flask | None = None) -> Core:
     """The started :class:`~.core.Core` of ``app`` (default: the current app)."""
-    return cast(_AppState, registered(app or current_app)).core()
+    return cast(_AppState, registered(app if app is not None else FLASK.current_app())).core()
 
 
 class SpotifyAuth(BaseSpotifyAuth):
