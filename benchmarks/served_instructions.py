@@ -39,18 +39,14 @@ import httpx
 from quart_spotify_auth.serving import free_port, wait_for_port
 
 from .servers import hypercorn
+from .stores import HOT_PATHS, store
 from .web import _session_cookie
 
 #: Requests in one counted batch.
 REQUESTS = 1000
-#: The hot paths counted: name -> (the app, as ``BENCH_TARGET``; its ``SPOTIFY_TOKEN_STORE``,
-#: where ``{folder}`` is a folder of the run's own).
-APPS = {
-    "memory": ("benchmarks.apps:hotpath", "memory"),
-    "sqlite": ("benchmarks.apps:hotpath", "sqlite:///{folder}/hotpath.sqlite3"),
-    "flask_memory": ("benchmarks.apps:flask_hotpath", "memory"),
-    "flask_sqlite": ("benchmarks.apps:flask_hotpath", "sqlite:///{folder}/flask.sqlite3"),
-}
+#: The hot paths counted: the timed measure's (name -> its app, its store's kind) on the stores
+#: that need no server of their own.
+APPS = {name: (app, kind) for name, app, kind in HOT_PATHS if kind in ("memory", "sqlite")}
 
 
 def totals(dump: str) -> int:
@@ -215,9 +211,9 @@ async def run(count: int = REQUESTS, apps: tuple[str, ...] = tuple(APPS)) -> dic
     results: dict[str, Any] = {"requests": count}
     with tempfile.TemporaryDirectory() as folder:
         for name in apps:
-            target, store = APPS[name]
-            store = store.format(folder=folder)
-            results[name] = await _hot_path(target, store, Path(folder), count)
+            target, kind = APPS[name]
+            async with store(kind) as store_url:
+                results[name] = await _hot_path(target, store_url, Path(folder), count)
     return results
 
 

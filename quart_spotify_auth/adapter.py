@@ -175,14 +175,9 @@ class Context:
         the real session, not the proxy: the Flask shim's core runs on another thread. The
         request's cookies are read only if the login check asks (a parse and a proxy read
         less on each token's path)."""
-        app = self.app._get_current_object()
         request = self.request._get_current_object()
-        foreign = partial(_foreign_cookie, app, request)
+        foreign = partial(foreign_session_cookie, self.current_app(), request)
         return Caller(self.session._get_current_object(), identity_of(identity), foreign)
-
-
-def _foreign_cookie(app: Any, request: Any) -> bool:
-    return foreign_session_cookie(app, request.cookies)
 
 
 class BaseSpotifyAuth(SeedNames):

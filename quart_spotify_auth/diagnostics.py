@@ -3,7 +3,6 @@ cannot read, a callback from another host. Used by both adapters and by :mod:`.c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,11 +36,11 @@ FOREIGN_SESSION_COOKIE = (
 )
 
 
-def foreign_session_cookie(app: Any, cookies: Mapping[str, str]) -> bool:
-    """Whether the request brought a session cookie signed with another key than the app's
-    (asked only when a login cannot be found); ``False`` when the session interface does not
-    sign cookies the framework's way."""
-    value = cookies.get(app.config.get("SESSION_COOKIE_NAME") or "session")
+def foreign_session_cookie(app: Any, request: Any) -> bool:
+    """Whether ``request`` brought a session cookie signed with another key than the app's
+    (asked only when a login cannot be found, so its cookies are parsed only then); ``False``
+    when the session interface does not sign cookies the framework's way."""
+    value = request.cookies.get(app.config.get("SESSION_COOKIE_NAME") or "session")
     signing = getattr(app.session_interface, "get_signing_serializer", None)
     serializer = signing(app) if value and callable(signing) else None
     if serializer is None:
